@@ -1,0 +1,107 @@
+//! `omni bench`: what a user cares about (load time, prefill and decode speed, memory) and how
+//! close decode comes to the memory-bandwidth limit measured in the same run.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::info::human_bytes;
+use super::load::load_qwen3;
+use crate::cpu::bandwidth::measure_read_bandwidth;
+use crate::models::qwen3::Logits;
+use crate::models::sampler::Rng;
+
+#[derive(Debug, Clone)]
+pub struct BenchArgs {
+    pub model: String,
+    pub prompt_len: usize,
+    pub gen_len: usize,
+    /// size of the buffer for the bandwidth measurement
+    pub bandwidth_mib: usize,
+    pub repeats: usize,
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let dir = super::model_dir(&a.model)?;
+    let rss_before = MemInfo::read();
+    let loaded = load_qwen3(&dir)?;
+    let rss_loaded = MemInfo::read();
+    let model = &loaded.model;
+    let vocab = model.config.vocab_size as u64;
+    let mut rng = Rng::new(42);
+    let prompt: Vec<u32> = (0..a.prompt_len).map(|_| (rng.next_u64() % vocab) as u32).collect();
+
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    for _ in 0..a.repeats.max(1) {
+        let mut cache = model.new_cache(a.prompt_len + a.gen_len + 1);
+        let t0 = Instant::now();
+        let mut logits = model.forward(&prompt, &mut cache, Logits::Last)?;
+        prefill.push(a.prompt_len as f64 / t0.elapsed().as_secs_f64());
+        let t1 = Instant::now();
+        for _ in 0..a.gen_len {
+            let id = crate::cpu::argmax(&logits) as u32;
+            logits = model.forward(&[id], &mut cache, Logits::Last)?;
+        }
+        decode.push(a.gen_len as f64 / t1.elapsed().as_secs_f64());
+    }
+    let rss_peak = MemInfo::read();
+    let bw = measure_read_bandwidth(a.bandwidth_mib << 20, 5);
+
+    let prefill_tps = median(&mut prefill);
+    let decode_tps = median(&mut decode);
+    let bytes_per_token = model.bytes_per_decoded_token();
+    let achieved = bytes_per_token as f64 * decode_tps;
+    let flops_per_token = 2.0 * (model.bytes_per_decoded_token() as f64 / dtype_bytes(model));
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| model | {} |", dir.display());
+    println!("| threads | {} |", rayon::current_num_threads());
+    println!("| load time (map + fault in {}) | {:.2} s |", human_bytes(loaded.file_bytes), loaded.load_time.as_secs_f64());
+    println!("| prefill {} tokens | {:.1} tok/s ({:.1} GFLOP/s in matmuls) |", a.prompt_len, prefill_tps, prefill_tps * flops_per_token / 1e9);
+    println!("| decode {} tokens | {:.2} tok/s ({:.1} ms/token) |", a.gen_len, decode_tps, 1e3 / decode_tps);
+    println!("| weight bytes per decoded token | {} |", human_bytes(bytes_per_token));
+    println!("| achieved decode bandwidth | {:.1} GB/s |", achieved / 1e9);
+    println!("| measured read bandwidth ({} MiB, best of 5) | {:.1} GB/s |", a.bandwidth_mib, bw / 1e9);
+    println!("| decode / bandwidth roofline | {:.0}% |", 100.0 * achieved / bw);
+    if let (Some(b), Some(l), Some(p)) = (rss_before, rss_loaded, rss_peak) {
+        println!("| anonymous memory growth at load | {} |", human_bytes(l.anon.saturating_sub(b.anon)));
+        println!("| RSS after load (anon + file-backed) | {} + {} |", human_bytes(l.anon), human_bytes(l.file));
+        println!("| peak RSS | {} |", human_bytes(p.peak));
+    }
+    println!("| runs (median of) | {} |", a.repeats.max(1));
+    Ok(())
+}
+
+fn dtype_bytes(m: &crate::models::qwen3::Qwen3Model) -> f64 {
+    m.lm_head.weight.dtype.size() as f64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Resident memory of this process from /proc/self/status (Linux only).
+#[derive(Debug, Clone, Copy)]
+pub struct MemInfo {
+    pub anon: usize,
+    pub file: usize,
+    pub peak: usize,
+}
+
+impl MemInfo {
+    pub fn read() -> Option<Self> {
+        let s = std::fs::read_to_string("/proc/self/status").ok()?;
+        let field = |key: &str| -> Option<usize> {
+            let line = s.lines().find(|l| l.starts_with(key))?;
+            let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        };
+        Some(MemInfo {
+            anon: field("RssAnon:")?,
+            file: field("RssFile:")?,
+            peak: field("VmHWM:")?,
+        })
+    }
+}

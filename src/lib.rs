@@ -1,0 +1,14 @@
+//! qwen-omni: a local real-time voice assistant running Qwen Omni models on its own engine.
+//!
+//! Layers, lower never importing higher (see docs/architecture.md):
+//! L0 `tensor`, `error` · L1 `cpu`, `weights` · L2 `nn` · L3 `models` · L5 `app` (commands).
+
+pub mod app;
+pub mod cpu;
+pub mod error;
+pub mod models;
+pub mod nn;
+pub mod tensor;
+pub mod weights;
+
+pub use error::{Error, Result};

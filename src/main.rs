@@ -1,0 +1,187 @@
+//! `omni`: command-line parsing and dispatch only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use qwen_omni::app;
+
+#[derive(Parser)]
+#[command(name = "omni", version, about = "Qwen Omni models on a local engine", propagate_version = true)]
+struct Cli {
+    /// Worker threads for the CPU engine (default: all cores)
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Log filter, e.g. `info` or `qwen_omni=debug` (also RUST_LOG)
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a reply to a prompt, streamed to stdout
+    Generate(GenerateCli),
+    /// Print the token ids of a text, space separated
+    Tokenize {
+        /// Model directory or Hugging Face repo id (local cache only)
+        #[arg(long)]
+        model: String,
+        /// The text to tokenize
+        text: String,
+    },
+    /// Describe a model: architecture, parameters, dtypes, memory per component
+    Info {
+        #[arg(long)]
+        model: String,
+        /// Context length for the KV-cache estimate
+        #[arg(long, default_value_t = 4096)]
+        ctx: usize,
+    },
+    /// Write a model directory with random weights at a known model's real shapes
+    Synth {
+        /// qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b or qwen3-tiny
+        #[arg(long)]
+        preset: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// bf16, f16 or f32
+        #[arg(long, default_value = "bf16")]
+        dtype: String,
+        /// tokenizer.json (or a directory holding it) to copy in
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Measure load time, prefill and decode speed, memory and bandwidth use
+    Bench {
+        #[arg(long)]
+        model: String,
+        /// Prompt tokens for the prefill measurement
+        #[arg(long, default_value_t = 512)]
+        prompt_len: usize,
+        /// Tokens decoded for the decode measurement
+        #[arg(long, default_value_t = 128)]
+        gen_len: usize,
+        /// Buffer size for the memory-bandwidth measurement
+        #[arg(long, default_value_t = 2048)]
+        bandwidth_mib: usize,
+        /// Repeat prefill + decode and report the median
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenerateCli {
+    /// Model directory or Hugging Face repo id (local cache only)
+    #[arg(long)]
+    model: String,
+    /// Prompt text
+    #[arg(long, conflicts_with = "prompt_ids")]
+    prompt: Option<String>,
+    /// Raw prompt ids, e.g. 1,2,3 (no template, no tokenizer needed)
+    #[arg(long)]
+    prompt_ids: Option<String>,
+    /// System prompt (chat format)
+    #[arg(long)]
+    system: Option<String>,
+    /// Apply the chat template (default for models that ship one)
+    #[arg(long)]
+    chat: bool,
+    /// Send the prompt as is, without the chat template
+    #[arg(long, conflicts_with = "chat")]
+    raw: bool,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Context length (KV-cache capacity) in tokens
+    #[arg(long, default_value_t = 4096)]
+    ctx: usize,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    min_p: Option<f32>,
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Always pick the most likely token
+    #[arg(long)]
+    greedy: bool,
+    /// Print generated ids (space separated) instead of text
+    #[arg(long)]
+    print_ids: bool,
+    /// Do not stop at the model's EOS ids
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print prefill and decode speed to stderr
+    #[arg(long)]
+    stats: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: --threads {n}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Generate(g) => app::generate::run(&app::generate::GenerateArgs {
+            model: g.model,
+            prompt: g.prompt,
+            prompt_ids: g.prompt_ids,
+            system: g.system,
+            chat: g.chat,
+            raw: g.raw,
+            max_tokens: g.max_tokens,
+            ctx: g.ctx,
+            temperature: g.temperature,
+            top_k: g.top_k,
+            top_p: g.top_p,
+            min_p: g.min_p,
+            repetition_penalty: g.repetition_penalty,
+            seed: g.seed,
+            greedy: g.greedy,
+            print_ids: g.print_ids,
+            ignore_eos: g.ignore_eos,
+            stats: g.stats,
+        }),
+        Command::Tokenize { model, text } => app::tokenize::run(&model, &text),
+        Command::Info { model, ctx } => app::info::run(&model, ctx),
+        Command::Synth { preset, out, dtype, tokenizer, seed } => {
+            app::synth::run(&preset, &out, &dtype, tokenizer.as_deref(), seed)
+        }
+        Command::Bench { model, prompt_len, gen_len, bandwidth_mib, repeats } => app::bench::run(&app::bench::BenchArgs {
+            model,
+            prompt_len,
+            gen_len,
+            bandwidth_mib,
+            repeats,
+        }),
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,227 @@
+//! `config.json` and `generation_config.json`, parsed into structs whose fields carry the
+//! files' own key names. Values the engine does not implement are rejected at load.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A token id or a list of them (`eos_token_id` is either in published configs).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+/// transformers v5 writes `rope_parameters`; v4 wrote `rope_theta` / `rope_scaling`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RopeParameters {
+    pub rope_theta: Option<f64>,
+    pub rope_type: Option<String>,
+}
+
+/// Text decoder hyperparameters (`model_type` `qwen3`), as in config.json.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Qwen3Config {
+    pub model_type: String,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    /// Explicit in Qwen3 configs and not always hidden_size / heads.
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: Option<f64>,
+    pub rope_parameters: Option<RopeParameters>,
+    pub rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    pub torch_dtype: Option<String>,
+    pub dtype: Option<String>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<TokenIds>,
+}
+
+fn default_act() -> String {
+    "silu".into()
+}
+
+impl Qwen3Config {
+    /// Read and validate `dir/config.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = read_required(&path, dir)?;
+        let probe: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: path.clone(),
+            msg: format!("not valid JSON: {e}"),
+        })?;
+        let model_type = probe.get("model_type").and_then(|v| v.as_str());
+        match model_type {
+            Some("qwen3") => {}
+            Some(other) => {
+                return Err(Error::Config {
+                    path,
+                    msg: format!("unknown model_type `{other}` (supported: qwen3)"),
+                });
+            }
+            None => {
+                return Err(Error::Config {
+                    path,
+                    msg: "no `model_type` key".into(),
+                });
+            }
+        }
+        let cfg: Qwen3Config = serde_json::from_value(probe).map_err(|e| Error::Config {
+            path: path.clone(),
+            msg: format!("{e}"),
+        })?;
+        cfg.validate().map_err(|msg| Error::Config { path, msg })?;
+        Ok(cfg)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    pub fn rope_theta(&self) -> f64 {
+        self.rope_parameters
+            .as_ref()
+            .and_then(|r| r.rope_theta)
+            .or(self.rope_theta)
+            .unwrap_or(10_000.0)
+    }
+
+    /// The checkpoint's declared dtype (`dtype` in v5 configs, `torch_dtype` before).
+    pub fn declared_dtype(&self) -> Option<&str> {
+        self.dtype.as_deref().or(self.torch_dtype.as_deref())
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(format!("`{key}` must be positive"));
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(format!(
+                "`num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        let hd = self.head_dim();
+        if hd == 0 || hd % 2 != 0 {
+            return Err(format!("`head_dim` ({hd}) must be positive and even for RoPE"));
+        }
+        if self.hidden_act != "silu" {
+            return Err(format!(
+                "`hidden_act` `{}` is not supported (only silu)",
+                self.hidden_act
+            ));
+        }
+        if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
+            return Err(format!("`rms_norm_eps` {} is out of range", self.rms_norm_eps));
+        }
+        let theta = self.rope_theta();
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(format!("`rope_theta` {theta} is out of range"));
+        }
+        if let Some(rt) = self.rope_parameters.as_ref().and_then(|r| r.rope_type.as_deref())
+            && rt != "default"
+        {
+            return Err(format!("rope_type `{rt}` is not supported (only default)"));
+        }
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err("`rope_scaling` is not supported (long-context scaling is not implemented)".into());
+        }
+        if self.attention_bias {
+            return Err("`attention_bias` true is not supported (Qwen3 checkpoints have none)".into());
+        }
+        if self.use_sliding_window {
+            return Err("`use_sliding_window` true is not supported".into());
+        }
+        if let Some(d) = self.declared_dtype()
+            && !matches!(d, "bfloat16" | "float16" | "float32")
+        {
+            return Err(format!("dtype `{d}` is not supported (bfloat16, float16, float32)"));
+        }
+        Ok(())
+    }
+}
+
+/// Decoding defaults from `generation_config.json`; every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GenerationConfig {
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<TokenIds>,
+    pub pad_token_id: Option<u32>,
+    pub do_sample: Option<bool>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub max_new_tokens: Option<usize>,
+}
+
+impl GenerationConfig {
+    /// Read `dir/generation_config.json`; absent means defaults.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("generation_config.json");
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Config {
+            path,
+            msg: format!("{e}"),
+        })
+    }
+}
+
+fn read_required(path: &PathBuf, dir: &Path) -> Result<String> {
+    if !dir.is_dir() {
+        return Err(Error::ModelDir {
+            path: dir.to_path_buf(),
+            msg: "no such directory".into(),
+        });
+    }
+    if !path.is_file() {
+        return Err(Error::ModelDir {
+            path: dir.to_path_buf(),
+            msg: "no config.json (is this a Hugging Face model directory?)".into(),
+        });
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,104 @@
+//! Known model shapes (from the published config.json files; see
+//! ../shared/reference/model-shapes.md), for synthetic checkpoints at true size.
+
+use serde_json::{Value, json};
+
+pub struct Preset {
+    pub name: &'static str,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub tied: bool,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset { name: "qwen3-0.6b", hidden: 1024, layers: 28, heads: 16, kv_heads: 8, head_dim: 128, intermediate: 3072, vocab: 151936, tied: true },
+    Preset { name: "qwen3-1.7b", hidden: 2048, layers: 28, heads: 16, kv_heads: 8, head_dim: 128, intermediate: 6144, vocab: 151936, tied: true },
+    Preset { name: "qwen3-4b", hidden: 2560, layers: 36, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 9728, vocab: 151936, tied: true },
+    Preset { name: "qwen3-8b", hidden: 4096, layers: 36, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 12288, vocab: 151936, tied: false },
+    // Not a published model: a few-MB model with the real vocabulary, for tests and smoke runs.
+    Preset { name: "qwen3-tiny", hidden: 64, layers: 2, heads: 4, kv_heads: 2, head_dim: 32, intermediate: 128, vocab: 151936, tied: true },
+];
+
+pub fn find(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+pub fn names() -> String {
+    PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
+
+impl Preset {
+    /// config.json as the published Qwen3 checkpoints write it.
+    pub fn config_json(&self, dtype: &str) -> Value {
+        json!({
+            "architectures": ["Qwen3ForCausalLM"],
+            "model_type": "qwen3",
+            "attention_bias": false,
+            "attention_dropout": 0.0,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+            "head_dim": self.head_dim,
+            "hidden_act": "silu",
+            "hidden_size": self.hidden,
+            "initializer_range": 0.02,
+            "intermediate_size": self.intermediate,
+            "max_position_embeddings": 40960,
+            "max_window_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_hidden_layers": self.layers,
+            "num_key_value_heads": self.kv_heads,
+            "rms_norm_eps": 1e-6,
+            "rope_scaling": null,
+            "rope_theta": 1000000,
+            "sliding_window": null,
+            "tie_word_embeddings": self.tied,
+            "torch_dtype": dtype,
+            "use_cache": true,
+            "use_sliding_window": false,
+            "vocab_size": self.vocab,
+        })
+    }
+
+    /// generation_config.json as published for Qwen3.
+    pub fn generation_config_json(&self) -> Value {
+        json!({
+            "bos_token_id": 151643,
+            "do_sample": true,
+            "eos_token_id": [151645, 151643],
+            "pad_token_id": 151643,
+            "temperature": 0.6,
+            "top_k": 20,
+            "top_p": 0.95,
+        })
+    }
+
+    /// (name, shape) of every tensor, in checkpoint order.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, q, kv, i) = (self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim, self.intermediate);
+        let mut t = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab, h])];
+        for l in 0..self.layers {
+            let p = format!("model.layers.{l}");
+            t.push((format!("{p}.input_layernorm.weight"), vec![h]));
+            t.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
+            t.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
+            t.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
+            t.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+            t.push((format!("{p}.self_attn.q_norm.weight"), vec![self.head_dim]));
+            t.push((format!("{p}.self_attn.k_norm.weight"), vec![self.head_dim]));
+            t.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+            t.push((format!("{p}.mlp.gate_proj.weight"), vec![i, h]));
+            t.push((format!("{p}.mlp.up_proj.weight"), vec![i, h]));
+            t.push((format!("{p}.mlp.down_proj.weight"), vec![h, i]));
+        }
+        t.push(("model.norm.weight".to_string(), vec![h]));
+        if !self.tied {
+            t.push(("lm_head.weight".to_string(), vec![self.vocab, h]));
+        }
+        t
+    }
+}

@@ -1,0 +1,159 @@
+//! Dense Qwen3 text decoder (mirrors transformers' `Qwen3ForCausalLM`, model_type `qwen3`).
+//! Weights are named `model.embed_tokens`, `model.layers.N.{self_attn,mlp,...}`, `model.norm`,
+//! `lm_head` (absent when `tie_word_embeddings`).
+
+mod layer;
+
+use std::path::Path;
+
+use crate::cpu;
+use crate::error::Result;
+use crate::models::config::Qwen3Config;
+use crate::nn::attention::AttentionConfig;
+use crate::nn::{KvCache, Linear, RmsNorm};
+use crate::tensor::MatRef;
+use crate::weights::{TensorView, WeightStore};
+
+pub use layer::DecoderLayer;
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// (1, vocab) for the last token only (generation)
+    Last,
+    /// (t, vocab) for every token (tests, scoring)
+    All,
+}
+
+pub struct Qwen3Model {
+    pub config: Qwen3Config,
+    pub attn: AttentionConfig,
+    /// (vocab, hidden)
+    pub embed_tokens: TensorView,
+    pub layers: Vec<DecoderLayer>,
+    /// (hidden,)
+    pub norm: RmsNorm,
+    /// (vocab, hidden); the embedding table itself when tied
+    pub lm_head: Linear,
+}
+
+/// Per-layer hidden states captured during a forward pass (for comparison with the reference).
+#[derive(Default)]
+pub struct Trace {
+    /// [0] embeddings, [l] output of layer l (before the final norm): each (t, hidden)
+    pub hidden: Vec<Vec<f32>>,
+    /// (t, hidden) after the final norm
+    pub final_norm: Vec<f32>,
+}
+
+impl Qwen3Model {
+    /// Load `config.json` and the weights of a model directory.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config = Qwen3Config::load(dir)?;
+        let store = WeightStore::open(dir)?;
+        Self::from_store(config, &store)
+    }
+
+    pub fn from_store(config: Qwen3Config, store: &WeightStore) -> Result<Self> {
+        let c = &config;
+        let head_dim = c.head_dim();
+        let attn = AttentionConfig {
+            hidden: c.hidden_size,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim,
+            rms_norm_eps: c.rms_norm_eps,
+            inv_freq: cpu::rope::inv_freq(head_dim, c.rope_theta()),
+        };
+        let embed_tokens = store.get_float("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            layers.push(DecoderLayer::load(store, &format!("model.layers.{i}"), c, &attn)?);
+        }
+        let norm = RmsNorm::load(store, "model.norm.weight", c.hidden_size, c.rms_norm_eps)?;
+        let lm_head = if c.tie_word_embeddings {
+            Linear {
+                weight: embed_tokens.clone(),
+            }
+        } else {
+            Linear::load(store, "lm_head.weight", c.vocab_size, c.hidden_size)?
+        };
+        store.advise_willneed();
+        Ok(Qwen3Model {
+            config,
+            attn,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        })
+    }
+
+    /// An empty cache holding up to `capacity` tokens.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::new(self.layers.len(), self.attn.kv_heads, self.attn.head_dim, capacity)
+    }
+
+    /// Run `ids` at positions cache.len.. and return logits (see [`Logits`]).
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache, which: Logits) -> Result<Vec<f32>> {
+        self.forward_traced(ids, cache, which, None)
+    }
+
+    /// As `forward`, recording hidden states into `trace` when given.
+    pub fn forward_traced(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Vec<f32>> {
+        let t = ids.len();
+        let h = self.config.hidden_size;
+        cache.check_room(t)?;
+        self.check_ids(ids)?;
+        let mut x = vec![0f32; t * h];
+        cpu::embedding_gather(self.embed_mat(), ids, &mut x);
+        if let Some(tr) = trace.as_deref_mut() {
+            tr.hidden.push(x.clone());
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.forward(&mut x, t, i, cache, &self.attn);
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.hidden.push(x.clone());
+            }
+        }
+        cache.len += t;
+        let rows = match which {
+            Logits::All => &mut x[..],
+            Logits::Last => &mut x[(t - 1) * h..],
+        };
+        self.norm.forward(rows);
+        if let Some(tr) = trace {
+            tr.final_norm = rows.to_vec();
+        }
+        Ok(self.lm_head.forward(rows, rows.len() / h))
+    }
+
+    fn embed_mat(&self) -> MatRef<'_> {
+        MatRef::new(self.embed_tokens.dtype, self.embed_tokens.bytes(), self.config.vocab_size, self.config.hidden_size)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(crate::error::Error::Invalid("empty prompt: nothing to run".into()));
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(crate::error::Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Weight bytes read to decode one token: every layer, the final norm and lm_head (one
+    /// embedding row is negligible).
+    pub fn bytes_per_decoded_token(&self) -> usize {
+        self.layers.iter().map(DecoderLayer::weight_bytes).sum::<usize>() + self.lm_head.weight_bytes()
+    }
+}
