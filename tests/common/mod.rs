@@ -1,0 +1,89 @@
+//! Shared test helpers and the one table of numerical tolerances.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use qwen_omni::weights::WeightStore;
+
+/// Tolerances, reasoned once (see docs/testing.md):
+///
+/// The engine and the reference both decode the same bf16 weights exactly to f32 and compute
+/// in f32; they differ only in summation order and in libm vs torch transcendental functions.
+/// One f32 dot product of length K has a relative error around sqrt(K) * 2^-24 (~3e-6 for
+/// K = 3072); through the fixtures' 2-3 layers we measured at most 6e-7 of the tensor's scale
+/// (2026-11-27). The budget sits ~15x above that, still far below any bf16-sized error (4e-3),
+/// so a real mistake (wrong rounding, a missed norm, a shifted position) cannot hide in it.
+pub mod tol {
+    /// max |ours - ref| / max |ref| for hidden states and logits, f32 vs f32 math.
+    pub const F32_VS_F32_REL: f32 = 1e-5;
+    /// CPU kernels against hand-computed values (few terms, exactly representable inputs).
+    pub const KERNEL_ABS: f32 = 1e-5;
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures/qwen3").join(name)
+}
+
+pub const FIXTURE_MODELS: &[&str] = &["tied-gqa2", "untied-mha", "odd-gqa3", "real-vocab"];
+
+/// The real Qwen3 tokenizer fetched by scripts/setup-test-data.sh. Tests fail (never skip)
+/// when it is absent.
+pub fn real_tokenizer_dir() -> PathBuf {
+    let d = repo_root().join("target/test-data/qwen3-tokenizer");
+    assert!(
+        d.join("tokenizer.json").is_file(),
+        "{} is missing: run scripts/setup-test-data.sh",
+        d.display()
+    );
+    d
+}
+
+#[derive(serde::Deserialize)]
+pub struct Reference {
+    pub prompts: Vec<RefPrompt>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct RefPrompt {
+    pub ids: Vec<u32>,
+    pub greedy: Vec<u32>,
+}
+
+pub fn reference(model_dir: &Path) -> (Reference, WeightStore) {
+    let text = std::fs::read_to_string(model_dir.join("reference.json")).expect("reference.json");
+    let r: Reference = serde_json::from_str(&text).expect("reference.json parses");
+    let store = reference_store(model_dir);
+    (r, store)
+}
+
+/// reference.safetensors opened through our own loader.
+pub fn reference_store(model_dir: &Path) -> WeightStore {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // WeightStore opens a directory; link the reference file in as model.safetensors.
+    let link = tmp.path().join("model.safetensors");
+    std::os::unix::fs::symlink(model_dir.join("reference.safetensors"), &link).expect("symlink");
+    let store = WeightStore::open(tmp.path()).expect("reference.safetensors opens");
+    std::mem::forget(tmp); // the mapping outlives the directory entry anyway; keep it simple
+    store
+}
+
+pub fn tensor(store: &WeightStore, name: &str) -> Vec<f32> {
+    store.get(name).unwrap_or_else(|e| panic!("{e}")).to_f32_vec().expect("float tensor")
+}
+
+/// max |a - b| / max |b|
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    diff / scale
+}
+
+pub fn assert_close(what: &str, ours: &[f32], reference: &[f32], budget: f32) {
+    let e = rel_err(ours, reference);
+    assert!(e <= budget, "{what}: relative error {e:.3e} exceeds budget {budget:.1e}");
+}
