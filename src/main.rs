@@ -75,6 +75,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct GenerateCli {
     /// Model directory or Hugging Face repo id (local cache only)
     #[arg(long)]

@@ -53,14 +53,13 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         (Some(_), Some(_)) => bail!("give either --prompt or --prompt-ids, not both"),
         (None, None) => bail!("nothing to generate from: give --prompt TEXT or --prompt-ids 1,2,3"),
     };
-    if prompt.is_empty() {
-        bail!("the prompt is empty after tokenisation");
-    }
     let stop = StopRule {
         max_new_tokens: a.max_tokens,
         stop_ids: if a.ignore_eos { Vec::new() } else { stop_ids(&loaded) },
     };
     let mut cache = loaded.model.new_cache(a.ctx.min(loaded.model.config.max_position_embeddings));
+    loaded.model.check_ids(&prompt)?;
+    cache.check_room(prompt.len())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut stream = match (&tokenizer, a.print_ids) {
@@ -86,6 +85,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         write!(out, "{}", s.finish()?).context("writing to stdout")?;
     }
     writeln!(out).context("writing to stdout")?;
+    if stats.stopped_by_context {
+        eprintln!("warning: the context ({} tokens) is full; the reply was cut (raise --ctx)", cache.capacity);
+    }
     if a.stats {
         let n = stats.generated.len();
         eprintln!(

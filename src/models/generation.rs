@@ -25,6 +25,8 @@ pub struct GenerationStats {
     pub prefill_time: Duration,
     pub decode_time: Duration,
     pub stopped_by_eos: bool,
+    /// the context filled up before the reply ended
+    pub stopped_by_context: bool,
 }
 
 /// Generate after `prompt`, calling `on_token` with each new id (before it is fed back).
@@ -36,7 +38,7 @@ pub fn generate(
     stop: &StopRule,
     mut on_token: impl FnMut(u32) -> Result<ControlFlow<()>>,
 ) -> Result<GenerationStats> {
-    cache.check_room(prompt.len() + stop.max_new_tokens.saturating_sub(1))?;
+    cache.check_room(prompt.len())?;
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),
         ..Default::default()
@@ -55,6 +57,10 @@ pub fn generate(
         stats.generated.push(id);
         history.push(id);
         if on_token(id)?.is_break() || step + 1 == stop.max_new_tokens {
+            break;
+        }
+        if cache.len >= cache.capacity {
+            stats.stopped_by_context = true;
             break;
         }
         logits = model.forward(&[id], cache, Logits::Last)?;

@@ -138,7 +138,8 @@ impl Qwen3Model {
         MatRef::new(self.embed_tokens.dtype, self.embed_tokens.bytes(), self.config.vocab_size, self.config.hidden_size)
     }
 
-    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+    /// Reject an empty prompt or ids outside the vocabulary.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
         if ids.is_empty() {
             return Err(crate::error::Error::Invalid("empty prompt: nothing to run".into()));
         }
