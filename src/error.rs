@@ -49,7 +49,9 @@ pub enum Error {
     #[error("invalid sampling parameter: {0}")]
     Sampling(String),
 
-    #[error("the prompt and reply need {needed} tokens but the context holds {context} (raise --ctx)")]
+    #[error(
+        "the prompt and reply need {needed} tokens but the context holds {context} (raise --ctx)"
+    )]
     ContextOverflow { needed: usize, context: usize },
 
     #[error("{0}")]

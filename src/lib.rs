@@ -3,6 +3,9 @@
 //! Layers, lower never importing higher (see docs/architecture.md):
 //! L0 `tensor`, `error` · L1 `cpu`, `weights` · L2 `nn` · L3 `models` · L5 `app` (commands).
 
+// Kernels index several arrays in lockstep; iterator chains would hide that.
+#![allow(clippy::needless_range_loop)]
+
 pub mod app;
 pub mod cpu;
 pub mod error;

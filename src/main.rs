@@ -7,7 +7,12 @@ use clap::{Parser, Subcommand};
 use qwen_omni::app;
 
 #[derive(Parser)]
-#[command(name = "omni", version, about = "Qwen Omni models on a local engine", propagate_version = true)]
+#[command(
+    name = "omni",
+    version,
+    about = "Qwen Omni models on a local engine",
+    propagate_version = true
+)]
 struct Cli {
     /// Worker threads for the CPU engine (default: all cores)
     #[arg(long, global = true)]
@@ -129,11 +134,13 @@ struct GenerateCli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
-            eprintln!("error: --threads {n}: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Some(n) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+    {
+        eprintln!("error: --threads {n}: {e}");
+        return ExitCode::FAILURE;
     }
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,10 +175,20 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }),
         Command::Tokenize { model, text } => app::tokenize::run(&model, &text),
         Command::Info { model, ctx } => app::info::run(&model, ctx),
-        Command::Synth { preset, out, dtype, tokenizer, seed } => {
-            app::synth::run(&preset, &out, &dtype, tokenizer.as_deref(), seed)
-        }
-        Command::Bench { model, prompt_len, gen_len, bandwidth_mib, repeats } => app::bench::run(&app::bench::BenchArgs {
+        Command::Synth {
+            preset,
+            out,
+            dtype,
+            tokenizer,
+            seed,
+        } => app::synth::run(&preset, &out, &dtype, tokenizer.as_deref(), seed),
+        Command::Bench {
+            model,
+            prompt_len,
+            gen_len,
+            bandwidth_mib,
+            repeats,
+        } => app::bench::run(&app::bench::BenchArgs {
             model,
             prompt_len,
             gen_len,
@@ -184,5 +201,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -12,11 +12,21 @@ use qwen_omni::weights::{SafetensorsWriter, TensorSpec, WeightStore};
 
 /// Run omni, expect failure, return its single stderr line.
 fn fails(args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_omni")).args(args).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args(args)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(!o.status.success(), "expected failure for {args:?}, got success");
+    assert!(
+        !o.status.success(),
+        "expected failure for {args:?}, got success"
+    );
     assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line for {args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line for {args:?}: {err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     err
 }
@@ -58,10 +68,18 @@ fn rewrite(dir: &Path, edit: impl Fn(&mut TensorSpec) -> bool) {
 }
 
 fn gen_args(dir: &Path) -> Vec<String> {
-    ["generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,2,3", "--max-tokens", "2"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,2,3",
+        "--max-tokens",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn fails_gen(dir: &Path) -> String {
@@ -71,8 +89,17 @@ fn fails_gen(dir: &Path) -> String {
 
 #[test]
 fn missing_model_directory() {
-    let e = fails(&["generate", "--model", "/nonexistent/model", "--prompt-ids", "1"]);
-    assert!(e.contains("/nonexistent/model") && e.contains("no such directory"), "{e}");
+    let e = fails(&[
+        "generate",
+        "--model",
+        "/nonexistent/model",
+        "--prompt-ids",
+        "1",
+    ]);
+    assert!(
+        e.contains("/nonexistent/model") && e.contains("no such directory"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -85,10 +112,28 @@ fn missing_config_json() {
 #[test]
 fn missing_tokenizer_is_an_error_for_text_but_not_for_prompt_ids() {
     let (_t, dir) = copy_model();
-    let e = fails(&["generate", "--model", dir.to_str().unwrap(), "--prompt", "hi"]);
-    assert!(e.contains("tokenizer.json") && e.contains("--prompt-ids"), "{e}");
+    let e = fails(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "hi",
+    ]);
+    assert!(
+        e.contains("tokenizer.json") && e.contains("--prompt-ids"),
+        "{e}"
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_omni"))
-        .args(["generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,2", "--print-ids", "--max-tokens", "3"])
+        .args([
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt-ids",
+            "1,2",
+            "--print-ids",
+            "--max-tokens",
+            "3",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -99,9 +144,17 @@ fn truncated_safetensors_file() {
     let (_t, dir) = copy_model();
     let f = dir.join("model.safetensors");
     let len = std::fs::metadata(&f).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - 100).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
     let e = fails_gen(&dir);
-    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -112,7 +165,10 @@ fn corrupt_safetensors_header() {
     bytes[8..16].copy_from_slice(b"#garbage");
     std::fs::write(&f, bytes).unwrap();
     let e = fails_gen(&dir);
-    assert!(e.contains("model.safetensors") && e.contains("header"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("header"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -127,7 +183,10 @@ fn missing_tensor_is_named() {
     let (_t, dir) = copy_model();
     rewrite(&dir, |s| s.name != "model.layers.1.self_attn.k_norm.weight");
     let e = fails_gen(&dir);
-    assert!(e.contains("`model.layers.1.self_attn.k_norm.weight` is missing"), "{e}");
+    assert!(
+        e.contains("`model.layers.1.self_attn.k_norm.weight` is missing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -140,7 +199,10 @@ fn wrong_shape_names_tensor_file_and_shapes() {
         true
     });
     let e = fails_gen(&dir);
-    assert!(e.contains("model.layers.0.mlp.up_proj.weight") && e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains("model.layers.0.mlp.up_proj.weight") && e.contains("model.safetensors"),
+        "{e}"
+    );
     assert!(e.contains("[96, 64]") && e.contains("[64, 96]"), "{e}");
 }
 
@@ -155,17 +217,25 @@ fn unsupported_dtype_names_tensor_and_file() {
         true
     });
     let e = fails_gen(&dir);
-    assert!(e.contains("model.norm.weight") && e.contains("I32") && e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains("model.norm.weight") && e.contains("I32") && e.contains("model.safetensors"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_model_type() {
     let (_t, dir) = copy_model();
     let p = dir.join("config.json");
-    let s = std::fs::read_to_string(&p).unwrap().replace("\"qwen3\"", "\"llama\"");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"qwen3\"", "\"llama\"");
     std::fs::write(&p, s).unwrap();
     let e = fails_gen(&dir);
-    assert!(e.contains("unknown model_type `llama`") && e.contains("config.json"), "{e}");
+    assert!(
+        e.contains("unknown model_type `llama`") && e.contains("config.json"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -179,7 +249,9 @@ fn config_json_that_is_not_json() {
 fn unsupported_config_value_is_named() {
     let (_t, dir) = copy_model();
     let p = dir.join("config.json");
-    let s = std::fs::read_to_string(&p).unwrap().replace("\"silu\"", "\"gelu\"");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"silu\"", "\"gelu\"");
     std::fs::write(&p, s).unwrap();
     assert!(fails_gen(&dir).contains("hidden_act"));
 }
@@ -187,16 +259,36 @@ fn unsupported_config_value_is_named() {
 #[test]
 fn prompt_longer_than_context() {
     let (_t, dir) = copy_model();
-    let e = fails(&["generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,2,3,4,5,6,7", "--ctx", "4"]);
+    let e = fails(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,2,3,4,5,6,7",
+        "--ctx",
+        "4",
+    ]);
     assert!(e.contains("context holds 4"), "{e}");
 }
 
 #[test]
 fn token_id_outside_vocabulary() {
     let (_t, dir) = copy_model();
-    let e = fails(&["generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,99999"]);
+    let e = fails(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,99999",
+    ]);
     assert!(e.contains("99999") && e.contains("vocabulary"), "{e}");
-    let e = fails(&["generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,x"]);
+    let e = fails(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,x",
+    ]);
     assert!(e.contains("`x`"), "{e}");
 }
 
@@ -234,9 +326,24 @@ fn shard_index_naming_a_missing_shard() {
 #[test]
 fn synth_refuses_unknown_preset_and_nonempty_output() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = fails(&["synth", "--preset", "gpt-5", "--out", tmp.path().join("x").to_str().unwrap()]);
-    assert!(e.contains("unknown preset") && e.contains("qwen3-0.6b"), "{e}");
+    let e = fails(&[
+        "synth",
+        "--preset",
+        "gpt-5",
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("unknown preset") && e.contains("qwen3-0.6b"),
+        "{e}"
+    );
     std::fs::write(tmp.path().join("f"), "x").unwrap();
-    let e = fails(&["synth", "--preset", "qwen3-tiny", "--out", tmp.path().to_str().unwrap()]);
+    let e = fails(&[
+        "synth",
+        "--preset",
+        "qwen3-tiny",
+        "--out",
+        tmp.path().to_str().unwrap(),
+    ]);
     assert!(e.contains("not empty"), "{e}");
 }

@@ -35,10 +35,20 @@ fn generate_print_ids_reproduces_reference_greedy_ids() {
         let (r, _) = reference(&dir);
         for p in &r.prompts {
             let out = omni(&[
-                "generate", "--model", dir.to_str().unwrap(), "--prompt-ids", &ids_arg(&p.ids),
-                "--greedy", "--print-ids", "--max-tokens", "32",
+                "generate",
+                "--model",
+                dir.to_str().unwrap(),
+                "--prompt-ids",
+                &ids_arg(&p.ids),
+                "--greedy",
+                "--print-ids",
+                "--max-tokens",
+                "32",
             ]);
-            let got: Vec<u32> = stdout(&out).split_whitespace().map(|s| s.parse().unwrap()).collect();
+            let got: Vec<u32> = stdout(&out)
+                .split_whitespace()
+                .map(|s| s.parse().unwrap())
+                .collect();
             assert_eq!(got, p.greedy, "{name}");
         }
     }
@@ -49,9 +59,27 @@ fn seeded_sampling_is_reproducible_and_differs_across_seeds() {
     let dir = fixture("tied-gqa2");
     let run = |seed: &str| {
         stdout(&omni(&[
-            "generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "5,6,7", "--print-ids",
-            "--max-tokens", "24", "--ignore-eos", "--temperature", "1.5", "--top-k", "50", "--top-p",
-            "0.98", "--min-p", "0.01", "--repetition-penalty", "1.1", "--seed", seed,
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt-ids",
+            "5,6,7",
+            "--print-ids",
+            "--max-tokens",
+            "24",
+            "--ignore-eos",
+            "--temperature",
+            "1.5",
+            "--top-k",
+            "50",
+            "--top-p",
+            "0.98",
+            "--min-p",
+            "0.01",
+            "--repetition-penalty",
+            "1.1",
+            "--seed",
+            seed,
         ]))
     };
     assert_eq!(run("1"), run("1"));
@@ -61,7 +89,13 @@ fn seeded_sampling_is_reproducible_and_differs_across_seeds() {
 fn synth(preset: &str, out: &Path) {
     let tok = real_tokenizer_dir().join("tokenizer.json");
     stdout(&omni(&[
-        "synth", "--preset", preset, "--out", out.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(),
+        "synth",
+        "--preset",
+        preset,
+        "--out",
+        out.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
     ]));
 }
 
@@ -71,8 +105,22 @@ fn synthetic_model_with_real_tokenizer_streams_text_tokenizes_and_describes_itse
     let dir = tmp.path().join("tiny");
     synth("qwen3-tiny", &dir);
     let m = dir.to_str().unwrap();
-    assert_eq!(stdout(&omni(&["tokenize", "--model", m, "Hello world"])).trim(), "9707 1879");
-    let text = stdout(&omni(&["generate", "--model", m, "--prompt", "Hi there", "--max-tokens", "12", "--seed", "3", "--ignore-eos"]));
+    assert_eq!(
+        stdout(&omni(&["tokenize", "--model", m, "Hello world"])).trim(),
+        "9707 1879"
+    );
+    let text = stdout(&omni(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "Hi there",
+        "--max-tokens",
+        "12",
+        "--seed",
+        "3",
+        "--ignore-eos",
+    ]));
     assert!(!text.trim().is_empty(), "no text streamed");
     let info = stdout(&omni(&["info", "--model", m]));
     assert!(info.contains("qwen3") && info.contains("151936"), "{info}");
@@ -83,10 +131,27 @@ fn synthetic_qwen3_0_6b_at_real_shape_streams_text() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("q06");
     synth("qwen3-0.6b", &dir);
-    let size = std::fs::metadata(dir.join("model.safetensors")).unwrap().len();
-    assert_eq!(size, 1_192_135_096, "0.6B has 596,049,920 params in BF16 plus the header");
+    let size = std::fs::metadata(dir.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        size, 1_192_135_096,
+        "0.6B has 596,049,920 params in BF16 plus the header"
+    );
     let m = dir.to_str().unwrap();
-    let out = omni(&["generate", "--model", m, "--prompt", "Tell me a story", "--max-tokens", "6", "--seed", "1", "--ignore-eos", "--stats"]);
+    let out = omni(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "Tell me a story",
+        "--max-tokens",
+        "6",
+        "--seed",
+        "1",
+        "--ignore-eos",
+        "--stats",
+    ]);
     assert!(!stdout(&out).trim().is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tok/s"));
 }
@@ -106,10 +171,23 @@ fn model_resolves_from_hugging_face_cache_by_repo_id() {
     let p = &r.prompts[1];
     let out = Command::new(env!("CARGO_BIN_EXE_omni"))
         .env("HF_HUB_CACHE", cache.path())
-        .args(["generate", "--model", "Test/Tiny", "--prompt-ids", &ids_arg(&p.ids), "--greedy", "--print-ids", "--max-tokens", "32"])
+        .args([
+            "generate",
+            "--model",
+            "Test/Tiny",
+            "--prompt-ids",
+            &ids_arg(&p.ids),
+            "--greedy",
+            "--print-ids",
+            "--max-tokens",
+            "32",
+        ])
         .output()
         .unwrap();
-    let got: Vec<u32> = stdout(&out).split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let got: Vec<u32> = stdout(&out)
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
     assert_eq!(got, p.greedy);
     // HF_HOME/hub is the fallback
     let out = Command::new(env!("CARGO_BIN_EXE_omni"))

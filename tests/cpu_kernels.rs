@@ -16,7 +16,9 @@ fn close(a: &[f32], b: &[f32], tol: f32) {
 
 /// Values exactly representable in bf16 (small integers / 8), so every dtype holds them exactly.
 fn exact_values(n: usize, seed: usize) -> Vec<f32> {
-    (0..n).map(|i| (((i * 7 + seed * 13) % 17) as f32 - 8.0) / 8.0).collect()
+    (0..n)
+        .map(|i| (((i * 7 + seed * 13) % 17) as f32 - 8.0) / 8.0)
+        .collect()
 }
 
 fn encode(dtype: DType, v: &[f32]) -> Vec<u8> {
@@ -35,7 +37,9 @@ fn naive_matmul(x: &[f32], w: &[f32], t: usize, n: usize, k: usize) -> Vec<f32> 
     let mut y = vec![0f32; t * n];
     for i in 0..t {
         for j in 0..n {
-            y[i * n + j] = (0..k).map(|p| x[i * k + p] as f64 * w[j * k + p] as f64).sum::<f64>() as f32;
+            y[i * n + j] = (0..k)
+                .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                .sum::<f64>() as f32;
         }
     }
     y
@@ -44,7 +48,14 @@ fn naive_matmul(x: &[f32], w: &[f32], t: usize, n: usize, k: usize) -> Vec<f32> 
 #[test]
 fn matvec_and_matmul_match_naive_sums_for_every_dtype_and_odd_shape() {
     for dtype in [DType::BF16, DType::F16, DType::F32] {
-        for &(t, n, k) in &[(1, 1, 1), (1, 5, 17), (3, 7, 33), (5, 66, 47), (9, 131, 129), (70, 9, 16)] {
+        for &(t, n, k) in &[
+            (1, 1, 1),
+            (1, 5, 17),
+            (3, 7, 33),
+            (5, 66, 47),
+            (9, 131, 129),
+            (70, 9, 16),
+        ] {
             let w = exact_values(n * k, 1);
             let x = exact_values(t * k, 2);
             let bytes = encode(dtype, &w);
@@ -78,7 +89,11 @@ fn rope_rotates_pairs_of_halves_by_position_times_frequency() {
     close(&inv, &[1.0, 0.01], 1e-7);
     let mut x = vec![1.0f32, 1.0, 0.0, 0.0];
     cpu::rope(&mut x, 1, &inv, 3);
-    close(&x, &[3f32.cos(), 0.03f32.cos(), 3f32.sin(), 0.03f32.sin()], KERNEL_ABS);
+    close(
+        &x,
+        &[3f32.cos(), 0.03f32.cos(), 3f32.sin(), 0.03f32.sin()],
+        KERNEL_ABS,
+    );
     // position 0 is the identity
     let mut y = vec![0.5f32, -2.0, 3.0, 7.0];
     cpu::rope(&mut y, 1, &inv, 0);
@@ -88,7 +103,11 @@ fn rope_rotates_pairs_of_halves_by_position_times_frequency() {
 #[test]
 fn attention_is_causal_and_groups_query_heads() {
     // 2 query heads sharing 1 kv head, head_dim 2, two cached positions.
-    let s = AttnShape { heads: 2, kv_heads: 1, head_dim: 2 };
+    let s = AttnShape {
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 2,
+    };
     let k = vec![1.0f32, 0.0, 0.0, 1.0];
     let v = vec![10.0f32, 0.0, 0.0, 20.0];
     // one query at position 1 (sees both), heads [1,0] and [0,1]
@@ -97,7 +116,11 @@ fn attention_is_causal_and_groups_query_heads() {
     cpu::attention(&q, &k, &v, s, 1, &mut out);
     let scale = 1.0 / 2f32.sqrt();
     let p = 1.0 / (1.0 + (-scale).exp()); // softmax([scale, 0])[0]
-    close(&out, &[10.0 * p, 20.0 * (1.0 - p), 10.0 * (1.0 - p), 20.0 * p], KERNEL_ABS);
+    close(
+        &out,
+        &[10.0 * p, 20.0 * (1.0 - p), 10.0 * (1.0 - p), 20.0 * p],
+        KERNEL_ABS,
+    );
     // the same query at position 0 sees only the first key
     let mut out0 = vec![0f32; 4];
     cpu::attention(&q, &k, &v, s, 0, &mut out0);
@@ -113,7 +136,11 @@ fn small_elementwise_kernels() {
     let mut p = vec![0.0f32, 2f32.ln()];
     cpu::softmax_in_place(&mut p);
     close(&p, &[1.0 / 3.0, 2.0 / 3.0], KERNEL_ABS);
-    assert_eq!(cpu::argmax(&[1.0, 3.0, 3.0, f32::NAN, -1.0]), 1, "first maximum wins");
+    assert_eq!(
+        cpu::argmax(&[1.0, 3.0, 3.0, f32::NAN, -1.0]),
+        1,
+        "first maximum wins"
+    );
     let table = encode(DType::BF16, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let mut e = vec![0f32; 4];
     cpu::embedding_gather(MatRef::new(DType::BF16, &table, 3, 2), &[2, 0], &mut e);
@@ -125,5 +152,8 @@ fn bf16_rounding_is_round_to_nearest_even() {
     use qwen_omni::tensor::bf16_to_f32;
     // 1 + 2^-8 is exactly halfway between 1 and 1 + 2^-7: ties to even (1.0)
     assert_eq!(bf16_to_f32(f32_to_bf16(1.0 + 1.0 / 256.0)), 1.0);
-    assert_eq!(bf16_to_f32(f32_to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 4.0 / 256.0);
+    assert_eq!(
+        bf16_to_f32(f32_to_bf16(1.0 + 3.0 / 256.0)),
+        1.0 + 4.0 / 256.0
+    );
 }

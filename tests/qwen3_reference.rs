@@ -21,14 +21,29 @@ fn hidden_states_and_logits_match_transformers_for_every_fixture() {
                 .unwrap();
             for (l, h) in trace.hidden.iter().enumerate() {
                 let want = tensor(&store, &format!("p{i}.hidden.{l}"));
-                assert_close(&format!("{name} p{i} hidden.{l}"), h, &want, tol::F32_VS_F32_REL);
+                assert_close(
+                    &format!("{name} p{i} hidden.{l}"),
+                    h,
+                    &want,
+                    tol::F32_VS_F32_REL,
+                );
             }
             let want = tensor(&store, &format!("p{i}.final_norm"));
-            assert_close(&format!("{name} p{i} final_norm"), &trace.final_norm, &want, tol::F32_VS_F32_REL);
+            assert_close(
+                &format!("{name} p{i} final_norm"),
+                &trace.final_norm,
+                &want,
+                tol::F32_VS_F32_REL,
+            );
             let want = tensor(&store, &format!("p{i}.logits"));
             // real-vocab stores the last position only
             let ours = &logits[logits.len() - want.len()..];
-            assert_close(&format!("{name} p{i} logits"), ours, &want, tol::F32_VS_F32_REL);
+            assert_close(
+                &format!("{name} p{i} logits"),
+                ours,
+                &want,
+                tol::F32_VS_F32_REL,
+            );
         }
     }
 }
@@ -46,7 +61,12 @@ fn token_by_token_decode_equals_batched_prefill() {
         for &id in ids {
             stepped = model.forward(&[id], &mut step_cache, Logits::Last).unwrap();
         }
-        assert_close(&format!("{name} decode vs prefill"), &stepped, &batched, tol::F32_VS_F32_REL);
+        assert_close(
+            &format!("{name} decode vs prefill"),
+            &stepped,
+            &batched,
+            tol::F32_VS_F32_REL,
+        );
     }
 }
 

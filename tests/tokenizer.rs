@@ -44,7 +44,12 @@ fn ids_match_hf_tokenizers_on_every_reference_string() {
             failures.push(format!("{:?}: got {:?}, want {:?}", c.text, got, c.ids));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(tok.encode("Hello world").unwrap(), vec![9707, 1879]);
 }
 
@@ -57,7 +62,11 @@ fn decode_round_trips_and_streaming_never_splits_characters() {
         let mut out = String::new();
         for &id in &c.ids {
             let delta = stream.push(id).unwrap();
-            assert!(!delta.contains('\u{FFFD}') || c.text.contains('\u{FFFD}'), "{:?}", c.text);
+            assert!(
+                !delta.contains('\u{FFFD}') || c.text.contains('\u{FFFD}'),
+                "{:?}",
+                c.text
+            );
             out.push_str(&delta);
         }
         out.push_str(&stream.finish().unwrap());

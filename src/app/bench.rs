@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::info::human_bytes;
 use super::load::load_qwen3;
-use crate::cpu::bandwidth::measure_read_bandwidth;
+use crate::cpu::bandwidth::measure_read_bandwidth_stats;
 use crate::models::qwen3::Logits;
 use crate::models::sampler::Rng;
 
@@ -29,7 +29,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let model = &loaded.model;
     let vocab = model.config.vocab_size as u64;
     let mut rng = Rng::new(42);
-    let prompt: Vec<u32> = (0..a.prompt_len).map(|_| (rng.next_u64() % vocab) as u32).collect();
+    let prompt: Vec<u32> = (0..a.prompt_len)
+        .map(|_| (rng.next_u64() % vocab) as u32)
+        .collect();
 
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
@@ -46,27 +48,62 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         decode.push(a.gen_len as f64 / t1.elapsed().as_secs_f64());
     }
     let rss_peak = MemInfo::read();
-    let bw = measure_read_bandwidth(a.bandwidth_mib << 20, 5);
+    let (bw_min, bw, bw_max) = measure_read_bandwidth_stats(a.bandwidth_mib << 20, 9);
 
     let prefill_tps = median(&mut prefill);
     let decode_tps = median(&mut decode);
     let bytes_per_token = model.bytes_per_decoded_token();
     let achieved = bytes_per_token as f64 * decode_tps;
-    let flops_per_token = 2.0 * (model.bytes_per_decoded_token() as f64 / dtype_bytes(model));
+    // Prefill runs lm_head for the last token only: count the layers' weights.
+    let layer_bytes = (bytes_per_token - model.lm_head.weight_bytes()) as f64;
+    let flops_per_token = 2.0 * layer_bytes / dtype_bytes(model);
     println!("| metric | value |");
     println!("|---|---|");
     println!("| model | {} |", dir.display());
     println!("| threads | {} |", rayon::current_num_threads());
-    println!("| load time (map + fault in {}) | {:.2} s |", human_bytes(loaded.file_bytes), loaded.load_time.as_secs_f64());
-    println!("| prefill {} tokens | {:.1} tok/s ({:.1} GFLOP/s in matmuls) |", a.prompt_len, prefill_tps, prefill_tps * flops_per_token / 1e9);
-    println!("| decode {} tokens | {:.2} tok/s ({:.1} ms/token) |", a.gen_len, decode_tps, 1e3 / decode_tps);
-    println!("| weight bytes per decoded token | {} |", human_bytes(bytes_per_token));
+    println!(
+        "| load time (map + fault in {}) | {:.2} s |",
+        human_bytes(loaded.file_bytes),
+        loaded.load_time.as_secs_f64()
+    );
+    println!(
+        "| prefill {} tokens | {:.1} tok/s ({:.1} GFLOP/s in matmuls) |",
+        a.prompt_len,
+        prefill_tps,
+        prefill_tps * flops_per_token / 1e9
+    );
+    println!(
+        "| decode {} tokens | {:.2} tok/s ({:.1} ms/token) |",
+        a.gen_len,
+        decode_tps,
+        1e3 / decode_tps
+    );
+    println!(
+        "| weight bytes per decoded token | {} |",
+        human_bytes(bytes_per_token)
+    );
     println!("| achieved decode bandwidth | {:.1} GB/s |", achieved / 1e9);
-    println!("| measured read bandwidth ({} MiB, best of 5) | {:.1} GB/s |", a.bandwidth_mib, bw / 1e9);
-    println!("| decode / bandwidth roofline | {:.0}% |", 100.0 * achieved / bw);
+    println!(
+        "| measured read bandwidth ({} MiB, median of 9; min-max) | {:.1} GB/s ({:.1}-{:.1}) |",
+        a.bandwidth_mib,
+        bw / 1e9,
+        bw_min / 1e9,
+        bw_max / 1e9
+    );
+    println!(
+        "| decode / median bandwidth (roofline share) | {:.0}% |",
+        100.0 * achieved / bw
+    );
     if let (Some(b), Some(l), Some(p)) = (rss_before, rss_loaded, rss_peak) {
-        println!("| anonymous memory growth at load | {} |", human_bytes(l.anon.saturating_sub(b.anon)));
-        println!("| RSS after load (anon + file-backed) | {} + {} |", human_bytes(l.anon), human_bytes(l.file));
+        println!(
+            "| anonymous memory growth at load | {} |",
+            human_bytes(l.anon.saturating_sub(b.anon))
+        );
+        println!(
+            "| RSS after load (anon + file-backed) | {} + {} |",
+            human_bytes(l.anon),
+            human_bytes(l.file)
+        );
         println!("| peak RSS | {} |", human_bytes(p.peak));
     }
     println!("| runs (median of) | {} |", a.repeats.max(1));

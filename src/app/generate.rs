@@ -46,8 +46,16 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         (Some(ids), None) => (parse_ids(ids)?, Tokenizer::load(&dir).ok()),
         (None, Some(text)) => {
             let tok = Tokenizer::load(&dir)?;
-            let use_chat = if a.raw { false } else { a.chat || is_instruct(&dir) };
-            let text = if use_chat { chat_prompt(a.system.as_deref(), text) } else { text.clone() };
+            let use_chat = if a.raw {
+                false
+            } else {
+                a.chat || is_instruct(&dir)
+            };
+            let text = if use_chat {
+                chat_prompt(a.system.as_deref(), text)
+            } else {
+                text.clone()
+            };
             (tok.encode(&text)?, Some(tok))
         }
         (Some(_), Some(_)) => bail!("give either --prompt or --prompt-ids, not both"),
@@ -55,9 +63,15 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     };
     let stop = StopRule {
         max_new_tokens: a.max_tokens,
-        stop_ids: if a.ignore_eos { Vec::new() } else { stop_ids(&loaded) },
+        stop_ids: if a.ignore_eos {
+            Vec::new()
+        } else {
+            stop_ids(&loaded)
+        },
     };
-    let mut cache = loaded.model.new_cache(a.ctx.min(loaded.model.config.max_position_embeddings));
+    let mut cache = loaded
+        .model
+        .new_cache(a.ctx.min(loaded.model.config.max_position_embeddings));
     loaded.model.check_ids(&prompt)?;
     cache.check_room(prompt.len())?;
     let stdout = std::io::stdout();
@@ -68,25 +82,35 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         _ => None,
     };
     let mut ids_printed = 0usize;
-    let stats = generate(&loaded.model, &mut cache, &prompt, &mut sampler, &stop, |id| {
-        match stream.as_mut() {
-            Some(s) => write!(out, "{}", s.push(id)?),
-            None => {
-                let sep = if ids_printed == 0 { "" } else { " " };
-                ids_printed += 1;
-                write!(out, "{sep}{id}")
+    let stats = generate(
+        &loaded.model,
+        &mut cache,
+        &prompt,
+        &mut sampler,
+        &stop,
+        |id| {
+            match stream.as_mut() {
+                Some(s) => write!(out, "{}", s.push(id)?),
+                None => {
+                    let sep = if ids_printed == 0 { "" } else { " " };
+                    ids_printed += 1;
+                    write!(out, "{sep}{id}")
+                }
             }
-        }
-        .and_then(|_| out.flush())
-        .map_err(|e| crate::Error::io("stdout", e))?;
-        Ok(ControlFlow::Continue(()))
-    })?;
+            .and_then(|_| out.flush())
+            .map_err(|e| crate::Error::io("stdout", e))?;
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
     if let Some(s) = stream.as_mut() {
         write!(out, "{}", s.finish()?).context("writing to stdout")?;
     }
     writeln!(out).context("writing to stdout")?;
     if stats.stopped_by_context {
-        eprintln!("warning: the context ({} tokens) is full; the reply was cut (raise --ctx)", cache.capacity);
+        eprintln!(
+            "warning: the context ({} tokens) is full; the reply was cut (raise --ctx)",
+            cache.capacity
+        );
     }
     if a.stats {
         let n = stats.generated.len();
@@ -98,13 +122,20 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             n,
             stats.decode_time.as_secs_f64(),
             n as f64 / stats.decode_time.as_secs_f64().max(1e-9),
-            if stats.stopped_by_eos { ", stopped at EOS" } else { "" }
+            if stats.stopped_by_eos {
+                ", stopped at EOS"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
 }
 
-fn sampling_params(a: &GenerateArgs, g: &crate::models::config::GenerationConfig) -> SamplingParams {
+fn sampling_params(
+    a: &GenerateArgs,
+    g: &crate::models::config::GenerationConfig,
+) -> SamplingParams {
     let mut p = SamplingParams::from_generation_config(g);
     if let Some(t) = a.temperature {
         p.temperature = t;
@@ -138,8 +169,9 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
     s.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|t| !t.is_empty())
         .map(|t| {
-            t.parse::<u32>()
-                .with_context(|| format!("--prompt-ids: `{t}` is not a token id (expected e.g. 1,2,3)"))
+            t.parse::<u32>().with_context(|| {
+                format!("--prompt-ids: `{t}` is not a token id (expected e.g. 1,2,3)")
+            })
         })
         .collect()
 }

@@ -24,19 +24,38 @@ pub fn run(model: &str, ctx: usize) -> Result<()> {
     }
     let total: usize = groups.values().map(|g| g.0).sum();
     println!("model        {}", dir.display());
-    println!("architecture {} ({})", c.model_type, c.architectures.join(", "));
+    println!(
+        "architecture {} ({})",
+        c.model_type,
+        c.architectures.join(", ")
+    );
     println!(
         "shape        {} layers, hidden {}, heads {} / kv {} x head_dim {}, intermediate {}, vocab {}",
-        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim(),
-        c.intermediate_size, c.vocab_size
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim(),
+        c.intermediate_size,
+        c.vocab_size
     );
     println!(
         "rope theta   {}, rms eps {}, tied embeddings {}, max positions {}",
-        c.rope_theta(), c.rms_norm_eps, c.tie_word_embeddings, c.max_position_embeddings
+        c.rope_theta(),
+        c.rms_norm_eps,
+        c.tie_word_embeddings,
+        c.max_position_embeddings
     );
-    let dt: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d} {}", human_count(*n))).collect();
+    let dt: Vec<String> = dtypes
+        .iter()
+        .map(|(d, n)| format!("{d} {}", human_count(*n)))
+        .collect();
     println!("dtype        {}", dt.join(", "));
-    println!("files        {} safetensors file(s), {}", store.file_count(), human_bytes(store.file_bytes()));
+    println!(
+        "files        {} safetensors file(s), {}",
+        store.file_count(),
+        human_bytes(store.file_bytes())
+    );
     println!("parameters   {} total", human_count(total));
     println!();
     println!("| component | parameters | weight memory |");
@@ -45,8 +64,14 @@ pub fn run(model: &str, ctx: usize) -> Result<()> {
         println!("| {g} | {} | {} |", human_count(*n), human_bytes(*b));
     }
     let kv_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim() * 4;
-    println!("| KV cache (f32), per 1024 tokens | | {} |", human_bytes(kv_per_token * 1024));
-    println!("| KV cache at --ctx {ctx} | | {} |", human_bytes(kv_per_token * ctx));
+    println!(
+        "| KV cache (f32), per 1024 tokens | | {} |",
+        human_bytes(kv_per_token * 1024)
+    );
+    println!(
+        "| KV cache at --ctx {ctx} | | {} |",
+        human_bytes(kv_per_token * ctx)
+    );
     println!();
     println!(
         "decode reads {} of weights per token (mapped from the files, not copied)",

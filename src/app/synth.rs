@@ -18,12 +18,26 @@ const MAX_SHARD_BYTES: usize = 4 << 30;
 /// Values generated per parallel chunk.
 const CHUNK: usize = 1 << 20;
 
-pub fn run(preset: &str, out: &Path, dtype: &str, tokenizer: Option<&Path>, seed: u64) -> Result<()> {
+pub fn run(
+    preset: &str,
+    out: &Path,
+    dtype: &str,
+    tokenizer: Option<&Path>,
+    seed: u64,
+) -> Result<()> {
     let p = presets::find(preset)
         .with_context(|| format!("unknown preset `{preset}` (known: {})", presets::names()))?;
-    let dt = DType::parse_float(dtype).with_context(|| format!("--dtype `{dtype}`: expected bf16, f16 or f32"))?;
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{}: exists and is not empty (choose a new directory)", out.display());
+    let dt = DType::parse_float(dtype)
+        .with_context(|| format!("--dtype `{dtype}`: expected bf16, f16 or f32"))?;
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{}: exists and is not empty (choose a new directory)",
+            out.display()
+        );
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let dtype_name = match dt {
@@ -32,7 +46,10 @@ pub fn run(preset: &str, out: &Path, dtype: &str, tokenizer: Option<&Path>, seed
         _ => "float32",
     };
     write_json(&out.join("config.json"), &p.config_json(dtype_name))?;
-    write_json(&out.join("generation_config.json"), &p.generation_config_json())?;
+    write_json(
+        &out.join("generation_config.json"),
+        &p.generation_config_json(),
+    )?;
     if let Some(t) = tokenizer {
         copy_tokenizer(t, out)?;
     }
@@ -49,10 +66,19 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 /// Copy tokenizer.json (a file, or the tokenizer.json inside a directory) and, when it sits
 /// beside it, tokenizer_config.json.
 fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
-    let file = if src.is_dir() { src.join("tokenizer.json") } else { src.to_path_buf() };
+    let file = if src.is_dir() {
+        src.join("tokenizer.json")
+    } else {
+        src.to_path_buf()
+    };
     crate::models::tokenizer::Tokenizer::from_file(&file)?;
-    std::fs::copy(&file, out.join("tokenizer.json")).with_context(|| format!("copying {}", file.display()))?;
-    if let Some(cfg) = file.parent().map(|d| d.join("tokenizer_config.json")).filter(|p| p.is_file()) {
+    std::fs::copy(&file, out.join("tokenizer.json"))
+        .with_context(|| format!("copying {}", file.display()))?;
+    if let Some(cfg) = file
+        .parent()
+        .map(|d| d.join("tokenizer_config.json"))
+        .filter(|p| p.is_file())
+    {
         std::fs::copy(&cfg, out.join("tokenizer_config.json"))
             .with_context(|| format!("copying {}", cfg.display()))?;
     }
@@ -60,7 +86,11 @@ fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
 }
 
 fn write_weights(p: &Preset, dt: DType, out: &Path, seed: u64) -> Result<()> {
-    let specs: Vec<TensorSpec> = p.tensors().iter().map(|(n, s)| TensorSpec::new(n, dt, s)).collect();
+    let specs: Vec<TensorSpec> = p
+        .tensors()
+        .iter()
+        .map(|(n, s)| TensorSpec::new(n, dt, s))
+        .collect();
     let shards = split_shards(&specs);
     let total: usize = specs.iter().map(TensorSpec::byte_len).sum();
     let mut bar = DelayedProgress::new(total as u64, "writing");
@@ -84,7 +114,8 @@ fn write_weights(p: &Preset, dt: DType, out: &Path, seed: u64) -> Result<()> {
     }
     bar.finish();
     if shards.len() > 1 {
-        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        let index =
+            serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         write_json(&out.join("model.safetensors.index.json"), &index)?;
     }
     Ok(())
@@ -99,7 +130,9 @@ fn split_shards(specs: &[TensorSpec]) -> Vec<Vec<TensorSpec>> {
             size = 0;
         }
         size += s.byte_len();
-        shards.last_mut().map(|v| v.push(s.clone()));
+        if let Some(v) = shards.last_mut() {
+            v.push(s.clone())
+        }
     }
     shards
 }
@@ -121,13 +154,22 @@ fn fill_tensor(
             .par_iter()
             .map(|&c| {
                 let len = CHUNK.min(n - c * CHUNK);
-                let mut rng = Rng::new(seed.wrapping_add(c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng = Rng::new(
+                    seed.wrapping_add(c as u64)
+                        .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
                 let mut bytes = Vec::with_capacity(len * spec.dtype.size());
                 for _ in 0..len {
-                    let v = if is_norm { 1.0 } else { (rng.next_f32() * 2.0 - 1.0) * a };
+                    let v = if is_norm {
+                        1.0
+                    } else {
+                        (rng.next_f32() * 2.0 - 1.0) * a
+                    };
                     match spec.dtype {
                         DType::BF16 => bytes.extend_from_slice(&f32_to_bf16(v).to_le_bytes()),
-                        DType::F16 => bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                        DType::F16 => {
+                            bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())
+                        }
                         _ => bytes.extend_from_slice(&v.to_le_bytes()),
                     }
                 }
@@ -143,5 +185,7 @@ fn fill_tensor(
 
 fn hash(s: &str) -> u64 {
     // FNV-1a: a stable per-tensor seed offset.
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }

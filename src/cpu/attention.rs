@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::dot::{axpy_f32, dot_f32};
 use super::elementwise::softmax_in_place;
 
 /// Shapes of one attention call.
@@ -32,16 +33,14 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, pos0: usize, out
         let mut scores: Vec<f32> = (0..len)
             .map(|p| {
                 let kr = &k[p * kvw + kvh * hd..p * kvw + (kvh + 1) * hd];
-                qh.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale
+                dot_f32(qh, kr) * scale
             })
             .collect();
         softmax_in_place(&mut scores);
         o.fill(0.0);
         for (p, w) in scores.iter().enumerate() {
             let vr = &v[p * kvw + kvh * hd..p * kvw + (kvh + 1) * hd];
-            for (a, b) in o.iter_mut().zip(vr) {
-                *a += w * b;
-            }
+            axpy_f32(*w, vr, o);
         }
     });
 }

@@ -18,12 +18,29 @@ const TOKENS_PER_BLOCK: usize = 64;
 pub fn matvec(w: MatRef, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), w.cols, "matvec: x length");
     assert_eq!(y.len(), w.rows, "matvec: y length");
-    y.par_chunks_mut(ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(c, ys)| {
-            let r0 = c * ROWS_PER_TASK;
-            matvec_rows(w.slice_rows(r0, r0 + ys.len()), x, ys);
-        });
+    let mut xp = Vec::new();
+    let x = kernel_layout(w, x, &mut xp);
+    // Few long contiguous row ranges per thread: long linear streams keep the prefetchers
+    // running (4 tasks per thread still balance a noisy shared machine).
+    let per_task = w
+        .rows
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(ROWS_PER_TASK)
+        .next_multiple_of(4);
+    y.par_chunks_mut(per_task).enumerate().for_each(|(c, ys)| {
+        let r0 = c * per_task;
+        matvec_rows(w.slice_rows(r0, r0 + ys.len()), x, ys);
+    });
+}
+
+/// x as the weight dtype's kernel wants it (pair layout for BF16 on AVX-512; see `dot`).
+fn kernel_layout<'a>(w: MatRef, x: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
+    if w.dtype == crate::tensor::DType::BF16 && dot::bf16_uses_pair_layout() {
+        dot::to_pair_layout(x, w.cols, buf);
+        buf
+    } else {
+        x
+    }
 }
 
 /// Single-threaded matvec over a slice of rows.
@@ -43,7 +60,13 @@ fn matvec_rows_dt<const DT: u8>(w: MatRef, x: &[f32], y: &mut [f32]) {
     let mut r = 0;
     // SAFETY: rows r..r+4 < w.rows, each `k` elements; x holds k values (asserted by caller).
     while r + 4 <= w.rows {
-        let o = unsafe { dot_tile::<4, 1, DT>([row(r), row(r + 1), row(r + 2), row(r + 3)], [x.as_ptr()], k) };
+        let o = unsafe {
+            dot_tile::<4, 1, DT>(
+                [row(r), row(r + 1), row(r + 2), row(r + 3)],
+                [x.as_ptr()],
+                k,
+            )
+        };
         for i in 0..4 {
             y[r + i] = o[i][0];
         }
@@ -70,11 +93,15 @@ pub fn matmul(x: &[f32], t: usize, w: MatRef, y: &mut [f32]) {
     if t == 1 {
         return matvec(w, x, y);
     }
+    let mut xp = Vec::new();
+    let x = kernel_layout(w, x, &mut xp);
     let out = OutPtr(y.as_mut_ptr());
     let tasks = n.div_ceil(ROWS_PER_TASK);
     (0..tasks).into_par_iter().for_each(|task| {
         let n0 = task * ROWS_PER_TASK;
         let n1 = (n0 + ROWS_PER_TASK).min(n);
+        // Capture the whole Send wrapper, not its raw-pointer field.
+        #[allow(clippy::redundant_locals)]
         let out = out;
         match dot::dtype_code(w.dtype) {
             dot::BF16 => matmul_cols::<{ dot::BF16 }>(x, t, w, n0, n1, out.0, n),
@@ -124,7 +151,8 @@ fn matmul_cols<const DT: u8>(
                 } else {
                     for a in 0..rows {
                         for b in 0..toks {
-                            let v = unsafe { dot_tile::<1, 1, DT>([wrow(r + a)], [xrow(ti + b)], k) };
+                            let v =
+                                unsafe { dot_tile::<1, 1, DT>([wrow(r + a)], [xrow(ti + b)], k) };
                             put(ti + b, r + a, v[0][0]);
                         }
                     }

@@ -4,7 +4,10 @@
 /// Normalise each row of `x` (rows of `weight.len()` values) in place.
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
     let d = weight.len();
-    assert!(d > 0 && x.len() % d == 0, "rms_norm: x is not whole rows");
+    assert!(
+        d > 0 && x.len().is_multiple_of(d),
+        "rms_norm: x is not whole rows"
+    );
     for row in x.chunks_exact_mut(d) {
         let ss: f32 = sum_squares(row);
         let inv = 1.0 / (ss / d as f32 + eps).sqrt();

@@ -12,7 +12,10 @@ pub fn inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
 pub fn rope(x: &mut [f32], heads: usize, inv_freq: &[f32], pos0: usize) {
     let half = inv_freq.len();
     let hd = 2 * half;
-    assert!(x.len() % (heads * hd) == 0, "rope: x is not whole tokens");
+    assert!(
+        x.len().is_multiple_of(heads * hd),
+        "rope: x is not whole tokens"
+    );
     let mut cos = vec![0f32; half];
     let mut sin = vec![0f32; half];
     for (j, tok) in x.chunks_exact_mut(heads * hd).enumerate() {

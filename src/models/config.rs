@@ -134,15 +134,20 @@ impl Qwen3Config {
                 return Err(format!("`{key}` must be positive"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(format!(
                 "`num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
         let hd = self.head_dim();
-        if hd == 0 || hd % 2 != 0 {
-            return Err(format!("`head_dim` ({hd}) must be positive and even for RoPE"));
+        if hd == 0 || !hd.is_multiple_of(2) {
+            return Err(format!(
+                "`head_dim` ({hd}) must be positive and even for RoPE"
+            ));
         }
         if self.hidden_act != "silu" {
             return Err(format!(
@@ -151,22 +156,32 @@ impl Qwen3Config {
             ));
         }
         if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
-            return Err(format!("`rms_norm_eps` {} is out of range", self.rms_norm_eps));
+            return Err(format!(
+                "`rms_norm_eps` {} is out of range",
+                self.rms_norm_eps
+            ));
         }
         let theta = self.rope_theta();
         if !(theta.is_finite() && theta > 1.0) {
             return Err(format!("`rope_theta` {theta} is out of range"));
         }
-        if let Some(rt) = self.rope_parameters.as_ref().and_then(|r| r.rope_type.as_deref())
+        if let Some(rt) = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|r| r.rope_type.as_deref())
             && rt != "default"
         {
             return Err(format!("rope_type `{rt}` is not supported (only default)"));
         }
         if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err("`rope_scaling` is not supported (long-context scaling is not implemented)".into());
+            return Err(
+                "`rope_scaling` is not supported (long-context scaling is not implemented)".into(),
+            );
         }
         if self.attention_bias {
-            return Err("`attention_bias` true is not supported (Qwen3 checkpoints have none)".into());
+            return Err(
+                "`attention_bias` true is not supported (Qwen3 checkpoints have none)".into(),
+            );
         }
         if self.use_sliding_window {
             return Err("`use_sliding_window` true is not supported".into());
@@ -174,7 +189,9 @@ impl Qwen3Config {
         if let Some(d) = self.declared_dtype()
             && !matches!(d, "bfloat16" | "float16" | "float32")
         {
-            return Err(format!("dtype `{d}` is not supported (bfloat16, float16, float32)"));
+            return Err(format!(
+                "dtype `{d}` is not supported (bfloat16, float16, float32)"
+            ));
         }
         Ok(())
     }

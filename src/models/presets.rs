@@ -16,12 +16,62 @@ pub struct Preset {
 }
 
 pub const PRESETS: &[Preset] = &[
-    Preset { name: "qwen3-0.6b", hidden: 1024, layers: 28, heads: 16, kv_heads: 8, head_dim: 128, intermediate: 3072, vocab: 151936, tied: true },
-    Preset { name: "qwen3-1.7b", hidden: 2048, layers: 28, heads: 16, kv_heads: 8, head_dim: 128, intermediate: 6144, vocab: 151936, tied: true },
-    Preset { name: "qwen3-4b", hidden: 2560, layers: 36, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 9728, vocab: 151936, tied: true },
-    Preset { name: "qwen3-8b", hidden: 4096, layers: 36, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 12288, vocab: 151936, tied: false },
+    Preset {
+        name: "qwen3-0.6b",
+        hidden: 1024,
+        layers: 28,
+        heads: 16,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 3072,
+        vocab: 151936,
+        tied: true,
+    },
+    Preset {
+        name: "qwen3-1.7b",
+        hidden: 2048,
+        layers: 28,
+        heads: 16,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 6144,
+        vocab: 151936,
+        tied: true,
+    },
+    Preset {
+        name: "qwen3-4b",
+        hidden: 2560,
+        layers: 36,
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 9728,
+        vocab: 151936,
+        tied: true,
+    },
+    Preset {
+        name: "qwen3-8b",
+        hidden: 4096,
+        layers: 36,
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 12288,
+        vocab: 151936,
+        tied: false,
+    },
     // Not a published model: a few-MB model with the real vocabulary, for tests and smoke runs.
-    Preset { name: "qwen3-tiny", hidden: 64, layers: 2, heads: 4, kv_heads: 2, head_dim: 32, intermediate: 128, vocab: 151936, tied: true },
+    Preset {
+        name: "qwen3-tiny",
+        hidden: 64,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 32,
+        intermediate: 128,
+        vocab: 151936,
+        tied: true,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
@@ -29,7 +79,11 @@ pub fn find(name: &str) -> Option<&'static Preset> {
 }
 
 pub fn names() -> String {
-    PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    PRESETS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Preset {
@@ -79,7 +133,12 @@ impl Preset {
 
     /// (name, shape) of every tensor, in checkpoint order.
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let (h, q, kv, i) = (self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim, self.intermediate);
+        let (h, q, kv, i) = (
+            self.hidden,
+            self.heads * self.head_dim,
+            self.kv_heads * self.head_dim,
+            self.intermediate,
+        );
         let mut t = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab, h])];
         for l in 0..self.layers {
             let p = format!("model.layers.{l}");

@@ -53,7 +53,10 @@ impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Sampling(m));
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad(format!("temperature {} must be a finite number >= 0", self.temperature));
+            return bad(format!(
+                "temperature {} must be a finite number >= 0",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad(format!("top-p {} must be in (0, 1]", self.top_p));
@@ -74,7 +77,6 @@ impl SamplingParams {
         self.greedy || self.temperature == 0.0
     }
 }
-
 
 /// SplitMix64: tiny, seedable, good enough statistical quality for sampling.
 #[derive(Debug, Clone)]
@@ -212,7 +214,10 @@ mod tests {
 
     #[test]
     fn top_k_keeps_k_largest() {
-        let p = SamplingParams { top_k: 2, ..params() };
+        let p = SamplingParams {
+            top_k: 2,
+            ..params()
+        };
         let c = filter_candidates(&[0.0, 3.0, 1.0, 2.0], &p);
         let ids: Vec<u32> = c.iter().map(|x| x.0).collect();
         assert_eq!(ids, vec![1, 3]);
@@ -223,17 +228,26 @@ mod tests {
     fn top_p_keeps_smallest_prefix_reaching_mass() {
         // probs: softmax([ln 0.5, ln 0.3, ln 0.2]) = [0.5, 0.3, 0.2]
         let l = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let p = SamplingParams { top_p: 0.7, ..params() };
+        let p = SamplingParams {
+            top_p: 0.7,
+            ..params()
+        };
         let ids: Vec<u32> = filter_candidates(&l, &p).iter().map(|x| x.0).collect();
         assert_eq!(ids, vec![0, 1]);
-        let p = SamplingParams { top_p: 0.4, ..params() };
+        let p = SamplingParams {
+            top_p: 0.4,
+            ..params()
+        };
         assert_eq!(filter_candidates(&l, &p).len(), 1);
     }
 
     #[test]
     fn min_p_drops_tokens_below_fraction_of_best() {
         let l = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let p = SamplingParams { min_p: 0.5, ..params() };
+        let p = SamplingParams {
+            min_p: 0.5,
+            ..params()
+        };
         let ids: Vec<u32> = filter_candidates(&l, &p).iter().map(|x| x.0).collect();
         assert_eq!(ids, vec![0, 1]);
     }
@@ -241,8 +255,20 @@ mod tests {
     #[test]
     fn temperature_sharpens_distribution() {
         let l = [1.0f32, 0.0];
-        let hot = filter_candidates(&l, &SamplingParams { temperature: 2.0, ..params() });
-        let cold = filter_candidates(&l, &SamplingParams { temperature: 0.5, ..params() });
+        let hot = filter_candidates(
+            &l,
+            &SamplingParams {
+                temperature: 2.0,
+                ..params()
+            },
+        );
+        let cold = filter_candidates(
+            &l,
+            &SamplingParams {
+                temperature: 0.5,
+                ..params()
+            },
+        );
         assert!(cold[0].1 > hot[0].1);
         assert!((cold[0].1 - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
     }
@@ -259,7 +285,9 @@ mod tests {
         let l = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
         let run = |seed| {
             let mut s = Sampler::new(SamplingParams { seed, ..params() }).unwrap();
-            (0..20_000).map(|_| s.sample(&mut l.clone(), &[])).collect::<Vec<_>>()
+            (0..20_000)
+                .map(|_| s.sample(&mut l.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         let a = run(7);
         assert_eq!(a, run(7));
@@ -272,12 +300,30 @@ mod tests {
     #[test]
     fn invalid_values_are_rejected() {
         for p in [
-            SamplingParams { temperature: -1.0, ..params() },
-            SamplingParams { top_p: 0.0, ..params() },
-            SamplingParams { top_p: 1.5, ..params() },
-            SamplingParams { min_p: -0.1, ..params() },
-            SamplingParams { repetition_penalty: 0.0, ..params() },
-            SamplingParams { temperature: f32::NAN, ..params() },
+            SamplingParams {
+                temperature: -1.0,
+                ..params()
+            },
+            SamplingParams {
+                top_p: 0.0,
+                ..params()
+            },
+            SamplingParams {
+                top_p: 1.5,
+                ..params()
+            },
+            SamplingParams {
+                min_p: -0.1,
+                ..params()
+            },
+            SamplingParams {
+                repetition_penalty: 0.0,
+                ..params()
+            },
+            SamplingParams {
+                temperature: f32::NAN,
+                ..params()
+            },
         ] {
             assert!(Sampler::new(p).is_err());
         }

@@ -36,10 +36,13 @@ impl Tokenizer {
     /// Ids of `text`. Special tokens written in the text (`<|im_start|>`) map to their ids, as
     /// in the reference tokenizer; nothing is prepended (Qwen adds no BOS).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer {
-            path: self.path.clone(),
-            msg: format!("encoding failed: {e}"),
-        })?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer {
+                path: self.path.clone(),
+                msg: format!("encoding failed: {e}"),
+            })?;
         Ok(enc.get_ids().to_vec())
     }
 

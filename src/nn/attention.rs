@@ -49,7 +49,14 @@ impl Attention {
     }
 
     /// x (t, hidden) at positions cache.len.. -> (t, hidden); appends this layer's k, v.
-    pub fn forward(&self, x: &[f32], t: usize, layer: usize, cache: &mut KvCache, c: &AttentionConfig) -> Vec<f32> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        layer: usize,
+        cache: &mut KvCache,
+        c: &AttentionConfig,
+    ) -> Vec<f32> {
         let pos0 = cache.len;
         let mut q = self.q_proj.forward(x, t);
         let mut k = self.k_proj.forward(x, t);
@@ -70,6 +77,9 @@ impl Attention {
     }
 
     pub fn weight_bytes(&self) -> usize {
-        self.q_proj.weight_bytes() + self.k_proj.weight_bytes() + self.v_proj.weight_bytes() + self.o_proj.weight_bytes()
+        self.q_proj.weight_bytes()
+            + self.k_proj.weight_bytes()
+            + self.v_proj.weight_bytes()
+            + self.o_proj.weight_bytes()
     }
 }

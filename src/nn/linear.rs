@@ -12,7 +12,12 @@ pub struct Linear {
 
 impl Linear {
     /// Load `name` and check it is (out_features, in_features).
-    pub fn load(store: &WeightStore, name: &str, out_features: usize, in_features: usize) -> Result<Self> {
+    pub fn load(
+        store: &WeightStore,
+        name: &str,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<Self> {
         Ok(Linear {
             weight: store.get_float(name, &[out_features, in_features])?,
         })
@@ -27,7 +32,12 @@ impl Linear {
     }
 
     pub fn mat(&self) -> MatRef<'_> {
-        MatRef::new(self.weight.dtype, self.weight.bytes(), self.out_features(), self.in_features())
+        MatRef::new(
+            self.weight.dtype,
+            self.weight.bytes(),
+            self.out_features(),
+            self.in_features(),
+        )
     }
 
     /// y (t, out) = x (t, in) @ Wᵀ

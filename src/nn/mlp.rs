@@ -15,11 +15,31 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn load(store: &WeightStore, prefix: &str, hidden: usize, intermediate: usize) -> Result<Self> {
+    pub fn load(
+        store: &WeightStore,
+        prefix: &str,
+        hidden: usize,
+        intermediate: usize,
+    ) -> Result<Self> {
         Ok(Mlp {
-            gate_proj: Linear::load(store, &format!("{prefix}.gate_proj.weight"), intermediate, hidden)?,
-            up_proj: Linear::load(store, &format!("{prefix}.up_proj.weight"), intermediate, hidden)?,
-            down_proj: Linear::load(store, &format!("{prefix}.down_proj.weight"), hidden, intermediate)?,
+            gate_proj: Linear::load(
+                store,
+                &format!("{prefix}.gate_proj.weight"),
+                intermediate,
+                hidden,
+            )?,
+            up_proj: Linear::load(
+                store,
+                &format!("{prefix}.up_proj.weight"),
+                intermediate,
+                hidden,
+            )?,
+            down_proj: Linear::load(
+                store,
+                &format!("{prefix}.down_proj.weight"),
+                hidden,
+                intermediate,
+            )?,
         })
     }
 

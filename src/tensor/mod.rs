@@ -87,7 +87,11 @@ pub struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// Panics if the byte length disagrees with the shape: callers build it from checked views.
     pub fn new(dtype: DType, bytes: &'a [u8], rows: usize, cols: usize) -> Self {
-        assert_eq!(bytes.len(), rows * cols * dtype.size(), "MatRef size mismatch");
+        assert_eq!(
+            bytes.len(),
+            rows * cols * dtype.size(),
+            "MatRef size mismatch"
+        );
         assert!(dtype.is_float(), "MatRef holds float weights only");
         MatRef {
             dtype,

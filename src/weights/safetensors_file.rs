@@ -144,7 +144,11 @@ impl SafetensorsFile {
             tensors.insert(name, tv);
         }
         drop(parsed);
-        Ok(SafetensorsFile { path, mmap, tensors })
+        Ok(SafetensorsFile {
+            path,
+            mmap,
+            tensors,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&TensorView> {

@@ -45,7 +45,7 @@ impl SafetensorsWriter {
         let header = header_json(specs);
         let mut header = header.into_bytes();
         // Pad with spaces to 8 bytes so data starts aligned, as the reference writer does.
-        while header.len() % 8 != 0 {
+        while !header.len().is_multiple_of(8) {
             header.push(b' ');
         }
         let tmp_path = path.with_extension("safetensors.partial");

@@ -72,7 +72,11 @@ pub fn reference_store(model_dir: &Path) -> WeightStore {
 }
 
 pub fn tensor(store: &WeightStore, name: &str) -> Vec<f32> {
-    store.get(name).unwrap_or_else(|e| panic!("{e}")).to_f32_vec().expect("float tensor")
+    store
+        .get(name)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_f32_vec()
+        .expect("float tensor")
 }
 
 /// max |a - b| / max |b|
@@ -85,5 +89,8 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
 
 pub fn assert_close(what: &str, ours: &[f32], reference: &[f32], budget: f32) {
     let e = rel_err(ours, reference);
-    assert!(e <= budget, "{what}: relative error {e:.3e} exceeds budget {budget:.1e}");
+    assert!(
+        e <= budget,
+        "{what}: relative error {e:.3e} exceeds budget {budget:.1e}"
+    );
 }

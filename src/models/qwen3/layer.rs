@@ -18,10 +18,20 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub fn load(store: &WeightStore, prefix: &str, c: &Qwen3Config, attn: &AttentionConfig) -> Result<Self> {
+    pub fn load(
+        store: &WeightStore,
+        prefix: &str,
+        c: &Qwen3Config,
+        attn: &AttentionConfig,
+    ) -> Result<Self> {
         let h = c.hidden_size;
         Ok(DecoderLayer {
-            input_layernorm: RmsNorm::load(store, &format!("{prefix}.input_layernorm.weight"), h, c.rms_norm_eps)?,
+            input_layernorm: RmsNorm::load(
+                store,
+                &format!("{prefix}.input_layernorm.weight"),
+                h,
+                c.rms_norm_eps,
+            )?,
             self_attn: Attention::load(store, &format!("{prefix}.self_attn"), attn)?,
             post_attention_layernorm: RmsNorm::load(
                 store,
@@ -34,7 +44,14 @@ impl DecoderLayer {
     }
 
     /// x (t, hidden) updated in place.
-    pub fn forward(&self, x: &mut [f32], t: usize, layer: usize, cache: &mut KvCache, attn: &AttentionConfig) {
+    pub fn forward(
+        &self,
+        x: &mut [f32],
+        t: usize,
+        layer: usize,
+        cache: &mut KvCache,
+        attn: &AttentionConfig,
+    ) {
         // 1. attention block
         let mut normed = x.to_vec();
         self.input_layernorm.forward(&mut normed);
@@ -48,6 +65,8 @@ impl DecoderLayer {
     }
 
     pub fn weight_bytes(&self) -> usize {
-        self.self_attn.weight_bytes() + self.mlp.weight_bytes() + 8 * self.input_layernorm.weight.len()
+        self.self_attn.weight_bytes()
+            + self.mlp.weight_bytes()
+            + 8 * self.input_layernorm.weight.len()
     }
 }
