@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-test-data.sh
-cargo test --all-targets "$@"
+cargo test "$@"

@@ -56,6 +56,9 @@ pub enum Error {
 
     #[error("{0}")]
     Invalid(String),
+
+    #[error("GPU: {0}")]
+    Gpu(String),
 }
 
 impl Error {

@@ -1,0 +1,43 @@
+// The index of the largest logit (first on ties, as torch.argmax; NaN never wins), written to
+// out[0] and to next_ids[0] so the next decode step embeds it without a trip to the host.
+struct Params { n: u32, _p0: u32, _p1: u32, _p2: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(3) var<storage, read_write> next_ids: array<u32>;
+
+var<workgroup> best_v: array<f32, 256>;
+var<workgroup> best_i: array<u32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) li: u32) {
+    var bv = -3.4e38;
+    var bi = 0xffffffffu;
+    for (var i = li; i < p.n; i += 256u) {
+        let v = logits[i];
+        if (v > bv) { bv = v; bi = i; }
+    }
+    best_v[li] = bv;
+    best_i[li] = bi;
+    workgroupBarrier();
+    var s = 128u;
+    loop {
+        if (s == 0u) { break; }
+        if (li < s) {
+            let ov = best_v[li + s];
+            let oi = best_i[li + s];
+            if (ov > best_v[li] || (ov == best_v[li] && oi < best_i[li])) {
+                best_v[li] = ov;
+                best_i[li] = oi;
+            }
+        }
+        workgroupBarrier();
+        s = s / 2u;
+    }
+    if (li == 0u) {
+        let id = select(best_i[0], 0u, best_i[0] == 0xffffffffu);
+        out[0] = id;
+        next_ids[0] = id;
+    }
+}

@@ -1,0 +1,229 @@
+//! GPU buffers: f32 / u32 working buffers, and weight matrices packed two 16-bit values per
+//! u32 (BF16 or F16), split by rows across several buffers when one would exceed the device's
+//! storage-binding limit (128 MiB on lavapipe; a 151936 x 1024 BF16 embedding is 311 MB).
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::tensor::{DType, f32_to_bf16};
+
+/// Bytes written per `write_buffer` call and between queue flushes while uploading weights:
+/// bounds wgpu's staging memory, so host RSS stays near the mmap plus this.
+const UPLOAD_CHUNK: usize = 64 << 20;
+const FLUSH_EVERY: usize = 256 << 20;
+
+/// A storage buffer of `len` 4-byte elements (f32 or u32).
+pub struct GpuBuffer {
+    pub buffer: wgpu::Buffer,
+    pub len: usize,
+}
+
+impl GpuBuffer {
+    pub fn zeros(ctx: &GpuContext, len: usize, label: &str) -> Result<Self> {
+        let bytes = (len.max(1) * 4) as u64;
+        check_size(ctx, bytes, label)?;
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Ok(GpuBuffer { buffer, len })
+    }
+
+    pub fn from_f32(ctx: &GpuContext, data: &[f32], label: &str) -> Result<Self> {
+        Self::from_bytes(ctx, as_bytes(data), data.len(), label)
+    }
+
+    pub fn from_u32(ctx: &GpuContext, data: &[u32], label: &str) -> Result<Self> {
+        Self::from_bytes(ctx, as_bytes(data), data.len(), label)
+    }
+
+    fn from_bytes(ctx: &GpuContext, bytes: &[u8], len: usize, label: &str) -> Result<Self> {
+        check_size(ctx, bytes.len() as u64, label)?;
+        let padded;
+        let contents = if bytes.is_empty() {
+            padded = vec![0u8; 4];
+            &padded[..]
+        } else {
+            bytes
+        };
+        let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        });
+        Ok(GpuBuffer { buffer, len })
+    }
+
+    pub fn write_f32(&self, ctx: &GpuContext, offset: usize, data: &[f32]) {
+        ctx.queue.write_buffer(&self.buffer, (offset * 4) as u64, as_bytes(data));
+    }
+
+    pub fn write_u32(&self, ctx: &GpuContext, offset: usize, data: &[u32]) {
+        ctx.queue.write_buffer(&self.buffer, (offset * 4) as u64, as_bytes(data));
+    }
+
+    /// Copy `count` elements from `offset` back to the host (waits for the GPU).
+    pub fn read_f32(&self, ctx: &GpuContext, offset: usize, count: usize) -> Result<Vec<f32>> {
+        let bytes = read_back(ctx, &self.buffer, (offset * 4) as u64, (count * 4) as u64)?;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    pub fn read_u32(&self, ctx: &GpuContext, offset: usize, count: usize) -> Result<Vec<u32>> {
+        let bytes = read_back(ctx, &self.buffer, (offset * 4) as u64, (count * 4) as u64)?;
+        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    pub fn byte_len(&self) -> u64 {
+        self.buffer.size()
+    }
+}
+
+fn check_size(ctx: &GpuContext, bytes: u64, label: &str) -> Result<()> {
+    if bytes > ctx.limits.max_buffer_size || bytes > ctx.max_binding() {
+        return Err(Error::Gpu(format!(
+            "buffer `{label}` needs {bytes} bytes; the device allows {} per binding",
+            ctx.max_binding().min(ctx.limits.max_buffer_size)
+        )));
+    }
+    Ok(())
+}
+
+fn as_bytes<T: Copy>(data: &[T]) -> &[u8] {
+    // SAFETY: f32 / u32 slices, plain old data, reinterpreted as their bytes.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+}
+
+/// Map a region of `src` for reading via a staging buffer.
+pub fn read_back(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+    let size = size.max(4);
+    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(src, offset, &staging, 0, size);
+    ctx.queue.submit([enc.finish()]);
+    map_read(ctx, &staging)
+}
+
+/// Map an already filled MAP_READ buffer and copy its bytes out.
+pub fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+    let slice = staging.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.wait()?;
+    rx.recv()
+        .map_err(|_| Error::Gpu("buffer map callback never ran".into()))?
+        .map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
+    let out = slice.get_mapped_range().to_vec();
+    staging.unmap();
+    Ok(out)
+}
+
+/// One row range of a weight matrix in its own buffer.
+pub struct MatrixChunk {
+    /// (rows, stride) u32: two 16-bit weights per word
+    pub buffer: wgpu::Buffer,
+    pub row0: usize,
+    pub rows: usize,
+}
+
+/// A (rows, cols) weight matrix on the GPU, 16-bit elements packed in pairs.
+pub struct GpuMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// u32 words per row: cols / 2 rounded up (odd rows are zero-padded)
+    pub stride: usize,
+    /// F16 instead of BF16
+    pub is_f16: bool,
+    pub chunks: Vec<MatrixChunk>,
+}
+
+impl GpuMatrix {
+    /// Upload stored weights (BF16 or F16 as is; F32 rounded to BF16) in bounded pieces.
+    pub fn upload(ctx: &Arc<GpuContext>, dtype: DType, bytes: &[u8], rows: usize, cols: usize, label: &str) -> Result<Self> {
+        let stride = cols.div_ceil(2);
+        let row_bytes = stride * 4;
+        let max_rows = (ctx.max_binding().min(ctx.limits.max_buffer_size) as usize / row_bytes).max(1);
+        let mut chunks = Vec::new();
+        let mut since_flush = 0usize;
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = (rows - row0).min(max_rows);
+            let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (n * row_bytes) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            // Copy in pieces of whole rows, converting / padding only where needed.
+            let rows_per_piece = (UPLOAD_CHUNK / row_bytes).max(1);
+            let mut r = 0;
+            while r < n {
+                let m = (n - r).min(rows_per_piece);
+                let piece = pack_rows(dtype, bytes, cols, row0 + r, m);
+                ctx.queue.write_buffer(&buffer, (r * row_bytes) as u64, &piece);
+                since_flush += piece.len();
+                if since_flush >= FLUSH_EVERY {
+                    ctx.queue.submit([]);
+                    ctx.wait()?;
+                    since_flush = 0;
+                }
+                r += m;
+            }
+            chunks.push(MatrixChunk { buffer, row0, rows: n });
+            row0 += n;
+        }
+        Ok(GpuMatrix {
+            rows,
+            cols,
+            stride,
+            is_f16: dtype == DType::F16,
+            chunks,
+        })
+    }
+
+    pub fn byte_len(&self) -> usize {
+        self.rows * self.stride * 4
+    }
+}
+
+/// Rows r0..r0+m of a stored matrix as packed little-endian u32 words.
+fn pack_rows(dtype: DType, bytes: &[u8], cols: usize, r0: usize, m: usize) -> Vec<u8> {
+    let es = dtype.size();
+    let src = &bytes[r0 * cols * es..(r0 + m) * cols * es];
+    match dtype {
+        DType::BF16 | DType::F16 if cols % 2 == 0 => src.to_vec(),
+        DType::BF16 | DType::F16 => {
+            let mut out = Vec::with_capacity(m * (cols + 1) * 2);
+            for row in src.chunks_exact(cols * 2) {
+                out.extend_from_slice(row);
+                out.extend_from_slice(&[0, 0]);
+            }
+            out
+        }
+        _ => {
+            let stride = cols.div_ceil(2) * 2;
+            let mut out = Vec::with_capacity(m * stride * 2);
+            for row in src.chunks_exact(cols * 4) {
+                for c in row.chunks_exact(4) {
+                    let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    out.extend_from_slice(&f32_to_bf16(v).to_le_bytes());
+                }
+                if cols % 2 == 1 {
+                    out.extend_from_slice(&[0, 0]);
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! All wgpu code: the shared device context, buffers, the shader pipeline cache and kernel
+//! wrappers. Nothing outside this module imports wgpu.
+
+mod buffers;
+mod context;
+mod kernels;
+mod pipelines;
+mod profiler;
+
+pub use buffers::{GpuBuffer, GpuMatrix};
+pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
+pub use kernels::{Kernels, Op};
+pub use pipelines::PipelineCache;
+pub use profiler::{KernelTiming, measure_copy_bandwidth};

@@ -1,0 +1,80 @@
+//! Shader sources (real .wgsl files under shaders/, compiled into the binary) and the pipeline
+//! cache, keyed by shader name and pipeline-overridable constants. Dynamic sizes live in
+//! uniforms, so nothing is recompiled per token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
+
+/// (name, source) of every shader.
+const SHADERS: &[(&str, &str)] = &[
+    ("matvec", include_str!("../../shaders/matmul/matvec.wgsl")),
+    ("matvec_vec4", include_str!("../../shaders/matmul/matvec_vec4.wgsl")),
+    ("matmul", include_str!("../../shaders/matmul/matmul.wgsl")),
+    ("rms_norm", include_str!("../../shaders/norm/rms_norm.wgsl")),
+    ("rope", include_str!("../../shaders/elementwise/rope.wgsl")),
+    ("silu_mul", include_str!("../../shaders/elementwise/silu_mul.wgsl")),
+    ("add", include_str!("../../shaders/elementwise/add.wgsl")),
+    ("copy", include_str!("../../shaders/elementwise/copy.wgsl")),
+    ("embedding", include_str!("../../shaders/elementwise/embedding.wgsl")),
+    ("argmax", include_str!("../../shaders/elementwise/argmax.wgsl")),
+    ("attn_decode_scores", include_str!("../../shaders/attention/decode_scores.wgsl")),
+    ("attn_decode_softmax", include_str!("../../shaders/attention/decode_softmax.wgsl")),
+    ("attn_decode_values", include_str!("../../shaders/attention/decode_values.wgsl")),
+    ("attn_prefill", include_str!("../../shaders/attention/prefill.wgsl")),
+];
+
+type Key = (String, Vec<(String, u64)>);
+
+#[derive(Default)]
+pub struct PipelineCache {
+    pipelines: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl PipelineCache {
+    /// The pipeline of shader `name` with these override constants, compiled on first use.
+    pub fn get(&self, device: &wgpu::Device, name: &str, constants: &[(&str, f64)]) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key: Key = (
+            name.to_string(),
+            constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
+        );
+        let mut map = self
+            .pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache lock poisoned".into()))?;
+        if let Some(p) = map.get(&key) {
+            return Ok(p.clone());
+        }
+        let src = SHADERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| Error::Gpu(format!("no shader named `{name}`")))?;
+        let source = format!("{COMMON}\n{src}");
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("shader `{name}` failed to build: {err}")));
+        }
+        let pipeline = Arc::new(pipeline);
+        map.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}
