@@ -9,6 +9,7 @@
 pub mod app;
 pub mod cpu;
 pub mod error;
+pub mod gpu;
 pub mod models;
 pub mod nn;
 pub mod tensor;

@@ -28,14 +28,14 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     let hd = p.head_dim;
     let kvh = h / (p.heads / p.kv_heads);
     let j = wg.x * 64u + li;
-    let active = j < step.t;
+    let live = j < step.t;
     let qpos = step.pos0 + j;
     let scale = bitcast<f32>(p.scale_bits);
     var qv: array<f32, MAX_HD>;
     var acc: array<f32, MAX_HD>;
     for (var d = 0u; d < hd; d++) {
         acc[d] = 0.0;
-        qv[d] = select(0.0, q[(j * p.heads + h) * hd + d] * scale, active);
+        qv[d] = select(0.0, q[(j * p.heads + h) * hd + d] * scale, live);
     }
     var m = -3.4e38;
     var l = 0.0;
@@ -60,7 +60,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             vs[r * MAX_HD + d] = vv;
         }
         workgroupBarrier();
-        if (active) {
+        if (live) {
             for (var r = 0u; r < KB; r++) {
                 let pos = k0 + r;
                 if (pos <= qpos) {
@@ -80,7 +80,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         workgroupBarrier();
         k0 = k0 + KB;
     }
-    if (active) {
+    if (live) {
         let inv = 1.0 / l;
         for (var d = 0u; d < hd; d++) {
             out[(j * p.heads + h) * hd + d] = acc[d] * inv;

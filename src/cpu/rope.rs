@@ -8,6 +8,13 @@ pub fn inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
         .collect()
 }
 
+/// cos and sin of the rotation angle of one frequency at one position. The reference
+/// multiplies in f32, then takes cos / sin of that f32 angle; the GPU table uses this too.
+pub fn cos_sin(pos: usize, inv_freq: f32) -> (f32, f32) {
+    let angle = (pos as f32 * inv_freq) as f64;
+    (angle.cos() as f32, angle.sin() as f32)
+}
+
 /// Rotate `x` (tokens, heads, head_dim) in place; token j sits at position `pos0 + j`.
 pub fn rope(x: &mut [f32], heads: usize, inv_freq: &[f32], pos0: usize) {
     let half = inv_freq.len();
@@ -19,12 +26,8 @@ pub fn rope(x: &mut [f32], heads: usize, inv_freq: &[f32], pos0: usize) {
     let mut cos = vec![0f32; half];
     let mut sin = vec![0f32; half];
     for (j, tok) in x.chunks_exact_mut(heads * hd).enumerate() {
-        let pos = (pos0 + j) as f32;
         for i in 0..half {
-            // The reference multiplies in f32, then takes cos/sin of that f32 angle.
-            let angle = pos * inv_freq[i];
-            cos[i] = (angle as f64).cos() as f32;
-            sin[i] = (angle as f64).sin() as f32;
+            (cos[i], sin[i]) = cos_sin(pos0 + j, inv_freq[i]);
         }
         for head in tok.chunks_exact_mut(hd) {
             let (a, b) = head.split_at_mut(half);

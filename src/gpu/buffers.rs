@@ -124,7 +124,10 @@ pub fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
     rx.recv()
         .map_err(|_| Error::Gpu("buffer map callback never ran".into()))?
         .map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
-    let out = slice.get_mapped_range().to_vec();
+    let out = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?
+        .to_vec();
     staging.unmap();
     Ok(out)
 }
@@ -151,9 +154,19 @@ pub struct GpuMatrix {
 impl GpuMatrix {
     /// Upload stored weights (BF16 or F16 as is; F32 rounded to BF16) in bounded pieces.
     pub fn upload(ctx: &Arc<GpuContext>, dtype: DType, bytes: &[u8], rows: usize, cols: usize, label: &str) -> Result<Self> {
+        let row_bytes = cols.div_ceil(2) * 4;
+        let max_rows = (ctx.max_binding().min(ctx.limits.max_buffer_size) as usize / row_bytes).max(1);
+        Self::upload_chunked(ctx, dtype, bytes, rows, cols, max_rows, label)
+    }
+
+    /// As `upload`, with at most `max_rows` rows per buffer (tests force small chunks).
+    pub fn upload_chunked(ctx: &Arc<GpuContext>, dtype: DType, bytes: &[u8], rows: usize, cols: usize, max_rows: usize, label: &str) -> Result<Self> {
+        if !dtype.is_float() {
+            return Err(Error::Gpu(format!("`{label}`: {dtype} weights cannot be uploaded")));
+        }
         let stride = cols.div_ceil(2);
         let row_bytes = stride * 4;
-        let max_rows = (ctx.max_binding().min(ctx.limits.max_buffer_size) as usize / row_bytes).max(1);
+        let max_rows = max_rows.max(1);
         let mut chunks = Vec::new();
         let mut since_flush = 0usize;
         let mut row0 = 0;

@@ -5,10 +5,10 @@ mod buffers;
 mod context;
 mod kernels;
 mod pipelines;
-mod profiler;
+pub mod profiler;
 
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
-pub use kernels::{Kernels, Op};
+pub use kernels::{Kernels, Op, StepDims};
 pub use pipelines::PipelineCache;
 pub use profiler::{KernelTiming, measure_copy_bandwidth};

@@ -2,6 +2,7 @@
 //! Weights are named `model.embed_tokens`, `model.layers.N.{self_attn,mlp,...}`, `model.norm`,
 //! `lm_head` (absent when `tie_word_embeddings`).
 
+pub mod gpu;
 mod layer;
 
 use std::path::Path;

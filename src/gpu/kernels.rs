@@ -1,0 +1,322 @@
+//! Kernel wrappers. Each builds an [`Op`]: a compiled pipeline, a bind group made once (the
+//! buffers are static) and a rule for its dispatch size given the step's token count and
+//! cache length. Model code builds lists of ops and hands them to [`Kernels::run`]; it never
+//! touches encoders or bind groups.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::Result;
+use crate::gpu::profiler::Profiler;
+use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix};
+
+/// Dynamic sizes of one step, mirrored by the `Step` uniform of the shaders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepDims {
+    pub t: u32,
+    pub pos0: u32,
+}
+
+impl StepDims {
+    pub fn kv_len(&self) -> u32 {
+        self.pos0 + self.t
+    }
+}
+
+type GroupsFn = Box<dyn Fn(StepDims) -> [u32; 3] + Send + Sync>;
+
+/// One dispatch, ready to record.
+pub struct Op {
+    pub name: &'static str,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: GroupsFn,
+}
+
+/// Split a workgroup count over x and y (each at most 65535), as the shaders expect
+/// (linear id = wg.x + wg.y * num_workgroups.x).
+fn grid(n: u32) -> [u32; 3] {
+    let x = n.clamp(1, 65535);
+    [x, n.div_ceil(x).max(1), 1]
+}
+
+/// Workgroups of 256 for `items` invocations.
+fn grid256(items: u32) -> [u32; 3] {
+    grid(items.div_ceil(256))
+}
+
+pub struct Kernels {
+    pub ctx: Arc<GpuContext>,
+    /// the `Step` uniform shared by every op
+    step: wgpu::Buffer,
+}
+
+impl Kernels {
+    pub fn new(ctx: &Arc<GpuContext>) -> Self {
+        let step = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step"),
+            size: 16,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Kernels { ctx: ctx.clone(), step }
+    }
+
+    fn op(
+        &self,
+        name: &'static str,
+        constants: &[(&str, f64)],
+        params: &[u32],
+        uses_step: bool,
+        buffers: &[&wgpu::Buffer],
+        groups: GroupsFn,
+    ) -> Result<Op> {
+        let pipeline = self.ctx.pipelines.get(&self.ctx.device, name, constants)?;
+        let mut padded = params.to_vec();
+        while padded.len() % 4 != 0 {
+            padded.push(0);
+        }
+        let bytes: Vec<u8> = padded.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let params_buf = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(name),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: params_buf.as_entire_binding(),
+        }];
+        if uses_step {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1,
+                resource: self.step.as_entire_binding(),
+            });
+        }
+        let first = entries.len() as u32;
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: first + i as u32,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(name),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Ok(Op {
+            name,
+            pipeline,
+            bind_group,
+            groups,
+        })
+    }
+
+    fn f16(m: &GpuMatrix) -> [(&'static str, f64); 1] {
+        [("IS_F16", if m.is_f16 { 1.0 } else { 0.0 })]
+    }
+
+    /// y[y_off..] = W x[x_off..] (one row of activations), one op per weight chunk.
+    pub fn matvec(&self, w: &GpuMatrix, x: &GpuBuffer, x_off: usize, y: &GpuBuffer, y_off: usize) -> Result<Vec<Op>> {
+        let vec4 = w.cols % 8 == 0 && x_off % 4 == 0;
+        let name = if vec4 { "matvec_vec4" } else { "matvec" };
+        w.chunks
+            .iter()
+            .map(|c| {
+                let params = [c.rows as u32, w.cols as u32, w.stride as u32, x_off as u32, y_off as u32, c.row0 as u32];
+                let wg = (c.rows as u32).div_ceil(8);
+                self.op(name, &Self::f16(w), &params, false, &[&c.buffer, &x.buffer, &y.buffer], Box::new(move |_| grid(wg)))
+            })
+            .collect()
+    }
+
+    /// Y (t, y_ld) = X (t, x_ld) Wᵀ for the step's t tokens, one op per weight chunk.
+    pub fn matmul(&self, w: &GpuMatrix, x: &GpuBuffer, x_ld: usize, y: &GpuBuffer, y_ld: usize) -> Result<Vec<Op>> {
+        w.chunks
+            .iter()
+            .map(|c| {
+                let params = [c.rows as u32, w.cols as u32, w.stride as u32, x_ld as u32, y_ld as u32, c.row0 as u32];
+                let nx = (c.rows as u32).div_ceil(64);
+                self.op(
+                    "matmul",
+                    &Self::f16(w),
+                    &params,
+                    true,
+                    &[&c.buffer, &x.buffer, &y.buffer],
+                    Box::new(move |d| [nx, d.t.div_ceil(64), 1]),
+                )
+            })
+            .collect()
+    }
+
+    /// dst = rms_norm(src) * weight over rows of `dim`; `rows_per_token` rows per token, or
+    /// exactly `fixed_rows` rows when non-zero.
+    pub fn rms_norm(&self, src: &GpuBuffer, dst: &GpuBuffer, weight: &GpuBuffer, dim: usize, rows_per_token: usize, fixed_rows: usize, eps: f32) -> Result<Op> {
+        let params = [dim as u32, rows_per_token as u32, eps.to_bits(), fixed_rows as u32];
+        let rpt = rows_per_token as u32;
+        let fixed = fixed_rows as u32;
+        self.op(
+            "rms_norm",
+            &[],
+            &params,
+            true,
+            &[&src.buffer, &dst.buffer, &weight.buffer],
+            Box::new(move |d| grid(if fixed > 0 { fixed } else { rpt * d.t })),
+        )
+    }
+
+    /// RoPE in place on x (t, heads, 2 * half), cos/sin from `table` (positions, 2, half).
+    pub fn rope(&self, x: &GpuBuffer, table: &GpuBuffer, heads: usize, half: usize) -> Result<Op> {
+        let per_token = (heads * half) as u32;
+        self.op(
+            "rope",
+            &[],
+            &[heads as u32, half as u32],
+            true,
+            &[&x.buffer, &table.buffer],
+            Box::new(move |d| grid256(per_token * d.t)),
+        )
+    }
+
+    pub fn silu_mul(&self, gate: &GpuBuffer, up: &GpuBuffer, width: usize) -> Result<Op> {
+        let w = width as u32;
+        self.op("silu_mul", &[], &[w], true, &[&gate.buffer, &up.buffer], Box::new(move |d| grid256(w * d.t)))
+    }
+
+    pub fn add(&self, x: &GpuBuffer, y: &GpuBuffer, width: usize) -> Result<Op> {
+        let w = width as u32;
+        self.op("add", &[], &[w], true, &[&x.buffer, &y.buffer], Box::new(move |d| grid256(w * d.t)))
+    }
+
+    /// dst[dst_off + dst_pos_stride * pos0 + i] = src[src_off + i] over the step's rows of
+    /// `width` (or the last `last_rows` rows when non-zero).
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy(&self, src: &GpuBuffer, src_off: usize, dst: &GpuBuffer, dst_off: usize, width: usize, dst_pos_stride: usize, last_rows: usize) -> Result<Op> {
+        let w = width as u32;
+        let rows = last_rows as u32;
+        let params = [w, src_off as u32, dst_off as u32, dst_pos_stride as u32, rows];
+        self.op(
+            "copy",
+            &[],
+            &params,
+            true,
+            &[&src.buffer, &dst.buffer],
+            Box::new(move |d| grid256(w * if rows > 0 { rows } else { d.t })),
+        )
+    }
+
+    /// out (t, dim) = table rows of ids (t), one op per table chunk.
+    pub fn embedding(&self, table: &GpuMatrix, ids: &GpuBuffer, out: &GpuBuffer) -> Result<Vec<Op>> {
+        let stride = table.stride as u32;
+        table
+            .chunks
+            .iter()
+            .map(|c| {
+                let params = [c.rows as u32, c.row0 as u32, table.cols as u32, stride];
+                self.op(
+                    "embedding",
+                    &Self::f16(table),
+                    &params,
+                    true,
+                    &[&c.buffer, &ids.buffer, &out.buffer],
+                    Box::new(move |d| grid256(stride * d.t)),
+                )
+            })
+            .collect()
+    }
+
+    /// out[0] = next_ids[0] = argmax(logits[..n]).
+    pub fn argmax(&self, logits: &GpuBuffer, n: usize, out: &GpuBuffer, next_ids: &GpuBuffer) -> Result<Op> {
+        self.op("argmax", &[], &[n as u32], false, &[&logits.buffer, &out.buffer, &next_ids.buffer], Box::new(|_| [1, 1, 1]))
+    }
+
+    /// Decode attention (one query per head) over cache rows 0..kv_len: scores, softmax,
+    /// weighted values. `scores` holds (heads, ctx).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_decode(&self, q: &GpuBuffer, kc: &GpuBuffer, vc: &GpuBuffer, scores: &GpuBuffer, out: &GpuBuffer, heads: usize, kv_heads: usize, head_dim: usize, ctx_len: usize) -> Result<Vec<Op>> {
+        let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
+        let (h, kvh, hd, cx) = (heads as u32, kv_heads as u32, head_dim as u32, ctx_len as u32);
+        Ok(vec![
+            self.op(
+                "attn_decode_scores",
+                &[],
+                &[h, kvh, hd, cx, scale],
+                true,
+                &[&q.buffer, &kc.buffer, &scores.buffer],
+                Box::new(move |d| [d.kv_len().div_ceil(256), h, 1]),
+            )?,
+            self.op("attn_decode_softmax", &[], &[cx], true, &[&scores.buffer], Box::new(move |_| [h, 1, 1]))?,
+            self.op(
+                "attn_decode_values",
+                &[],
+                &[h, kvh, hd, cx],
+                true,
+                &[&scores.buffer, &vc.buffer, &out.buffer],
+                Box::new(move |_| [h, 1, 1]),
+            )?,
+        ])
+    }
+
+    /// Causal flash attention of the step's t queries over cache rows 0..pos0 + t.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_prefill(&self, q: &GpuBuffer, kc: &GpuBuffer, vc: &GpuBuffer, out: &GpuBuffer, heads: usize, kv_heads: usize, head_dim: usize) -> Result<Op> {
+        let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
+        let h = heads as u32;
+        self.op(
+            "attn_prefill",
+            &[],
+            &[h, kv_heads as u32, head_dim as u32, scale],
+            true,
+            &[&q.buffer, &kc.buffer, &vc.buffer, &out.buffer],
+            Box::new(move |d| [d.t.div_ceil(64), h, 1]),
+        )
+    }
+
+    /// Record `ops` for one step into `enc` (one compute pass, or one pass per op with
+    /// timestamps when profiling).
+    pub fn encode<'a>(&self, enc: &mut wgpu::CommandEncoder, ops: impl IntoIterator<Item = &'a Op>, dims: StepDims, mut profiler: Option<&mut Profiler>) {
+        let step = [dims.t, dims.pos0, dims.kv_len(), 0];
+        let bytes: Vec<u8> = step.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.ctx.queue.write_buffer(&self.step, 0, &bytes);
+        match profiler.as_deref_mut() {
+            None => {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("step"),
+                    timestamp_writes: None,
+                });
+                for op in ops {
+                    Self::dispatch(&mut pass, op, dims);
+                }
+            }
+            Some(prof) => {
+                for op in ops {
+                    let tw = prof.next(op.name);
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(op.name),
+                        timestamp_writes: tw,
+                    });
+                    Self::dispatch(&mut pass, op, dims);
+                }
+            }
+        }
+    }
+
+    fn dispatch(pass: &mut wgpu::ComputePass<'_>, op: &Op, dims: StepDims) {
+        let [x, y, z] = (op.groups)(dims);
+        if x == 0 || y == 0 || z == 0 {
+            return;
+        }
+        pass.set_pipeline(&op.pipeline);
+        pass.set_bind_group(0, &op.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// Record and submit one step.
+    pub fn run<'a>(&self, ops: impl IntoIterator<Item = &'a Op>, dims: StepDims) -> Result<()> {
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        self.encode(&mut enc, ops, dims, None);
+        self.ctx.queue.submit([enc.finish()]);
+        Ok(())
+    }
+}

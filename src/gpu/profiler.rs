@@ -1,0 +1,139 @@
+//! GPU timing: per-op timestamps (each op in its own pass with begin / end writes) and the
+//! device's buffer-copy bandwidth, the roofline that decode is measured against.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::gpu::buffers::map_read;
+
+/// Total GPU time of one kernel name over a profiled run.
+#[derive(Debug, Clone)]
+pub struct KernelTiming {
+    pub name: String,
+    pub calls: usize,
+    pub total_ns: f64,
+}
+
+pub struct Profiler {
+    query_set: wgpu::QuerySet,
+    capacity: u32,
+    names: Vec<&'static str>,
+}
+
+impl Profiler {
+    /// Room for `ops` timed ops.
+    pub fn new(ctx: &GpuContext, ops: u32) -> Result<Self> {
+        if !ctx.has_timestamps() {
+            return Err(Error::Gpu(format!("{} offers no timestamp queries", ctx.info.name)));
+        }
+        let capacity = ops.min(2048);
+        let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profiler"),
+            ty: wgpu::QueryType::Timestamp,
+            count: capacity * 2,
+        });
+        Ok(Profiler {
+            query_set,
+            capacity,
+            names: Vec::new(),
+        })
+    }
+
+    /// Timestamp writes for the next op's pass (None once full).
+    pub fn next(&mut self, name: &'static str) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        let i = self.names.len() as u32;
+        if i >= self.capacity {
+            return None;
+        }
+        self.names.push(name);
+        Some(wgpu::ComputePassTimestampWrites {
+            query_set: &self.query_set,
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        })
+    }
+
+    /// Resolve after the profiled work was submitted in `enc`'s successor; returns per-name totals.
+    pub fn finish(self, ctx: &GpuContext) -> Result<Vec<KernelTiming>> {
+        let n = self.names.len() as u32;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let size = (n * 2 * 8) as u64;
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps-read"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        enc.resolve_query_set(&self.query_set, 0..n * 2, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, size);
+        ctx.queue.submit([enc.finish()]);
+        let bytes = map_read(ctx, &staging)?;
+        let period = ctx.queue.get_timestamp_period() as f64;
+        let ts: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        let mut by_name: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+        for (i, name) in self.names.iter().enumerate() {
+            let dt = ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period;
+            let e = by_name.entry(name).or_default();
+            e.0 += 1;
+            e.1 += dt;
+        }
+        let mut v: Vec<KernelTiming> = by_name
+            .into_iter()
+            .map(|(name, (calls, total_ns))| KernelTiming {
+                name: name.to_string(),
+                calls,
+                total_ns,
+            })
+            .collect();
+        v.sort_by(|a, b| b.total_ns.total_cmp(&a.total_ns));
+        Ok(v)
+    }
+}
+
+/// Device-to-device copy bandwidth in bytes per second, counting bytes read plus bytes written
+/// (the convention of ../shared/reference/peer-baselines.md). Median of `passes` copies of
+/// `bytes`, timed by the wall clock around submit + wait.
+pub fn measure_copy_bandwidth(ctx: &GpuContext, bytes: u64, passes: usize) -> Result<f64> {
+    let bytes = bytes.min(ctx.limits.max_buffer_size / 2) / 4 * 4;
+    let make = |label| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    };
+    let (a, b) = (make("bw-src"), make("bw-dst"));
+    // warm up (first-touch allocation on some drivers)
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+    ctx.queue.submit([enc.finish()]);
+    ctx.wait()?;
+    let mut rates = Vec::new();
+    for _ in 0..passes.max(1) {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..4 {
+            enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+        }
+        let t = Instant::now();
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait()?;
+        rates.push(4.0 * 2.0 * bytes as f64 / t.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok(rates[rates.len() / 2])
+}

@@ -1,0 +1,354 @@
+//! The Qwen3 decoder on the GPU engine: weights uploaded once, KV cache preallocated on the
+//! device, and each step recorded from op lists built at load. A decode step reads nothing
+//! back but the sampled id; its input id is written by the previous step's argmax.
+
+use std::sync::Arc;
+
+use super::{Logits, Qwen3Model};
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, Op, StepDims};
+use crate::weights::TensorView;
+
+/// Sizes fixed at load.
+#[derive(Debug, Clone, Copy)]
+pub struct GpuModelOptions {
+    /// KV-cache capacity in tokens
+    pub ctx: usize,
+    /// most tokens per prefill step (longer prompts run in several steps)
+    pub max_prefill: usize,
+    /// keep a (max_prefill, vocab) buffer so a step can return every position's logits
+    pub all_logits: bool,
+}
+
+impl Default for GpuModelOptions {
+    fn default() -> Self {
+        GpuModelOptions {
+            ctx: 4096,
+            max_prefill: 256,
+            all_logits: false,
+        }
+    }
+}
+
+struct GpuLayer {
+    q_proj: GpuMatrix,
+    k_proj: GpuMatrix,
+    v_proj: GpuMatrix,
+    o_proj: GpuMatrix,
+    gate_proj: GpuMatrix,
+    up_proj: GpuMatrix,
+    down_proj: GpuMatrix,
+    input_layernorm: GpuBuffer,
+    post_attention_layernorm: GpuBuffer,
+    q_norm: GpuBuffer,
+    k_norm: GpuBuffer,
+    /// (ctx, kv_heads, head_dim) f32
+    k_cache: GpuBuffer,
+    /// (ctx, kv_heads, head_dim) f32
+    v_cache: GpuBuffer,
+}
+
+/// Activation buffers, sized for `max_prefill` tokens.
+struct Acts {
+    ids: GpuBuffer,      // (max_t) u32
+    x: GpuBuffer,        // (max_t, hidden) residual stream
+    h: GpuBuffer,        // (max_t, hidden) normed
+    q_raw: GpuBuffer,    // (max_t, heads * hd)
+    q: GpuBuffer,
+    k_raw: GpuBuffer,    // (max_t, kv_heads * hd)
+    k: GpuBuffer,
+    v: GpuBuffer,
+    attn: GpuBuffer,     // (max_t, heads * hd)
+    tmp: GpuBuffer,      // (max_t, hidden)
+    gate: GpuBuffer,     // (max_t, intermediate)
+    up: GpuBuffer,
+    last_raw: GpuBuffer, // (hidden)
+    last: GpuBuffer,
+    logits: GpuBuffer,   // (vocab)
+    logits_all: Option<GpuBuffer>, // (max_t, vocab)
+    scores: GpuBuffer,   // (heads, ctx)
+    out_id: GpuBuffer,   // (1) u32
+}
+
+pub struct Qwen3Gpu {
+    pub ctx: Arc<GpuContext>,
+    kernels: Kernels,
+    pub hidden: usize,
+    pub vocab: usize,
+    pub opts: GpuModelOptions,
+    /// tokens in the KV cache
+    pub len: usize,
+    weight_bytes: usize,
+    lm_head_bytes: usize,
+    acts: Acts,
+    decode_ops: Vec<Op>,
+    prefill_ops: Vec<Op>,
+    prefill_all_ops: Vec<Op>,
+    // kept alive for the bind groups
+    _layers: Vec<GpuLayer>,
+    _embed: GpuMatrix,
+    _lm_head: Option<GpuMatrix>,
+    _norm: GpuBuffer,
+    _rope: GpuBuffer,
+}
+
+/// (positions, 2, half): cos then sin per position, from the CPU kernel's own math.
+pub fn rope_table(inv_freq: &[f32], positions: usize) -> Vec<f32> {
+    let half = inv_freq.len();
+    let mut t = vec![0f32; positions * 2 * half];
+    for p in 0..positions {
+        for (i, &f) in inv_freq.iter().enumerate() {
+            let (c, s) = cpu::rope::cos_sin(p, f);
+            t[p * 2 * half + i] = c;
+            t[p * 2 * half + half + i] = s;
+        }
+    }
+    t
+}
+
+fn upload(ctx: &Arc<GpuContext>, v: &TensorView) -> Result<GpuMatrix> {
+    GpuMatrix::upload(ctx, v.dtype, v.bytes(), v.shape[0], v.shape[1], &v.name)
+}
+
+fn buf(ctx: &GpuContext, len: usize, label: &str) -> Result<GpuBuffer> {
+    // a multiple of 4 elements so vec4 views of the buffer cover it
+    GpuBuffer::zeros(ctx, len.next_multiple_of(4), label)
+}
+
+impl Qwen3Gpu {
+    /// Upload a loaded model's weights and build its step programs.
+    pub fn new(ctx: &Arc<GpuContext>, m: &Qwen3Model, opts: GpuModelOptions) -> Result<Self> {
+        let c = &m.config;
+        let a = &m.attn;
+        if a.head_dim > 128 {
+            return Err(Error::Gpu(format!("head_dim {} > 128 is not supported by the GPU attention kernels", a.head_dim)));
+        }
+        let (hd, heads, kvh, hidden, inter, vocab) = (a.head_dim, a.heads, a.kv_heads, c.hidden_size, c.intermediate_size, c.vocab_size);
+        let (cap, max_t) = (opts.ctx, opts.max_prefill.max(1));
+        let mut layers = Vec::with_capacity(m.layers.len());
+        let mut weight_bytes = 0;
+        for l in &m.layers {
+            let sa = &l.self_attn;
+            let layer = GpuLayer {
+                q_proj: upload(ctx, &sa.q_proj.weight)?,
+                k_proj: upload(ctx, &sa.k_proj.weight)?,
+                v_proj: upload(ctx, &sa.v_proj.weight)?,
+                o_proj: upload(ctx, &sa.o_proj.weight)?,
+                gate_proj: upload(ctx, &l.mlp.gate_proj.weight)?,
+                up_proj: upload(ctx, &l.mlp.up_proj.weight)?,
+                down_proj: upload(ctx, &l.mlp.down_proj.weight)?,
+                input_layernorm: GpuBuffer::from_f32(ctx, &l.input_layernorm.weight, "input_layernorm")?,
+                post_attention_layernorm: GpuBuffer::from_f32(ctx, &l.post_attention_layernorm.weight, "post_attention_layernorm")?,
+                q_norm: GpuBuffer::from_f32(ctx, &sa.q_norm.weight, "q_norm")?,
+                k_norm: GpuBuffer::from_f32(ctx, &sa.k_norm.weight, "k_norm")?,
+                k_cache: buf(ctx, cap * kvh * hd, "k_cache")?,
+                v_cache: buf(ctx, cap * kvh * hd, "v_cache")?,
+            };
+            weight_bytes += [&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj, &layer.up_proj, &layer.down_proj]
+                .iter()
+                .map(|w| w.byte_len())
+                .sum::<usize>();
+            layers.push(layer);
+        }
+        let embed = upload(ctx, &m.embed_tokens)?;
+        let lm_head = if c.tie_word_embeddings { None } else { Some(upload(ctx, &m.lm_head.weight)?) };
+        let lm_head_bytes = lm_head.as_ref().unwrap_or(&embed).byte_len();
+        weight_bytes += lm_head_bytes;
+        let norm = GpuBuffer::from_f32(ctx, &m.norm.weight, "norm")?;
+        let rope = GpuBuffer::from_f32(ctx, &rope_table(&a.inv_freq, cap), "rope")?;
+        let acts = Acts {
+            ids: buf(ctx, max_t, "ids")?,
+            x: buf(ctx, max_t * hidden, "x")?,
+            h: buf(ctx, max_t * hidden, "h")?,
+            q_raw: buf(ctx, max_t * heads * hd, "q_raw")?,
+            q: buf(ctx, max_t * heads * hd, "q")?,
+            k_raw: buf(ctx, max_t * kvh * hd, "k_raw")?,
+            k: buf(ctx, max_t * kvh * hd, "k")?,
+            v: buf(ctx, max_t * kvh * hd, "v")?,
+            attn: buf(ctx, max_t * heads * hd, "attn")?,
+            tmp: buf(ctx, max_t * hidden, "tmp")?,
+            gate: buf(ctx, max_t * inter, "gate")?,
+            up: buf(ctx, max_t * inter, "up")?,
+            last_raw: buf(ctx, hidden, "last_raw")?,
+            last: buf(ctx, hidden, "last")?,
+            logits: buf(ctx, vocab, "logits")?,
+            logits_all: if opts.all_logits { Some(buf(ctx, max_t * vocab, "logits_all")?) } else { None },
+            scores: buf(ctx, heads * cap, "scores")?,
+            out_id: buf(ctx, 1, "out_id")?,
+        };
+        ctx.queue.submit([]);
+        ctx.wait()?;
+        let k = Kernels::new(ctx);
+        let head = lm_head.as_ref().unwrap_or(&embed);
+        let eps = c.rms_norm_eps as f32;
+        let program = |prefill: bool| -> Result<Vec<Op>> {
+            let ac = &acts;
+            let mut ops = k.embedding(&embed, &ac.ids, &ac.x)?;
+            let lin = |w: &GpuMatrix, x: &GpuBuffer, y: &GpuBuffer| -> Result<Vec<Op>> {
+                if prefill { k.matmul(w, x, w.cols, y, w.rows) } else { k.matvec(w, x, 0, y, 0) }
+            };
+            for l in &layers {
+                ops.push(k.rms_norm(&ac.x, &ac.h, &l.input_layernorm, hidden, 1, 0, eps)?);
+                ops.extend(lin(&l.q_proj, &ac.h, &ac.q_raw)?);
+                ops.extend(lin(&l.k_proj, &ac.h, &ac.k_raw)?);
+                ops.extend(lin(&l.v_proj, &ac.h, &ac.v)?);
+                ops.push(k.rms_norm(&ac.q_raw, &ac.q, &l.q_norm, hd, heads, 0, eps)?);
+                ops.push(k.rms_norm(&ac.k_raw, &ac.k, &l.k_norm, hd, kvh, 0, eps)?);
+                ops.push(k.rope(&ac.q, &rope, heads, hd / 2)?);
+                ops.push(k.rope(&ac.k, &rope, kvh, hd / 2)?);
+                ops.push(k.copy(&ac.k, 0, &l.k_cache, 0, kvh * hd, kvh * hd, 0)?);
+                ops.push(k.copy(&ac.v, 0, &l.v_cache, 0, kvh * hd, kvh * hd, 0)?);
+                if prefill {
+                    ops.push(k.attn_prefill(&ac.q, &l.k_cache, &l.v_cache, &ac.attn, heads, kvh, hd)?);
+                } else {
+                    ops.extend(k.attn_decode(&ac.q, &l.k_cache, &l.v_cache, &ac.scores, &ac.attn, heads, kvh, hd, cap)?);
+                }
+                ops.extend(lin(&l.o_proj, &ac.attn, &ac.tmp)?);
+                ops.push(k.add(&ac.x, &ac.tmp, hidden)?);
+                ops.push(k.rms_norm(&ac.x, &ac.h, &l.post_attention_layernorm, hidden, 1, 0, eps)?);
+                ops.extend(lin(&l.gate_proj, &ac.h, &ac.gate)?);
+                ops.extend(lin(&l.up_proj, &ac.h, &ac.up)?);
+                ops.push(k.silu_mul(&ac.gate, &ac.up, inter)?);
+                ops.extend(lin(&l.down_proj, &ac.gate, &ac.tmp)?);
+                ops.push(k.add(&ac.x, &ac.tmp, hidden)?);
+            }
+            Ok(ops)
+        };
+        let mut decode_ops = program(false)?;
+        decode_ops.push(k.rms_norm(&acts.x, &acts.last, &norm, hidden, 1, 1, eps)?);
+        decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0)?);
+        decode_ops.push(k.argmax(&acts.logits, vocab, &acts.out_id, &acts.ids)?);
+        let body = program(true)?;
+        let mut prefill_ops = Vec::new();
+        let mut prefill_all_ops = Vec::new();
+        // The prefill programs share the body; ops are not Clone, so build it twice when needed.
+        if let Some(all) = &acts.logits_all {
+            prefill_all_ops = program(true)?;
+            prefill_all_ops.push(k.rms_norm(&acts.x, &acts.h, &norm, hidden, 1, 0, eps)?);
+            prefill_all_ops.extend(k.matmul(head, &acts.h, hidden, all, vocab)?);
+        }
+        prefill_ops.extend(body);
+        prefill_ops.push(k.copy(&acts.x, 0, &acts.last_raw, 0, hidden, 0, 1)?);
+        prefill_ops.push(k.rms_norm(&acts.last_raw, &acts.last, &norm, hidden, 1, 1, eps)?);
+        prefill_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0)?);
+        prefill_ops.push(k.argmax(&acts.logits, vocab, &acts.out_id, &acts.ids)?);
+        Ok(Qwen3Gpu {
+            ctx: ctx.clone(),
+            kernels: k,
+            hidden,
+            vocab,
+            opts: GpuModelOptions { max_prefill: max_t, ..opts },
+            len: 0,
+            weight_bytes,
+            lm_head_bytes,
+            acts,
+            decode_ops,
+            prefill_ops,
+            prefill_all_ops,
+            _layers: layers,
+            _embed: embed,
+            _lm_head: lm_head,
+            _norm: norm,
+            _rope: rope,
+        })
+    }
+
+    /// Forget the cache (a new conversation).
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keep the first `len` cached tokens (a new prompt sharing a prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn check(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::Invalid("empty prompt: nothing to run".into()));
+        }
+        if self.len + ids.len() > self.opts.ctx {
+            return Err(Error::ContextOverflow {
+                needed: self.len + ids.len(),
+                context: self.opts.ctx,
+            });
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary (size {})", self.vocab)));
+        }
+        Ok(())
+    }
+
+    /// Run `ids` (any length; split into prefill steps) and leave the greedy next id on the
+    /// device. `which` says what logits to read back: None reads nothing.
+    pub fn prefill(&mut self, ids: &[u32], which: Option<Logits>) -> Result<Vec<f32>> {
+        self.check(ids)?;
+        if which == Some(Logits::All) && self.acts.logits_all.is_none() {
+            return Err(Error::Gpu("model was loaded without all_logits".into()));
+        }
+        let mut out = Vec::new();
+        for chunk in ids.chunks(self.opts.max_prefill) {
+            self.acts.ids.write_u32(&self.ctx, 0, chunk);
+            let dims = StepDims { t: chunk.len() as u32, pos0: self.len as u32 };
+            let ops = if which == Some(Logits::All) { &self.prefill_all_ops } else { &self.prefill_ops };
+            self.kernels.run(ops, dims)?;
+            self.len += chunk.len();
+            if which == Some(Logits::All) {
+                let all = self.acts.logits_all.as_ref().ok_or_else(|| Error::Gpu("no logits_all buffer".into()))?;
+                out.extend(all.read_f32(&self.ctx, 0, chunk.len() * self.vocab)?);
+            }
+        }
+        if which == Some(Logits::Last) {
+            out = self.acts.logits.read_f32(&self.ctx, 0, self.vocab)?;
+        }
+        Ok(out)
+    }
+
+    /// The greedy id chosen by the last step (reads 4 bytes back).
+    pub fn last_id(&self) -> Result<u32> {
+        Ok(self.acts.out_id.read_u32(&self.ctx, 0, 1)?[0])
+    }
+
+    /// Feed `id` (None: the id the previous step chose, already on the device) and run one
+    /// decode step; returns the logits when `read_logits`, else nothing.
+    pub fn decode(&mut self, id: Option<u32>, read_logits: bool) -> Result<Vec<f32>> {
+        if let Some(id) = id {
+            self.check(&[id])?;
+            self.acts.ids.write_u32(&self.ctx, 0, &[id]);
+        } else if self.len + 1 > self.opts.ctx {
+            return Err(Error::ContextOverflow { needed: self.len + 1, context: self.opts.ctx });
+        }
+        self.kernels.run(&self.decode_ops, StepDims { t: 1, pos0: self.len as u32 })?;
+        self.len += 1;
+        if read_logits {
+            self.acts.logits.read_f32(&self.ctx, 0, self.vocab)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// One profiled decode step: GPU time per kernel name.
+    pub fn profile_decode(&mut self) -> Result<Vec<crate::gpu::KernelTiming>> {
+        let mut prof = crate::gpu::profiler::Profiler::new(&self.ctx, self.decode_ops.len() as u32)?;
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        self.kernels.encode(&mut enc, &self.decode_ops, StepDims { t: 1, pos0: self.len as u32 }, Some(&mut prof));
+        self.ctx.queue.submit([enc.finish()]);
+        self.len += 1;
+        prof.finish(&self.ctx)
+    }
+
+    /// Dispatches in one decode step.
+    pub fn decode_op_count(&self) -> usize {
+        self.decode_ops.len()
+    }
+
+    /// Weight bytes read per decoded token (every matrix once, lm_head included).
+    pub fn bytes_per_decoded_token(&self) -> usize {
+        self.weight_bytes
+    }
+
+    pub fn lm_head_bytes(&self) -> usize {
+        self.lm_head_bytes
+    }
+}
