@@ -1,0 +1,171 @@
+//! The Qwen3 model on the GPU engine against transformers' fixtures and the CPU engine:
+//! logits at every position, greedy ids for 32 steps without reading logits back, prefill in
+//! several steps, and a model whose embedding exceeds the storage-binding limit.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::tol::GPU_VS_CPU_REL;
+use common::{FIXTURE_MODELS, assert_close, fixture, reference, tensor};
+use qwen_omni::gpu::{GpuContext, GpuOptions};
+use qwen_omni::models::qwen3::gpu::{GpuModelOptions, Qwen3Gpu};
+use qwen_omni::models::qwen3::{Logits, Qwen3Model};
+
+fn gpu() -> Arc<GpuContext> {
+    let opts = GpuOptions {
+        adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
+        allow_software: true,
+    };
+    GpuContext::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
+}
+
+fn opts() -> GpuModelOptions {
+    // max_prefill 8 splits the 19-token prompts into three steps
+    GpuModelOptions { ctx: 96, max_prefill: 8, all_logits: true }
+}
+
+#[test]
+fn gpu_logits_match_transformers_at_every_position() {
+    let ctx = gpu();
+    for name in FIXTURE_MODELS {
+        let cpu = Qwen3Model::load(&fixture(name)).unwrap();
+        let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+        let (r, store) = reference(&fixture(name));
+        for (i, p) in r.prompts.iter().enumerate() {
+            g.reset();
+            let logits = g.prefill(&p.ids, Some(Logits::All)).unwrap();
+            let want = tensor(&store, &format!("p{i}.logits"));
+            let ours = &logits[logits.len() - want.len()..];
+            assert_close(&format!("{name} p{i} GPU logits"), ours, &want, GPU_VS_CPU_REL);
+        }
+    }
+}
+
+#[test]
+fn gpu_greedy_ids_match_transformers_for_32_steps() {
+    let ctx = gpu();
+    for name in FIXTURE_MODELS {
+        let cpu = Qwen3Model::load(&fixture(name)).unwrap();
+        let mut g = Qwen3Gpu::new(&ctx, &cpu, GpuModelOptions { all_logits: false, ..opts() }).unwrap();
+        let (r, _) = reference(&fixture(name));
+        for (i, p) in r.prompts.iter().enumerate() {
+            g.reset();
+            g.prefill(&p.ids, None).unwrap();
+            let mut got = vec![g.last_id().unwrap()];
+            while got.len() < p.greedy.len() {
+                // the previous argmax feeds the next step on the device
+                g.decode(None, false).unwrap();
+                got.push(g.last_id().unwrap());
+            }
+            assert_eq!(got, p.greedy, "{name} prompt {i}");
+        }
+    }
+}
+
+#[test]
+fn gpu_decode_matches_cpu_engine_step_by_step() {
+    let ctx = gpu();
+    let name = "odd-gqa3";
+    let cpu = Qwen3Model::load(&fixture(name)).unwrap();
+    let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    let mut cache = cpu.new_cache(96);
+    let ids = [3u32, 200, 17, 99, 5, 250, 1, 2, 3, 4, 60];
+    let mut ours = g.prefill(&ids[..1], Some(Logits::Last)).unwrap();
+    let mut want = cpu.forward(&ids[..1], &mut cache, Logits::Last).unwrap();
+    assert_close("step 0", &ours, &want, GPU_VS_CPU_REL);
+    for (s, &id) in ids.iter().enumerate().skip(1) {
+        ours = g.decode(Some(id), true).unwrap();
+        want = cpu.forward(&[id], &mut cache, Logits::Last).unwrap();
+        assert_close(&format!("step {s}"), &ours, &want, GPU_VS_CPU_REL);
+    }
+}
+
+#[test]
+fn context_overflow_and_bad_ids_are_errors() {
+    let ctx = gpu();
+    let cpu = Qwen3Model::load(&fixture("tied-gqa2")).unwrap();
+    let mut g = Qwen3Gpu::new(&ctx, &cpu, GpuModelOptions { ctx: 4, max_prefill: 4, all_logits: false }).unwrap();
+    assert!(g.prefill(&[1, 2, 3, 4, 5], None).unwrap_err().to_string().contains("context holds 4"));
+    assert!(g.prefill(&[1, 9999], None).unwrap_err().to_string().contains("9999"));
+    g.prefill(&[1, 2, 3, 4], None).unwrap();
+    assert!(g.decode(None, false).is_err());
+}
+
+/// A one-layer model with the real vocabulary and hidden 448: its tied embedding is
+/// 151936 x 448 BF16 = 136 MB, above lavapipe's 128 MiB binding limit.
+fn wide_model(dir: &std::path::Path) {
+    use qwen_omni::tensor::{DType, f32_to_bf16};
+    use qwen_omni::weights::{SafetensorsWriter, TensorSpec};
+    let (v, h, heads, kvh, hd, inter) = (151_936usize, 448usize, 4usize, 2usize, 32usize, 64usize);
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = serde_json::json!({
+        "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "vocab_size": v, "hidden_size": h,
+        "intermediate_size": inter, "num_hidden_layers": 1, "num_attention_heads": heads,
+        "num_key_value_heads": kvh, "head_dim": hd, "hidden_act": "silu", "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16"
+    });
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let p = "model.layers.0";
+    let shapes: Vec<(String, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight".into(), vec![v, h]),
+        (format!("{p}.input_layernorm.weight"), vec![h]),
+        (format!("{p}.self_attn.q_proj.weight"), vec![heads * hd, h]),
+        (format!("{p}.self_attn.k_proj.weight"), vec![kvh * hd, h]),
+        (format!("{p}.self_attn.v_proj.weight"), vec![kvh * hd, h]),
+        (format!("{p}.self_attn.o_proj.weight"), vec![h, heads * hd]),
+        (format!("{p}.self_attn.q_norm.weight"), vec![hd]),
+        (format!("{p}.self_attn.k_norm.weight"), vec![hd]),
+        (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+        (format!("{p}.mlp.gate_proj.weight"), vec![inter, h]),
+        (format!("{p}.mlp.up_proj.weight"), vec![inter, h]),
+        (format!("{p}.mlp.down_proj.weight"), vec![h, inter]),
+        ("model.norm.weight".into(), vec![h]),
+    ];
+    let specs: Vec<TensorSpec> = shapes.iter().map(|(n, s)| TensorSpec::new(n, DType::BF16, s)).collect();
+    let mut w = SafetensorsWriter::create(&dir.join("model.safetensors"), &specs).unwrap();
+    let mut rng = qwen_omni::models::sampler::Rng::new(77);
+    for (n, s) in &shapes {
+        let count: usize = s.iter().product();
+        let scale = if s.len() == 1 { 0.0 } else { 1.0 / (s[1] as f32).sqrt() * 1.7 };
+        let bytes: Vec<u8> = (0..count)
+            .flat_map(|_| {
+                let x = if s.len() == 1 { 1.0 } else { (rng.next_f32() * 2.0 - 1.0) * scale };
+                let x = if n.contains("embed") { x * 8.0 } else { x };
+                f32_to_bf16(x).to_le_bytes()
+            })
+            .collect();
+        w.write(&bytes).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn tensor_above_the_binding_limit_loads_and_computes() {
+    let ctx = gpu();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wide");
+    wide_model(&dir);
+    let cpu = Qwen3Model::load(&dir).unwrap();
+    let embed_bytes = cpu.embed_tokens.byte_len() as u64;
+    assert!(
+        embed_bytes > ctx.max_binding(),
+        "test premise: the {embed_bytes}-byte embedding must exceed this adapter's {}-byte binding limit",
+        ctx.max_binding()
+    );
+    let mut g = Qwen3Gpu::new(&ctx, &cpu, GpuModelOptions { ctx: 32, max_prefill: 8, all_logits: false }).unwrap();
+    // ids from both halves of the table, so rows of every chunk are gathered
+    let ids = [5u32, 151_000, 77_777, 140_001, 12];
+    let ours = g.prefill(&ids, Some(Logits::Last)).unwrap();
+    let mut cache = cpu.new_cache(32);
+    let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
+    assert_close("wide model logits", &ours, &want, GPU_VS_CPU_REL);
+    let mut next = qwen_omni::cpu::argmax(&want) as u32;
+    assert_eq!(g.last_id().unwrap(), next);
+    for _ in 0..4 {
+        g.decode(None, false).unwrap();
+        let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
+        next = qwen_omni::cpu::argmax(&want) as u32;
+        assert_eq!(g.last_id().unwrap(), next);
+    }
+}
