@@ -76,7 +76,14 @@ enum Command {
         /// Repeat prefill + decode and report the median
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// The GPU's f32 FMA peak in TFLOP/s (known cards are built in)
+        #[arg(long)]
+        peak_tflops: Option<f64>,
+        #[command(flatten)]
+        engine: EngineCli,
     },
+    /// List GPU adapters with their limits and features
+    Devices,
 }
 
 #[derive(clap::Args)]
@@ -129,6 +136,18 @@ struct GenerateCli {
     /// Print prefill and decode speed to stderr
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    engine: EngineCli,
+}
+
+#[derive(clap::Args, Clone)]
+struct EngineCli {
+    /// auto (a hardware GPU if present, else CPU), gpu (any adapter, software included) or cpu
+    #[arg(long, default_value = "auto")]
+    backend: app::engine::Backend,
+    /// Pick the GPU whose adapter name contains this (see `omni devices`)
+    #[arg(long)]
+    adapter: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -172,6 +191,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             print_ids: g.print_ids,
             ignore_eos: g.ignore_eos,
             stats: g.stats,
+            backend: g.engine.backend,
+            adapter: g.engine.adapter,
         }),
         Command::Tokenize { model, text } => app::tokenize::run(&model, &text),
         Command::Info { model, ctx } => app::info::run(&model, ctx),
@@ -188,13 +209,19 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             gen_len,
             bandwidth_mib,
             repeats,
+            peak_tflops,
+            engine,
         } => app::bench::run(&app::bench::BenchArgs {
             model,
             prompt_len,
             gen_len,
             bandwidth_mib,
             repeats,
+            backend: engine.backend,
+            adapter: engine.adapter,
+            peak_tflops,
         }),
+        Command::Devices => app::devices::run(),
     }
 }
 

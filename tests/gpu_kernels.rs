@@ -16,7 +16,8 @@ fn gpu() -> Arc<GpuContext> {
         adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
         allow_software: true,
     };
-    GpuContext::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
+    GpuContext::new(&opts)
+        .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
 }
 
 /// Deterministic values in [-1, 1) with no structure.
@@ -40,7 +41,10 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
 
 fn check(what: &str, gpu: &[f32], cpu: &[f32]) {
     let e = rel(gpu, cpu);
-    assert!(e <= GPU_VS_CPU_REL, "{what}: GPU vs CPU relative error {e:.2e} > {GPU_VS_CPU_REL:.0e}");
+    assert!(
+        e <= GPU_VS_CPU_REL,
+        "{what}: GPU vs CPU relative error {e:.2e} > {GPU_VS_CPU_REL:.0e}"
+    );
 }
 
 #[test]
@@ -48,7 +52,14 @@ fn matvec_matches_cpu_for_bf16_and_f16_odd_shapes_and_chunks() {
     let ctx = gpu();
     let k = Kernels::new(&ctx);
     for dtype in [DType::BF16, DType::F16] {
-        for &(n, kk, chunk) in &[(1usize, 2usize, 100usize), (13, 7, 5), (67, 45, 16), (33, 64, 8), (300, 256, 1000), (9, 1000, 4)] {
+        for &(n, kk, chunk) in &[
+            (1usize, 2usize, 100usize),
+            (13, 7, 5),
+            (67, 45, 16),
+            (33, 64, 8),
+            (300, 256, 1000),
+            (9, 1000, 4),
+        ] {
             let w = encode(dtype, &values(n * kk, 1));
             let x = values(kk + 4, 2);
             let x_off = if kk % 8 == 0 { 4 } else { 3 };
@@ -61,7 +72,11 @@ fn matvec_matches_cpu_for_bf16_and_f16_odd_shapes_and_chunks() {
             let got = gy.read_f32(&ctx, 2, n).unwrap();
             let mut want = vec![0f32; n];
             cpu::matvec(MatRef::new(dtype, &w, n, kk), xs, &mut want);
-            check(&format!("matvec {dtype} {n}x{kk} chunk {chunk}"), &got, &want);
+            check(
+                &format!("matvec {dtype} {n}x{kk} chunk {chunk}"),
+                &got,
+                &want,
+            );
         }
     }
 }
@@ -70,14 +85,26 @@ fn matvec_matches_cpu_for_bf16_and_f16_odd_shapes_and_chunks() {
 fn matmul_matches_cpu_for_odd_token_counts_and_chunks() {
     let ctx = gpu();
     let k = Kernels::new(&ctx);
-    for &(t, n, kk, chunk) in &[(2usize, 5usize, 3usize, 100usize), (5, 67, 45, 30), (37, 70, 64, 1000), (70, 129, 33, 64)] {
+    for &(t, n, kk, chunk) in &[
+        (2usize, 5usize, 3usize, 100usize),
+        (5, 67, 45, 30),
+        (37, 70, 64, 1000),
+        (70, 129, 33, 64),
+    ] {
         let w = encode(DType::BF16, &values(n * kk, 3));
         let x = values(t * kk, 4);
         let gm = GpuMatrix::upload_chunked(&ctx, DType::BF16, &w, n, kk, chunk, "w").unwrap();
         let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
         let gy = GpuBuffer::zeros(&ctx, t * n, "y").unwrap();
         let ops = k.matmul(&gm, &gx, kk, &gy, n).unwrap();
-        k.run(&ops, StepDims { t: t as u32, pos0: 0 }).unwrap();
+        k.run(
+            &ops,
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
         let got = gy.read_f32(&ctx, 0, t * n).unwrap();
         let mut want = vec![0f32; t * n];
         cpu::matmul(&x, t, MatRef::new(DType::BF16, &w, n, kk), &mut want);
@@ -90,14 +117,21 @@ fn rms_norm_rope_silu_add_copy_match_cpu() {
     let ctx = gpu();
     let k = Kernels::new(&ctx);
     let (t, heads, hd) = (5usize, 3usize, 12usize);
-    let dims = StepDims { t: t as u32, pos0: 7 };
+    let dims = StepDims {
+        t: t as u32,
+        pos0: 7,
+    };
     // rms_norm over per-head rows
     let x = values(t * heads * hd, 5);
     let wt = values(hd, 6);
     let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
     let gd = GpuBuffer::zeros(&ctx, x.len(), "d").unwrap();
     let gw = GpuBuffer::from_f32(&ctx, &wt, "w").unwrap();
-    k.run(&[k.rms_norm(&gx, &gd, &gw, hd, heads, 0, 1e-6).unwrap()], dims).unwrap();
+    k.run(
+        &[k.rms_norm(&gx, &gd, &gw, hd, heads, 0, 1e-6).unwrap()],
+        dims,
+    )
+    .unwrap();
     let mut want = x.clone();
     cpu::rms_norm(&mut want, &wt, 1e-6);
     check("rms_norm", &gd.read_f32(&ctx, 0, x.len()).unwrap(), &want);
@@ -105,21 +139,43 @@ fn rms_norm_rope_silu_add_copy_match_cpu() {
     let inv = cpu::rope::inv_freq(hd, 10_000.0);
     let table = rope_table(&inv, 64);
     let gt = GpuBuffer::from_f32(&ctx, &table, "cs").unwrap();
-    k.run(&[k.rope(&gd, &gt, heads, hd / 2).unwrap()], dims).unwrap();
+    k.run(&[k.rope(&gd, &gt, heads, hd / 2).unwrap()], dims)
+        .unwrap();
     cpu::rope(&mut want, heads, &inv, 7);
     check("rope", &gd.read_f32(&ctx, 0, x.len()).unwrap(), &want);
     // silu_mul and add over rows of width 19
     let (g, u) = (values(t * 19, 7), values(t * 19, 8));
-    let (gg, gu) = (GpuBuffer::from_f32(&ctx, &g, "g").unwrap(), GpuBuffer::from_f32(&ctx, &u, "u").unwrap());
-    k.run(&[k.silu_mul(&gg, &gu, 19).unwrap(), k.add(&gg, &gu, 19).unwrap()], dims).unwrap();
+    let (gg, gu) = (
+        GpuBuffer::from_f32(&ctx, &g, "g").unwrap(),
+        GpuBuffer::from_f32(&ctx, &u, "u").unwrap(),
+    );
+    k.run(
+        &[
+            k.silu_mul(&gg, &gu, 19).unwrap(),
+            k.add(&gg, &gu, 19).unwrap(),
+        ],
+        dims,
+    )
+    .unwrap();
     let mut want = g.clone();
     cpu::silu_mul(&mut want, &u);
     cpu::add_in_place(&mut want, &u);
-    check("silu_mul + add", &gg.read_f32(&ctx, 0, g.len()).unwrap(), &want);
+    check(
+        "silu_mul + add",
+        &gg.read_f32(&ctx, 0, g.len()).unwrap(),
+        &want,
+    );
     // copy the step's rows into a cache at row pos0, and the last row alone
     let cache = GpuBuffer::zeros(&ctx, 64 * 19, "cache").unwrap();
     let last = GpuBuffer::zeros(&ctx, 19, "last").unwrap();
-    k.run(&[k.copy(&gu, 0, &cache, 0, 19, 19, 0).unwrap(), k.copy(&gu, 0, &last, 0, 19, 0, 1).unwrap()], dims).unwrap();
+    k.run(
+        &[
+            k.copy(&gu, 0, &cache, 0, 19, 19, 0).unwrap(),
+            k.copy(&gu, 0, &last, 0, 19, 0, 1).unwrap(),
+        ],
+        dims,
+    )
+    .unwrap();
     assert_eq!(cache.read_f32(&ctx, 7 * 19, t * 19).unwrap(), u);
     assert_eq!(last.read_f32(&ctx, 0, 19).unwrap(), u[(t - 1) * 19..]);
 }
@@ -140,7 +196,11 @@ fn embedding_gathers_across_chunks_and_argmax_takes_first_maximum() {
     let ids = [0u32, 49, 16, 15, 33];
     let gids = GpuBuffer::from_u32(&ctx, &ids, "ids").unwrap();
     let out = GpuBuffer::zeros(&ctx, ids.len() * dim, "out").unwrap();
-    k.run(&k.embedding(&gm, &gids, &out).unwrap(), StepDims { t: 5, pos0: 0 }).unwrap();
+    k.run(
+        &k.embedding(&gm, &gids, &out).unwrap(),
+        StepDims { t: 5, pos0: 0 },
+    )
+    .unwrap();
     let mut want = vec![0f32; ids.len() * dim];
     cpu::embedding_gather(MatRef::new(DType::BF16, &bytes, rows, dim), &ids, &mut want);
     assert_eq!(out.read_f32(&ctx, 0, want.len()).unwrap(), want);
@@ -149,9 +209,19 @@ fn embedding_gathers_across_chunks_and_argmax_takes_first_maximum() {
     logits[1234] = 5.0;
     logits[99_999] = 5.0;
     let gl = GpuBuffer::from_f32(&ctx, &logits, "logits").unwrap();
-    let (id, next) = (GpuBuffer::zeros(&ctx, 1, "id").unwrap(), GpuBuffer::zeros(&ctx, 1, "next").unwrap());
-    k.run(&[k.argmax(&gl, logits.len(), &id, &next).unwrap()], StepDims { t: 1, pos0: 0 }).unwrap();
-    assert_eq!(id.read_u32(&ctx, 0, 1).unwrap(), vec![cpu::argmax(&logits) as u32]);
+    let (id, next) = (
+        GpuBuffer::zeros(&ctx, 1, "id").unwrap(),
+        GpuBuffer::zeros(&ctx, 1, "next").unwrap(),
+    );
+    k.run(
+        &[k.argmax(&gl, logits.len(), &id, &next).unwrap()],
+        StepDims { t: 1, pos0: 0 },
+    )
+    .unwrap();
+    assert_eq!(
+        id.read_u32(&ctx, 0, 1).unwrap(),
+        vec![cpu::argmax(&logits) as u32]
+    );
     assert_eq!(next.read_u32(&ctx, 0, 1).unwrap(), vec![1234]);
 }
 
@@ -159,7 +229,14 @@ fn embedding_gathers_across_chunks_and_argmax_takes_first_maximum() {
 fn decode_and_prefill_attention_match_cpu() {
     let ctx = gpu();
     let k = Kernels::new(&ctx);
-    for &(heads, kv_heads, hd, pos0, t) in &[(4usize, 2usize, 16usize, 0usize, 1usize), (6, 2, 12, 9, 1), (3, 3, 24, 300, 1), (6, 2, 12, 0, 70), (4, 1, 32, 5, 19), (2, 1, 128, 3, 66)] {
+    for &(heads, kv_heads, hd, pos0, t) in &[
+        (4usize, 2usize, 16usize, 0usize, 1usize),
+        (6, 2, 12, 9, 1),
+        (3, 3, 24, 300, 1),
+        (6, 2, 12, 0, 70),
+        (4, 1, 32, 5, 19),
+        (2, 1, 128, 3, 66),
+    ] {
         let ctx_len = pos0 + t + 3;
         let kvw = kv_heads * hd;
         let kc = values(ctx_len * kvw, 11);
@@ -171,17 +248,45 @@ fn decode_and_prefill_attention_match_cpu() {
             GpuBuffer::from_f32(&ctx, &vc, "v").unwrap(),
         );
         let out = GpuBuffer::zeros(&ctx, q.len(), "out").unwrap();
-        let dims = StepDims { t: t as u32, pos0: pos0 as u32 };
+        let dims = StepDims {
+            t: t as u32,
+            pos0: pos0 as u32,
+        };
         if t == 1 {
             let scores = GpuBuffer::zeros(&ctx, heads * ctx_len, "scores").unwrap();
-            k.run(&k.attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len).unwrap(), dims).unwrap();
+            k.run(
+                &k.attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len)
+                    .unwrap(),
+                dims,
+            )
+            .unwrap();
         } else {
-            k.run(&[k.attn_prefill(&gq, &gk, &gv, &out, heads, kv_heads, hd).unwrap()], dims).unwrap();
+            k.run(
+                &[k.attn_prefill(&gq, &gk, &gv, &out, heads, kv_heads, hd)
+                    .unwrap()],
+                dims,
+            )
+            .unwrap();
         }
         let mut want = vec![0f32; q.len()];
         let valid = (pos0 + t) * kvw;
-        cpu::attention(&q, &kc[..valid], &vc[..valid], AttnShape { heads, kv_heads, head_dim: hd }, pos0, &mut want);
-        check(&format!("attention h{heads} kv{kv_heads} hd{hd} pos0 {pos0} t{t}"), &out.read_f32(&ctx, 0, q.len()).unwrap(), &want);
+        cpu::attention(
+            &q,
+            &kc[..valid],
+            &vc[..valid],
+            AttnShape {
+                heads,
+                kv_heads,
+                head_dim: hd,
+            },
+            pos0,
+            &mut want,
+        );
+        check(
+            &format!("attention h{heads} kv{kv_heads} hd{hd} pos0 {pos0} t{t}"),
+            &out.read_f32(&ctx, 0, q.len()).unwrap(),
+            &want,
+        );
     }
 }
 
@@ -194,5 +299,8 @@ fn missing_adapter_is_a_clear_error_listing_what_was_found() {
     .err()
     .expect("no adapter matches");
     let msg = err.to_string();
-    assert!(msg.contains("no-such-gpu-xyz") && msg.contains("adapters found"), "{msg}");
+    assert!(
+        msg.contains("no-such-gpu-xyz") && msg.contains("adapters found"),
+        "{msg}"
+    );
 }

@@ -17,12 +17,17 @@ fn gpu() -> Arc<GpuContext> {
         adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
         allow_software: true,
     };
-    GpuContext::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
+    GpuContext::new(&opts)
+        .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
 }
 
 fn opts() -> GpuModelOptions {
     // max_prefill 8 splits the 19-token prompts into three steps
-    GpuModelOptions { ctx: 96, max_prefill: 8, all_logits: true }
+    GpuModelOptions {
+        ctx: 96,
+        max_prefill: 8,
+        all_logits: true,
+    }
 }
 
 #[test]
@@ -37,7 +42,12 @@ fn gpu_logits_match_transformers_at_every_position() {
             let logits = g.prefill(&p.ids, Some(Logits::All)).unwrap();
             let want = tensor(&store, &format!("p{i}.logits"));
             let ours = &logits[logits.len() - want.len()..];
-            assert_close(&format!("{name} p{i} GPU logits"), ours, &want, GPU_VS_CPU_REL);
+            assert_close(
+                &format!("{name} p{i} GPU logits"),
+                ours,
+                &want,
+                GPU_VS_CPU_REL,
+            );
         }
     }
 }
@@ -47,7 +57,15 @@ fn gpu_greedy_ids_match_transformers_for_32_steps() {
     let ctx = gpu();
     for name in FIXTURE_MODELS {
         let cpu = Qwen3Model::load(&fixture(name)).unwrap();
-        let mut g = Qwen3Gpu::new(&ctx, &cpu, GpuModelOptions { all_logits: false, ..opts() }).unwrap();
+        let mut g = Qwen3Gpu::new(
+            &ctx,
+            &cpu,
+            GpuModelOptions {
+                all_logits: false,
+                ..opts()
+            },
+        )
+        .unwrap();
         let (r, _) = reference(&fixture(name));
         for (i, p) in r.prompts.iter().enumerate() {
             g.reset();
@@ -85,9 +103,28 @@ fn gpu_decode_matches_cpu_engine_step_by_step() {
 fn context_overflow_and_bad_ids_are_errors() {
     let ctx = gpu();
     let cpu = Qwen3Model::load(&fixture("tied-gqa2")).unwrap();
-    let mut g = Qwen3Gpu::new(&ctx, &cpu, GpuModelOptions { ctx: 4, max_prefill: 4, all_logits: false }).unwrap();
-    assert!(g.prefill(&[1, 2, 3, 4, 5], None).unwrap_err().to_string().contains("context holds 4"));
-    assert!(g.prefill(&[1, 9999], None).unwrap_err().to_string().contains("9999"));
+    let mut g = Qwen3Gpu::new(
+        &ctx,
+        &cpu,
+        GpuModelOptions {
+            ctx: 4,
+            max_prefill: 4,
+            all_logits: false,
+        },
+    )
+    .unwrap();
+    assert!(
+        g.prefill(&[1, 2, 3, 4, 5], None)
+            .unwrap_err()
+            .to_string()
+            .contains("context holds 4")
+    );
+    assert!(
+        g.prefill(&[1, 9999], None)
+            .unwrap_err()
+            .to_string()
+            .contains("9999")
+    );
     g.prefill(&[1, 2, 3, 4], None).unwrap();
     assert!(g.decode(None, false).is_err());
 }
@@ -122,15 +159,26 @@ fn wide_model(dir: &std::path::Path) {
         (format!("{p}.mlp.down_proj.weight"), vec![h, inter]),
         ("model.norm.weight".into(), vec![h]),
     ];
-    let specs: Vec<TensorSpec> = shapes.iter().map(|(n, s)| TensorSpec::new(n, DType::BF16, s)).collect();
+    let specs: Vec<TensorSpec> = shapes
+        .iter()
+        .map(|(n, s)| TensorSpec::new(n, DType::BF16, s))
+        .collect();
     let mut w = SafetensorsWriter::create(&dir.join("model.safetensors"), &specs).unwrap();
     let mut rng = qwen_omni::models::sampler::Rng::new(77);
     for (n, s) in &shapes {
         let count: usize = s.iter().product();
-        let scale = if s.len() == 1 { 0.0 } else { 1.0 / (s[1] as f32).sqrt() * 1.7 };
+        let scale = if s.len() == 1 {
+            0.0
+        } else {
+            1.0 / (s[1] as f32).sqrt() * 1.7
+        };
         let bytes: Vec<u8> = (0..count)
             .flat_map(|_| {
-                let x = if s.len() == 1 { 1.0 } else { (rng.next_f32() * 2.0 - 1.0) * scale };
+                let x = if s.len() == 1 {
+                    1.0
+                } else {
+                    (rng.next_f32() * 2.0 - 1.0) * scale
+                };
                 let x = if n.contains("embed") { x * 8.0 } else { x };
                 f32_to_bf16(x).to_le_bytes()
             })
@@ -153,7 +201,16 @@ fn tensor_above_the_binding_limit_loads_and_computes() {
         "test premise: the {embed_bytes}-byte embedding must exceed this adapter's {}-byte binding limit",
         ctx.max_binding()
     );
-    let mut g = Qwen3Gpu::new(&ctx, &cpu, GpuModelOptions { ctx: 32, max_prefill: 8, all_logits: false }).unwrap();
+    let mut g = Qwen3Gpu::new(
+        &ctx,
+        &cpu,
+        GpuModelOptions {
+            ctx: 32,
+            max_prefill: 8,
+            all_logits: false,
+        },
+    )
+    .unwrap();
     // ids from both halves of the table, so rows of every chunk are gathered
     let ids = [5u32, 151_000, 77_777, 140_001, 12];
     let ours = g.prefill(&ids, Some(Logits::Last)).unwrap();

@@ -19,9 +19,17 @@ pub struct BenchArgs {
     /// size of the buffer for the bandwidth measurement
     pub bandwidth_mib: usize,
     pub repeats: usize,
+    pub backend: super::engine::Backend,
+    pub adapter: Option<String>,
+    /// the GPU's f32 FMA peak in TFLOP/s, for the prefill share (known cards are built in)
+    pub peak_tflops: Option<f64>,
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
+    let gpu = super::engine::gpu_context(a.backend, a.adapter.as_deref())?;
+    if let Some(ctx) = gpu {
+        return super::bench_gpu::run(a, &ctx);
+    }
     let dir = super::model_dir(&a.model)?;
     let rss_before = MemInfo::read();
     let loaded = load_qwen3(&dir)?;
@@ -139,7 +147,7 @@ fn dtype_bytes(m: &crate::models::qwen3::Qwen3Model) -> f64 {
     m.lm_head.weight.dtype.size() as f64
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

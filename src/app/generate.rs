@@ -32,6 +32,8 @@ pub struct GenerateArgs {
     pub print_ids: bool,
     pub ignore_eos: bool,
     pub stats: bool,
+    pub backend: super::engine::Backend,
+    pub adapter: Option<String>,
 }
 
 pub fn run(a: &GenerateArgs) -> Result<()> {
@@ -69,11 +71,15 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             stop_ids(&loaded)
         },
     };
-    let mut cache = loaded
-        .model
-        .new_cache(a.ctx.min(loaded.model.config.max_position_embeddings));
+    let ctx_len = a.ctx.min(loaded.model.config.max_position_embeddings);
     loaded.model.check_ids(&prompt)?;
-    cache.check_room(prompt.len())?;
+    if prompt.len() > ctx_len {
+        return Err(crate::Error::ContextOverflow {
+            needed: prompt.len(),
+            context: ctx_len,
+        }
+        .into());
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut stream = match (&tokenizer, a.print_ids) {
@@ -81,27 +87,22 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         (None, false) => bail!("no tokenizer.json to print text with: add --print-ids"),
         _ => None,
     };
+    let gpu = super::engine::gpu_context(a.backend, a.adapter.as_deref())?;
+    let mut engine = super::engine::open(&loaded.model, gpu.as_ref(), ctx_len)?;
     let mut ids_printed = 0usize;
-    let stats = generate(
-        &loaded.model,
-        &mut cache,
-        &prompt,
-        &mut sampler,
-        &stop,
-        |id| {
-            match stream.as_mut() {
-                Some(s) => write!(out, "{}", s.push(id)?),
-                None => {
-                    let sep = if ids_printed == 0 { "" } else { " " };
-                    ids_printed += 1;
-                    write!(out, "{sep}{id}")
-                }
+    let stats = generate(engine.as_mut(), &prompt, &mut sampler, &stop, |id| {
+        match stream.as_mut() {
+            Some(s) => write!(out, "{}", s.push(id)?),
+            None => {
+                let sep = if ids_printed == 0 { "" } else { " " };
+                ids_printed += 1;
+                write!(out, "{sep}{id}")
             }
-            .and_then(|_| out.flush())
-            .map_err(|e| crate::Error::io("stdout", e))?;
-            Ok(ControlFlow::Continue(()))
-        },
-    )?;
+        }
+        .and_then(|_| out.flush())
+        .map_err(|e| crate::Error::io("stdout", e))?;
+        Ok(ControlFlow::Continue(()))
+    })?;
     if let Some(s) = stream.as_mut() {
         write!(out, "{}", s.finish()?).context("writing to stdout")?;
     }
@@ -109,7 +110,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     if stats.stopped_by_context {
         eprintln!(
             "warning: the context ({} tokens) is full; the reply was cut (raise --ctx)",
-            cache.capacity
+            ctx_len
         );
     }
     if a.stats {

@@ -2,6 +2,9 @@
 //! through `anyhow` with context, printed as one line.
 
 pub mod bench;
+pub mod bench_gpu;
+pub mod devices;
+pub mod engine;
 pub mod generate;
 pub mod info;
 pub mod load;

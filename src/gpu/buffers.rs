@@ -28,7 +28,9 @@ impl GpuBuffer {
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         Ok(GpuBuffer { buffer, len })
@@ -51,31 +53,43 @@ impl GpuBuffer {
         } else {
             bytes
         };
-        let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-        });
+        let buffer = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            });
         Ok(GpuBuffer { buffer, len })
     }
 
     pub fn write_f32(&self, ctx: &GpuContext, offset: usize, data: &[f32]) {
-        ctx.queue.write_buffer(&self.buffer, (offset * 4) as u64, as_bytes(data));
+        ctx.queue
+            .write_buffer(&self.buffer, (offset * 4) as u64, as_bytes(data));
     }
 
     pub fn write_u32(&self, ctx: &GpuContext, offset: usize, data: &[u32]) {
-        ctx.queue.write_buffer(&self.buffer, (offset * 4) as u64, as_bytes(data));
+        ctx.queue
+            .write_buffer(&self.buffer, (offset * 4) as u64, as_bytes(data));
     }
 
     /// Copy `count` elements from `offset` back to the host (waits for the GPU).
     pub fn read_f32(&self, ctx: &GpuContext, offset: usize, count: usize) -> Result<Vec<f32>> {
         let bytes = read_back(ctx, &self.buffer, (offset * 4) as u64, (count * 4) as u64)?;
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     pub fn read_u32(&self, ctx: &GpuContext, offset: usize, count: usize) -> Result<Vec<u32>> {
         let bytes = read_back(ctx, &self.buffer, (offset * 4) as u64, (count * 4) as u64)?;
-        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     pub fn byte_len(&self) -> u64 {
@@ -153,16 +167,34 @@ pub struct GpuMatrix {
 
 impl GpuMatrix {
     /// Upload stored weights (BF16 or F16 as is; F32 rounded to BF16) in bounded pieces.
-    pub fn upload(ctx: &Arc<GpuContext>, dtype: DType, bytes: &[u8], rows: usize, cols: usize, label: &str) -> Result<Self> {
+    pub fn upload(
+        ctx: &Arc<GpuContext>,
+        dtype: DType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        label: &str,
+    ) -> Result<Self> {
         let row_bytes = cols.div_ceil(2) * 4;
-        let max_rows = (ctx.max_binding().min(ctx.limits.max_buffer_size) as usize / row_bytes).max(1);
+        let max_rows =
+            (ctx.max_binding().min(ctx.limits.max_buffer_size) as usize / row_bytes).max(1);
         Self::upload_chunked(ctx, dtype, bytes, rows, cols, max_rows, label)
     }
 
     /// As `upload`, with at most `max_rows` rows per buffer (tests force small chunks).
-    pub fn upload_chunked(ctx: &Arc<GpuContext>, dtype: DType, bytes: &[u8], rows: usize, cols: usize, max_rows: usize, label: &str) -> Result<Self> {
+    pub fn upload_chunked(
+        ctx: &Arc<GpuContext>,
+        dtype: DType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        max_rows: usize,
+        label: &str,
+    ) -> Result<Self> {
         if !dtype.is_float() {
-            return Err(Error::Gpu(format!("`{label}`: {dtype} weights cannot be uploaded")));
+            return Err(Error::Gpu(format!(
+                "`{label}`: {dtype} weights cannot be uploaded"
+            )));
         }
         let stride = cols.div_ceil(2);
         let row_bytes = stride * 4;
@@ -184,7 +216,8 @@ impl GpuMatrix {
             while r < n {
                 let m = (n - r).min(rows_per_piece);
                 let piece = pack_rows(dtype, bytes, cols, row0 + r, m);
-                ctx.queue.write_buffer(&buffer, (r * row_bytes) as u64, &piece);
+                ctx.queue
+                    .write_buffer(&buffer, (r * row_bytes) as u64, &piece);
                 since_flush += piece.len();
                 if since_flush >= FLUSH_EVERY {
                     ctx.queue.submit([]);
@@ -193,7 +226,11 @@ impl GpuMatrix {
                 }
                 r += m;
             }
-            chunks.push(MatrixChunk { buffer, row0, rows: n });
+            chunks.push(MatrixChunk {
+                buffer,
+                row0,
+                rows: n,
+            });
             row0 += n;
         }
         Ok(GpuMatrix {

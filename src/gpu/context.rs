@@ -55,7 +55,10 @@ fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
         (wgpu::Features::SUBGROUP, "SUBGROUP"),
         (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
         (wgpu::Features::SHADER_INT64, "SHADER_INT64"),
-        (wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, "COOPERATIVE_MATRIX"),
+        (
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            "COOPERATIVE_MATRIX",
+        ),
     ];
     AdapterSummary {
         name: i.name.clone(),
@@ -78,7 +81,8 @@ fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
 
 /// Every adapter wgpu finds, best first (discrete, integrated, others, CPU).
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    let mut v: Vec<wgpu::Adapter> = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY));
+    let mut v: Vec<wgpu::Adapter> =
+        pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY));
     v.sort_by_key(|a| rank(a.get_info().device_type));
     v.iter().map(summarize).collect()
 }
@@ -97,7 +101,8 @@ impl GpuContext {
     /// Open the best matching adapter with its full limits.
     pub fn new(opts: &GpuOptions) -> Result<Arc<Self>> {
         let inst = instance();
-        let mut adapters: Vec<wgpu::Adapter> = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::PRIMARY));
+        let mut adapters: Vec<wgpu::Adapter> =
+            pollster::block_on(inst.enumerate_adapters(wgpu::Backends::PRIMARY));
         adapters.sort_by_key(|a| rank(a.get_info().device_type));
         let names: Vec<String> = adapters
             .iter()
@@ -119,7 +124,11 @@ impl GpuContext {
                 None if opts.allow_software => "any adapter".to_string(),
                 None => "a hardware GPU".to_string(),
             };
-            let found = if names.is_empty() { "none".to_string() } else { names.join("; ") };
+            let found = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join("; ")
+            };
             return Err(Error::Gpu(format!(
                 "no usable GPU: wanted {wanted}; adapters found: {found} (install a Vulkan driver, e.g. mesa-vulkan-drivers, or pick one with --adapter)"
             )));

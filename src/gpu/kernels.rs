@@ -60,7 +60,10 @@ impl Kernels {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Kernels { ctx: ctx.clone(), step }
+        Kernels {
+            ctx: ctx.clone(),
+            step,
+        }
     }
 
     fn op(
@@ -78,11 +81,14 @@ impl Kernels {
             padded.push(0);
         }
         let bytes: Vec<u8> = padded.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let params_buf = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(name),
-            contents: &bytes,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let params_buf = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(name),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: params_buf.as_entire_binding(),
@@ -100,11 +106,14 @@ impl Kernels {
                 resource: b.as_entire_binding(),
             });
         }
-        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(name),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let bind_group = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(name),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
         Ok(Op {
             name,
             pipeline,
@@ -118,25 +127,60 @@ impl Kernels {
     }
 
     /// y[y_off..] = W x[x_off..] (one row of activations), one op per weight chunk.
-    pub fn matvec(&self, w: &GpuMatrix, x: &GpuBuffer, x_off: usize, y: &GpuBuffer, y_off: usize) -> Result<Vec<Op>> {
+    pub fn matvec(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        x_off: usize,
+        y: &GpuBuffer,
+        y_off: usize,
+    ) -> Result<Vec<Op>> {
         let vec4 = w.cols % 8 == 0 && x_off % 4 == 0;
         let name = if vec4 { "matvec_vec4" } else { "matvec" };
         w.chunks
             .iter()
             .map(|c| {
-                let params = [c.rows as u32, w.cols as u32, w.stride as u32, x_off as u32, y_off as u32, c.row0 as u32];
+                let params = [
+                    c.rows as u32,
+                    w.cols as u32,
+                    w.stride as u32,
+                    x_off as u32,
+                    y_off as u32,
+                    c.row0 as u32,
+                ];
                 let wg = (c.rows as u32).div_ceil(8);
-                self.op(name, &Self::f16(w), &params, false, &[&c.buffer, &x.buffer, &y.buffer], Box::new(move |_| grid(wg)))
+                self.op(
+                    name,
+                    &Self::f16(w),
+                    &params,
+                    false,
+                    &[&c.buffer, &x.buffer, &y.buffer],
+                    Box::new(move |_| grid(wg)),
+                )
             })
             .collect()
     }
 
     /// Y (t, y_ld) = X (t, x_ld) Wᵀ for the step's t tokens, one op per weight chunk.
-    pub fn matmul(&self, w: &GpuMatrix, x: &GpuBuffer, x_ld: usize, y: &GpuBuffer, y_ld: usize) -> Result<Vec<Op>> {
+    pub fn matmul(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        x_ld: usize,
+        y: &GpuBuffer,
+        y_ld: usize,
+    ) -> Result<Vec<Op>> {
         w.chunks
             .iter()
             .map(|c| {
-                let params = [c.rows as u32, w.cols as u32, w.stride as u32, x_ld as u32, y_ld as u32, c.row0 as u32];
+                let params = [
+                    c.rows as u32,
+                    w.cols as u32,
+                    w.stride as u32,
+                    x_ld as u32,
+                    y_ld as u32,
+                    c.row0 as u32,
+                ];
                 let nx = (c.rows as u32).div_ceil(64);
                 self.op(
                     "matmul",
@@ -152,8 +196,22 @@ impl Kernels {
 
     /// dst = rms_norm(src) * weight over rows of `dim`; `rows_per_token` rows per token, or
     /// exactly `fixed_rows` rows when non-zero.
-    pub fn rms_norm(&self, src: &GpuBuffer, dst: &GpuBuffer, weight: &GpuBuffer, dim: usize, rows_per_token: usize, fixed_rows: usize, eps: f32) -> Result<Op> {
-        let params = [dim as u32, rows_per_token as u32, eps.to_bits(), fixed_rows as u32];
+    pub fn rms_norm(
+        &self,
+        src: &GpuBuffer,
+        dst: &GpuBuffer,
+        weight: &GpuBuffer,
+        dim: usize,
+        rows_per_token: usize,
+        fixed_rows: usize,
+        eps: f32,
+    ) -> Result<Op> {
+        let params = [
+            dim as u32,
+            rows_per_token as u32,
+            eps.to_bits(),
+            fixed_rows as u32,
+        ];
         let rpt = rows_per_token as u32;
         let fixed = fixed_rows as u32;
         self.op(
@@ -181,21 +239,50 @@ impl Kernels {
 
     pub fn silu_mul(&self, gate: &GpuBuffer, up: &GpuBuffer, width: usize) -> Result<Op> {
         let w = width as u32;
-        self.op("silu_mul", &[], &[w], true, &[&gate.buffer, &up.buffer], Box::new(move |d| grid256(w * d.t)))
+        self.op(
+            "silu_mul",
+            &[],
+            &[w],
+            true,
+            &[&gate.buffer, &up.buffer],
+            Box::new(move |d| grid256(w * d.t)),
+        )
     }
 
     pub fn add(&self, x: &GpuBuffer, y: &GpuBuffer, width: usize) -> Result<Op> {
         let w = width as u32;
-        self.op("add", &[], &[w], true, &[&x.buffer, &y.buffer], Box::new(move |d| grid256(w * d.t)))
+        self.op(
+            "add",
+            &[],
+            &[w],
+            true,
+            &[&x.buffer, &y.buffer],
+            Box::new(move |d| grid256(w * d.t)),
+        )
     }
 
     /// dst[dst_off + dst_pos_stride * pos0 + i] = src[src_off + i] over the step's rows of
     /// `width` (or the last `last_rows` rows when non-zero).
     #[allow(clippy::too_many_arguments)]
-    pub fn copy(&self, src: &GpuBuffer, src_off: usize, dst: &GpuBuffer, dst_off: usize, width: usize, dst_pos_stride: usize, last_rows: usize) -> Result<Op> {
+    pub fn copy(
+        &self,
+        src: &GpuBuffer,
+        src_off: usize,
+        dst: &GpuBuffer,
+        dst_off: usize,
+        width: usize,
+        dst_pos_stride: usize,
+        last_rows: usize,
+    ) -> Result<Op> {
         let w = width as u32;
         let rows = last_rows as u32;
-        let params = [w, src_off as u32, dst_off as u32, dst_pos_stride as u32, rows];
+        let params = [
+            w,
+            src_off as u32,
+            dst_off as u32,
+            dst_pos_stride as u32,
+            rows,
+        ];
         self.op(
             "copy",
             &[],
@@ -207,7 +294,12 @@ impl Kernels {
     }
 
     /// out (t, dim) = table rows of ids (t), one op per table chunk.
-    pub fn embedding(&self, table: &GpuMatrix, ids: &GpuBuffer, out: &GpuBuffer) -> Result<Vec<Op>> {
+    pub fn embedding(
+        &self,
+        table: &GpuMatrix,
+        ids: &GpuBuffer,
+        out: &GpuBuffer,
+    ) -> Result<Vec<Op>> {
         let stride = table.stride as u32;
         table
             .chunks
@@ -227,16 +319,45 @@ impl Kernels {
     }
 
     /// out[0] = next_ids[0] = argmax(logits[..n]).
-    pub fn argmax(&self, logits: &GpuBuffer, n: usize, out: &GpuBuffer, next_ids: &GpuBuffer) -> Result<Op> {
-        self.op("argmax", &[], &[n as u32], false, &[&logits.buffer, &out.buffer, &next_ids.buffer], Box::new(|_| [1, 1, 1]))
+    pub fn argmax(
+        &self,
+        logits: &GpuBuffer,
+        n: usize,
+        out: &GpuBuffer,
+        next_ids: &GpuBuffer,
+    ) -> Result<Op> {
+        self.op(
+            "argmax",
+            &[],
+            &[n as u32],
+            false,
+            &[&logits.buffer, &out.buffer, &next_ids.buffer],
+            Box::new(|_| [1, 1, 1]),
+        )
     }
 
     /// Decode attention (one query per head) over cache rows 0..kv_len: scores, softmax,
     /// weighted values. `scores` holds (heads, ctx).
     #[allow(clippy::too_many_arguments)]
-    pub fn attn_decode(&self, q: &GpuBuffer, kc: &GpuBuffer, vc: &GpuBuffer, scores: &GpuBuffer, out: &GpuBuffer, heads: usize, kv_heads: usize, head_dim: usize, ctx_len: usize) -> Result<Vec<Op>> {
+    pub fn attn_decode(
+        &self,
+        q: &GpuBuffer,
+        kc: &GpuBuffer,
+        vc: &GpuBuffer,
+        scores: &GpuBuffer,
+        out: &GpuBuffer,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        ctx_len: usize,
+    ) -> Result<Vec<Op>> {
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
-        let (h, kvh, hd, cx) = (heads as u32, kv_heads as u32, head_dim as u32, ctx_len as u32);
+        let (h, kvh, hd, cx) = (
+            heads as u32,
+            kv_heads as u32,
+            head_dim as u32,
+            ctx_len as u32,
+        );
         Ok(vec![
             self.op(
                 "attn_decode_scores",
@@ -246,7 +367,14 @@ impl Kernels {
                 &[&q.buffer, &kc.buffer, &scores.buffer],
                 Box::new(move |d| [d.kv_len().div_ceil(256), h, 1]),
             )?,
-            self.op("attn_decode_softmax", &[], &[cx], true, &[&scores.buffer], Box::new(move |_| [h, 1, 1]))?,
+            self.op(
+                "attn_decode_softmax",
+                &[],
+                &[cx],
+                true,
+                &[&scores.buffer],
+                Box::new(move |_| [h, 1, 1]),
+            )?,
             self.op(
                 "attn_decode_values",
                 &[],
@@ -260,7 +388,16 @@ impl Kernels {
 
     /// Causal flash attention of the step's t queries over cache rows 0..pos0 + t.
     #[allow(clippy::too_many_arguments)]
-    pub fn attn_prefill(&self, q: &GpuBuffer, kc: &GpuBuffer, vc: &GpuBuffer, out: &GpuBuffer, heads: usize, kv_heads: usize, head_dim: usize) -> Result<Op> {
+    pub fn attn_prefill(
+        &self,
+        q: &GpuBuffer,
+        kc: &GpuBuffer,
+        vc: &GpuBuffer,
+        out: &GpuBuffer,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> Result<Op> {
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
         self.op(
@@ -275,7 +412,13 @@ impl Kernels {
 
     /// Record `ops` for one step into `enc` (one compute pass, or one pass per op with
     /// timestamps when profiling).
-    pub fn encode<'a>(&self, enc: &mut wgpu::CommandEncoder, ops: impl IntoIterator<Item = &'a Op>, dims: StepDims, mut profiler: Option<&mut Profiler>) {
+    pub fn encode<'a>(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        ops: impl IntoIterator<Item = &'a Op>,
+        dims: StepDims,
+        mut profiler: Option<&mut Profiler>,
+    ) {
         let step = [dims.t, dims.pos0, dims.kv_len(), 0];
         let bytes: Vec<u8> = step.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.ctx.queue.write_buffer(&self.step, 0, &bytes);

@@ -12,19 +12,43 @@ const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
     ("matvec", include_str!("../../shaders/matmul/matvec.wgsl")),
-    ("matvec_vec4", include_str!("../../shaders/matmul/matvec_vec4.wgsl")),
+    (
+        "matvec_vec4",
+        include_str!("../../shaders/matmul/matvec_vec4.wgsl"),
+    ),
     ("matmul", include_str!("../../shaders/matmul/matmul.wgsl")),
     ("rms_norm", include_str!("../../shaders/norm/rms_norm.wgsl")),
     ("rope", include_str!("../../shaders/elementwise/rope.wgsl")),
-    ("silu_mul", include_str!("../../shaders/elementwise/silu_mul.wgsl")),
+    (
+        "silu_mul",
+        include_str!("../../shaders/elementwise/silu_mul.wgsl"),
+    ),
     ("add", include_str!("../../shaders/elementwise/add.wgsl")),
     ("copy", include_str!("../../shaders/elementwise/copy.wgsl")),
-    ("embedding", include_str!("../../shaders/elementwise/embedding.wgsl")),
-    ("argmax", include_str!("../../shaders/elementwise/argmax.wgsl")),
-    ("attn_decode_scores", include_str!("../../shaders/attention/decode_scores.wgsl")),
-    ("attn_decode_softmax", include_str!("../../shaders/attention/decode_softmax.wgsl")),
-    ("attn_decode_values", include_str!("../../shaders/attention/decode_values.wgsl")),
-    ("attn_prefill", include_str!("../../shaders/attention/prefill.wgsl")),
+    (
+        "embedding",
+        include_str!("../../shaders/elementwise/embedding.wgsl"),
+    ),
+    (
+        "argmax",
+        include_str!("../../shaders/elementwise/argmax.wgsl"),
+    ),
+    (
+        "attn_decode_scores",
+        include_str!("../../shaders/attention/decode_scores.wgsl"),
+    ),
+    (
+        "attn_decode_softmax",
+        include_str!("../../shaders/attention/decode_softmax.wgsl"),
+    ),
+    (
+        "attn_decode_values",
+        include_str!("../../shaders/attention/decode_values.wgsl"),
+    ),
+    (
+        "attn_prefill",
+        include_str!("../../shaders/attention/prefill.wgsl"),
+    ),
 ];
 
 type Key = (String, Vec<(String, u64)>);
@@ -36,10 +60,18 @@ pub struct PipelineCache {
 
 impl PipelineCache {
     /// The pipeline of shader `name` with these override constants, compiled on first use.
-    pub fn get(&self, device: &wgpu::Device, name: &str, constants: &[(&str, f64)]) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub fn get(
+        &self,
+        device: &wgpu::Device,
+        name: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
         let key: Key = (
             name.to_string(),
-            constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
+            constants
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_bits()))
+                .collect(),
         );
         let mut map = self
             .pipelines
@@ -71,7 +103,9 @@ impl PipelineCache {
             cache: None,
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("shader `{name}` failed to build: {err}")));
+            return Err(Error::Gpu(format!(
+                "shader `{name}` failed to build: {err}"
+            )));
         }
         let pipeline = Arc::new(pipeline);
         map.insert(key, pipeline.clone());

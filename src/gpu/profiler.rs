@@ -26,7 +26,10 @@ impl Profiler {
     /// Room for `ops` timed ops.
     pub fn new(ctx: &GpuContext, ops: u32) -> Result<Self> {
         if !ctx.has_timestamps() {
-            return Err(Error::Gpu(format!("{} offers no timestamp queries", ctx.info.name)));
+            return Err(Error::Gpu(format!(
+                "{} offers no timestamp queries",
+                ctx.info.name
+            )));
         }
         let capacity = ops.min(2048);
         let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {

@@ -1,13 +1,83 @@
-//! The generation loop shared by every front end: prefill the prompt, then decode one token at
-//! a time until a stop id, the token limit or the caller says stop.
+//! The generation loop shared by every front end and both engines: prefill the prompt, then
+//! decode one token at a time until a stop id, the token limit, a full context, or the caller
+//! says stop. Greedy decoding without a repetition penalty asks the engine for the chosen id
+//! only, so the GPU engine never reads logits back.
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::models::qwen3::gpu::Qwen3Gpu;
 use crate::models::qwen3::{Logits, Qwen3Model};
 use crate::models::sampler::Sampler;
 use crate::nn::KvCache;
+
+/// What a step should return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// the arg-max id of the last position
+    Greedy,
+    /// the last position's logits
+    Logits,
+}
+
+pub enum StepOut {
+    Id(u32),
+    Logits(Vec<f32>),
+}
+
+/// A text decoder with its own KV cache, on either engine.
+pub trait TextModel {
+    /// Run `ids` after what is cached.
+    fn step(&mut self, ids: &[u32], want: Want) -> Result<StepOut>;
+    /// Tokens cached.
+    fn cached(&self) -> usize;
+    /// Most tokens the cache holds.
+    fn capacity(&self) -> usize;
+}
+
+/// The CPU engine with a cache.
+pub struct CpuSession<'a> {
+    pub model: &'a Qwen3Model,
+    pub cache: KvCache,
+}
+
+impl TextModel for CpuSession<'_> {
+    fn step(&mut self, ids: &[u32], want: Want) -> Result<StepOut> {
+        let logits = self.model.forward(ids, &mut self.cache, Logits::Last)?;
+        Ok(match want {
+            Want::Greedy => StepOut::Id(crate::cpu::argmax(&logits) as u32),
+            Want::Logits => StepOut::Logits(logits),
+        })
+    }
+    fn cached(&self) -> usize {
+        self.cache.len
+    }
+    fn capacity(&self) -> usize {
+        self.cache.capacity
+    }
+}
+
+impl TextModel for Qwen3Gpu {
+    fn step(&mut self, ids: &[u32], want: Want) -> Result<StepOut> {
+        let read = want == Want::Logits;
+        let logits = if ids.len() == 1 && self.len > 0 {
+            self.decode(Some(ids[0]), read)?
+        } else {
+            self.prefill(ids, read.then_some(Logits::Last))?
+        };
+        Ok(match want {
+            Want::Greedy => StepOut::Id(self.last_id()?),
+            Want::Logits => StepOut::Logits(logits),
+        })
+    }
+    fn cached(&self) -> usize {
+        self.len
+    }
+    fn capacity(&self) -> usize {
+        self.opts.ctx
+    }
+}
 
 /// When to stop.
 #[derive(Debug, Clone)]
@@ -31,25 +101,37 @@ pub struct GenerationStats {
 
 /// Generate after `prompt`, calling `on_token` with each new id (before it is fed back).
 pub fn generate(
-    model: &Qwen3Model,
-    cache: &mut KvCache,
+    model: &mut dyn TextModel,
     prompt: &[u32],
     sampler: &mut Sampler,
     stop: &StopRule,
     mut on_token: impl FnMut(u32) -> Result<ControlFlow<()>>,
 ) -> Result<GenerationStats> {
-    cache.check_room(prompt.len())?;
+    if model.cached() + prompt.len() > model.capacity() {
+        return Err(crate::Error::ContextOverflow {
+            needed: model.cached() + prompt.len(),
+            context: model.capacity(),
+        });
+    }
+    let want = if sampler.params.is_greedy() && sampler.params.repetition_penalty == 1.0 {
+        Want::Greedy
+    } else {
+        Want::Logits
+    };
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),
         ..Default::default()
     };
     let mut history = prompt.to_vec();
     let t0 = Instant::now();
-    let mut logits = model.forward(prompt, cache, Logits::Last)?;
+    let mut out = model.step(prompt, want)?;
     stats.prefill_time = t0.elapsed();
     let t1 = Instant::now();
     for step in 0..stop.max_new_tokens {
-        let id = sampler.sample(&mut logits, &history);
+        let id = match out {
+            StepOut::Id(id) => id,
+            StepOut::Logits(mut logits) => sampler.sample(&mut logits, &history),
+        };
         if stop.stop_ids.contains(&id) {
             stats.stopped_by_eos = true;
             break;
@@ -59,11 +141,11 @@ pub fn generate(
         if on_token(id)?.is_break() || step + 1 == stop.max_new_tokens {
             break;
         }
-        if cache.len >= cache.capacity {
+        if model.cached() >= model.capacity() {
             stats.stopped_by_context = true;
             break;
         }
-        logits = model.forward(&[id], cache, Logits::Last)?;
+        out = model.step(&[id], want)?;
     }
     stats.decode_time = t1.elapsed();
     Ok(stats)

@@ -51,24 +51,24 @@ struct GpuLayer {
 
 /// Activation buffers, sized for `max_prefill` tokens.
 struct Acts {
-    ids: GpuBuffer,      // (max_t) u32
-    x: GpuBuffer,        // (max_t, hidden) residual stream
-    h: GpuBuffer,        // (max_t, hidden) normed
-    q_raw: GpuBuffer,    // (max_t, heads * hd)
+    ids: GpuBuffer,   // (max_t) u32
+    x: GpuBuffer,     // (max_t, hidden) residual stream
+    h: GpuBuffer,     // (max_t, hidden) normed
+    q_raw: GpuBuffer, // (max_t, heads * hd)
     q: GpuBuffer,
-    k_raw: GpuBuffer,    // (max_t, kv_heads * hd)
+    k_raw: GpuBuffer, // (max_t, kv_heads * hd)
     k: GpuBuffer,
     v: GpuBuffer,
-    attn: GpuBuffer,     // (max_t, heads * hd)
-    tmp: GpuBuffer,      // (max_t, hidden)
-    gate: GpuBuffer,     // (max_t, intermediate)
+    attn: GpuBuffer, // (max_t, heads * hd)
+    tmp: GpuBuffer,  // (max_t, hidden)
+    gate: GpuBuffer, // (max_t, intermediate)
     up: GpuBuffer,
     last_raw: GpuBuffer, // (hidden)
     last: GpuBuffer,
-    logits: GpuBuffer,   // (vocab)
+    logits: GpuBuffer,             // (vocab)
     logits_all: Option<GpuBuffer>, // (max_t, vocab)
-    scores: GpuBuffer,   // (heads, ctx)
-    out_id: GpuBuffer,   // (1) u32
+    scores: GpuBuffer,             // (heads, ctx)
+    out_id: GpuBuffer,             // (1) u32
 }
 
 pub struct Qwen3Gpu {
@@ -122,9 +122,19 @@ impl Qwen3Gpu {
         let c = &m.config;
         let a = &m.attn;
         if a.head_dim > 128 {
-            return Err(Error::Gpu(format!("head_dim {} > 128 is not supported by the GPU attention kernels", a.head_dim)));
+            return Err(Error::Gpu(format!(
+                "head_dim {} > 128 is not supported by the GPU attention kernels",
+                a.head_dim
+            )));
         }
-        let (hd, heads, kvh, hidden, inter, vocab) = (a.head_dim, a.heads, a.kv_heads, c.hidden_size, c.intermediate_size, c.vocab_size);
+        let (hd, heads, kvh, hidden, inter, vocab) = (
+            a.head_dim,
+            a.heads,
+            a.kv_heads,
+            c.hidden_size,
+            c.intermediate_size,
+            c.vocab_size,
+        );
         let (cap, max_t) = (opts.ctx, opts.max_prefill.max(1));
         let mut layers = Vec::with_capacity(m.layers.len());
         let mut weight_bytes = 0;
@@ -138,21 +148,41 @@ impl Qwen3Gpu {
                 gate_proj: upload(ctx, &l.mlp.gate_proj.weight)?,
                 up_proj: upload(ctx, &l.mlp.up_proj.weight)?,
                 down_proj: upload(ctx, &l.mlp.down_proj.weight)?,
-                input_layernorm: GpuBuffer::from_f32(ctx, &l.input_layernorm.weight, "input_layernorm")?,
-                post_attention_layernorm: GpuBuffer::from_f32(ctx, &l.post_attention_layernorm.weight, "post_attention_layernorm")?,
+                input_layernorm: GpuBuffer::from_f32(
+                    ctx,
+                    &l.input_layernorm.weight,
+                    "input_layernorm",
+                )?,
+                post_attention_layernorm: GpuBuffer::from_f32(
+                    ctx,
+                    &l.post_attention_layernorm.weight,
+                    "post_attention_layernorm",
+                )?,
                 q_norm: GpuBuffer::from_f32(ctx, &sa.q_norm.weight, "q_norm")?,
                 k_norm: GpuBuffer::from_f32(ctx, &sa.k_norm.weight, "k_norm")?,
                 k_cache: buf(ctx, cap * kvh * hd, "k_cache")?,
                 v_cache: buf(ctx, cap * kvh * hd, "v_cache")?,
             };
-            weight_bytes += [&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj, &layer.up_proj, &layer.down_proj]
-                .iter()
-                .map(|w| w.byte_len())
-                .sum::<usize>();
+            weight_bytes += [
+                &layer.q_proj,
+                &layer.k_proj,
+                &layer.v_proj,
+                &layer.o_proj,
+                &layer.gate_proj,
+                &layer.up_proj,
+                &layer.down_proj,
+            ]
+            .iter()
+            .map(|w| w.byte_len())
+            .sum::<usize>();
             layers.push(layer);
         }
         let embed = upload(ctx, &m.embed_tokens)?;
-        let lm_head = if c.tie_word_embeddings { None } else { Some(upload(ctx, &m.lm_head.weight)?) };
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(upload(ctx, &m.lm_head.weight)?)
+        };
         let lm_head_bytes = lm_head.as_ref().unwrap_or(&embed).byte_len();
         weight_bytes += lm_head_bytes;
         let norm = GpuBuffer::from_f32(ctx, &m.norm.weight, "norm")?;
@@ -173,7 +203,11 @@ impl Qwen3Gpu {
             last_raw: buf(ctx, hidden, "last_raw")?,
             last: buf(ctx, hidden, "last")?,
             logits: buf(ctx, vocab, "logits")?,
-            logits_all: if opts.all_logits { Some(buf(ctx, max_t * vocab, "logits_all")?) } else { None },
+            logits_all: if opts.all_logits {
+                Some(buf(ctx, max_t * vocab, "logits_all")?)
+            } else {
+                None
+            },
             scores: buf(ctx, heads * cap, "scores")?,
             out_id: buf(ctx, 1, "out_id")?,
         };
@@ -186,7 +220,11 @@ impl Qwen3Gpu {
             let ac = &acts;
             let mut ops = k.embedding(&embed, &ac.ids, &ac.x)?;
             let lin = |w: &GpuMatrix, x: &GpuBuffer, y: &GpuBuffer| -> Result<Vec<Op>> {
-                if prefill { k.matmul(w, x, w.cols, y, w.rows) } else { k.matvec(w, x, 0, y, 0) }
+                if prefill {
+                    k.matmul(w, x, w.cols, y, w.rows)
+                } else {
+                    k.matvec(w, x, 0, y, 0)
+                }
             };
             for l in &layers {
                 ops.push(k.rms_norm(&ac.x, &ac.h, &l.input_layernorm, hidden, 1, 0, eps)?);
@@ -200,13 +238,25 @@ impl Qwen3Gpu {
                 ops.push(k.copy(&ac.k, 0, &l.k_cache, 0, kvh * hd, kvh * hd, 0)?);
                 ops.push(k.copy(&ac.v, 0, &l.v_cache, 0, kvh * hd, kvh * hd, 0)?);
                 if prefill {
-                    ops.push(k.attn_prefill(&ac.q, &l.k_cache, &l.v_cache, &ac.attn, heads, kvh, hd)?);
+                    ops.push(
+                        k.attn_prefill(&ac.q, &l.k_cache, &l.v_cache, &ac.attn, heads, kvh, hd)?,
+                    );
                 } else {
-                    ops.extend(k.attn_decode(&ac.q, &l.k_cache, &l.v_cache, &ac.scores, &ac.attn, heads, kvh, hd, cap)?);
+                    ops.extend(k.attn_decode(
+                        &ac.q, &l.k_cache, &l.v_cache, &ac.scores, &ac.attn, heads, kvh, hd, cap,
+                    )?);
                 }
                 ops.extend(lin(&l.o_proj, &ac.attn, &ac.tmp)?);
                 ops.push(k.add(&ac.x, &ac.tmp, hidden)?);
-                ops.push(k.rms_norm(&ac.x, &ac.h, &l.post_attention_layernorm, hidden, 1, 0, eps)?);
+                ops.push(k.rms_norm(
+                    &ac.x,
+                    &ac.h,
+                    &l.post_attention_layernorm,
+                    hidden,
+                    1,
+                    0,
+                    eps,
+                )?);
                 ops.extend(lin(&l.gate_proj, &ac.h, &ac.gate)?);
                 ops.extend(lin(&l.up_proj, &ac.h, &ac.up)?);
                 ops.push(k.silu_mul(&ac.gate, &ac.up, inter)?);
@@ -238,7 +288,10 @@ impl Qwen3Gpu {
             kernels: k,
             hidden,
             vocab,
-            opts: GpuModelOptions { max_prefill: max_t, ..opts },
+            opts: GpuModelOptions {
+                max_prefill: max_t,
+                ..opts
+            },
             len: 0,
             weight_bytes,
             lm_head_bytes,
@@ -275,7 +328,10 @@ impl Qwen3Gpu {
             });
         }
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
-            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary (size {})", self.vocab)));
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                self.vocab
+            )));
         }
         Ok(())
     }
@@ -290,12 +346,23 @@ impl Qwen3Gpu {
         let mut out = Vec::new();
         for chunk in ids.chunks(self.opts.max_prefill) {
             self.acts.ids.write_u32(&self.ctx, 0, chunk);
-            let dims = StepDims { t: chunk.len() as u32, pos0: self.len as u32 };
-            let ops = if which == Some(Logits::All) { &self.prefill_all_ops } else { &self.prefill_ops };
+            let dims = StepDims {
+                t: chunk.len() as u32,
+                pos0: self.len as u32,
+            };
+            let ops = if which == Some(Logits::All) {
+                &self.prefill_all_ops
+            } else {
+                &self.prefill_ops
+            };
             self.kernels.run(ops, dims)?;
             self.len += chunk.len();
             if which == Some(Logits::All) {
-                let all = self.acts.logits_all.as_ref().ok_or_else(|| Error::Gpu("no logits_all buffer".into()))?;
+                let all = self
+                    .acts
+                    .logits_all
+                    .as_ref()
+                    .ok_or_else(|| Error::Gpu("no logits_all buffer".into()))?;
                 out.extend(all.read_f32(&self.ctx, 0, chunk.len() * self.vocab)?);
             }
         }
@@ -317,9 +384,18 @@ impl Qwen3Gpu {
             self.check(&[id])?;
             self.acts.ids.write_u32(&self.ctx, 0, &[id]);
         } else if self.len + 1 > self.opts.ctx {
-            return Err(Error::ContextOverflow { needed: self.len + 1, context: self.opts.ctx });
+            return Err(Error::ContextOverflow {
+                needed: self.len + 1,
+                context: self.opts.ctx,
+            });
         }
-        self.kernels.run(&self.decode_ops, StepDims { t: 1, pos0: self.len as u32 })?;
+        self.kernels.run(
+            &self.decode_ops,
+            StepDims {
+                t: 1,
+                pos0: self.len as u32,
+            },
+        )?;
         self.len += 1;
         if read_logits {
             self.acts.logits.read_f32(&self.ctx, 0, self.vocab)
@@ -330,9 +406,18 @@ impl Qwen3Gpu {
 
     /// One profiled decode step: GPU time per kernel name.
     pub fn profile_decode(&mut self) -> Result<Vec<crate::gpu::KernelTiming>> {
-        let mut prof = crate::gpu::profiler::Profiler::new(&self.ctx, self.decode_ops.len() as u32)?;
+        let mut prof =
+            crate::gpu::profiler::Profiler::new(&self.ctx, self.decode_ops.len() as u32)?;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        self.kernels.encode(&mut enc, &self.decode_ops, StepDims { t: 1, pos0: self.len as u32 }, Some(&mut prof));
+        self.kernels.encode(
+            &mut enc,
+            &self.decode_ops,
+            StepDims {
+                t: 1,
+                pos0: self.len as u32,
+            },
+            Some(&mut prof),
+        );
         self.ctx.queue.submit([enc.finish()]);
         self.len += 1;
         prof.finish(&self.ctx)

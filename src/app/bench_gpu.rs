@@ -1,0 +1,187 @@
+//! `omni bench` on the GPU engine: load (mmap + upload), prefill and decode speed, the
+//! decode step's GPU time per kernel from timestamp queries, and decode bandwidth against the
+//! device's copy bandwidth measured in the same run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::bench::{BenchArgs, MemInfo, median};
+use super::info::human_bytes;
+use super::load::load_qwen3;
+use crate::gpu::{GpuContext, measure_copy_bandwidth};
+use crate::models::qwen3::gpu::{GpuModelOptions, Qwen3Gpu};
+use crate::models::sampler::Rng;
+
+/// f32 FMA peak (TFLOP/s, non-tensor) of cards we have measured on, by adapter-name substring.
+const KNOWN_PEAKS: &[(&str, f64)] = &[("H200", 66.9), ("H100", 66.9), ("A100", 19.5)];
+
+pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
+    let dir = super::model_dir(&a.model)?;
+    let rss0 = MemInfo::read();
+    let t0 = Instant::now();
+    let loaded = load_qwen3(&dir)?;
+    let cap = a.prompt_len + a.gen_len + 8;
+    let opts = GpuModelOptions {
+        ctx: cap,
+        max_prefill: a.prompt_len.clamp(1, 512),
+        all_logits: false,
+    };
+    let mut g = Qwen3Gpu::new(ctx, &loaded.model, opts)?;
+    ctx.wait()?;
+    let load_time = t0.elapsed();
+    let rss1 = MemInfo::read();
+    let vocab = loaded.model.config.vocab_size as u64;
+    let layer_bytes = (g.bytes_per_decoded_token() - g.lm_head_bytes()) as f64;
+    drop(loaded); // the GPU holds the only copy the engine uses
+    let mut rng = Rng::new(42);
+    let prompt: Vec<u32> = (0..a.prompt_len)
+        .map(|_| (rng.next_u64() % vocab) as u32)
+        .collect();
+
+    // warm-up: compiles every pipeline
+    g.prefill(&prompt[..1], None)?;
+    g.decode(None, false)?;
+    g.last_id()?;
+
+    let (mut pre, mut dec_read, mut dec_chain, mut dec_after) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..a.repeats.max(1) {
+        // decode from an empty context, reading every id back (what generation does)
+        g.reset();
+        g.prefill(&prompt[..1], None)?;
+        g.last_id()?;
+        let t = Instant::now();
+        for _ in 0..a.gen_len {
+            g.decode(None, false)?;
+            g.last_id()?;
+        }
+        dec_read.push(a.gen_len as f64 / t.elapsed().as_secs_f64());
+        // the same with steps chained on the device (ids never leave the GPU)
+        g.reset();
+        g.prefill(&prompt[..1], None)?;
+        let t = Instant::now();
+        for _ in 0..a.gen_len {
+            g.decode(None, false)?;
+        }
+        g.last_id()?;
+        dec_chain.push(a.gen_len as f64 / t.elapsed().as_secs_f64());
+        // prefill, then decode after the prompt
+        g.reset();
+        let t = Instant::now();
+        g.prefill(&prompt, None)?;
+        g.last_id()?;
+        pre.push(a.prompt_len as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..a.gen_len {
+            g.decode(None, false)?;
+            g.last_id()?;
+        }
+        dec_after.push(a.gen_len as f64 / t.elapsed().as_secs_f64());
+    }
+    g.reset();
+    g.prefill(&prompt[..1], None)?;
+    let kernels = if ctx.has_timestamps() {
+        Some(g.profile_decode()?)
+    } else {
+        None
+    };
+    let bw = measure_copy_bandwidth(ctx, 1 << 30, 7)?;
+
+    let (pre, dr, dc, da) = (
+        median(&mut pre),
+        median(&mut dec_read),
+        median(&mut dec_chain),
+        median(&mut dec_after),
+    );
+    let bpt = g.bytes_per_decoded_token() as f64;
+    let flops = 2.0 * layer_bytes / 2.0 * pre; // 16-bit weights: one FMA per 2 bytes
+    let peak = a.peak_tflops.or_else(|| {
+        KNOWN_PEAKS
+            .iter()
+            .find(|(n, _)| ctx.info.name.contains(n))
+            .map(|(_, p)| *p)
+    });
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| model | {} |", dir.display());
+    println!(
+        "| device | {} ({}, {}) |",
+        ctx.info.name, ctx.info.backend, ctx.info.driver
+    );
+    println!(
+        "| load (mmap + upload {}) | {:.2} s |",
+        human_bytes(bpt as usize),
+        load_time.as_secs_f64()
+    );
+    println!(
+        "| prefill {} tokens | {:.1} tok/s ({:.2} TFLOP/s{}) |",
+        a.prompt_len,
+        pre,
+        flops / 1e12,
+        peak.map(|p| format!(", {:.1}% of {p} f32 peak", 100.0 * flops / 1e12 / p))
+            .unwrap_or_default()
+    );
+    println!(
+        "| decode {} from empty context, id read back each token | {:.1} tok/s ({:.2} ms/token) |",
+        a.gen_len,
+        dr,
+        1e3 / dr
+    );
+    println!(
+        "| decode {} from empty context, chained on the device | {:.1} tok/s ({:.2} ms/token) |",
+        a.gen_len,
+        dc,
+        1e3 / dc
+    );
+    println!(
+        "| decode {} after the {}-token prompt (read back) | {:.1} tok/s |",
+        a.gen_len, a.prompt_len, da
+    );
+    println!(
+        "| weight bytes per decoded token | {} |",
+        human_bytes(bpt as usize)
+    );
+    println!(
+        "| device copy bandwidth (read + write, median of 7) | {:.0} GB/s |",
+        bw / 1e9
+    );
+    println!(
+        "| decode bandwidth, read back / chained | {:.0} / {:.0} GB/s |",
+        bpt * dr / 1e9,
+        bpt * dc / 1e9
+    );
+    println!(
+        "| share of copy bandwidth, read back / chained | {:.1}% / {:.1}% |",
+        100.0 * bpt * dr / bw,
+        100.0 * bpt * dc / bw
+    );
+    println!("| dispatches per decode step | {} |", g.decode_op_count());
+    if let (Some(r0), Some(r1)) = (rss0, rss1) {
+        println!(
+            "| host anonymous memory after load | {} (+{}) |",
+            human_bytes(r1.anon),
+            human_bytes(r1.anon.saturating_sub(r0.anon))
+        );
+    }
+    if let Some(k) = kernels {
+        let total: f64 = k.iter().map(|t| t.total_ns).sum();
+        println!();
+        println!("GPU time of one decode step by kernel (timestamp queries, one pass per op):");
+        println!();
+        println!("| kernel | calls | us | share |");
+        println!("|---|---:|---:|---:|");
+        for t in &k {
+            println!(
+                "| {} | {} | {:.1} | {:.1}% |",
+                t.name,
+                t.calls,
+                t.total_ns / 1e3,
+                100.0 * t.total_ns / total
+            );
+        }
+        println!("| total GPU time | | {:.1} | |", total / 1e3);
+        println!("| wall time per token (chained) | | {:.1} | |", 1e6 / dc);
+    }
+    Ok(())
+}
