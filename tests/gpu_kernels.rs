@@ -8,13 +8,14 @@ use std::sync::Arc;
 use common::tol::GPU_VS_CPU_REL;
 use qwen_omni::cpu;
 use qwen_omni::cpu::attention::AttnShape;
-use qwen_omni::gpu::{GpuBuffer, GpuContext, GpuMatrix, GpuOptions, Kernels, StepDims};
+use qwen_omni::gpu::{GpuBuffer, GpuContext, GpuMatrix, GpuOptions, Kernels, MatFlags, StepDims};
 use qwen_omni::tensor::{DType, MatRef, f32_to_bf16};
 
 fn gpu() -> Arc<GpuContext> {
     let opts = GpuOptions {
         adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
         allow_software: true,
+        max_binding: None,
     };
     GpuContext::new(&opts)
         .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
@@ -67,7 +68,9 @@ fn matvec_matches_cpu_for_bf16_and_f16_odd_shapes_and_chunks() {
             let gm = GpuMatrix::upload_chunked(&ctx, dtype, &w, n, kk, chunk, "w").unwrap();
             let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
             let gy = GpuBuffer::zeros(&ctx, n + 2, "y").unwrap();
-            let ops = k.matvec(&gm, &gx, x_off, &gy, 2).unwrap();
+            let ops = k
+                .matvec(&gm, &gx, x_off, &gy, 2, MatFlags::default())
+                .unwrap();
             k.run(&ops, StepDims { t: 1, pos0: 0 }).unwrap();
             let got = gy.read_f32(&ctx, 2, n).unwrap();
             let mut want = vec![0f32; n];
@@ -96,7 +99,9 @@ fn matmul_matches_cpu_for_odd_token_counts_and_chunks() {
         let gm = GpuMatrix::upload_chunked(&ctx, DType::BF16, &w, n, kk, chunk, "w").unwrap();
         let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
         let gy = GpuBuffer::zeros(&ctx, t * n, "y").unwrap();
-        let ops = k.matmul(&gm, &gx, kk, &gy, n).unwrap();
+        let ops = k
+            .matmul(&gm, &gx, kk, &gy, n, 0, MatFlags::default())
+            .unwrap();
         k.run(
             &ops,
             StepDims {
@@ -213,8 +218,13 @@ fn embedding_gathers_across_chunks_and_argmax_takes_first_maximum() {
         GpuBuffer::zeros(&ctx, 1, "id").unwrap(),
         GpuBuffer::zeros(&ctx, 1, "next").unwrap(),
     );
+    let parts = Kernels::argmax_parts(logits.len());
+    let (pv, pi) = (
+        GpuBuffer::zeros(&ctx, parts, "pv").unwrap(),
+        GpuBuffer::zeros(&ctx, parts, "pi").unwrap(),
+    );
     k.run(
-        &[k.argmax(&gl, logits.len(), &id, &next).unwrap()],
+        &k.argmax(&gl, logits.len(), &pv, &pi, &id, &next).unwrap(),
         StepDims { t: 1, pos0: 0 },
     )
     .unwrap();
@@ -295,6 +305,7 @@ fn missing_adapter_is_a_clear_error_listing_what_was_found() {
     let err = GpuContext::new(&GpuOptions {
         adapter: Some("no-such-gpu-xyz".into()),
         allow_software: true,
+        max_binding: None,
     })
     .err()
     .expect("no adapter matches");
@@ -303,4 +314,118 @@ fn missing_adapter_is_a_clear_error_listing_what_was_found() {
         msg.contains("no-such-gpu-xyz") && msg.contains("adapters found"),
         "{msg}"
     );
+}
+
+#[test]
+fn fused_residual_add_and_swiglu_input_match_cpu_in_matvec_and_matmul() {
+    let ctx = gpu();
+    let k = Kernels::new(&ctx);
+    for &(t, n, inter) in &[
+        (1usize, 13usize, 24usize),
+        (1, 40, 20),
+        (9, 33, 64),
+        (130, 7, 9),
+    ] {
+        // x holds gate | up for each token; y starts as a residual and gets W (silu(g) * u) added
+        let w = encode(DType::BF16, &values(n * inter, 21));
+        let gu = values(t * 2 * inter, 22);
+        let resid = values(t * n, 23);
+        let gm = GpuMatrix::upload(&ctx, DType::BF16, &w, n, inter, "down").unwrap();
+        let gx = GpuBuffer::from_f32(&ctx, &gu, "gu").unwrap();
+        let gy = GpuBuffer::from_f32(&ctx, &resid, "y").unwrap();
+        let f = MatFlags {
+            accumulate: true,
+            swiglu_up_off: Some(inter),
+        };
+        let ops = if t == 1 {
+            k.matvec(&gm, &gx, 0, &gy, 0, f).unwrap()
+        } else {
+            k.matmul(&gm, &gx, 2 * inter, &gy, n, 0, f).unwrap()
+        };
+        k.run(
+            &ops,
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
+        let mut want = resid.clone();
+        for tok in 0..t {
+            let mut g = gu[tok * 2 * inter..tok * 2 * inter + inter].to_vec();
+            cpu::silu_mul(&mut g, &gu[tok * 2 * inter + inter..(tok + 1) * 2 * inter]);
+            let mut y = vec![0f32; n];
+            cpu::matvec(MatRef::new(DType::BF16, &w, n, inter), &g, &mut y);
+            cpu::add_in_place(&mut want[tok * n..(tok + 1) * n], &y);
+        }
+        check(
+            &format!("fused down t{t} n{n} inter{inter}"),
+            &gy.read_f32(&ctx, 0, t * n).unwrap(),
+            &want,
+        );
+    }
+}
+
+#[test]
+fn qk_norm_rope_and_cache_store_match_cpu() {
+    let ctx = gpu();
+    let k = Kernels::new(&ctx);
+    let (t, heads, kvh, hd, pos0, cap) = (3usize, 6usize, 2usize, 12usize, 5usize, 16usize);
+    let pitch = (heads + 2 * kvh) * hd;
+    let qkv = values(t * pitch, 31);
+    let (qn, kn) = (values(hd, 32), values(hd, 33));
+    let inv = cpu::rope::inv_freq(hd, 1e6);
+    let gq = GpuBuffer::zeros(&ctx, t * heads * hd, "q").unwrap();
+    let (kc, vc) = (
+        GpuBuffer::zeros(&ctx, cap * kvh * hd, "kc").unwrap(),
+        GpuBuffer::zeros(&ctx, cap * kvh * hd, "vc").unwrap(),
+    );
+    let op = k
+        .qk_norm_rope_kv(
+            &GpuBuffer::from_f32(&ctx, &qkv, "qkv").unwrap(),
+            &gq,
+            &kc,
+            &vc,
+            &GpuBuffer::from_f32(&ctx, &qn, "qn").unwrap(),
+            &GpuBuffer::from_f32(&ctx, &kn, "kn").unwrap(),
+            &GpuBuffer::from_f32(&ctx, &rope_table(&inv, cap), "rope").unwrap(),
+            heads,
+            kvh,
+            hd,
+            1e-6,
+        )
+        .unwrap();
+    k.run(
+        &[op],
+        StepDims {
+            t: t as u32,
+            pos0: pos0 as u32,
+        },
+    )
+    .unwrap();
+    let (mut q, mut kk, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for tok in 0..t {
+        let row = &qkv[tok * pitch..(tok + 1) * pitch];
+        q.extend_from_slice(&row[..heads * hd]);
+        kk.extend_from_slice(&row[heads * hd..(heads + kvh) * hd]);
+        v.extend_from_slice(&row[(heads + kvh) * hd..]);
+    }
+    cpu::rms_norm(&mut q, &qn, 1e-6);
+    cpu::rms_norm(&mut kk, &kn, 1e-6);
+    cpu::rope(&mut q, heads, &inv, pos0);
+    cpu::rope(&mut kk, kvh, &inv, pos0);
+    check("q", &gq.read_f32(&ctx, 0, q.len()).unwrap(), &q);
+    check(
+        "k cache rows",
+        &kc.read_f32(&ctx, pos0 * kvh * hd, kk.len()).unwrap(),
+        &kk,
+    );
+    assert_eq!(vc.read_f32(&ctx, pos0 * kvh * hd, v.len()).unwrap(), v);
+}
+
+#[test]
+fn stream_copy_bandwidth_is_measurable() {
+    let ctx = gpu();
+    let bw = qwen_omni::gpu::measure_copy_bandwidth(&ctx, 16 << 20, 3).unwrap();
+    assert!(bw.is_finite() && bw > 1e8, "bandwidth {bw}");
 }

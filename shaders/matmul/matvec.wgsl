@@ -2,6 +2,8 @@
 // 32 invocations per row (a warp on NVIDIA), 8 rows per workgroup; each invocation strides
 // over the row's u32 words so a warp reads 128 contiguous bytes per step.
 override IS_F16: bool = false;
+override ACCUMULATE: bool = false;
+override SWIGLU: bool = false;
 
 struct Params {
     rows: u32,    // rows in this chunk
@@ -10,7 +12,7 @@ struct Params {
     x_off: u32,   // offset of x in its buffer (f32 elements)
     y_off: u32,   // offset of y[0] in its buffer
     row0: u32,    // first row of this chunk in the whole matrix
-    _p0: u32,
+    up_off: u32,  // SWIGLU: offset of the up half (x_off is the gate half)
     _p1: u32,
 }
 
@@ -18,6 +20,13 @@ struct Params {
 @group(0) @binding(1) var<storage, read> w: array<u32>;        // (rows, stride)
 @group(0) @binding(2) var<storage, read> x: array<f32>;        // (k) at x_off
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;  // (row0 + rows) at y_off
+
+// x[x_off + i], or silu(gate) * up when SWIGLU
+fn xin(i: u32) -> f32 {
+    let g = x[p.x_off + i];
+    if (SWIGLU) { return g / (1.0 + exp(-g)) * x[p.up_off + i]; }
+    return g;
+}
 
 var<workgroup> part: array<f32, 256>;
 
@@ -35,12 +44,11 @@ fn main(@builtin(local_invocation_index) li: u32,
         loop {
             if (j >= pairs) { break; }
             let v = unpack_w(w[base + j], IS_F16);
-            let xi = p.x_off + 2u * j;
-            acc = acc + v.x * x[xi] + v.y * x[xi + 1u];
+            acc = acc + v.x * xin(2u * j) + v.y * xin(2u * j + 1u);
             j = j + 32u;
         }
         if (lane == 0u && (p.k % 2u) == 1u) {
-            acc = acc + unpack_w(w[base + pairs], IS_F16).x * x[p.x_off + p.k - 1u];
+            acc = acc + unpack_w(w[base + pairs], IS_F16).x * xin(p.k - 1u);
         }
     }
     part[li] = acc;
@@ -53,6 +61,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         s = s / 2u;
     }
     if (lane == 0u && row < p.rows) {
-        y[p.y_off + p.row0 + row] = part[li];
+        let o = p.y_off + p.row0 + row;
+        if (ACCUMULATE) { y[o] = y[o] + part[li]; } else { y[o] = part[li]; }
     }
 }

@@ -36,6 +36,7 @@ pub fn gpu_context(backend: Backend, adapter: Option<&str>) -> Result<Option<Arc
     let opts = |allow_software| GpuOptions {
         adapter: adapter.map(str::to_string),
         allow_software,
+        max_binding: None,
     };
     match backend {
         Backend::Cpu => {

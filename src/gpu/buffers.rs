@@ -245,6 +245,63 @@ impl GpuMatrix {
     pub fn byte_len(&self) -> usize {
         self.rows * self.stride * 4
     }
+
+    /// Several matrices with the same column count and dtype stacked by rows into one (fused
+    /// projections such as q/k/v or gate/up), each part uploaded straight from its own bytes.
+    pub fn upload_stacked(
+        ctx: &Arc<GpuContext>,
+        parts: &[(DType, &[u8], usize)],
+        cols: usize,
+        label: &str,
+    ) -> Result<Self> {
+        let dtype = parts
+            .first()
+            .map(|p| p.0)
+            .ok_or_else(|| Error::Gpu(format!("`{label}`: nothing to stack")))?;
+        if parts.iter().any(|p| p.0 != dtype) {
+            return Err(Error::Gpu(format!(
+                "`{label}`: stacked matrices must share a dtype"
+            )));
+        }
+        let rows: usize = parts.iter().map(|p| p.2).sum();
+        let stride = cols.div_ceil(2);
+        let row_bytes = stride * 4;
+        if (rows * row_bytes) as u64 > ctx.max_binding().min(ctx.limits.max_buffer_size) {
+            return Err(Error::Gpu(format!(
+                "`{label}`: stacked matrix exceeds one binding"
+            )));
+        }
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (rows * row_bytes) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut row = 0;
+        for &(dt, bytes, n) in parts {
+            let rows_per_piece = (UPLOAD_CHUNK / row_bytes).max(1);
+            let mut r = 0;
+            while r < n {
+                let m = (n - r).min(rows_per_piece);
+                let piece = pack_rows(dt, bytes, cols, r, m);
+                ctx.queue
+                    .write_buffer(&buffer, ((row + r) * row_bytes) as u64, &piece);
+                r += m;
+            }
+            row += n;
+        }
+        Ok(GpuMatrix {
+            rows,
+            cols,
+            stride,
+            is_f16: dtype == DType::F16,
+            chunks: vec![MatrixChunk {
+                buffer,
+                row0: 0,
+                rows,
+            }],
+        })
+    }
 }
 
 /// Rows r0..r0+m of a stored matrix as packed little-endian u32 words.

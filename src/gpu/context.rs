@@ -13,6 +13,9 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Accept CPU (software) adapters such as lavapipe when no hardware GPU matches.
     pub allow_software: bool,
+    /// Treat the storage-binding limit as at most this many bytes (tests use it to exercise
+    /// split tensors on GPUs whose real limit is large).
+    pub max_binding: Option<u64>,
 }
 
 /// What `omni devices` prints for one adapter.
@@ -38,6 +41,7 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub pipelines: PipelineCache,
+    binding_cap: Option<u64>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -163,12 +167,14 @@ impl GpuContext {
             limits,
             features,
             pipelines: PipelineCache::default(),
+            binding_cap: opts.max_binding,
         }))
     }
 
     /// Largest byte size one storage binding may have on this device.
     pub fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size as u64
+        let real = self.limits.max_storage_buffer_binding_size as u64;
+        self.binding_cap.map_or(real, |c| c.min(real))
     }
 
     pub fn has_timestamps(&self) -> bool {

@@ -26,6 +26,15 @@ impl StepDims {
 
 type GroupsFn = Box<dyn Fn(StepDims) -> [u32; 3] + Send + Sync>;
 
+/// Fusions a matrix product can take on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatFlags {
+    /// add into the output (the residual stream) instead of overwriting it
+    pub accumulate: bool,
+    /// the input is silu(x[gate]) * x[up] with the up half at this offset (columns for matmul)
+    pub swiglu_up_off: Option<usize>,
+}
+
 /// One dispatch, ready to record.
 pub struct Op {
     pub name: &'static str,
@@ -126,7 +135,16 @@ impl Kernels {
         [("IS_F16", if m.is_f16 { 1.0 } else { 0.0 })]
     }
 
-    /// y[y_off..] = W x[x_off..] (one row of activations), one op per weight chunk.
+    fn mat_constants(w: &GpuMatrix, f: MatFlags) -> [(&'static str, f64); 3] {
+        let b = |v: bool| if v { 1.0 } else { 0.0 };
+        [
+            ("IS_F16", b(w.is_f16)),
+            ("ACCUMULATE", b(f.accumulate)),
+            ("SWIGLU", b(f.swiglu_up_off.is_some())),
+        ]
+    }
+
+    /// y[y_off..] (+)= W x[x_off..] (one row of activations), one op per weight chunk.
     pub fn matvec(
         &self,
         w: &GpuMatrix,
@@ -134,9 +152,12 @@ impl Kernels {
         x_off: usize,
         y: &GpuBuffer,
         y_off: usize,
+        f: MatFlags,
     ) -> Result<Vec<Op>> {
-        let vec4 = w.cols % 8 == 0 && x_off % 4 == 0;
+        let up = f.swiglu_up_off.unwrap_or(0);
+        let vec4 = w.cols % 8 == 0 && x_off % 4 == 0 && up % 4 == 0;
         let name = if vec4 { "matvec_vec4" } else { "matvec" };
+        let consts = Self::mat_constants(w, f);
         w.chunks
             .iter()
             .map(|c| {
@@ -147,11 +168,12 @@ impl Kernels {
                     x_off as u32,
                     y_off as u32,
                     c.row0 as u32,
+                    up as u32,
                 ];
                 let wg = (c.rows as u32).div_ceil(8);
                 self.op(
                     name,
-                    &Self::f16(w),
+                    &consts,
                     &params,
                     false,
                     &[&c.buffer, &x.buffer, &y.buffer],
@@ -161,7 +183,8 @@ impl Kernels {
             .collect()
     }
 
-    /// Y (t, y_ld) = X (t, x_ld) Wᵀ for the step's t tokens, one op per weight chunk.
+    /// Y[:, y_off..] (+)= X (t, x_ld) Wᵀ for the step's t tokens, one op per weight chunk.
+    #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
         w: &GpuMatrix,
@@ -169,7 +192,11 @@ impl Kernels {
         x_ld: usize,
         y: &GpuBuffer,
         y_ld: usize,
+        y_off: usize,
+        f: MatFlags,
     ) -> Result<Vec<Op>> {
+        let consts = Self::mat_constants(w, f);
+        let up = f.swiglu_up_off.unwrap_or(0) as u32;
         w.chunks
             .iter()
             .map(|c| {
@@ -180,18 +207,63 @@ impl Kernels {
                     x_ld as u32,
                     y_ld as u32,
                     c.row0 as u32,
+                    up,
+                    y_off as u32,
                 ];
-                let nx = (c.rows as u32).div_ceil(64);
+                let nx = (c.rows as u32).div_ceil(128);
                 self.op(
                     "matmul",
-                    &Self::f16(w),
+                    &consts,
                     &params,
                     true,
                     &[&c.buffer, &x.buffer, &y.buffer],
-                    Box::new(move |d| [nx, d.t.div_ceil(64), 1]),
+                    Box::new(move |d| [nx, d.t.div_ceil(128), 1]),
                 )
             })
             .collect()
+    }
+
+    /// From the fused q/k/v projection (t, (heads + 2 kv_heads) * head_dim): QK-norm and RoPE
+    /// into `q`, and this step's k / v rows into the caches at their positions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qk_norm_rope_kv(
+        &self,
+        qkv: &GpuBuffer,
+        q: &GpuBuffer,
+        kc: &GpuBuffer,
+        vc: &GpuBuffer,
+        q_norm: &GpuBuffer,
+        k_norm: &GpuBuffer,
+        rope: &GpuBuffer,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        eps: f32,
+    ) -> Result<Op> {
+        let slots = (heads + 2 * kv_heads) as u32;
+        let params = [
+            heads as u32,
+            kv_heads as u32,
+            head_dim as u32,
+            slots * head_dim as u32,
+            eps.to_bits(),
+        ];
+        self.op(
+            "qk_norm_rope_kv",
+            &[],
+            &params,
+            true,
+            &[
+                &qkv.buffer,
+                &q.buffer,
+                &kc.buffer,
+                &vc.buffer,
+                &q_norm.buffer,
+                &k_norm.buffer,
+                &rope.buffer,
+            ],
+            Box::new(move |d| grid(slots * d.t)),
+        )
     }
 
     /// dst = rms_norm(src) * weight over rows of `dim`; `rows_per_token` rows per token, or
@@ -318,22 +390,46 @@ impl Kernels {
             .collect()
     }
 
-    /// out[0] = next_ids[0] = argmax(logits[..n]).
+    /// Workgroups of the first argmax stage for `n` logits (size of the partial buffers).
+    pub fn argmax_parts(n: usize) -> usize {
+        n.div_ceil(4096)
+    }
+
+    /// out[0] = next_ids[0] = argmax(logits[..n]), in two stages through `part_v` / `part_i`
+    /// (each `argmax_parts(n)` long).
     pub fn argmax(
         &self,
         logits: &GpuBuffer,
         n: usize,
+        part_v: &GpuBuffer,
+        part_i: &GpuBuffer,
         out: &GpuBuffer,
         next_ids: &GpuBuffer,
-    ) -> Result<Op> {
-        self.op(
-            "argmax",
-            &[],
-            &[n as u32],
-            false,
-            &[&logits.buffer, &out.buffer, &next_ids.buffer],
-            Box::new(|_| [1, 1, 1]),
-        )
+    ) -> Result<Vec<Op>> {
+        let parts = Self::argmax_parts(n) as u32;
+        Ok(vec![
+            self.op(
+                "argmax_partial",
+                &[],
+                &[n as u32],
+                false,
+                &[&logits.buffer, &part_v.buffer, &part_i.buffer],
+                Box::new(move |_| [parts, 1, 1]),
+            )?,
+            self.op(
+                "argmax",
+                &[],
+                &[parts],
+                false,
+                &[
+                    &part_v.buffer,
+                    &part_i.buffer,
+                    &out.buffer,
+                    &next_ids.buffer,
+                ],
+                Box::new(|_| [1, 1, 1]),
+            )?,
+        ])
     }
 
     /// Decode attention (one query per head) over cache rows 0..kv_len: scores, softmax,

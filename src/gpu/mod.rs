@@ -9,6 +9,6 @@ pub mod profiler;
 
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
-pub use kernels::{Kernels, Op, StepDims};
+pub use kernels::{Kernels, MatFlags, Op, StepDims};
 pub use pipelines::PipelineCache;
 pub use profiler::{KernelTiming, measure_copy_bandwidth};

@@ -34,6 +34,18 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/elementwise/argmax.wgsl"),
     ),
     (
+        "argmax_partial",
+        include_str!("../../shaders/elementwise/argmax_partial.wgsl"),
+    ),
+    (
+        "qk_norm_rope_kv",
+        include_str!("../../shaders/elementwise/qk_norm_rope_kv.wgsl"),
+    ),
+    (
+        "stream_copy",
+        include_str!("../../shaders/elementwise/stream_copy.wgsl"),
+    ),
+    (
         "attn_decode_scores",
         include_str!("../../shaders/attention/decode_scores.wgsl"),
     ),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, Op, StepDims};
+use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, StepDims};
+use crate::tensor::DType;
 use crate::weights::TensorView;
 
 /// Sizes fixed at load.
@@ -31,13 +32,48 @@ impl Default for GpuModelOptions {
     }
 }
 
+/// Matrices applied to the same input whose outputs sit side by side (q|k|v, gate|up):
+/// stacked into one matrix when that fits one binding, else (offset, part) pieces.
+struct Stacked {
+    parts: Vec<(usize, GpuMatrix)>,
+}
+
+impl Stacked {
+    fn upload(ctx: &Arc<GpuContext>, views: &[&TensorView], label: &str) -> Result<Self> {
+        let cols = views[0].shape[1];
+        let parts: Vec<(DType, &[u8], usize)> = views
+            .iter()
+            .map(|v| (v.dtype, v.bytes(), v.shape[0]))
+            .collect();
+        let total: usize = views.iter().map(|v| v.byte_len()).sum();
+        let same_dtype = views
+            .iter()
+            .all(|v| v.dtype == views[0].dtype && v.dtype != DType::F32);
+        if same_dtype && (total as u64) <= ctx.max_binding().min(ctx.limits.max_buffer_size) {
+            return Ok(Stacked {
+                parts: vec![(0, GpuMatrix::upload_stacked(ctx, &parts, cols, label)?)],
+            });
+        }
+        let mut off = 0;
+        let mut out = Vec::new();
+        for v in views {
+            out.push((off, upload(ctx, v)?));
+            off += v.shape[0];
+        }
+        Ok(Stacked { parts: out })
+    }
+
+    fn byte_len(&self) -> usize {
+        self.parts.iter().map(|p| p.1.byte_len()).sum()
+    }
+}
+
 struct GpuLayer {
-    q_proj: GpuMatrix,
-    k_proj: GpuMatrix,
-    v_proj: GpuMatrix,
+    /// q | k | v projections: ((heads + 2 kv_heads) * head_dim, hidden)
+    qkv_proj: Stacked,
     o_proj: GpuMatrix,
-    gate_proj: GpuMatrix,
-    up_proj: GpuMatrix,
+    /// gate | up: (2 * intermediate, hidden)
+    gate_up_proj: Stacked,
     down_proj: GpuMatrix,
     input_layernorm: GpuBuffer,
     post_attention_layernorm: GpuBuffer,
@@ -51,18 +87,15 @@ struct GpuLayer {
 
 /// Activation buffers, sized for `max_prefill` tokens.
 struct Acts {
-    ids: GpuBuffer,   // (max_t) u32
-    x: GpuBuffer,     // (max_t, hidden) residual stream
-    h: GpuBuffer,     // (max_t, hidden) normed
-    q_raw: GpuBuffer, // (max_t, heads * hd)
-    q: GpuBuffer,
-    k_raw: GpuBuffer, // (max_t, kv_heads * hd)
-    k: GpuBuffer,
-    v: GpuBuffer,
-    attn: GpuBuffer, // (max_t, heads * hd)
-    tmp: GpuBuffer,  // (max_t, hidden)
-    gate: GpuBuffer, // (max_t, intermediate)
-    up: GpuBuffer,
+    ids: GpuBuffer,    // (max_t) u32
+    x: GpuBuffer,      // (max_t, hidden) residual stream
+    h: GpuBuffer,      // (max_t, hidden) normed
+    qkv: GpuBuffer,    // (max_t, (heads + 2 kv_heads) * hd)
+    q: GpuBuffer,      // (max_t, heads * hd) normed, rotated
+    attn: GpuBuffer,   // (max_t, heads * hd)
+    gu: GpuBuffer,     // (max_t, 2 * intermediate): gate | up
+    part_v: GpuBuffer, // argmax partials
+    part_i: GpuBuffer,
     last_raw: GpuBuffer, // (hidden)
     last: GpuBuffer,
     logits: GpuBuffer,             // (vocab)
@@ -136,17 +169,23 @@ impl Qwen3Gpu {
             c.vocab_size,
         );
         let (cap, max_t) = (opts.ctx, opts.max_prefill.max(1));
+        let pitch = (heads + 2 * kvh) * hd;
         let mut layers = Vec::with_capacity(m.layers.len());
         let mut weight_bytes = 0;
         for l in &m.layers {
             let sa = &l.self_attn;
             let layer = GpuLayer {
-                q_proj: upload(ctx, &sa.q_proj.weight)?,
-                k_proj: upload(ctx, &sa.k_proj.weight)?,
-                v_proj: upload(ctx, &sa.v_proj.weight)?,
+                qkv_proj: Stacked::upload(
+                    ctx,
+                    &[&sa.q_proj.weight, &sa.k_proj.weight, &sa.v_proj.weight],
+                    "qkv_proj",
+                )?,
                 o_proj: upload(ctx, &sa.o_proj.weight)?,
-                gate_proj: upload(ctx, &l.mlp.gate_proj.weight)?,
-                up_proj: upload(ctx, &l.mlp.up_proj.weight)?,
+                gate_up_proj: Stacked::upload(
+                    ctx,
+                    &[&l.mlp.gate_proj.weight, &l.mlp.up_proj.weight],
+                    "gate_up_proj",
+                )?,
                 down_proj: upload(ctx, &l.mlp.down_proj.weight)?,
                 input_layernorm: GpuBuffer::from_f32(
                     ctx,
@@ -163,18 +202,10 @@ impl Qwen3Gpu {
                 k_cache: buf(ctx, cap * kvh * hd, "k_cache")?,
                 v_cache: buf(ctx, cap * kvh * hd, "v_cache")?,
             };
-            weight_bytes += [
-                &layer.q_proj,
-                &layer.k_proj,
-                &layer.v_proj,
-                &layer.o_proj,
-                &layer.gate_proj,
-                &layer.up_proj,
-                &layer.down_proj,
-            ]
-            .iter()
-            .map(|w| w.byte_len())
-            .sum::<usize>();
+            weight_bytes += layer.qkv_proj.byte_len()
+                + layer.o_proj.byte_len()
+                + layer.gate_up_proj.byte_len()
+                + layer.down_proj.byte_len();
             layers.push(layer);
         }
         let embed = upload(ctx, &m.embed_tokens)?;
@@ -191,15 +222,12 @@ impl Qwen3Gpu {
             ids: buf(ctx, max_t, "ids")?,
             x: buf(ctx, max_t * hidden, "x")?,
             h: buf(ctx, max_t * hidden, "h")?,
-            q_raw: buf(ctx, max_t * heads * hd, "q_raw")?,
+            qkv: buf(ctx, max_t * pitch, "qkv")?,
             q: buf(ctx, max_t * heads * hd, "q")?,
-            k_raw: buf(ctx, max_t * kvh * hd, "k_raw")?,
-            k: buf(ctx, max_t * kvh * hd, "k")?,
-            v: buf(ctx, max_t * kvh * hd, "v")?,
             attn: buf(ctx, max_t * heads * hd, "attn")?,
-            tmp: buf(ctx, max_t * hidden, "tmp")?,
-            gate: buf(ctx, max_t * inter, "gate")?,
-            up: buf(ctx, max_t * inter, "up")?,
+            gu: buf(ctx, max_t * 2 * inter, "gate_up")?,
+            part_v: buf(ctx, Kernels::argmax_parts(vocab), "argmax_v")?,
+            part_i: buf(ctx, Kernels::argmax_parts(vocab), "argmax_i")?,
             last_raw: buf(ctx, hidden, "last_raw")?,
             last: buf(ctx, hidden, "last")?,
             logits: buf(ctx, vocab, "logits")?,
@@ -216,27 +244,39 @@ impl Qwen3Gpu {
         let k = Kernels::new(ctx);
         let head = lm_head.as_ref().unwrap_or(&embed);
         let eps = c.rms_norm_eps as f32;
+        let none = MatFlags::default();
+        let acc = MatFlags {
+            accumulate: true,
+            swiglu_up_off: None,
+        };
         let program = |prefill: bool| -> Result<Vec<Op>> {
             let ac = &acts;
             let mut ops = k.embedding(&embed, &ac.ids, &ac.x)?;
-            let lin = |w: &GpuMatrix, x: &GpuBuffer, y: &GpuBuffer| -> Result<Vec<Op>> {
+            // y[:, y_off..] (+)= x W^T, as matvec (decode) or matmul (prefill)
+            let lin = |w: &GpuMatrix,
+                       x: &GpuBuffer,
+                       x_ld: usize,
+                       y: &GpuBuffer,
+                       y_ld: usize,
+                       y_off: usize,
+                       f: MatFlags|
+             -> Result<Vec<Op>> {
                 if prefill {
-                    k.matmul(w, x, w.cols, y, w.rows)
+                    k.matmul(w, x, x_ld, y, y_ld, y_off, f)
                 } else {
-                    k.matvec(w, x, 0, y, 0)
+                    k.matvec(w, x, 0, y, y_off, f)
                 }
             };
             for l in &layers {
+                // 1. attention block
                 ops.push(k.rms_norm(&ac.x, &ac.h, &l.input_layernorm, hidden, 1, 0, eps)?);
-                ops.extend(lin(&l.q_proj, &ac.h, &ac.q_raw)?);
-                ops.extend(lin(&l.k_proj, &ac.h, &ac.k_raw)?);
-                ops.extend(lin(&l.v_proj, &ac.h, &ac.v)?);
-                ops.push(k.rms_norm(&ac.q_raw, &ac.q, &l.q_norm, hd, heads, 0, eps)?);
-                ops.push(k.rms_norm(&ac.k_raw, &ac.k, &l.k_norm, hd, kvh, 0, eps)?);
-                ops.push(k.rope(&ac.q, &rope, heads, hd / 2)?);
-                ops.push(k.rope(&ac.k, &rope, kvh, hd / 2)?);
-                ops.push(k.copy(&ac.k, 0, &l.k_cache, 0, kvh * hd, kvh * hd, 0)?);
-                ops.push(k.copy(&ac.v, 0, &l.v_cache, 0, kvh * hd, kvh * hd, 0)?);
+                for (off, part) in &l.qkv_proj.parts {
+                    ops.extend(lin(part, &ac.h, hidden, &ac.qkv, pitch, *off, none)?);
+                }
+                ops.push(k.qk_norm_rope_kv(
+                    &ac.qkv, &ac.q, &l.k_cache, &l.v_cache, &l.q_norm, &l.k_norm, &rope, heads,
+                    kvh, hd, eps,
+                )?);
                 if prefill {
                     ops.push(
                         k.attn_prefill(&ac.q, &l.k_cache, &l.v_cache, &ac.attn, heads, kvh, hd)?,
@@ -246,8 +286,8 @@ impl Qwen3Gpu {
                         &ac.q, &l.k_cache, &l.v_cache, &ac.scores, &ac.attn, heads, kvh, hd, cap,
                     )?);
                 }
-                ops.extend(lin(&l.o_proj, &ac.attn, &ac.tmp)?);
-                ops.push(k.add(&ac.x, &ac.tmp, hidden)?);
+                ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
+                // 2. MLP block: down(silu(gate) * up) added to the residual
                 ops.push(k.rms_norm(
                     &ac.x,
                     &ac.h,
@@ -257,32 +297,54 @@ impl Qwen3Gpu {
                     0,
                     eps,
                 )?);
-                ops.extend(lin(&l.gate_proj, &ac.h, &ac.gate)?);
-                ops.extend(lin(&l.up_proj, &ac.h, &ac.up)?);
-                ops.push(k.silu_mul(&ac.gate, &ac.up, inter)?);
-                ops.extend(lin(&l.down_proj, &ac.gate, &ac.tmp)?);
-                ops.push(k.add(&ac.x, &ac.tmp, hidden)?);
+                for (off, part) in &l.gate_up_proj.parts {
+                    ops.extend(lin(part, &ac.h, hidden, &ac.gu, 2 * inter, *off, none)?);
+                }
+                let down = MatFlags {
+                    accumulate: true,
+                    swiglu_up_off: Some(inter),
+                };
+                ops.extend(lin(
+                    &l.down_proj,
+                    &ac.gu,
+                    2 * inter,
+                    &ac.x,
+                    hidden,
+                    0,
+                    down,
+                )?);
             }
             Ok(ops)
         };
         let mut decode_ops = program(false)?;
         decode_ops.push(k.rms_norm(&acts.x, &acts.last, &norm, hidden, 1, 1, eps)?);
-        decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0)?);
-        decode_ops.push(k.argmax(&acts.logits, vocab, &acts.out_id, &acts.ids)?);
-        let body = program(true)?;
-        let mut prefill_ops = Vec::new();
+        decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
+        decode_ops.extend(k.argmax(
+            &acts.logits,
+            vocab,
+            &acts.part_v,
+            &acts.part_i,
+            &acts.out_id,
+            &acts.ids,
+        )?);
         let mut prefill_all_ops = Vec::new();
-        // The prefill programs share the body; ops are not Clone, so build it twice when needed.
         if let Some(all) = &acts.logits_all {
             prefill_all_ops = program(true)?;
             prefill_all_ops.push(k.rms_norm(&acts.x, &acts.h, &norm, hidden, 1, 0, eps)?);
-            prefill_all_ops.extend(k.matmul(head, &acts.h, hidden, all, vocab)?);
+            prefill_all_ops.extend(k.matmul(head, &acts.h, hidden, all, vocab, 0, none)?);
         }
-        prefill_ops.extend(body);
+        let mut prefill_ops = program(true)?;
         prefill_ops.push(k.copy(&acts.x, 0, &acts.last_raw, 0, hidden, 0, 1)?);
         prefill_ops.push(k.rms_norm(&acts.last_raw, &acts.last, &norm, hidden, 1, 1, eps)?);
-        prefill_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0)?);
-        prefill_ops.push(k.argmax(&acts.logits, vocab, &acts.out_id, &acts.ids)?);
+        prefill_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
+        prefill_ops.extend(k.argmax(
+            &acts.logits,
+            vocab,
+            &acts.part_v,
+            &acts.part_i,
+            &acts.out_id,
+            &acts.ids,
+        )?);
         Ok(Qwen3Gpu {
             ctx: ctx.clone(),
             kernels: k,
