@@ -309,7 +309,7 @@ fn pack_rows(dtype: DType, bytes: &[u8], cols: usize, r0: usize, m: usize) -> Ve
     let es = dtype.size();
     let src = &bytes[r0 * cols * es..(r0 + m) * cols * es];
     match dtype {
-        DType::BF16 | DType::F16 if cols % 2 == 0 => src.to_vec(),
+        DType::BF16 | DType::F16 if cols.is_multiple_of(2) => src.to_vec(),
         DType::BF16 | DType::F16 => {
             let mut out = Vec::with_capacity(m * (cols + 1) * 2);
             for row in src.chunks_exact(cols * 2) {

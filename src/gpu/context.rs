@@ -69,7 +69,7 @@ fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
         backend: format!("{:?}", i.backend),
         device_type: format!("{:?}", i.device_type),
         driver: format!("{} {}", i.driver, i.driver_info),
-        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
         max_buffer_size: l.max_buffer_size,
         max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
@@ -173,7 +173,7 @@ impl GpuContext {
 
     /// Largest byte size one storage binding may have on this device.
     pub fn max_binding(&self) -> u64 {
-        let real = self.limits.max_storage_buffer_binding_size as u64;
+        let real = self.limits.max_storage_buffer_binding_size;
         self.binding_cap.map_or(real, |c| c.min(real))
     }
 

@@ -86,7 +86,7 @@ impl Kernels {
     ) -> Result<Op> {
         let pipeline = self.ctx.pipelines.get(&self.ctx.device, name, constants)?;
         let mut padded = params.to_vec();
-        while padded.len() % 4 != 0 {
+        while !padded.len().is_multiple_of(4) {
             padded.push(0);
         }
         let bytes: Vec<u8> = padded.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -155,7 +155,7 @@ impl Kernels {
         f: MatFlags,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
-        let vec4 = w.cols % 8 == 0 && x_off % 4 == 0 && up % 4 == 0;
+        let vec4 = w.cols.is_multiple_of(8) && x_off.is_multiple_of(4) && up.is_multiple_of(4);
         let name = if vec4 { "matvec_vec4" } else { "matvec" };
         let consts = Self::mat_constants(w, f);
         w.chunks
@@ -513,12 +513,12 @@ impl Kernels {
         enc: &mut wgpu::CommandEncoder,
         ops: impl IntoIterator<Item = &'a Op>,
         dims: StepDims,
-        mut profiler: Option<&mut Profiler>,
+        profiler: Option<&mut Profiler>,
     ) {
         let step = [dims.t, dims.pos0, dims.kv_len(), 0];
         let bytes: Vec<u8> = step.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.ctx.queue.write_buffer(&self.step, 0, &bytes);
-        match profiler.as_deref_mut() {
+        match profiler {
             None => {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("step"),
