@@ -181,6 +181,11 @@ impl GpuContext {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Process finished work without blocking.
+    pub fn poll(&self) {
+        let _ = self.device.poll(wgpu::PollType::Poll);
+    }
+
     /// Block until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
         self.device
