@@ -3,23 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::gpu;
 use common::tol::GPU_VS_CPU_REL;
 use qwen_omni::cpu;
 use qwen_omni::cpu::attention::AttnShape;
 use qwen_omni::gpu::{GpuBuffer, GpuContext, GpuMatrix, GpuOptions, Kernels, MatFlags, StepDims};
 use qwen_omni::tensor::{DType, MatRef, f32_to_bf16};
-
-fn gpu() -> Arc<GpuContext> {
-    let opts = GpuOptions {
-        adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
-        allow_software: true,
-        max_binding: None,
-    };
-    GpuContext::new(&opts)
-        .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
-}
 
 /// Deterministic values in [-1, 1) with no structure.
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -428,4 +417,43 @@ fn stream_copy_bandwidth_is_measurable() {
     let ctx = gpu();
     let bw = qwen_omni::gpu::measure_copy_bandwidth(&ctx, 16 << 20, 3).unwrap();
     assert!(bw.is_finite() && bw > 1e8, "bandwidth {bw}");
+}
+
+#[test]
+fn matvec_with_folded_rms_norm_matches_cpu_norm_then_matvec() {
+    let ctx = gpu();
+    let k = Kernels::new(&ctx);
+    for &(n, kk) in &[(9usize, 16usize), (70, 448), (33, 1024)] {
+        let w = encode(DType::BF16, &values(n * kk, 41));
+        let gm = GpuMatrix::upload(&ctx, DType::BF16, &w, n, kk, "w").unwrap();
+        if !k.fuses_norm(&gm) {
+            eprintln!(
+                "adapter has no subgroups: the unfused path (rms_norm + matvec) is what runs"
+            );
+            return;
+        }
+        let x = values(kk, 42);
+        let g = values(kk, 43);
+        let gy = GpuBuffer::zeros(&ctx, n + 3, "y").unwrap();
+        let ops = k
+            .matvec_normed(
+                &gm,
+                &GpuBuffer::from_f32(&ctx, &x, "x").unwrap(),
+                &GpuBuffer::from_f32(&ctx, &g, "g").unwrap(),
+                1e-6,
+                &gy,
+                3,
+            )
+            .unwrap();
+        k.run(&ops, StepDims { t: 1, pos0: 0 }).unwrap();
+        let mut h = x.clone();
+        cpu::rms_norm(&mut h, &g, 1e-6);
+        let mut want = vec![0f32; n];
+        cpu::matvec(MatRef::new(DType::BF16, &w, n, kk), &h, &mut want);
+        check(
+            &format!("matvec_normed {n}x{kk}"),
+            &gy.read_f32(&ctx, 3, n).unwrap(),
+            &want,
+        );
+    }
 }

@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::tol::GPU_VS_CPU_REL;
 use common::{FIXTURE_MODELS, assert_close, fixture, reference, tensor};
-use qwen_omni::gpu::{GpuContext, GpuOptions};
+use common::{gpu, gpu_with};
 use qwen_omni::models::qwen3::gpu::{GpuModelOptions, Qwen3Gpu};
 use qwen_omni::models::qwen3::{Logits, Qwen3Model};
-
-fn gpu() -> Arc<GpuContext> {
-    gpu_with(None)
-}
-
-fn gpu_with(max_binding: Option<u64>) -> Arc<GpuContext> {
-    let opts = GpuOptions {
-        adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
-        allow_software: true,
-        max_binding,
-    };
-    GpuContext::new(&opts)
-        .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
-}
 
 fn opts() -> GpuModelOptions {
     // max_prefill 8 splits the 19-token prompts into three steps

@@ -45,7 +45,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     g.decode(None, false)?;
     g.last_id()?;
 
-    let (mut pre, mut dec_read, mut dec_chain, mut dec_after) = (vec![], vec![], vec![], vec![]);
+    let (mut pre, mut dec_read, mut dec_after) = (vec![], vec![], vec![]);
     for _ in 0..a.repeats.max(1) {
         // decode from an empty context, reading every id back (what generation does)
         g.reset();
@@ -57,18 +57,6 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             g.last_id()?;
         }
         dec_read.push(a.gen_len as f64 / t.elapsed().as_secs_f64());
-        // the same with steps chained on the device (ids never leave the GPU)
-        g.reset();
-        g.prefill(&prompt[..1], None)?;
-        let t = Instant::now();
-        for i in 0..a.gen_len {
-            g.decode(None, false)?;
-            if i % 16 == 15 {
-                ctx.poll(); // lets wgpu recycle staging memory without waiting
-            }
-        }
-        g.last_id()?;
-        dec_chain.push(a.gen_len as f64 / t.elapsed().as_secs_f64());
         // prefill, then decode after the prompt
         g.reset();
         let t = Instant::now();
@@ -91,10 +79,9 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     };
     let bw = measure_copy_bandwidth(ctx, 1 << 30, 7)?;
 
-    let (pre, dr, dc, da) = (
+    let (pre, dr, da) = (
         median(&mut pre),
         median(&mut dec_read),
-        median(&mut dec_chain),
         median(&mut dec_after),
     );
     let bpt = g.bytes_per_decoded_token() as f64;
@@ -105,6 +92,9 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             .find(|(n, _)| ctx.info.name.contains(n))
             .map(|(_, p)| *p)
     });
+    let share = peak
+        .map(|p| format!(", {:.1}% of {p} f32 peak", 100.0 * flops / 1e12 / p))
+        .unwrap_or_default();
     println!("| metric | value |");
     println!("|---|---|");
     println!("| model | {} |", dir.display());
@@ -118,27 +108,19 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         load_time.as_secs_f64()
     );
     println!(
-        "| prefill {} tokens | {:.1} tok/s ({:.2} TFLOP/s{}) |",
+        "| prefill {} tokens | {:.1} tok/s ({:.2} TFLOP/s{share}) |",
         a.prompt_len,
         pre,
-        flops / 1e12,
-        peak.map(|p| format!(", {:.1}% of {p} f32 peak", 100.0 * flops / 1e12 / p))
-            .unwrap_or_default()
+        flops / 1e12
     );
     println!(
-        "| decode {} from empty context, id read back each token | {:.1} tok/s ({:.2} ms/token) |",
+        "| decode {} from empty context (id read back each token) | {:.1} tok/s ({:.2} ms/token) |",
         a.gen_len,
         dr,
         1e3 / dr
     );
     println!(
-        "| decode {} from empty context, chained on the device | {:.1} tok/s ({:.2} ms/token) |",
-        a.gen_len,
-        dc,
-        1e3 / dc
-    );
-    println!(
-        "| decode {} after the {}-token prompt (read back) | {:.1} tok/s |",
+        "| decode {} after the {}-token prompt | {:.1} tok/s |",
         a.gen_len, a.prompt_len, da
     );
     println!(
@@ -146,18 +128,16 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         human_bytes(bpt as usize)
     );
     println!(
-        "| device copy bandwidth (read + write, median of 7) | {:.0} GB/s |",
+        "| streaming copy bandwidth (read + write, median of 7) | {:.0} GB/s |",
         bw / 1e9
     );
     println!(
-        "| decode bandwidth, read back / chained | {:.0} / {:.0} GB/s |",
-        bpt * dr / 1e9,
-        bpt * dc / 1e9
+        "| decode bandwidth (empty context) | {:.0} GB/s |",
+        bpt * dr / 1e9
     );
     println!(
-        "| share of copy bandwidth, read back / chained | {:.1}% / {:.1}% |",
-        100.0 * bpt * dr / bw,
-        100.0 * bpt * dc / bw
+        "| share of copy bandwidth (roofline) | {:.1}% |",
+        100.0 * bpt * dr / bw
     );
     println!("| dispatches per decode step | {} |", g.decode_op_count());
     if let (Some(r0), Some(r1)) = (rss0, rss1) {
@@ -184,7 +164,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             );
         }
         println!("| total GPU time | | {:.1} | |", total / 1e3);
-        println!("| wall time per token (chained) | | {:.1} | |", 1e6 / dc);
+        println!("| wall time per token | | {:.1} | |", 1e6 / dr);
     }
     Ok(())
 }

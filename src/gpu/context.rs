@@ -138,7 +138,8 @@ impl GpuContext {
             )));
         };
         let info = summarize(&adapter);
-        let wanted_features = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        let wanted_features =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted_features;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -175,6 +176,13 @@ impl GpuContext {
     pub fn max_binding(&self) -> u64 {
         let real = self.limits.max_storage_buffer_binding_size;
         self.binding_cap.map_or(real, |c| c.min(real))
+    }
+
+    /// Subgroup operations are on (the matvec then reduces without workgroup memory).
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size >= 1
+            && self.info.subgroup_min_size <= 256
     }
 
     pub fn has_timestamps(&self) -> bool {

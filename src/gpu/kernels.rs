@@ -154,10 +154,65 @@ impl Kernels {
         y_off: usize,
         f: MatFlags,
     ) -> Result<Vec<Op>> {
+        self.matvec_impl(w, x, x_off, y, y_off, f, None)
+    }
+
+    /// Whether [`Kernels::matvec_normed`] is available (subgroups, rows a multiple of 8).
+    pub fn fuses_norm(&self, w: &GpuMatrix) -> bool {
+        self.ctx.has_subgroups() && w.cols % 8 == 0
+    }
+
+    /// y[y_off..] = W rms_norm(x) with the norm's weight `g` folded in (one op, no normed copy
+    /// of x). Needs [`Kernels::fuses_norm`].
+    pub fn matvec_normed(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        g: &GpuBuffer,
+        eps: f32,
+        y: &GpuBuffer,
+        y_off: usize,
+    ) -> Result<Vec<Op>> {
+        self.matvec_impl(w, x, 0, y, y_off, MatFlags::default(), Some((g, eps)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn matvec_impl(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        x_off: usize,
+        y: &GpuBuffer,
+        y_off: usize,
+        f: MatFlags,
+        norm: Option<(&GpuBuffer, f32)>,
+    ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
-        let vec4 = w.cols.is_multiple_of(8) && x_off.is_multiple_of(4) && up.is_multiple_of(4);
-        let name = if vec4 { "matvec_vec4" } else { "matvec" };
-        let consts = Self::mat_constants(w, f);
+        let vec4 = w.cols % 8 == 0 && x_off % 4 == 0 && up % 4 == 0;
+        let sg = vec4 && self.ctx.has_subgroups();
+        if norm.is_some() && !sg {
+            return Err(crate::Error::Gpu(
+                "fused RMSNorm needs subgroups and rows a multiple of 8".into(),
+            ));
+        }
+        let name = if sg {
+            "matvec_sg"
+        } else if vec4 {
+            "matvec_vec4"
+        } else {
+            "matvec"
+        };
+        let mut consts = Self::mat_constants(w, f).to_vec();
+        if sg {
+            consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
+        }
+        // rows per workgroup: 256 / subgroup size (the smallest the adapter may pick), else 8
+        let rows_per_wg = if sg {
+            (256 / self.ctx.info.subgroup_min_size.max(1)).max(1)
+        } else {
+            8
+        };
+        let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
             .map(|c| {
@@ -169,14 +224,19 @@ impl Kernels {
                     y_off as u32,
                     c.row0 as u32,
                     up as u32,
+                    eps,
                 ];
-                let wg = (c.rows as u32).div_ceil(8);
+                let wg = (c.rows as u32).div_ceil(rows_per_wg);
+                let mut bufs = vec![&c.buffer, &x.buffer, &y.buffer];
+                if sg {
+                    bufs.push(norm.map_or(&x.buffer, |n| &n.0.buffer));
+                }
                 self.op(
                     name,
                     &consts,
                     &params,
                     false,
-                    &[&c.buffer, &x.buffer, &y.buffer],
+                    &bufs,
                     Box::new(move |_| grid(wg)),
                 )
             })
@@ -210,14 +270,14 @@ impl Kernels {
                     up,
                     y_off as u32,
                 ];
-                let nx = (c.rows as u32).div_ceil(128);
+                let nx = (c.rows as u32).div_ceil(64);
                 self.op(
                     "matmul",
                     &consts,
                     &params,
                     true,
                     &[&c.buffer, &x.buffer, &y.buffer],
-                    Box::new(move |d| [nx, d.t.div_ceil(128), 1]),
+                    Box::new(move |d| [nx, d.t.div_ceil(64), 1]),
                 )
             })
             .collect()

@@ -11,6 +11,10 @@ const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
+    (
+        "matvec_sg",
+        include_str!("../../shaders/matmul/matvec_sg.wgsl"),
+    ),
     ("matvec", include_str!("../../shaders/matmul/matvec.wgsl")),
     (
         "matvec_vec4",

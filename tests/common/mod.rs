@@ -23,6 +23,25 @@ pub mod tol {
     pub const GPU_VS_CPU_REL: f32 = 2e-5;
 }
 
+/// The one GPU context the tests of a binary share, as the product's stages do. Fails (never
+/// skips) without an adapter; OMNI_TEST_ADAPTER picks one by name.
+pub fn gpu() -> std::sync::Arc<qwen_omni::gpu::GpuContext> {
+    static CTX: std::sync::OnceLock<std::sync::Arc<qwen_omni::gpu::GpuContext>> =
+        std::sync::OnceLock::new();
+    CTX.get_or_init(|| gpu_with(None)).clone()
+}
+
+/// A context of its own, with the binding limit capped (split-tensor tests).
+pub fn gpu_with(max_binding: Option<u64>) -> std::sync::Arc<qwen_omni::gpu::GpuContext> {
+    let opts = qwen_omni::gpu::GpuOptions {
+        adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
+        allow_software: true,
+        max_binding,
+    };
+    qwen_omni::gpu::GpuContext::new(&opts)
+        .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

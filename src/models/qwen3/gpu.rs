@@ -268,10 +268,24 @@ impl Qwen3Gpu {
                 }
             };
             for l in &layers {
-                // 1. attention block
-                ops.push(k.rms_norm(&ac.x, &ac.h, &l.input_layernorm, hidden, 1, 0, eps)?);
+                // 1. attention block (decode folds the RMSNorm into the projection when it can)
+                let fold = !prefill && l.qkv_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
+                if !fold {
+                    ops.push(k.rms_norm(&ac.x, &ac.h, &l.input_layernorm, hidden, 1, 0, eps)?);
+                }
                 for (off, part) in &l.qkv_proj.parts {
-                    ops.extend(lin(part, &ac.h, hidden, &ac.qkv, pitch, *off, none)?);
+                    if fold {
+                        ops.extend(k.matvec_normed(
+                            part,
+                            &ac.x,
+                            &l.input_layernorm,
+                            eps,
+                            &ac.qkv,
+                            *off,
+                        )?);
+                    } else {
+                        ops.extend(lin(part, &ac.h, hidden, &ac.qkv, pitch, *off, none)?);
+                    }
                 }
                 ops.push(k.qk_norm_rope_kv(
                     &ac.qkv, &ac.q, &l.k_cache, &l.v_cache, &l.q_norm, &l.k_norm, &rope, heads,
