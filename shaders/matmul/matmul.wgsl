@@ -1,7 +1,8 @@
 // Y[t][y_off + row0 + n] (+)= sum_k X[t][k] * W[n][k]  (prefill), for the rows of one weight
-// chunk. 64 x 64 output tile per workgroup (16 x 16 invocations, 4 x 4 outputs each held in
-// four vec4 registers), K in steps of 16 through workgroup memory. (A 128 x 128 tile with
-// 8 x 8 private arrays ran 6x slower on an H200: the arrays spilled.) The token count comes
+// chunk. 64 (t) x 128 (n) output tile per workgroup (16 x 16 invocations, 4 x 8 outputs each
+// held in eight vec4 registers), K in steps of 16 through workgroup memory. (A 128 x 128 tile
+// with 8 x 8 private arrays ran 6x slower on an H200: the arrays spilled; named vec4
+// registers do not.) The token count comes
 // from the step uniform. ACCUMULATE adds into Y; SWIGLU reads silu(X[t][k]) * X[t][up_off + k].
 override IS_F16: bool = false;
 override ACCUMULATE: bool = false;
@@ -25,7 +26,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (t, y_ld)
 
 var<workgroup> xs: array<vec4<f32>, 256>;  // [kk][t / 4]  16 x 64
-var<workgroup> ws: array<vec4<f32>, 256>;  // [kk][n / 4]  16 x 64
+var<workgroup> ws: array<vec4<f32>, 512>;  // [kk][n / 4]  16 x 128
 
 fn xval(t: u32, k: u32) -> f32 {
     if (t >= step.t || k >= p.k) { return 0.0; }
@@ -55,15 +56,19 @@ fn store(t: u32, n0: u32, v: vec4<f32>) {
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>) {
-    let n0 = wg.x * 64u;
+    let n0 = wg.x * 128u;
     let t0 = wg.y * 64u;
+    // rows i of this invocation's 4 tokens, columns in two vec4 halves (n .. n+4, n+64 .. n+68)
     var c0 = vec4<f32>(0.0);
     var c1 = vec4<f32>(0.0);
     var c2 = vec4<f32>(0.0);
     var c3 = vec4<f32>(0.0);
-    // each invocation loads 4 consecutive t (or n) of one kk into one vec4 slot
+    var d0 = vec4<f32>(0.0);
+    var d1 = vec4<f32>(0.0);
+    var d2 = vec4<f32>(0.0);
+    var d3 = vec4<f32>(0.0);
     let kk_ld = li / 16u;        // 0..16
-    let q_ld = li % 16u;         // 0..16: which group of 4
+    let q_ld = li % 16u;         // 0..16
     var k0 = 0u;
     loop {
         if (k0 >= p.k) { break; }
@@ -71,15 +76,22 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         let tb = t0 + q_ld * 4u;
         xs[kk_ld * 16u + q_ld] = vec4<f32>(xval(tb, k), xval(tb + 1u, k), xval(tb + 2u, k), xval(tb + 3u, k));
         let nb = n0 + q_ld * 4u;
-        ws[kk_ld * 16u + q_ld] = vec4<f32>(wval(nb, k), wval(nb + 1u, k), wval(nb + 2u, k), wval(nb + 3u, k));
+        ws[kk_ld * 32u + q_ld] = vec4<f32>(wval(nb, k), wval(nb + 1u, k), wval(nb + 2u, k), wval(nb + 3u, k));
+        let nc = nb + 64u;
+        ws[kk_ld * 32u + 16u + q_ld] = vec4<f32>(wval(nc, k), wval(nc + 1u, k), wval(nc + 2u, k), wval(nc + 3u, k));
         workgroupBarrier();
         for (var kk = 0u; kk < 16u; kk++) {
             let a = xs[kk * 16u + lid.y];
-            let b = ws[kk * 16u + lid.x];
+            let b = ws[kk * 32u + lid.x];
+            let e = ws[kk * 32u + 16u + lid.x];
             c0 = c0 + a.x * b;
             c1 = c1 + a.y * b;
             c2 = c2 + a.z * b;
             c3 = c3 + a.w * b;
+            d0 = d0 + a.x * e;
+            d1 = d1 + a.y * e;
+            d2 = d2 + a.z * e;
+            d3 = d3 + a.w * e;
         }
         workgroupBarrier();
         k0 = k0 + 16u;
@@ -90,4 +102,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     store(t + 1u, n, c1);
     store(t + 2u, n, c2);
     store(t + 3u, n, c3);
+    store(t, n + 64u, d0);
+    store(t + 1u, n + 64u, d1);
+    store(t + 2u, n + 64u, d2);
+    store(t + 3u, n + 64u, d3);
 }

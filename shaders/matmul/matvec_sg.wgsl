@@ -36,6 +36,23 @@ fn xin(i: u32) -> vec4<f32> {
     return a;
 }
 
+// (dot of 8 weights with their 8 inputs, sum of squares of those inputs when RMS_NORM)
+fn row_part(q: vec4<u32>, j: u32) -> vec2<f32> {
+    let a = unpack_w(q.x, IS_F16);
+    let b = unpack_w(q.y, IS_F16);
+    let c = unpack_w(q.z, IS_F16);
+    let d = unpack_w(q.w, IS_F16);
+    var x0 = xin(2u * j);
+    var x1 = xin(2u * j + 1u);
+    var ss = 0.0;
+    if (RMS_NORM) {
+        ss = dot(x0, x0) + dot(x1, x1);
+        x0 = x0 * g[2u * j];
+        x1 = x1 * g[2u * j + 1u];
+    }
+    return vec2<f32>(dot(vec4<f32>(a.x, a.y, b.x, b.y), x0) + dot(vec4<f32>(c.x, c.y, d.x, d.y), x1), ss);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
@@ -48,20 +65,29 @@ fn main(@builtin(local_invocation_index) li: u32,
     if (row < p.rows) {
         let quads = p.stride / 4u;
         let base = row * quads;
-        for (var j = lane; j < quads; j += sg) {
-            let q = w[base + j];
-            let a = unpack_w(q.x, IS_F16);
-            let b = unpack_w(q.y, IS_F16);
-            let c = unpack_w(q.z, IS_F16);
-            let d = unpack_w(q.w, IS_F16);
-            var x0 = xin(2u * j);
-            var x1 = xin(2u * j + 1u);
-            if (RMS_NORM) {
-                ss = ss + dot(x0, x0) + dot(x1, x1);
-                x0 = x0 * g[2u * j];
-                x1 = x1 * g[2u * j + 1u];
-            }
-            acc = acc + dot(vec4<f32>(a.x, a.y, b.x, b.y), x0) + dot(vec4<f32>(c.x, c.y, d.x, d.y), x1);
+        // four independent 16-byte loads in flight per invocation (memory-level parallelism
+        // is what a bandwidth-bound kernel lives on), then the remainder one at a time
+        var j = lane;
+        loop {
+            if (j + 3u * sg >= quads) { break; }
+            let q0 = w[base + j];
+            let q1 = w[base + j + sg];
+            let q2 = w[base + j + 2u * sg];
+            let q3 = w[base + j + 3u * sg];
+            let r0 = row_part(q0, j);
+            let r1 = row_part(q1, j + sg);
+            let r2 = row_part(q2, j + 2u * sg);
+            let r3 = row_part(q3, j + 3u * sg);
+            acc = acc + (r0.x + r1.x) + (r2.x + r3.x);
+            ss = ss + (r0.y + r1.y) + (r2.y + r3.y);
+            j = j + 4u * sg;
+        }
+        loop {
+            if (j >= quads) { break; }
+            let r = row_part(w[base + j], j);
+            acc = acc + r.x;
+            ss = ss + r.y;
+            j = j + sg;
         }
     }
     let total = subgroupAdd(acc);

@@ -270,7 +270,7 @@ impl Kernels {
                     up,
                     y_off as u32,
                 ];
-                let nx = (c.rows as u32).div_ceil(64);
+                let nx = (c.rows as u32).div_ceil(128);
                 self.op(
                     "matmul",
                     &consts,
@@ -492,8 +492,8 @@ impl Kernels {
         ])
     }
 
-    /// Decode attention (one query per head) over cache rows 0..kv_len: scores, softmax,
-    /// weighted values. `scores` holds (heads, ctx).
+    /// Decode attention (one query per head) over cache rows 0..kv_len in one dispatch;
+    /// `scores` is (heads, ctx) scratch.
     #[allow(clippy::too_many_arguments)]
     pub fn attn_decode(
         &self,
@@ -508,38 +508,21 @@ impl Kernels {
         ctx_len: usize,
     ) -> Result<Vec<Op>> {
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
-        let (h, kvh, hd, cx) = (
-            heads as u32,
-            kv_heads as u32,
-            head_dim as u32,
-            ctx_len as u32,
-        );
-        Ok(vec![
-            self.op(
-                "attn_decode_scores",
-                &[],
-                &[h, kvh, hd, cx, scale],
-                true,
-                &[&q.buffer, &kc.buffer, &scores.buffer],
-                Box::new(move |d| [d.kv_len().div_ceil(256), h, 1]),
-            )?,
-            self.op(
-                "attn_decode_softmax",
-                &[],
-                &[cx],
-                true,
-                &[&scores.buffer],
-                Box::new(move |_| [h, 1, 1]),
-            )?,
-            self.op(
-                "attn_decode_values",
-                &[],
-                &[h, kvh, hd, cx],
-                true,
-                &[&scores.buffer, &vc.buffer, &out.buffer],
-                Box::new(move |_| [h, 1, 1]),
-            )?,
-        ])
+        let h = heads as u32;
+        Ok(vec![self.op(
+            "attn_decode",
+            &[],
+            &[h, kv_heads as u32, head_dim as u32, ctx_len as u32, scale],
+            true,
+            &[
+                &q.buffer,
+                &kc.buffer,
+                &vc.buffer,
+                &scores.buffer,
+                &out.buffer,
+            ],
+            Box::new(move |_| [h, 1, 1]),
+        )?])
     }
 
     /// Causal flash attention of the step's t queries over cache rows 0..pos0 + t.

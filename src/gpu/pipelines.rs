@@ -12,6 +12,10 @@ const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
     (
+        "attn_decode",
+        include_str!("../../shaders/attention/decode.wgsl"),
+    ),
+    (
         "matvec_sg",
         include_str!("../../shaders/matmul/matvec_sg.wgsl"),
     ),
@@ -48,18 +52,6 @@ const SHADERS: &[(&str, &str)] = &[
     (
         "stream_copy",
         include_str!("../../shaders/elementwise/stream_copy.wgsl"),
-    ),
-    (
-        "attn_decode_scores",
-        include_str!("../../shaders/attention/decode_scores.wgsl"),
-    ),
-    (
-        "attn_decode_softmax",
-        include_str!("../../shaders/attention/decode_softmax.wgsl"),
-    ),
-    (
-        "attn_decode_values",
-        include_str!("../../shaders/attention/decode_values.wgsl"),
     ),
     (
         "attn_prefill",

@@ -302,17 +302,31 @@ impl Qwen3Gpu {
                 }
                 ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
                 // 2. MLP block: down(silu(gate) * up) added to the residual
-                ops.push(k.rms_norm(
-                    &ac.x,
-                    &ac.h,
-                    &l.post_attention_layernorm,
-                    hidden,
-                    1,
-                    0,
-                    eps,
-                )?);
+                let fold = !prefill && l.gate_up_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
+                if !fold {
+                    ops.push(k.rms_norm(
+                        &ac.x,
+                        &ac.h,
+                        &l.post_attention_layernorm,
+                        hidden,
+                        1,
+                        0,
+                        eps,
+                    )?);
+                }
                 for (off, part) in &l.gate_up_proj.parts {
-                    ops.extend(lin(part, &ac.h, hidden, &ac.gu, 2 * inter, *off, none)?);
+                    if fold {
+                        ops.extend(k.matvec_normed(
+                            part,
+                            &ac.x,
+                            &l.post_attention_layernorm,
+                            eps,
+                            &ac.gu,
+                            *off,
+                        )?);
+                    } else {
+                        ops.extend(lin(part, &ac.h, hidden, &ac.gu, 2 * inter, *off, none)?);
+                    }
                 }
                 let down = MatFlags {
                     accumulate: true,
