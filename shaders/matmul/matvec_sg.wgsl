@@ -1,9 +1,7 @@
-// y[y_off + row0 + r] (+)= sum_k W[r][k] * x[k]  (decode) with subgroup reductions: four rows
+// y[y_off + row0 + r] (+)= sum_k W[r][k] * x[k]  (decode) with subgroup reductions: one row
 // per subgroup, any subgroup size (32 on NVIDIA, 8 on lavapipe), rows a multiple of 8 long.
 // No workgroup memory and no barriers: short rows (K = 1024) were dominated by the
-// shared-memory reduction in matvec_vec4. Four rows per subgroup let each x load (and norm
-// weight load) serve four weight loads: with one row, the activation reads out-weighed the
-// weight reads 2:1 and held the kernel at ~2.5 TB/s on an H200.
+// shared-memory reduction in matvec_vec4.
 // RMS_NORM folds the RMSNorm of x into the product: y = inv_rms(x) * W (x * g), with the sum
 // of squares taken by every subgroup from the x it reads anyway. ACCUMULATE adds into y;
 // SWIGLU reads silu(x[gate]) * x[up] as the input.
@@ -38,12 +36,21 @@ fn xin(i: u32) -> vec4<f32> {
     return a;
 }
 
-fn dot8(q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>) -> f32 {
+// (dot of 8 weights with their 8 inputs, sum of squares of those inputs when RMS_NORM)
+fn row_part(q: vec4<u32>, j: u32) -> vec2<f32> {
     let a = unpack_w(q.x, IS_F16);
     let b = unpack_w(q.y, IS_F16);
     let c = unpack_w(q.z, IS_F16);
     let d = unpack_w(q.w, IS_F16);
-    return dot(vec4<f32>(a.x, a.y, b.x, b.y), x0) + dot(vec4<f32>(c.x, c.y, d.x, d.y), x1);
+    var x0 = xin(2u * j);
+    var x1 = xin(2u * j + 1u);
+    var ss = 0.0;
+    if (RMS_NORM) {
+        ss = dot(x0, x0) + dot(x1, x1);
+        x0 = x0 * g[2u * j];
+        x1 = x1 * g[2u * j + 1u];
+    }
+    return vec2<f32>(dot(vec4<f32>(a.x, a.y, b.x, b.y), x0) + dot(vec4<f32>(c.x, c.y, d.x, d.y), x1), ss);
 }
 
 @compute @workgroup_size(256)
@@ -52,49 +59,43 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sg: u32) {
-    let row = ((wg.x + wg.y * nwg.x) * (256u / sg) + li / sg) * 4u;
-    var a0 = 0.0;
-    var a1 = 0.0;
-    var a2 = 0.0;
-    var a3 = 0.0;
+    let row = (wg.x + wg.y * nwg.x) * (256u / sg) + li / sg;
+    var acc = 0.0;
     var ss = 0.0;
     if (row < p.rows) {
         let quads = p.stride / 4u;
-        // rows past the end re-read the last row; their results are never stored
-        let b0 = row * quads;
-        let b1 = min(row + 1u, p.rows - 1u) * quads;
-        let b2 = min(row + 2u, p.rows - 1u) * quads;
-        let b3 = min(row + 3u, p.rows - 1u) * quads;
-        for (var j = lane; j < quads; j += sg) {
-            let q0 = w[b0 + j];
-            let q1 = w[b1 + j];
-            let q2 = w[b2 + j];
-            let q3 = w[b3 + j];
-            var x0 = xin(2u * j);
-            var x1 = xin(2u * j + 1u);
-            if (RMS_NORM) {
-                ss = ss + dot(x0, x0) + dot(x1, x1);
-                x0 = x0 * g[2u * j];
-                x1 = x1 * g[2u * j + 1u];
-            }
-            a0 = a0 + dot8(q0, x0, x1);
-            a1 = a1 + dot8(q1, x0, x1);
-            a2 = a2 + dot8(q2, x0, x1);
-            a3 = a3 + dot8(q3, x0, x1);
+        let base = row * quads;
+        // four independent 16-byte loads in flight per invocation (memory-level parallelism
+        // is what a bandwidth-bound kernel lives on), then the remainder one at a time
+        var j = lane;
+        loop {
+            if (j + 3u * sg >= quads) { break; }
+            let q0 = w[base + j];
+            let q1 = w[base + j + sg];
+            let q2 = w[base + j + 2u * sg];
+            let q3 = w[base + j + 3u * sg];
+            let r0 = row_part(q0, j);
+            let r1 = row_part(q1, j + sg);
+            let r2 = row_part(q2, j + 2u * sg);
+            let r3 = row_part(q3, j + 3u * sg);
+            acc = acc + (r0.x + r1.x) + (r2.x + r3.x);
+            ss = ss + (r0.y + r1.y) + (r2.y + r3.y);
+            j = j + 4u * sg;
+        }
+        loop {
+            if (j >= quads) { break; }
+            let r = row_part(w[base + j], j);
+            acc = acc + r.x;
+            ss = ss + r.y;
+            j = j + sg;
         }
     }
-    let t0 = subgroupAdd(a0);
-    let t1 = subgroupAdd(a1);
-    let t2 = subgroupAdd(a2);
-    let t3 = subgroupAdd(a3);
-    let tss = subgroupAdd(ss);
-    if (lane < 4u && row + lane < p.rows) {
-        var r = t0;
-        if (lane == 1u) { r = t1; }
-        if (lane == 2u) { r = t2; }
-        if (lane == 3u) { r = t3; }
-        if (RMS_NORM) { r = r / sqrt(tss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
-        let o = p.y_off + p.row0 + row + lane;
+    let total = subgroupAdd(acc);
+    let total_ss = subgroupAdd(ss);
+    if (lane == 0u && row < p.rows) {
+        var r = total;
+        if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
+        let o = p.y_off + p.row0 + row;
         if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
     }
 }

@@ -206,10 +206,9 @@ impl Kernels {
         if sg {
             consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
         }
-        // rows per workgroup: 4 per subgroup of (at least) the smallest size the adapter may
-        // pick, else 8
+        // rows per workgroup: 256 / subgroup size (the smallest the adapter may pick), else 8
         let rows_per_wg = if sg {
-            4 * (256 / self.ctx.info.subgroup_min_size.max(1)).max(1)
+            (256 / self.ctx.info.subgroup_min_size.max(1)).max(1)
         } else {
             8
         };
