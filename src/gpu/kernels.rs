@@ -159,7 +159,7 @@ impl Kernels {
 
     /// Whether [`Kernels::matvec_normed`] is available (subgroups, rows a multiple of 8).
     pub fn fuses_norm(&self, w: &GpuMatrix) -> bool {
-        self.ctx.has_subgroups() && w.cols % 8 == 0
+        self.ctx.has_subgroups() && w.cols.is_multiple_of(8)
     }
 
     /// y[y_off..] = W rms_norm(x) with the norm's weight `g` folded in (one op, no normed copy
@@ -188,7 +188,7 @@ impl Kernels {
         norm: Option<(&GpuBuffer, f32)>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
-        let vec4 = w.cols % 8 == 0 && x_off % 4 == 0 && up % 4 == 0;
+        let vec4 = w.cols.is_multiple_of(8) && x_off.is_multiple_of(4) && up.is_multiple_of(4);
         let sg = vec4 && self.ctx.has_subgroups();
         if norm.is_some() && !sg {
             return Err(crate::Error::Gpu(
