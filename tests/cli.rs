@@ -199,3 +199,53 @@ fn model_resolves_from_hugging_face_cache_by_repo_id() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere/hub/models--Test--Tiny"));
 }
+
+#[test]
+fn gpu_backend_reproduces_reference_ids_and_devices_lists_the_adapter() {
+    let dir = fixture("odd-gqa3");
+    let (r, _) = reference(&dir);
+    for p in &r.prompts {
+        let out = omni(&[
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt-ids",
+            &ids_arg(&p.ids),
+            "--greedy",
+            "--print-ids",
+            "--max-tokens",
+            "32",
+            "--backend",
+            "gpu",
+        ]);
+        let got: Vec<u32> = stdout(&out)
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(got, p.greedy);
+    }
+    let devices = stdout(&omni(&["devices"]));
+    assert!(
+        devices.contains("[0]") && devices.contains("max storage binding"),
+        "{devices}"
+    );
+    // a named adapter that does not exist is an error listing what exists
+    let o = omni(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1",
+        "--print-ids",
+        "--backend",
+        "gpu",
+        "--adapter",
+        "no-such-gpu",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no-such-gpu") && err.contains("adapters found"),
+        "{err}"
+    );
+}

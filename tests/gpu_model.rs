@@ -216,3 +216,48 @@ fn tensor_above_the_binding_limit_loads_and_computes() {
         assert_eq!(g.last_id().unwrap(), next);
     }
 }
+
+#[test]
+fn sampling_on_the_device_follows_the_cpu_twin_step_by_step() {
+    use qwen_omni::models::sampler::{Rng, SamplingParams};
+    let ctx = gpu();
+    let cpu = Qwen3Model::load(&fixture("tied-gqa2")).unwrap();
+    let mut g = Qwen3Gpu::new(
+        &ctx,
+        &cpu,
+        GpuModelOptions {
+            all_logits: false,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let mut cache = cpu.new_cache(96);
+    let p = SamplingParams {
+        temperature: 1.2,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.01,
+        ..Default::default()
+    };
+    let mut rng = Rng::new(9);
+    let mut ids = vec![5u32, 6, 7];
+    let mut logits = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
+    let u = rng.next_f32();
+    g.set_sampling(Some((p.clone(), u)));
+    g.prefill(&ids, None).unwrap();
+    let mut id = g.last_id().unwrap();
+    common::assert_pick_consistent(&logits, &p, u, id);
+    for _ in 0..24 {
+        ids.push(id);
+        logits = cpu.forward(&[id], &mut cache, Logits::Last).unwrap();
+        let u = rng.next_f32();
+        g.set_sampling(Some((p.clone(), u)));
+        g.decode(None, false).unwrap();
+        id = g.last_id().unwrap();
+        common::assert_pick_consistent(&logits, &p, u, id);
+    }
+    assert!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len() > 3,
+        "sampling should wander: {ids:?}"
+    );
+}

@@ -41,6 +41,16 @@ pub struct Op {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: GroupsFn,
+    /// the op's own uniform parameters (rewritten per step by ops such as the sampler)
+    params: wgpu::Buffer,
+}
+
+impl Op {
+    /// Replace the op's parameters (same layout as at creation); takes effect at the next submit.
+    pub fn write_params(&self, ctx: &GpuContext, params: &[u32]) {
+        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+        ctx.queue.write_buffer(&self.params, 0, &bytes);
+    }
 }
 
 /// Split a workgroup count over x and y (each at most 65535), as the shaders expect
@@ -96,7 +106,7 @@ impl Kernels {
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(name),
                 contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             });
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -128,6 +138,7 @@ impl Kernels {
             pipeline,
             bind_group,
             groups,
+            params: params_buf,
         })
     }
 
@@ -448,6 +459,47 @@ impl Kernels {
                 )
             })
             .collect()
+    }
+
+    /// out[0] = next_ids[0] = a token sampled from `logits[..n]` (temperature, top-k, top-p,
+    /// min-p, then the draw `u`); parameters from [`Kernels::sample_params`], rewritten per step
+    /// with [`Op::write_params`].
+    pub fn sample(
+        &self,
+        logits: &GpuBuffer,
+        n: usize,
+        out: &GpuBuffer,
+        next_ids: &GpuBuffer,
+    ) -> Result<Op> {
+        let params =
+            Self::sample_params(n, &crate::models::sampler::SamplingParams::default(), 0.0);
+        self.op(
+            "sample",
+            &[],
+            &params,
+            false,
+            &[&logits.buffer, &out.buffer, &next_ids.buffer],
+            Box::new(|_| [1, 1, 1]),
+        )
+    }
+
+    /// The sampler's uniform for `n` logits, sampling settings and draw `u` in [0, 1).
+    pub fn sample_params(n: usize, s: &crate::models::sampler::SamplingParams, u: f32) -> [u32; 8] {
+        let inv_t = if s.temperature > 0.0 {
+            1.0 / s.temperature
+        } else {
+            1.0
+        };
+        [
+            n as u32,
+            s.top_k as u32,
+            inv_t.to_bits(),
+            s.top_p.to_bits(),
+            s.min_p.to_bits(),
+            u.to_bits(),
+            0,
+            0,
+        ]
     }
 
     /// Workgroups of the first argmax stage for `n` logits (size of the partial buffers).

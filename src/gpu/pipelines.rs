@@ -12,6 +12,10 @@ const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
     (
+        "sample",
+        include_str!("../../shaders/elementwise/sample.wgsl"),
+    ),
+    (
         "attn_decode",
         include_str!("../../shaders/attention/decode.wgsl"),
     ),

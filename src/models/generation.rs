@@ -13,10 +13,12 @@ use crate::models::sampler::Sampler;
 use crate::nn::KvCache;
 
 /// What a step should return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Want {
     /// the arg-max id of the last position
     Greedy,
+    /// an id sampled on the device with the draw u in [0, 1) (after `sample_on_device`)
+    Sample(f32),
     /// the last position's logits
     Logits,
 }
@@ -34,6 +36,10 @@ pub trait TextModel {
     fn cached(&self) -> usize;
     /// Most tokens the cache holds.
     fn capacity(&self) -> usize;
+    /// Use these settings for `Want::Sample` steps; false when the engine cannot sample itself.
+    fn sample_on_device(&mut self, _params: &crate::models::sampler::SamplingParams) -> bool {
+        false
+    }
 }
 
 /// The CPU engine with a cache.
@@ -47,7 +53,7 @@ impl TextModel for CpuSession<'_> {
         let logits = self.model.forward(ids, &mut self.cache, Logits::Last)?;
         Ok(match want {
             Want::Greedy => StepOut::Id(crate::cpu::argmax(&logits) as u32),
-            Want::Logits => StepOut::Logits(logits),
+            Want::Sample(_) | Want::Logits => StepOut::Logits(logits),
         })
     }
     fn cached(&self) -> usize {
@@ -61,18 +67,29 @@ impl TextModel for CpuSession<'_> {
 impl TextModel for Qwen3Gpu {
     fn step(&mut self, ids: &[u32], want: Want) -> Result<StepOut> {
         let read = want == Want::Logits;
+        match (want, &self.device_sampling) {
+            (Want::Sample(u), Some(p)) => {
+                let p = p.clone();
+                self.set_sampling(Some((p, u)));
+            }
+            _ => self.set_sampling(None),
+        }
         let logits = if ids.len() == 1 && self.len > 0 {
             self.decode(Some(ids[0]), read)?
         } else {
             self.prefill(ids, read.then_some(Logits::Last))?
         };
         Ok(match want {
-            Want::Greedy => StepOut::Id(self.last_id()?),
+            Want::Greedy | Want::Sample(_) => StepOut::Id(self.last_id()?),
             Want::Logits => StepOut::Logits(logits),
         })
     }
     fn cached(&self) -> usize {
         self.len
+    }
+    fn sample_on_device(&mut self, params: &crate::models::sampler::SamplingParams) -> bool {
+        self.device_sampling = Some(params.clone());
+        true
     }
     fn capacity(&self) -> usize {
         self.opts.ctx
@@ -113,10 +130,19 @@ pub fn generate(
             context: model.capacity(),
         });
     }
-    let want = if sampler.params.is_greedy() && sampler.params.repetition_penalty == 1.0 {
-        Want::Greedy
-    } else {
-        Want::Logits
+    // Greedy and (without repetition penalty) sampling run on the engine when it can;
+    // otherwise the logits come back and the CPU sampler decides.
+    let no_penalty = sampler.params.repetition_penalty == 1.0;
+    let on_device =
+        no_penalty && !sampler.params.is_greedy() && model.sample_on_device(&sampler.params);
+    let want_for = |sampler: &mut Sampler| {
+        if no_penalty && sampler.params.is_greedy() {
+            Want::Greedy
+        } else if on_device {
+            Want::Sample(sampler.next_uniform())
+        } else {
+            Want::Logits
+        }
     };
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),
@@ -124,7 +150,7 @@ pub fn generate(
     };
     let mut history = prompt.to_vec();
     let t0 = Instant::now();
-    let mut out = model.step(prompt, want)?;
+    let mut out = model.step(prompt, want_for(sampler))?;
     stats.prefill_time = t0.elapsed();
     let t1 = Instant::now();
     for step in 0..stop.max_new_tokens {
@@ -145,7 +171,7 @@ pub fn generate(
             stats.stopped_by_context = true;
             break;
         }
-        out = model.step(&[id], want)?;
+        out = model.step(&[id], want_for(sampler))?;
     }
     stats.decode_time = t1.elapsed();
     Ok(stats)

@@ -113,6 +113,11 @@ impl Sampler {
         Ok(Sampler { params, rng })
     }
 
+    /// A uniform draw in [0, 1) from this sampler's seeded stream (for device sampling).
+    pub fn next_uniform(&mut self) -> f32 {
+        self.rng.next_f32()
+    }
+
     /// Choose the next id from `logits` (modified in place); `history` is every id so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let p = &self.params;
@@ -190,6 +195,68 @@ pub fn filter_candidates(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f32)> 
         x.1 /= total;
     }
     c
+}
+
+/// The GPU sampler's algorithm on the CPU (its twin; `shaders/elementwise/sample.wgsl`):
+/// p_i = exp((l_i - max) / T); thresholds for top-k (largest t with count(p >= t) >= k, ties
+/// kept), top-p (largest t with mass(p >= t) >= top_p * mass, over the top-k survivors) and
+/// min-p; then the token where the cumulative mass in index order passes u * total.
+/// It keeps the same tokens as [`filter_candidates`] except for ties at a boundary.
+pub fn device_sample(logits: &[f32], s: &SamplingParams, u: f32) -> u32 {
+    let (p, tau) = device_threshold(logits, s);
+    let total: f32 = p.iter().filter(|&&q| q >= tau).sum();
+    let goal = u * total;
+    let mut acc = 0f32;
+    let mut last = None;
+    for (i, &q) in p.iter().enumerate() {
+        if q >= tau {
+            last = Some(i);
+            acc += q;
+            if acc > goal {
+                return i as u32;
+            }
+        }
+    }
+    last.unwrap_or(0) as u32
+}
+
+/// The unnormalised probabilities exp((l - max) / T) and the survival threshold of
+/// [`device_sample`].
+pub fn device_threshold(logits: &[f32], s: &SamplingParams) -> (Vec<f32>, f32) {
+    let n = logits.len();
+    let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let inv_t = if s.temperature > 0.0 {
+        1.0 / s.temperature
+    } else {
+        1.0
+    };
+    let p: Vec<f32> = logits.iter().map(|&l| ((l - mx) * inv_t).exp()).collect();
+    // largest bit pattern t in [0, 1] with pred(t) true, by binary search as the shader does
+    let search = |pred: &dyn Fn(f32) -> bool| -> f32 {
+        let (mut lo, mut hi) = (0u32, 0x3f80_0001u32);
+        for _ in 0..31 {
+            let mid = lo + (hi - lo) / 2;
+            if pred(f32::from_bits(mid)) {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        f32::from_bits(lo)
+    };
+    let tk = if s.top_k > 0 && s.top_k < n {
+        search(&|t| p.iter().filter(|&&q| q >= t).count() >= s.top_k)
+    } else {
+        0.0
+    };
+    let tp = if s.top_p < 1.0 {
+        let goal = s.top_p * p.iter().filter(|&&q| q >= tk).sum::<f32>();
+        search(&|t| p.iter().filter(|&&q| q >= t.max(tk)).sum::<f32>() >= goal)
+    } else {
+        0.0
+    };
+    let tau = tk.max(tp).max(s.min_p);
+    (p, tau)
 }
 
 /// Inverse-CDF pick with r in [0, 1).
@@ -295,6 +362,47 @@ mod tests {
         let f0 = a.iter().filter(|&&x| x == 0).count() as f32 / a.len() as f32;
         // 20k draws: standard error sqrt(0.25/20000) = 0.0035; 5 sigma bound
         assert!((f0 - 0.5).abs() < 0.018, "frequency {f0}");
+    }
+
+    #[test]
+    fn device_sampler_keeps_the_same_tokens_as_the_sorting_sampler() {
+        let mut rng = Rng::new(5);
+        let logits: Vec<f32> = (0..2000).map(|_| rng.next_f32() * 12.0).collect();
+        for p in [
+            SamplingParams {
+                temperature: 0.7,
+                top_k: 20,
+                top_p: 0.9,
+                ..params()
+            },
+            SamplingParams {
+                temperature: 1.3,
+                top_p: 0.5,
+                ..params()
+            },
+            SamplingParams {
+                top_k: 5,
+                min_p: 0.1,
+                ..params()
+            },
+            SamplingParams {
+                temperature: 0.4,
+                ..params()
+            },
+        ] {
+            let mut want: Vec<u32> = filter_candidates(&logits, &p).iter().map(|c| c.0).collect();
+            want.sort_unstable();
+            let (q, tau) = device_threshold(&logits, &p);
+            let got: Vec<u32> = (0..q.len() as u32)
+                .filter(|&i| q[i as usize] >= tau)
+                .collect();
+            assert_eq!(got, want, "{p:?}");
+            // every draw lands on a kept token, and u = 0 picks the first of them
+            for i in 0..200 {
+                assert!(want.contains(&device_sample(&logits, &p, i as f32 / 200.0)));
+            }
+            assert_eq!(device_sample(&logits, &p, 0.0), want[0]);
+        }
     }
 
     #[test]

@@ -116,3 +116,37 @@ pub fn assert_close(what: &str, ours: &[f32], reference: &[f32], budget: f32) {
         "{what}: relative error {e:.3e} exceeds budget {budget:.1e}"
     );
 }
+
+/// The GPU's pick `g` for draw `u` is consistent with the twin's distribution: `g` survives the
+/// twin's thresholds (up to float slack at the boundary) and the twin's cumulative mass in index
+/// order passes u * total at `g`. Summation order differs (a tree on the GPU), so the masses
+/// carry float32 error: about sqrt(n) * 2^-24 relative (2.3e-5 at n = 151936); the slack is 1e-4.
+pub fn assert_pick_consistent(
+    logits: &[f32],
+    p: &qwen_omni::models::sampler::SamplingParams,
+    u: f32,
+    g: u32,
+) {
+    let (q, tau) = qwen_omni::models::sampler::device_threshold(logits, p);
+    let slack = 1e-4f64;
+    let kept = |i: usize| q[i] as f64 >= tau as f64 * (1.0 - slack);
+    assert!(
+        kept(g as usize),
+        "pick {g} (p {}) is below the threshold {tau}",
+        q[g as usize]
+    );
+    let total: f64 = (0..q.len())
+        .filter(|&i| q[i] >= tau)
+        .map(|i| q[i] as f64)
+        .sum();
+    let before: f64 = (0..g as usize)
+        .filter(|&i| q[i] >= tau)
+        .map(|i| q[i] as f64)
+        .sum();
+    let after = before + q[g as usize] as f64;
+    let goal = u as f64 * total;
+    assert!(
+        before <= goal + slack * total && after >= goal - slack * total,
+        "pick {g}: mass {before}..{after} vs goal {goal} of {total}"
+    );
+}

@@ -8,6 +8,7 @@ use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, StepDims};
+use crate::models::sampler::SamplingParams;
 use crate::tensor::DType;
 use crate::weights::TensorView;
 
@@ -118,6 +119,12 @@ pub struct Qwen3Gpu {
     decode_ops: Vec<Op>,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
+    argmax_ops: Vec<Op>,
+    sample_op: Op,
+    /// how the next step chooses its id: None = argmax, else sampling with a draw u
+    sampling: Option<(SamplingParams, f32)>,
+    /// settings for device sampling in generation (`TextModel::sample_on_device`)
+    pub device_sampling: Option<SamplingParams>,
     // kept alive for the bind groups
     _layers: Vec<GpuLayer>,
     _embed: GpuMatrix,
@@ -347,14 +354,16 @@ impl Qwen3Gpu {
         let mut decode_ops = program(false)?;
         decode_ops.push(k.rms_norm(&acts.x, &acts.last, &norm, hidden, 1, 1, eps)?);
         decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
-        decode_ops.extend(k.argmax(
+        // the step's last ops choose the next id on the device: argmax, or the sampler
+        let argmax_ops = k.argmax(
             &acts.logits,
             vocab,
             &acts.part_v,
             &acts.part_i,
             &acts.out_id,
             &acts.ids,
-        )?);
+        )?;
+        let sample_op = k.sample(&acts.logits, vocab, &acts.out_id, &acts.ids)?;
         let mut prefill_all_ops = Vec::new();
         if let Some(all) = &acts.logits_all {
             prefill_all_ops = program(true)?;
@@ -365,14 +374,6 @@ impl Qwen3Gpu {
         prefill_ops.push(k.copy(&acts.x, 0, &acts.last_raw, 0, hidden, 0, 1)?);
         prefill_ops.push(k.rms_norm(&acts.last_raw, &acts.last, &norm, hidden, 1, 1, eps)?);
         prefill_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
-        prefill_ops.extend(k.argmax(
-            &acts.logits,
-            vocab,
-            &acts.part_v,
-            &acts.part_i,
-            &acts.out_id,
-            &acts.ids,
-        )?);
         Ok(Qwen3Gpu {
             ctx: ctx.clone(),
             kernels: k,
@@ -389,6 +390,10 @@ impl Qwen3Gpu {
             decode_ops,
             prefill_ops,
             prefill_all_ops,
+            argmax_ops,
+            sample_op,
+            sampling: None,
+            device_sampling: None,
             _layers: layers,
             _embed: embed,
             _lm_head: lm_head,
@@ -440,12 +445,12 @@ impl Qwen3Gpu {
                 t: chunk.len() as u32,
                 pos0: self.len as u32,
             };
-            let ops = if which == Some(Logits::All) {
-                &self.prefill_all_ops
+            if which == Some(Logits::All) {
+                self.kernels.run(&self.prefill_all_ops, dims)?;
             } else {
-                &self.prefill_ops
-            };
-            self.kernels.run(ops, dims)?;
+                self.kernels
+                    .run(self.prefill_ops.iter().chain(self.choice_ops()), dims)?;
+            }
             self.len += chunk.len();
             if which == Some(Logits::All) {
                 let all = self
@@ -462,7 +467,26 @@ impl Qwen3Gpu {
         Ok(out)
     }
 
-    /// The greedy id chosen by the last step (reads 4 bytes back).
+    /// How the following steps choose the next id: argmax (None), or sampling with the draw
+    /// `u` in [0, 1) (set before every step; repetition penalty is not applied on the device).
+    pub fn set_sampling(&mut self, sampling: Option<(SamplingParams, f32)>) {
+        if let Some((p, u)) = &sampling {
+            self.sample_op
+                .write_params(&self.ctx, &Kernels::sample_params(self.vocab, p, *u));
+        }
+        self.sampling = sampling;
+    }
+
+    /// The ops that end a step: the sampler or argmax.
+    fn choice_ops(&self) -> impl Iterator<Item = &Op> {
+        let sample = self.sampling.is_some();
+        self.argmax_ops
+            .iter()
+            .filter(move |_| !sample)
+            .chain(std::iter::once(&self.sample_op).filter(move |_| sample))
+    }
+
+    /// The id chosen by the last step (reads 4 bytes back).
     pub fn last_id(&self) -> Result<u32> {
         Ok(self.acts.out_id.read_u32(&self.ctx, 0, 1)?[0])
     }
@@ -479,13 +503,12 @@ impl Qwen3Gpu {
                 context: self.opts.ctx,
             });
         }
-        self.kernels.run(
-            &self.decode_ops,
-            StepDims {
-                t: 1,
-                pos0: self.len as u32,
-            },
-        )?;
+        let dims = StepDims {
+            t: 1,
+            pos0: self.len as u32,
+        };
+        self.kernels
+            .run(self.decode_ops.iter().chain(self.choice_ops()), dims)?;
         self.len += 1;
         if read_logits {
             self.acts.logits.read_f32(&self.ctx, 0, self.vocab)
@@ -497,11 +520,11 @@ impl Qwen3Gpu {
     /// One profiled decode step: GPU time per kernel name.
     pub fn profile_decode(&mut self) -> Result<Vec<crate::gpu::KernelTiming>> {
         let mut prof =
-            crate::gpu::profiler::Profiler::new(&self.ctx, self.decode_ops.len() as u32)?;
+            crate::gpu::profiler::Profiler::new(&self.ctx, self.decode_op_count() as u32)?;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         self.kernels.encode(
             &mut enc,
-            &self.decode_ops,
+            self.decode_ops.iter().chain(self.choice_ops()),
             StepDims {
                 t: 1,
                 pos0: self.len as u32,
@@ -515,7 +538,7 @@ impl Qwen3Gpu {
 
     /// Dispatches in one decode step.
     pub fn decode_op_count(&self) -> usize {
-        self.decode_ops.len()
+        self.decode_ops.len() + self.choice_ops().count()
     }
 
     /// Weight bytes read per decoded token (every matrix once, lm_head included).
