@@ -339,6 +339,7 @@ impl Kernels {
 
     /// dst = rms_norm(src) * weight over rows of `dim`; `rows_per_token` rows per token, or
     /// exactly `fixed_rows` rows when non-zero.
+    #[allow(clippy::too_many_arguments)]
     pub fn rms_norm(
         &self,
         src: &GpuBuffer,
