@@ -70,6 +70,25 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         }
         dec_after.push(a.gen_len as f64 / t.elapsed().as_secs_f64());
     }
+    // decode with sampling on the device (Qwen3's defaults: T 0.6, top-k 20, top-p 0.95)
+    let sp = crate::models::sampler::SamplingParams {
+        temperature: 0.6,
+        top_k: 20,
+        top_p: 0.95,
+        ..Default::default()
+    };
+    g.reset();
+    g.set_sampling(Some((sp.clone(), rng.next_f32())));
+    g.prefill(&prompt[..1], None)?;
+    g.last_id()?;
+    let t = Instant::now();
+    for _ in 0..a.gen_len {
+        g.set_sampling(Some((sp.clone(), rng.next_f32())));
+        g.decode(None, false)?;
+        g.last_id()?;
+    }
+    let sampled = a.gen_len as f64 / t.elapsed().as_secs_f64();
+    g.set_sampling(None);
     g.reset();
     g.prefill(&prompt[..1], None)?;
     let kernels = if ctx.has_timestamps() {
@@ -122,6 +141,10 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     println!(
         "| decode {} after the {}-token prompt | {:.1} tok/s |",
         a.gen_len, a.prompt_len, da
+    );
+    println!(
+        "| decode {} from empty context, sampled on the device (T 0.6, top-k 20, top-p 0.95) | {:.1} tok/s |",
+        a.gen_len, sampled
     );
     println!(
         "| weight bytes per decoded token | {} |",

@@ -649,8 +649,20 @@ impl Kernels {
 
     /// Record and submit one step.
     pub fn run<'a>(&self, ops: impl IntoIterator<Item = &'a Op>, dims: StepDims) -> Result<()> {
+        self.run_then(ops, dims, |_| {})
+    }
+
+    /// Record one step, then `after` (e.g. a copy of the chosen id into a mapped buffer) in the
+    /// same command buffer, and submit.
+    pub fn run_then<'a>(
+        &self,
+        ops: impl IntoIterator<Item = &'a Op>,
+        dims: StepDims,
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<()> {
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         self.encode(&mut enc, ops, dims, None);
+        after(&mut enc);
         self.ctx.queue.submit([enc.finish()]);
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! All wgpu code: the shared device context, buffers, the shader pipeline cache and kernel
 //! wrappers. Nothing outside this module imports wgpu.
 
-mod buffers;
+pub mod buffers;
 mod context;
 mod kernels;
 mod pipelines;

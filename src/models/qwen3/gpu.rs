@@ -125,6 +125,9 @@ pub struct Qwen3Gpu {
     sampling: Option<(SamplingParams, f32)>,
     /// settings for device sampling in generation (`TextModel::sample_on_device`)
     pub device_sampling: Option<SamplingParams>,
+    /// (1) u32, MAP_READ: each step copies its chosen id here in its own command buffer, so
+    /// reading it back costs one map, not a second submission and a new buffer per token
+    id_staging: wgpu::Buffer,
     // kept alive for the bind groups
     _layers: Vec<GpuLayer>,
     _embed: GpuMatrix,
@@ -394,6 +397,12 @@ impl Qwen3Gpu {
             sample_op,
             sampling: None,
             device_sampling: None,
+            id_staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("id_staging"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
             _layers: layers,
             _embed: embed,
             _lm_head: lm_head,
@@ -448,8 +457,12 @@ impl Qwen3Gpu {
             if which == Some(Logits::All) {
                 self.kernels.run(&self.prefill_all_ops, dims)?;
             } else {
-                self.kernels
-                    .run(self.prefill_ops.iter().chain(self.choice_ops()), dims)?;
+                let (src, dst) = (&self.acts.out_id.buffer, &self.id_staging);
+                self.kernels.run_then(
+                    self.prefill_ops.iter().chain(self.choice_ops()),
+                    dims,
+                    |e| e.copy_buffer_to_buffer(src, 0, dst, 0, 4),
+                )?;
             }
             self.len += chunk.len();
             if which == Some(Logits::All) {
@@ -488,7 +501,8 @@ impl Qwen3Gpu {
 
     /// The id chosen by the last step (reads 4 bytes back).
     pub fn last_id(&self) -> Result<u32> {
-        Ok(self.acts.out_id.read_u32(&self.ctx, 0, 1)?[0])
+        let bytes = crate::gpu::buffers::map_read(&self.ctx, &self.id_staging)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
     /// Feed `id` (None: the id the previous step chose, already on the device) and run one
@@ -507,8 +521,11 @@ impl Qwen3Gpu {
             t: 1,
             pos0: self.len as u32,
         };
+        let (src, dst) = (&self.acts.out_id.buffer, &self.id_staging);
         self.kernels
-            .run(self.decode_ops.iter().chain(self.choice_ops()), dims)?;
+            .run_then(self.decode_ops.iter().chain(self.choice_ops()), dims, |e| {
+                e.copy_buffer_to_buffer(src, 0, dst, 0, 4)
+            })?;
         self.len += 1;
         if read_logits {
             self.acts.logits.read_f32(&self.ctx, 0, self.vocab)
