@@ -210,22 +210,17 @@ impl GpuMatrix {
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            // Copy in pieces of whole rows, converting / padding only where needed.
-            let rows_per_piece = (UPLOAD_CHUNK / row_bytes).max(1);
-            let mut r = 0;
-            while r < n {
-                let m = (n - r).min(rows_per_piece);
-                let piece = pack_rows(dtype, bytes, cols, row0 + r, m);
-                ctx.queue
-                    .write_buffer(&buffer, (r * row_bytes) as u64, &piece);
-                since_flush += piece.len();
-                if since_flush >= FLUSH_EVERY {
-                    ctx.queue.submit([]);
-                    ctx.wait()?;
-                    since_flush = 0;
-                }
-                r += m;
-            }
+            write_rows(
+                ctx,
+                &buffer,
+                0,
+                dtype,
+                bytes,
+                cols,
+                row0,
+                n,
+                &mut since_flush,
+            )?;
             chunks.push(MatrixChunk {
                 buffer,
                 row0,
@@ -277,17 +272,9 @@ impl GpuMatrix {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut row = 0;
+        let (mut row, mut since_flush) = (0, 0);
         for &(dt, bytes, n) in parts {
-            let rows_per_piece = (UPLOAD_CHUNK / row_bytes).max(1);
-            let mut r = 0;
-            while r < n {
-                let m = (n - r).min(rows_per_piece);
-                let piece = pack_rows(dt, bytes, cols, r, m);
-                ctx.queue
-                    .write_buffer(&buffer, ((row + r) * row_bytes) as u64, &piece);
-                r += m;
-            }
+            write_rows(ctx, &buffer, row, dt, bytes, cols, 0, n, &mut since_flush)?;
             row += n;
         }
         Ok(GpuMatrix {
@@ -302,6 +289,40 @@ impl GpuMatrix {
             }],
         })
     }
+}
+
+/// Upload rows src_r0..src_r0+n of a stored (.., cols) matrix into `buffer` from row `dst_row`
+/// on, in pieces of at most UPLOAD_CHUNK bytes, flushing the queue every FLUSH_EVERY bytes so
+/// wgpu's staging memory stays bounded.
+#[allow(clippy::too_many_arguments)]
+fn write_rows(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    dst_row: usize,
+    dtype: DType,
+    bytes: &[u8],
+    cols: usize,
+    src_r0: usize,
+    n: usize,
+    since_flush: &mut usize,
+) -> Result<()> {
+    let row_bytes = cols.div_ceil(2) * 4;
+    let rows_per_piece = (UPLOAD_CHUNK / row_bytes).max(1);
+    let mut r = 0;
+    while r < n {
+        let m = (n - r).min(rows_per_piece);
+        let piece = pack_rows(dtype, bytes, cols, src_r0 + r, m);
+        ctx.queue
+            .write_buffer(buffer, ((dst_row + r) * row_bytes) as u64, &piece);
+        *since_flush += piece.len();
+        if *since_flush >= FLUSH_EVERY {
+            ctx.queue.submit([]);
+            ctx.wait()?;
+            *since_flush = 0;
+        }
+        r += m;
+    }
+    Ok(())
 }
 
 /// Rows r0..r0+m of a stored matrix as packed little-endian u32 words.
