@@ -12,6 +12,7 @@ pub mod error;
 pub mod gpu;
 pub mod models;
 pub mod nn;
+pub mod quant;
 pub mod tensor;
 pub mod weights;
 

@@ -157,3 +157,35 @@ fn bf16_rounding_is_round_to_nearest_even() {
         1.0 + 4.0 / 256.0
     );
 }
+
+#[test]
+fn q8_0_matvec_and_matmul_match_dequantized_weights() {
+    use qwen_omni::quant;
+    for &(t, n, k) in &[
+        (1usize, 1usize, 32usize),
+        (1, 13, 96),
+        (5, 7, 64),
+        (9, 130, 160),
+    ] {
+        let w = exact_values(n * k, 5);
+        let (qs, sc) =
+            quant::quantize_matrix(n, k, |r, out| out.copy_from_slice(&w[r * k..(r + 1) * k]));
+        let mat = MatRef::q8_0(&qs, &sc, n, k);
+        // the dequantized matrix as f32, multiplied naively in f64
+        let mut deq = vec![0f32; n * k];
+        for r in 0..n {
+            mat.row_to_f32(r, &mut deq[r * k..(r + 1) * k]);
+        }
+        let x = exact_values(t * k, 6);
+        let mut y = vec![0f32; t * n];
+        cpu::matmul(&x, t, mat, &mut y);
+        // per-block scaling reorders the sum: f32 rounding only, relative 1e-6 of the row scale
+        let want = naive_matmul(&x, &deq, t, n, k);
+        for (a, b) in y.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "t{t} {n}x{k}: {a} vs {b}"
+            );
+        }
+    }
+}

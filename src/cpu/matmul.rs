@@ -4,7 +4,8 @@
 use rayon::prelude::*;
 
 use super::dot::{self, dot_tile, elem_size};
-use crate::tensor::MatRef;
+use super::dot_q8;
+use crate::tensor::{DType, MatRef};
 
 /// Weight rows per rayon task: large enough that task overhead (~µs) is noise against the
 /// row reads, small enough that two threads balance (8+ tasks for every Qwen3 projection).
@@ -35,7 +36,7 @@ pub fn matvec(w: MatRef, x: &[f32], y: &mut [f32]) {
 
 /// x as the weight dtype's kernel wants it (pair layout for BF16 on AVX-512; see `dot`).
 fn kernel_layout<'a>(w: MatRef, x: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
-    if w.dtype == crate::tensor::DType::BF16 && dot::bf16_uses_pair_layout() {
+    if w.dtype == DType::BF16 && dot::bf16_uses_pair_layout() {
         dot::to_pair_layout(x, w.cols, buf);
         buf
     } else {
@@ -45,6 +46,9 @@ fn kernel_layout<'a>(w: MatRef, x: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32
 
 /// Single-threaded matvec over a slice of rows.
 fn matvec_rows(w: MatRef, x: &[f32], y: &mut [f32]) {
+    if w.dtype == DType::Q8_0 {
+        return q8_rows(w, x, 1, y.as_mut_ptr(), w.rows, 0);
+    }
     match dot::dtype_code(w.dtype) {
         dot::BF16 => matvec_rows_dt::<{ dot::BF16 }>(w, x, y),
         dot::F16 => matvec_rows_dt::<{ dot::F16 }>(w, x, y),
@@ -103,6 +107,9 @@ pub fn matmul(x: &[f32], t: usize, w: MatRef, y: &mut [f32]) {
         // Capture the whole Send wrapper, not its raw-pointer field.
         #[allow(clippy::redundant_locals)]
         let out = out;
+        if w.dtype == DType::Q8_0 {
+            return q8_rows(w.slice_rows(n0, n1), x, t, out.0, n, n0);
+        }
         match dot::dtype_code(w.dtype) {
             dot::BF16 => matmul_cols::<{ dot::BF16 }>(x, t, w, n0, n1, out.0, n),
             dot::F16 => matmul_cols::<{ dot::F16 }>(x, t, w, n0, n1, out.0, n),
@@ -161,5 +168,43 @@ fn matmul_cols<const DT: u8>(
             }
             r += rows;
         }
+    }
+}
+
+/// Q8_0 rows of `w` against t activation rows: y[ti * y_ld + col0 + r] = W[r] . x[ti].
+/// Four rows at a time (each int8 load and widening serves four tokens in prefill).
+/// `y` is written only at the cells named above (tasks of `matmul` own disjoint columns).
+fn q8_rows(w: MatRef, x: &[f32], t: usize, y: *mut f32, y_ld: usize, col0: usize) {
+    let put = |i: usize, v: f32| unsafe { *y.add(i) = v };
+    let k = w.cols;
+    let sb = k / crate::quant::BLOCK * 2;
+    let q = |r: usize| unsafe { w.bytes.as_ptr().add(r * k) };
+    let s = |r: usize| unsafe { w.scales.as_ptr().add(r * sb) };
+    let xr = |i: usize| unsafe { x.as_ptr().add(i * k) };
+    let mut r = 0;
+    // SAFETY (all tiles): rows < w.rows, tokens < t, lengths checked by the callers.
+    while r < w.rows {
+        let rows = (w.rows - r).min(4);
+        for ti in 0..t {
+            if rows == 4 {
+                let o = unsafe {
+                    dot_q8::q8_tile::<4, 1>(
+                        [q(r), q(r + 1), q(r + 2), q(r + 3)],
+                        [s(r), s(r + 1), s(r + 2), s(r + 3)],
+                        [xr(ti)],
+                        k,
+                    )
+                };
+                for a in 0..4 {
+                    put(ti * y_ld + col0 + r + a, o[a][0]);
+                }
+            } else {
+                for a in 0..rows {
+                    let o = unsafe { dot_q8::q8_tile::<1, 1>([q(r + a)], [s(r + a)], [xr(ti)], k) };
+                    put(ti * y_ld + col0 + r + a, o[0][0]);
+                }
+            }
+        }
+        r += rows;
     }
 }

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod bandwidth;
 pub mod dot;
+pub mod dot_q8;
 pub mod elementwise;
 pub mod matmul;
 pub mod norm;

@@ -11,6 +11,10 @@ pub enum DType {
     I64,
     I32,
     U8,
+    I8,
+    /// Blocks of 32 int8 values with an f16 scale each (crate::quant); in memory the int8
+    /// bytes, with the scales beside them (MatRef::scales)
+    Q8_0,
 }
 
 impl DType {
@@ -20,7 +24,7 @@ impl DType {
             DType::F32 | DType::I32 => 4,
             DType::F16 | DType::BF16 => 2,
             DType::I64 => 8,
-            DType::U8 => 1,
+            DType::U8 | DType::I8 | DType::Q8_0 => 1,
         }
     }
 
@@ -33,6 +37,8 @@ impl DType {
             DType::I64 => "I64",
             DType::I32 => "I32",
             DType::U8 => "U8",
+            DType::I8 => "I8",
+            DType::Q8_0 => "Q8_0",
         }
     }
 
@@ -42,6 +48,7 @@ impl DType {
             "bf16" | "bfloat16" => Some(DType::BF16),
             "f16" | "float16" => Some(DType::F16),
             "f32" | "float32" => Some(DType::F32),
+            "q8_0" => Some(DType::Q8_0),
             _ => None,
         }
     }
@@ -80,6 +87,8 @@ pub fn f32_to_bf16(x: f32) -> u16 {
 pub struct MatRef<'a> {
     pub dtype: DType,
     pub bytes: &'a [u8],
+    /// Q8_0 only: (rows, cols / 32) f16 scales, little-endian
+    pub scales: &'a [u8],
     pub rows: usize,
     pub cols: usize,
 }
@@ -92,10 +101,35 @@ impl<'a> MatRef<'a> {
             rows * cols * dtype.size(),
             "MatRef size mismatch"
         );
-        assert!(dtype.is_float(), "MatRef holds float weights only");
+        assert!(
+            dtype.is_float(),
+            "MatRef::new holds float weights; Q8_0 uses MatRef::q8_0"
+        );
         MatRef {
             dtype,
             bytes,
+            scales: &[],
+            rows,
+            cols,
+        }
+    }
+
+    /// A Q8_0 matrix: int8 values (rows, cols) and f16 scales (rows, cols / 32).
+    pub fn q8_0(qs: &'a [u8], scales: &'a [u8], rows: usize, cols: usize) -> Self {
+        assert!(
+            cols.is_multiple_of(crate::quant::BLOCK),
+            "Q8_0 rows are whole blocks"
+        );
+        assert_eq!(qs.len(), rows * cols, "MatRef::q8_0 values size");
+        assert_eq!(
+            scales.len(),
+            rows * cols / crate::quant::BLOCK * 2,
+            "MatRef::q8_0 scales size"
+        );
+        MatRef {
+            dtype: DType::Q8_0,
+            bytes: qs,
+            scales,
             rows,
             cols,
         }
@@ -107,12 +141,24 @@ impl<'a> MatRef<'a> {
         &self.bytes[r * w..(r + 1) * w]
     }
 
+    /// Scale bytes of one Q8_0 row.
+    pub fn row_scales(&self, r: usize) -> &'a [u8] {
+        let w = self.cols / crate::quant::BLOCK * 2;
+        &self.scales[r * w..(r + 1) * w]
+    }
+
     /// Rows `r0..r1` as a matrix.
     pub fn slice_rows(&self, r0: usize, r1: usize) -> MatRef<'a> {
         let w = self.cols * self.dtype.size();
+        let sw = if self.dtype == DType::Q8_0 {
+            self.cols / crate::quant::BLOCK * 2
+        } else {
+            0
+        };
         MatRef {
             dtype: self.dtype,
             bytes: &self.bytes[r0 * w..r1 * w],
+            scales: &self.scales[r0 * sw..r1 * sw],
             rows: r1 - r0,
             cols: self.cols,
         }
@@ -120,7 +166,19 @@ impl<'a> MatRef<'a> {
 
     /// Decode one row into f32.
     pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
-        decode_to_f32(self.dtype, self.row_bytes(r), out);
+        if self.dtype == DType::Q8_0 {
+            let qs = self.row_bytes(r);
+            // SAFETY: u8 and i8 share a layout.
+            let qs = unsafe { std::slice::from_raw_parts(qs.as_ptr().cast::<i8>(), qs.len()) };
+            let sc: Vec<u16> = self
+                .row_scales(r)
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            crate::quant::dequantize_row(qs, &sc, out);
+        } else {
+            decode_to_f32(self.dtype, self.row_bytes(r), out);
+        }
     }
 }
 

@@ -128,7 +128,7 @@ impl SafetensorsFile {
                 name: name.clone(),
                 file: path.as_ref().clone(),
                 dtype: format!("{:?}", view.dtype()),
-                expected: "F32, F16, BF16, I64, I32 or U8".into(),
+                expected: "F32, F16, BF16, I64, I32, U8 or I8".into(),
             })?;
             let start = view.data().as_ptr() as usize - base;
             let end = start + view.data().len();
@@ -204,6 +204,7 @@ fn map_dtype(d: Dtype) -> Option<DType> {
         Dtype::I64 => DType::I64,
         Dtype::I32 => DType::I32,
         Dtype::U8 => DType::U8,
+        Dtype::I8 => DType::I8,
         _ => return None,
     })
 }
