@@ -185,7 +185,7 @@ fn tensor_above_the_binding_limit_loads_and_computes() {
     let dir = tmp.path().join("wide");
     wide_model(&dir);
     let cpu = Qwen3Model::load(&dir).unwrap();
-    let embed_bytes = cpu.embed_tokens.byte_len() as u64;
+    let embed_bytes = cpu.embed_tokens.weight.byte_len() as u64;
     assert!(
         embed_bytes > ctx.max_binding(),
         "test premise: the {embed_bytes}-byte embedding must exceed this adapter's {}-byte binding limit",

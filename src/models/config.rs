@@ -62,7 +62,12 @@ pub struct Qwen3Config {
     pub dtype: Option<String>,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<TokenIds>,
+    /// Present in our Q8_0 checkpoints: {"quant_method": "omni_q8_0", "block_size": 32}.
+    pub quantization_config: Option<serde_json::Value>,
 }
+
+/// The `quant_method` our Q8_0 checkpoints carry.
+pub const Q8_0_METHOD: &str = "omni_q8_0";
 
 fn default_act() -> String {
     "silu".into()
@@ -115,6 +120,10 @@ impl Qwen3Config {
     }
 
     /// The checkpoint's declared dtype (`dtype` in v5 configs, `torch_dtype` before).
+    pub fn is_q8_0(&self) -> bool {
+        self.quantization_config.is_some()
+    }
+
     pub fn declared_dtype(&self) -> Option<&str> {
         self.dtype.as_deref().or(self.torch_dtype.as_deref())
     }
@@ -185,6 +194,18 @@ impl Qwen3Config {
         }
         if self.use_sliding_window {
             return Err("`use_sliding_window` true is not supported".into());
+        }
+        if let Some(q) = &self.quantization_config {
+            let method = q
+                .get("quant_method")
+                .and_then(|m| m.as_str())
+                .unwrap_or("?");
+            let block = q.get("block_size").and_then(|b| b.as_u64());
+            if method != Q8_0_METHOD || block != Some(crate::quant::BLOCK as u64) {
+                return Err(format!(
+                    "`quantization_config` {q} is not supported (only {{\"quant_method\": \"{Q8_0_METHOD}\", \"block_size\": 32}})"
+                ));
+            }
         }
         if let Some(d) = self.declared_dtype()
             && !matches!(d, "bfloat16" | "float16" | "float32")

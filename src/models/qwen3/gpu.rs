@@ -164,6 +164,11 @@ impl Qwen3Gpu {
     pub fn new(ctx: &Arc<GpuContext>, m: &Qwen3Model, opts: GpuModelOptions) -> Result<Self> {
         let c = &m.config;
         let a = &m.attn;
+        if m.is_quantized() || m.embed_tokens.q8.is_some() {
+            return Err(Error::Gpu(
+                "Q8_0 weights are not supported by the GPU engine yet (use --backend cpu)".into(),
+            ));
+        }
         if a.head_dim > 128 {
             return Err(Error::Gpu(format!(
                 "head_dim {} > 128 is not supported by the GPU attention kernels",
@@ -218,7 +223,7 @@ impl Qwen3Gpu {
                 + layer.down_proj.byte_len();
             layers.push(layer);
         }
-        let embed = upload(ctx, &m.embed_tokens)?;
+        let embed = upload(ctx, &m.embed_tokens.weight)?;
         let lm_head = if c.tie_word_embeddings {
             None
         } else {

@@ -13,7 +13,7 @@ use crate::models::config::Qwen3Config;
 use crate::nn::attention::AttentionConfig;
 use crate::nn::{KvCache, Linear, RmsNorm};
 use crate::tensor::MatRef;
-use crate::weights::{TensorView, WeightStore};
+use crate::weights::WeightStore;
 
 pub use layer::DecoderLayer;
 
@@ -30,7 +30,7 @@ pub struct Qwen3Model {
     pub config: Qwen3Config,
     pub attn: AttentionConfig,
     /// (vocab, hidden)
-    pub embed_tokens: TensorView,
+    pub embed_tokens: Linear,
     pub layers: Vec<DecoderLayer>,
     /// (hidden,)
     pub norm: RmsNorm,
@@ -66,8 +66,12 @@ impl Qwen3Model {
             rms_norm_eps: c.rms_norm_eps,
             inv_freq: cpu::rope::inv_freq(head_dim, c.rope_theta()),
         };
-        let embed_tokens =
-            store.get_float("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?;
+        let embed_tokens = Linear::load(
+            store,
+            "model.embed_tokens.weight",
+            c.vocab_size,
+            c.hidden_size,
+        )?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             layers.push(DecoderLayer::load(
@@ -80,7 +84,8 @@ impl Qwen3Model {
         let norm = RmsNorm::load(store, "model.norm.weight", c.hidden_size, c.rms_norm_eps)?;
         let lm_head = if c.tie_word_embeddings {
             Linear {
-                weight: embed_tokens.clone(),
+                weight: embed_tokens.weight.clone(),
+                q8: embed_tokens.q8.clone(),
             }
         } else {
             Linear::load(store, "lm_head.weight", c.vocab_size, c.hidden_size)?
@@ -160,12 +165,33 @@ impl Qwen3Model {
     }
 
     fn embed_mat(&self) -> MatRef<'_> {
-        MatRef::new(
-            self.embed_tokens.dtype,
-            self.embed_tokens.bytes(),
-            self.config.vocab_size,
-            self.config.hidden_size,
-        )
+        self.embed_tokens.mat()
+    }
+
+    /// Quantise every projection and lm_head to Q8_0 in memory (norms and the embedding table,
+    /// read one row per token, stay as stored). Returns how many matrices were quantised.
+    pub fn quantize_q8_0(&mut self) -> usize {
+        let mut n = 0;
+        for l in &mut self.layers {
+            let sa = &mut l.self_attn;
+            for lin in [
+                &mut sa.q_proj,
+                &mut sa.k_proj,
+                &mut sa.v_proj,
+                &mut sa.o_proj,
+                &mut l.mlp.gate_proj,
+                &mut l.mlp.up_proj,
+                &mut l.mlp.down_proj,
+            ] {
+                n += lin.quantize_q8_0() as usize;
+            }
+        }
+        n + self.lm_head.quantize_q8_0() as usize
+    }
+
+    /// Whether any weight is Q8_0.
+    pub fn is_quantized(&self) -> bool {
+        self.lm_head.q8.is_some() || self.layers.iter().any(|l| l.self_attn.q_proj.q8.is_some())
     }
 
     /// Reject an empty prompt or ids outside the vocabulary.
