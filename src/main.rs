@@ -84,6 +84,16 @@ enum Command {
     },
     /// List GPU adapters with their limits and features
     Devices,
+    /// Write a Q8_0 copy of a BF16 / F16 / F32 model directory
+    Quantize {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep tensors whose name contains this in their original dtype (repeatable)
+        #[arg(long = "keep-bf16")]
+        keep_bf16: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -148,6 +158,9 @@ struct EngineCli {
     /// Pick the GPU whose adapter name contains this (see `omni devices`)
     #[arg(long)]
     adapter: Option<String>,
+    /// Quantise the weights at load: q8_0 (CPU engine for now)
+    #[arg(long)]
+    quant: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -193,6 +206,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             stats: g.stats,
             backend: g.engine.backend,
             adapter: g.engine.adapter,
+            quant: g.engine.quant,
         }),
         Command::Tokenize { model, text } => app::tokenize::run(&model, &text),
         Command::Info { model, ctx } => app::info::run(&model, ctx),
@@ -219,9 +233,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             repeats,
             backend: engine.backend,
             adapter: engine.adapter,
+            quant: engine.quant,
             peak_tflops,
         }),
         Command::Devices => app::devices::run(),
+        Command::Quantize {
+            model,
+            out,
+            keep_bf16,
+        } => app::quantize::run(&model, &out, &keep_bf16),
     }
 }
 

@@ -347,3 +347,69 @@ fn synth_refuses_unknown_preset_and_nonempty_output() {
     ]);
     assert!(e.contains("not empty"), "{e}");
 }
+
+#[test]
+fn quantising_a_quantised_model_and_a_missing_scale_tensor_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q8");
+    let o = Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args([
+            "quantize",
+            "--model",
+            fixture("tied-gqa2").to_str().unwrap(),
+            "--out",
+            q.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !tmp.path().join("q8.partial").exists(),
+        "no partial directory left behind"
+    );
+    let e = fails(&[
+        "quantize",
+        "--model",
+        q.to_str().unwrap(),
+        "--out",
+        tmp.path().join("again").to_str().unwrap(),
+    ]);
+    assert!(e.contains("already quantised"), "{e}");
+    assert!(!tmp.path().join("again").exists());
+    // drop one scale tensor: loading names it
+    rewrite(&q, |s| {
+        s.name != "model.layers.0.mlp.down_proj.weight_scale"
+    });
+    let e = fails_gen(&q);
+    assert!(
+        e.contains("model.layers.0.mlp.down_proj.weight_scale") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_quantisation_values_are_rejected() {
+    let (_t, dir) = copy_model();
+    let e = fails(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1",
+        "--quant",
+        "q4_k",
+    ]);
+    assert!(e.contains("q4_k"), "{e}");
+    let p = dir.join("config.json");
+    let s = std::fs::read_to_string(&p).unwrap().replacen(
+        '{',
+        "{\"quantization_config\": {\"quant_method\": \"gptq\"},",
+        1,
+    );
+    std::fs::write(&p, s).unwrap();
+    let e = fails_gen(&dir);
+    assert!(
+        e.contains("quantization_config") && e.contains("gptq"),
+        "{e}"
+    );
+}

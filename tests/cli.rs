@@ -249,3 +249,51 @@ fn gpu_backend_reproduces_reference_ids_and_devices_lists_the_adapter() {
         "{err}"
     );
 }
+
+#[test]
+fn quantize_writes_a_q8_0_directory_that_loads_and_generates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("q8");
+    let src = fixture("tied-gqa2");
+    stdout(&omni(&[
+        "quantize",
+        "--model",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    // size: every matrix is quantised (rows of 64 / 96), at 34 bytes per 32 weights, plus norms
+    let store = qwen_omni::weights::WeightStore::open(&src).unwrap();
+    let (mut mat, mut other) = (0usize, 0usize);
+    for t in store.tensors() {
+        if t.shape.len() == 2 {
+            mat += t.numel()
+        } else {
+            other += t.byte_len()
+        }
+    }
+    let expect = qwen_omni::quant::q8_0_bytes(mat) + other;
+    let got = std::fs::metadata(out.join("model.safetensors"))
+        .unwrap()
+        .len() as usize;
+    assert!(
+        got >= expect && (got as f64) <= expect as f64 * 1.07,
+        "file {got} bytes vs {expect} of payload"
+    );
+    let cfg = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(cfg.contains("omni_q8_0"));
+    let ids = stdout(&omni(&[
+        "generate",
+        "--model",
+        out.to_str().unwrap(),
+        "--prompt-ids",
+        "342",
+        "--greedy",
+        "--print-ids",
+        "--max-tokens",
+        "8",
+        "--backend",
+        "cpu",
+    ]));
+    assert_eq!(ids.split_whitespace().count(), 8);
+}

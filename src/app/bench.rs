@@ -21,6 +21,7 @@ pub struct BenchArgs {
     pub repeats: usize,
     pub backend: super::engine::Backend,
     pub adapter: Option<String>,
+    pub quant: Option<String>,
     /// the GPU's f32 FMA peak in TFLOP/s, for the prefill share (known cards are built in)
     pub peak_tflops: Option<f64>,
 }
@@ -32,7 +33,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
     let dir = super::model_dir(&a.model)?;
     let rss_before = MemInfo::read();
-    let loaded = load_qwen3(&dir)?;
+    let mut loaded = load_qwen3(&dir)?;
+    super::load::apply_quant(&mut loaded, a.quant.as_deref())?;
     let rss_loaded = MemInfo::read();
     let model = &loaded.model;
     let vocab = model.config.vocab_size as u64;

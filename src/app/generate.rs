@@ -34,6 +34,7 @@ pub struct GenerateArgs {
     pub stats: bool,
     pub backend: super::engine::Backend,
     pub adapter: Option<String>,
+    pub quant: Option<String>,
 }
 
 pub fn run(a: &GenerateArgs) -> Result<()> {
@@ -41,7 +42,8 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     if a.chat && a.raw {
         bail!("--chat and --raw contradict each other");
     }
-    let loaded = load_qwen3(&dir)?;
+    let mut loaded = load_qwen3(&dir)?;
+    super::load::apply_quant(&mut loaded, a.quant.as_deref())?;
     let params = sampling_params(a, &loaded.generation);
     let mut sampler = Sampler::new(params)?;
     let (prompt, tokenizer) = match (&a.prompt_ids, &a.prompt) {

@@ -43,3 +43,21 @@ pub fn stop_ids(l: &Loaded) -> Vec<u32> {
         .map(|e| e.to_vec())
         .unwrap_or_default()
 }
+
+/// `--quant`: quantise the loaded weights in memory (only q8_0 exists).
+pub fn apply_quant(l: &mut Loaded, quant: Option<&str>) -> anyhow::Result<()> {
+    match quant.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(()),
+        Some("q8_0") => {
+            let t = Instant::now();
+            let n = l.model.quantize_q8_0();
+            tracing::info!(
+                matrices = n,
+                secs = t.elapsed().as_secs_f64(),
+                "quantised to Q8_0 at load"
+            );
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("--quant `{other}`: the only quantisation is q8_0"),
+    }
+}

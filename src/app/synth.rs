@@ -14,7 +14,7 @@ use crate::tensor::{DType, f32_to_bf16};
 use crate::weights::{SafetensorsWriter, TensorSpec};
 
 /// Shard size as in published checkpoints (a few GB per file).
-const MAX_SHARD_BYTES: usize = 4 << 30;
+pub const MAX_SHARD_BYTES: usize = 4 << 30;
 /// Values generated per parallel chunk.
 const CHUNK: usize = 1 << 20;
 
@@ -91,7 +91,7 @@ fn write_weights(p: &Preset, dt: DType, out: &Path, seed: u64) -> Result<()> {
         .iter()
         .map(|(n, s)| TensorSpec::new(n, dt, s))
         .collect();
-    let shards = split_shards(&specs);
+    let shards = crate::weights::split_shards(&specs, MAX_SHARD_BYTES);
     let total: usize = specs.iter().map(TensorSpec::byte_len).sum();
     let mut bar = DelayedProgress::new(total as u64, "writing");
     let mut weight_map = serde_json::Map::new();
@@ -119,22 +119,6 @@ fn write_weights(p: &Preset, dt: DType, out: &Path, seed: u64) -> Result<()> {
         write_json(&out.join("model.safetensors.index.json"), &index)?;
     }
     Ok(())
-}
-
-fn split_shards(specs: &[TensorSpec]) -> Vec<Vec<TensorSpec>> {
-    let mut shards: Vec<Vec<TensorSpec>> = vec![Vec::new()];
-    let mut size = 0;
-    for s in specs {
-        if size > 0 && size + s.byte_len() > MAX_SHARD_BYTES {
-            shards.push(Vec::new());
-            size = 0;
-        }
-        size += s.byte_len();
-        if let Some(v) = shards.last_mut() {
-            v.push(s.clone())
-        }
-    }
-    shards
 }
 
 /// Generate a tensor's values chunk by chunk (in parallel) and hand over its bytes in order.

@@ -10,4 +10,4 @@ mod writer;
 pub use hf_cache::resolve_model_path;
 pub use safetensors_file::{SafetensorsFile, TensorView};
 pub use store::WeightStore;
-pub use writer::{SafetensorsWriter, TensorSpec};
+pub use writer::{SafetensorsWriter, TensorSpec, split_shards};

@@ -120,3 +120,21 @@ fn header_json(specs: &[TensorSpec]) -> String {
     }
     serde_json::Value::Object(map).to_string()
 }
+
+/// Group tensors into shards of at most `max_bytes` (a larger tensor gets a shard of its own),
+/// keeping their order.
+pub fn split_shards(specs: &[TensorSpec], max_bytes: usize) -> Vec<Vec<TensorSpec>> {
+    let mut shards: Vec<Vec<TensorSpec>> = vec![Vec::new()];
+    let mut size = 0;
+    for s in specs {
+        if size > 0 && size + s.byte_len() > max_bytes {
+            shards.push(Vec::new());
+            size = 0;
+        }
+        size += s.byte_len();
+        if let Some(v) = shards.last_mut() {
+            v.push(s.clone())
+        }
+    }
+    shards
+}
