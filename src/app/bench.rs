@@ -77,8 +77,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let bytes_per_token = model.bytes_per_decoded_token();
     let achieved = bytes_per_token as f64 * decode_tps;
     // Prefill runs lm_head for the last token only: count the layers' weights.
-    let layer_bytes = (bytes_per_token - model.lm_head.weight_bytes()) as f64;
-    let flops_per_token = 2.0 * layer_bytes / dtype_bytes(model);
+    // one multiply-add per weight of every layer matrix (whatever its storage)
+    let flops_per_token = 2.0 * model.layer_matrix_params() as f64;
     println!("| metric | value |");
     println!("|---|---|");
     println!("| model | {} |", dir.display());
@@ -143,10 +143,6 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
     println!("| runs (median of) | {} |", a.repeats.max(1));
     Ok(())
-}
-
-fn dtype_bytes(m: &crate::models::qwen3::Qwen3Model) -> f64 {
-    m.lm_head.weight.dtype.size() as f64
 }
 
 pub fn median(v: &mut [f64]) -> f64 {

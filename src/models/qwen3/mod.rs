@@ -189,6 +189,29 @@ impl Qwen3Model {
         n + self.lm_head.quantize_q8_0() as usize
     }
 
+    /// Weights in the layers' projection matrices (prefill does one multiply-add per weight
+    /// per token there).
+    pub fn layer_matrix_params(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| {
+                let sa = &l.self_attn;
+                [
+                    &sa.q_proj,
+                    &sa.k_proj,
+                    &sa.v_proj,
+                    &sa.o_proj,
+                    &l.mlp.gate_proj,
+                    &l.mlp.up_proj,
+                    &l.mlp.down_proj,
+                ]
+                .iter()
+                .map(|w| w.out_features() * w.in_features())
+                .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Whether any weight is Q8_0.
     pub fn is_quantized(&self) -> bool {
         self.lm_head.q8.is_some() || self.layers.iter().any(|l| l.self_attn.q_proj.q8.is_some())
