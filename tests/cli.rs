@@ -297,3 +297,33 @@ fn quantize_writes_a_q8_0_directory_that_loads_and_generates() {
     ]));
     assert_eq!(ids.split_whitespace().count(), 8);
 }
+
+#[test]
+fn a_quantized_directory_runs_the_same_on_both_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("q8");
+    let src = fixture("tied-gqa2");
+    stdout(&omni(&[
+        "quantize",
+        "--model",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let run = |backend: &str| {
+        stdout(&omni(&[
+            "generate",
+            "--model",
+            out.to_str().unwrap(),
+            "--prompt-ids",
+            "250,103,348",
+            "--greedy",
+            "--print-ids",
+            "--max-tokens",
+            "16",
+            "--backend",
+            backend,
+        ]))
+    };
+    assert_eq!(run("gpu"), run("cpu"));
+}

@@ -509,3 +509,73 @@ fn sampler_matches_its_cpu_twin() {
         }
     }
 }
+
+#[test]
+fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
+    use qwen_omni::quant;
+    let ctx = gpu();
+    let k = Kernels::new(&ctx);
+    for &(t, n, kk, chunk) in &[
+        (1usize, 13usize, 64usize, 5usize),
+        (1, 70, 96, 1000),
+        (1, 9, 32, 4),
+        (7, 33, 64, 16),
+        (70, 130, 160, 1000),
+    ] {
+        let w = values(n * kk, 61);
+        let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
+            out.copy_from_slice(&w[r * kk..(r + 1) * kk])
+        });
+        let mat = MatRef::q8_0(&qs, &sc, n, kk);
+        // stacked from two parts, split into chunks of `chunk` rows
+        let split = n / 3;
+        let nb2 = kk / 32 * 2;
+        let parts = [
+            (&qs[..split * kk], &sc[..split * nb2], split),
+            (&qs[split * kk..], &sc[split * nb2..], n - split),
+        ];
+        let gm = GpuMatrix::upload_q8(&ctx, &parts, kk, "q8").unwrap();
+        assert!(gm.is_q8);
+        let _ = chunk;
+        let x = values(t * kk, 62);
+        let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
+        let gy = GpuBuffer::zeros(&ctx, t * n, "y").unwrap();
+        let ops = if t == 1 {
+            k.matvec(&gm, &gx, 0, &gy, 0, MatFlags::default()).unwrap()
+        } else {
+            k.matmul(&gm, &gx, kk, &gy, n, 0, MatFlags::default())
+                .unwrap()
+        };
+        k.run(
+            &ops,
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
+        let mut want = vec![0f32; t * n];
+        cpu::matmul(&x, t, mat, &mut want);
+        check(
+            &format!("q8 t{t} {n}x{kk}"),
+            &gy.read_f32(&ctx, 0, t * n).unwrap(),
+            &want,
+        );
+        if t == 1 {
+            // the folded-norm variant
+            let g = values(kk, 63);
+            let gg = GpuBuffer::from_f32(&ctx, &g, "g").unwrap();
+            let ops = k.matvec_normed(&gm, &gx, &gg, 1e-6, &gy, 0).unwrap();
+            k.run(&ops, StepDims { t: 1, pos0: 0 }).unwrap();
+            let mut h = x.clone();
+            cpu::rms_norm(&mut h, &g, 1e-6);
+            let mut want = vec![0f32; n];
+            cpu::matvec(mat, &h, &mut want);
+            check(
+                &format!("q8 normed {n}x{kk}"),
+                &gy.read_f32(&ctx, 0, n).unwrap(),
+                &want,
+            );
+        }
+    }
+}

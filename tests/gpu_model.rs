@@ -261,3 +261,24 @@ fn sampling_on_the_device_follows_the_cpu_twin_step_by_step() {
         "sampling should wander: {ids:?}"
     );
 }
+
+#[test]
+fn q8_0_model_on_the_gpu_matches_the_cpu_q8_0_engine() {
+    let ctx = gpu();
+    let mut cpu = Qwen3Model::load(&fixture("tied-gqa2")).unwrap();
+    assert!(cpu.quantize_q8_0() > 0);
+    let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    let ids = [5u32, 6, 7, 100, 200, 300, 11, 12, 13, 14, 15];
+    let mut cache = cpu.new_cache(96);
+    // prefill in two steps (max_prefill 8), then decode
+    let ours = g.prefill(&ids, Some(Logits::All)).unwrap();
+    let want = cpu.forward(&ids, &mut cache, Logits::All).unwrap();
+    assert_close("q8 prefill logits", &ours, &want, GPU_VS_CPU_REL);
+    let mut next = qwen_omni::cpu::argmax(&want[want.len() - cpu.config.vocab_size..]) as u32;
+    for s in 0..12 {
+        let ours = g.decode(Some(next), true).unwrap();
+        let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
+        assert_close(&format!("q8 decode step {s}"), &ours, &want, GPU_VS_CPU_REL);
+        next = qwen_omni::cpu::argmax(&want) as u32;
+    }
+}

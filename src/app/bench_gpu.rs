@@ -21,7 +21,8 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     let dir = super::model_dir(&a.model)?;
     let rss0 = MemInfo::read();
     let t0 = Instant::now();
-    let loaded = load_qwen3(&dir)?;
+    let mut loaded = load_qwen3(&dir)?;
+    super::load::apply_quant(&mut loaded, a.quant.as_deref())?;
     let cap = a.prompt_len + a.gen_len + 8;
     let opts = GpuModelOptions {
         ctx: cap,

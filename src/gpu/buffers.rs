@@ -148,8 +148,10 @@ pub fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
 
 /// One row range of a weight matrix in its own buffer.
 pub struct MatrixChunk {
-    /// (rows, stride) u32: two 16-bit weights per word
+    /// (rows, stride) u32: two 16-bit weights per word, or four int8 values (Q8_0)
     pub buffer: wgpu::Buffer,
+    /// Q8_0: (rows, scale_stride) u32, two f16 block scales per word
+    pub scales: Option<wgpu::Buffer>,
     pub row0: usize,
     pub rows: usize,
 }
@@ -162,6 +164,10 @@ pub struct GpuMatrix {
     pub stride: usize,
     /// F16 instead of BF16
     pub is_f16: bool,
+    /// Q8_0: `stride` counts u32 words of four int8 values; scales sit in each chunk's
+    /// `scales` buffer, `scale_stride` words (two f16) per row
+    pub is_q8: bool,
+    pub scale_stride: usize,
     pub chunks: Vec<MatrixChunk>,
 }
 
@@ -223,6 +229,7 @@ impl GpuMatrix {
             )?;
             chunks.push(MatrixChunk {
                 buffer,
+                scales: None,
                 row0,
                 rows: n,
             });
@@ -233,12 +240,105 @@ impl GpuMatrix {
             cols,
             stride,
             is_f16: dtype == DType::F16,
+            is_q8: false,
+            scale_stride: 0,
             chunks,
         })
     }
 
     pub fn byte_len(&self) -> usize {
-        self.rows * self.stride * 4
+        self.rows * (self.stride + self.scale_stride) * 4
+    }
+
+    /// Upload Q8_0 weights: stacked parts of (int8 values (rows, cols), f16 scales
+    /// (rows, cols / 32)) bytes, split by rows across bindings like 16-bit matrices.
+    pub fn upload_q8(
+        ctx: &Arc<GpuContext>,
+        parts: &[(&[u8], &[u8], usize)],
+        cols: usize,
+        label: &str,
+    ) -> Result<Self> {
+        if !cols.is_multiple_of(crate::quant::BLOCK) {
+            return Err(Error::Gpu(format!(
+                "`{label}`: Q8_0 rows must be whole blocks"
+            )));
+        }
+        let rows: usize = parts.iter().map(|p| p.2).sum();
+        let nb = cols / crate::quant::BLOCK;
+        let stride = cols / 4;
+        let scale_stride = nb.div_ceil(2);
+        let row_bytes = stride * 4;
+        let max_rows =
+            (ctx.max_binding().min(ctx.limits.max_buffer_size) as usize / row_bytes).max(1);
+        // gather rows across parts as (values, scales) byte rows, one chunk at a time
+        let row_of = |mut r: usize| -> (&[u8], &[u8]) {
+            for &(qs, sc, n) in parts {
+                if r < n {
+                    return (
+                        &qs[r * cols..(r + 1) * cols],
+                        &sc[r * nb * 2..(r + 1) * nb * 2],
+                    );
+                }
+                r -= n;
+            }
+            (&[], &[])
+        };
+        let mut chunks = Vec::new();
+        let mut row0 = 0;
+        let mut since_flush = 0usize;
+        while row0 < rows {
+            let n = (rows - row0).min(max_rows);
+            let make = |size: usize, what: &str| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(what),
+                    size: size.max(4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            };
+            let buffer = make(n * row_bytes, label);
+            let scales = make(n * scale_stride * 4, "q8_scales");
+            let rows_per_piece = (UPLOAD_CHUNK / row_bytes).max(1);
+            let mut r = 0;
+            while r < n {
+                let m = (n - r).min(rows_per_piece);
+                let mut vals = Vec::with_capacity(m * row_bytes);
+                let mut scs = Vec::with_capacity(m * scale_stride * 4);
+                for i in 0..m {
+                    let (q, sc) = row_of(row0 + r + i);
+                    vals.extend_from_slice(q);
+                    scs.extend_from_slice(sc);
+                    scs.resize(scs.len() + scale_stride * 4 - sc.len(), 0);
+                }
+                ctx.queue
+                    .write_buffer(&buffer, (r * row_bytes) as u64, &vals);
+                ctx.queue
+                    .write_buffer(&scales, (r * scale_stride * 4) as u64, &scs);
+                since_flush += vals.len();
+                if since_flush >= FLUSH_EVERY {
+                    ctx.queue.submit([]);
+                    ctx.wait()?;
+                    since_flush = 0;
+                }
+                r += m;
+            }
+            chunks.push(MatrixChunk {
+                buffer,
+                scales: Some(scales),
+                row0,
+                rows: n,
+            });
+            row0 += n;
+        }
+        Ok(GpuMatrix {
+            rows,
+            cols,
+            stride,
+            is_f16: false,
+            is_q8: true,
+            scale_stride,
+            chunks,
+        })
     }
 
     /// Several matrices with the same column count and dtype stacked by rows into one (fused
@@ -282,8 +382,11 @@ impl GpuMatrix {
             cols,
             stride,
             is_f16: dtype == DType::F16,
+            is_q8: false,
+            scale_stride: 0,
             chunks: vec![MatrixChunk {
                 buffer,
+                scales: None,
                 row0: 0,
                 rows,
             }],

@@ -146,13 +146,16 @@ impl Kernels {
         [("IS_F16", if m.is_f16 { 1.0 } else { 0.0 })]
     }
 
-    fn mat_constants(w: &GpuMatrix, f: MatFlags) -> [(&'static str, f64); 3] {
+    fn mat_constants(w: &GpuMatrix, f: MatFlags) -> Vec<(&'static str, f64)> {
         let b = |v: bool| if v { 1.0 } else { 0.0 };
-        [
-            ("IS_F16", b(w.is_f16)),
+        let mut c = vec![
             ("ACCUMULATE", b(f.accumulate)),
             ("SWIGLU", b(f.swiglu_up_off.is_some())),
-        ]
+        ];
+        if !w.is_q8 {
+            c.push(("IS_F16", b(w.is_f16)));
+        }
+        c
     }
 
     /// y[y_off..] (+)= W x[x_off..] (one row of activations), one op per weight chunk.
@@ -170,6 +173,9 @@ impl Kernels {
 
     /// Whether [`Kernels::matvec_normed`] is available (subgroups, rows a multiple of 8).
     pub fn fuses_norm(&self, w: &GpuMatrix) -> bool {
+        if w.is_q8 {
+            return self.ctx.has_subgroups();
+        }
         self.ctx.has_subgroups() && w.cols.is_multiple_of(8)
     }
 
@@ -199,6 +205,9 @@ impl Kernels {
         norm: Option<(&GpuBuffer, f32)>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
+        if w.is_q8 {
+            return self.matvec_q8(w, x, x_off, y, y_off, f, norm);
+        }
         let vec4 = w.cols.is_multiple_of(8) && x_off.is_multiple_of(4) && up.is_multiple_of(4);
         let sg = vec4 && self.ctx.has_subgroups();
         if norm.is_some() && !sg {
@@ -254,6 +263,59 @@ impl Kernels {
             .collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn matvec_q8(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        x_off: usize,
+        y: &GpuBuffer,
+        y_off: usize,
+        f: MatFlags,
+        norm: Option<(&GpuBuffer, f32)>,
+    ) -> Result<Vec<Op>> {
+        let up = f.swiglu_up_off.unwrap_or(0);
+        if !self.ctx.has_subgroups() || !x_off.is_multiple_of(4) || !up.is_multiple_of(4) {
+            return Err(crate::Error::Gpu(
+                "Q8_0 matvec needs subgroup operations and 4-aligned inputs".into(),
+            ));
+        }
+        let mut consts = Self::mat_constants(w, f);
+        consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
+        let rows_per_wg = (256 / self.ctx.info.subgroup_min_size.max(1)).max(1);
+        let eps = norm.map_or(0, |n| n.1.to_bits());
+        w.chunks
+            .iter()
+            .map(|c| {
+                let params = [
+                    c.rows as u32,
+                    w.cols as u32,
+                    w.stride as u32,
+                    x_off as u32,
+                    y_off as u32,
+                    c.row0 as u32,
+                    up as u32,
+                    eps,
+                    w.scale_stride as u32,
+                ];
+                let wg = (c.rows as u32).div_ceil(rows_per_wg);
+                let scales = c
+                    .scales
+                    .as_ref()
+                    .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
+                let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
+                self.op(
+                    "matvec_q8",
+                    &consts,
+                    &params,
+                    false,
+                    &[&c.buffer, &x.buffer, &y.buffer, g, scales],
+                    Box::new(move |_| grid(wg)),
+                )
+            })
+            .collect()
+    }
+
     /// Y[:, y_off..] (+)= X (t, x_ld) Wᵀ for the step's t tokens, one op per weight chunk.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
@@ -280,14 +342,20 @@ impl Kernels {
                     c.row0 as u32,
                     up,
                     y_off as u32,
+                    w.scale_stride as u32,
                 ];
                 let nx = (c.rows as u32).div_ceil(128);
+                let mut bufs = vec![&c.buffer, &x.buffer, &y.buffer];
+                if let Some(sc) = &c.scales {
+                    bufs.push(sc);
+                }
+                let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
                 self.op(
-                    "matmul",
+                    name,
                     &consts,
                     &params,
                     true,
-                    &[&c.buffer, &x.buffer, &y.buffer],
+                    &bufs,
                     Box::new(move |d| [nx, d.t.div_ceil(64), 1]),
                 )
             })

@@ -12,6 +12,14 @@ const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
     (
+        "matvec_q8",
+        include_str!("../../shaders/matmul/matvec_q8.wgsl"),
+    ),
+    (
+        "matmul_q8",
+        include_str!("../../shaders/matmul/matmul_q8.wgsl"),
+    ),
+    (
         "sample",
         include_str!("../../shaders/elementwise/sample.wgsl"),
     ),

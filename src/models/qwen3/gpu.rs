@@ -9,8 +9,8 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, StepDims};
 use crate::models::sampler::SamplingParams;
+use crate::nn::Linear;
 use crate::tensor::DType;
-use crate::weights::TensorView;
 
 /// Sizes fixed at load.
 #[derive(Debug, Clone, Copy)]
@@ -40,26 +40,37 @@ struct Stacked {
 }
 
 impl Stacked {
-    fn upload(ctx: &Arc<GpuContext>, views: &[&TensorView], label: &str) -> Result<Self> {
-        let cols = views[0].shape[1];
-        let parts: Vec<(DType, &[u8], usize)> = views
-            .iter()
-            .map(|v| (v.dtype, v.bytes(), v.shape[0]))
-            .collect();
-        let total: usize = views.iter().map(|v| v.byte_len()).sum();
-        let same_dtype = views
-            .iter()
-            .all(|v| v.dtype == views[0].dtype && v.dtype != DType::F32);
-        if same_dtype && (total as u64) <= ctx.max_binding().min(ctx.limits.max_buffer_size) {
+    fn upload(ctx: &Arc<GpuContext>, lins: &[&Linear], label: &str) -> Result<Self> {
+        let cols = lins[0].in_features();
+        let total: usize = lins.iter().map(|l| l.weight_bytes()).sum();
+        let fits = (total as u64) <= ctx.max_binding().min(ctx.limits.max_buffer_size);
+        if fits && lins.iter().all(|l| l.q8.is_some()) {
+            let parts: Vec<(&[u8], &[u8], usize)> = lins
+                .iter()
+                .filter_map(|l| {
+                    l.q8.as_ref()
+                        .map(|q| (q.qs.as_slice(), q.scales.as_slice(), l.out_features()))
+                })
+                .collect();
+            return Ok(Stacked {
+                parts: vec![(0, GpuMatrix::upload_q8(ctx, &parts, cols, label)?)],
+            });
+        }
+        let dt = lins[0].weight.dtype;
+        if fits && dt != DType::F32 && lins.iter().all(|l| l.q8.is_none() && l.weight.dtype == dt) {
+            let parts: Vec<(DType, &[u8], usize)> = lins
+                .iter()
+                .map(|l| (dt, l.weight.bytes(), l.out_features()))
+                .collect();
             return Ok(Stacked {
                 parts: vec![(0, GpuMatrix::upload_stacked(ctx, &parts, cols, label)?)],
             });
         }
         let mut off = 0;
         let mut out = Vec::new();
-        for v in views {
-            out.push((off, upload(ctx, v)?));
-            off += v.shape[0];
+        for l in lins {
+            out.push((off, upload(ctx, l)?));
+            off += l.out_features();
         }
         Ok(Stacked { parts: out })
     }
@@ -150,8 +161,38 @@ pub fn rope_table(inv_freq: &[f32], positions: usize) -> Vec<f32> {
     t
 }
 
-fn upload(ctx: &Arc<GpuContext>, v: &TensorView) -> Result<GpuMatrix> {
-    GpuMatrix::upload(ctx, v.dtype, v.bytes(), v.shape[0], v.shape[1], &v.name)
+/// A linear layer's weight on the GPU: Q8_0 as it is, 16-bit as it is, F32 rounded to BF16.
+fn upload(ctx: &Arc<GpuContext>, l: &Linear) -> Result<GpuMatrix> {
+    let v = &l.weight;
+    match &l.q8 {
+        Some(q) => GpuMatrix::upload_q8(
+            ctx,
+            &[(q.qs.as_slice(), q.scales.as_slice(), l.out_features())],
+            l.in_features(),
+            &v.name,
+        ),
+        None => GpuMatrix::upload(ctx, v.dtype, v.bytes(), v.shape[0], v.shape[1], &v.name),
+    }
+}
+
+/// The embedding table for the gather kernel, which reads 16-bit rows: a Q8_0 table is
+/// expanded to BF16 at upload (one row per token is read, so its size costs no speed).
+fn upload_embedding(ctx: &Arc<GpuContext>, e: &Linear) -> Result<GpuMatrix> {
+    if e.q8.is_none() {
+        return upload(ctx, e);
+    }
+    let (rows, cols) = (e.out_features(), e.in_features());
+    let m = e.mat();
+    let mut bytes = Vec::with_capacity(rows * cols * 2);
+    let mut row = vec![0f32; cols];
+    for r in 0..rows {
+        m.row_to_f32(r, &mut row);
+        bytes.extend(
+            row.iter()
+                .flat_map(|&x| crate::tensor::f32_to_bf16(x).to_le_bytes()),
+        );
+    }
+    GpuMatrix::upload(ctx, DType::BF16, &bytes, rows, cols, "embed_tokens")
 }
 
 fn buf(ctx: &GpuContext, len: usize, label: &str) -> Result<GpuBuffer> {
@@ -164,11 +205,6 @@ impl Qwen3Gpu {
     pub fn new(ctx: &Arc<GpuContext>, m: &Qwen3Model, opts: GpuModelOptions) -> Result<Self> {
         let c = &m.config;
         let a = &m.attn;
-        if m.is_quantized() || m.embed_tokens.q8.is_some() {
-            return Err(Error::Gpu(
-                "Q8_0 weights are not supported by the GPU engine yet (use --backend cpu)".into(),
-            ));
-        }
         if a.head_dim > 128 {
             return Err(Error::Gpu(format!(
                 "head_dim {} > 128 is not supported by the GPU attention kernels",
@@ -190,18 +226,14 @@ impl Qwen3Gpu {
         for l in &m.layers {
             let sa = &l.self_attn;
             let layer = GpuLayer {
-                qkv_proj: Stacked::upload(
-                    ctx,
-                    &[&sa.q_proj.weight, &sa.k_proj.weight, &sa.v_proj.weight],
-                    "qkv_proj",
-                )?,
-                o_proj: upload(ctx, &sa.o_proj.weight)?,
+                qkv_proj: Stacked::upload(ctx, &[&sa.q_proj, &sa.k_proj, &sa.v_proj], "qkv_proj")?,
+                o_proj: upload(ctx, &sa.o_proj)?,
                 gate_up_proj: Stacked::upload(
                     ctx,
-                    &[&l.mlp.gate_proj.weight, &l.mlp.up_proj.weight],
+                    &[&l.mlp.gate_proj, &l.mlp.up_proj],
                     "gate_up_proj",
                 )?,
-                down_proj: upload(ctx, &l.mlp.down_proj.weight)?,
+                down_proj: upload(ctx, &l.mlp.down_proj)?,
                 input_layernorm: GpuBuffer::from_f32(
                     ctx,
                     &l.input_layernorm.weight,
@@ -223,11 +255,13 @@ impl Qwen3Gpu {
                 + layer.down_proj.byte_len();
             layers.push(layer);
         }
-        let embed = upload(ctx, &m.embed_tokens.weight)?;
-        let lm_head = if c.tie_word_embeddings {
+        let embed = upload_embedding(ctx, &m.embed_tokens)?;
+        // a tied head shares the table unless either side is Q8_0 (then the head has its own)
+        let shared = c.tie_word_embeddings && m.lm_head.q8.is_none() && m.embed_tokens.q8.is_none();
+        let lm_head = if shared {
             None
         } else {
-            Some(upload(ctx, &m.lm_head.weight)?)
+            Some(upload(ctx, &m.lm_head)?)
         };
         let lm_head_bytes = lm_head.as_ref().unwrap_or(&embed).byte_len();
         weight_bytes += lm_head_bytes;
