@@ -20,7 +20,7 @@ fn q8_0_logits_stay_within_the_format_bounds_of_the_bf16_reference() {
         let mut m = Qwen3Model::load(&fixture(name)).unwrap();
         // rows that are not whole 32-blocks stay BF16 (odd fixture widths 40, 48, 16)
         let c = &m.config;
-        let whole = |k: usize| (k % 32 == 0) as usize;
+        let whole = |k: usize| k.is_multiple_of(32) as usize;
         let per_layer =
             4 * whole(c.hidden_size) + 2 * whole(c.hidden_size) + whole(c.intermediate_size);
         let per_layer =

@@ -34,7 +34,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     let load_time = t0.elapsed();
     let rss1 = MemInfo::read();
     let vocab = loaded.model.config.vocab_size as u64;
-    let layer_bytes = (g.bytes_per_decoded_token() - g.lm_head_bytes()) as f64;
+    let layer_params = loaded.model.layer_matrix_params() as f64;
     drop(loaded); // the GPU holds the only copy the engine uses
     let mut rng = Rng::new(42);
     let prompt: Vec<u32> = (0..a.prompt_len)
@@ -105,7 +105,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         median(&mut dec_after),
     );
     let bpt = g.bytes_per_decoded_token() as f64;
-    let flops = 2.0 * layer_bytes / 2.0 * pre; // 16-bit weights: one FMA per 2 bytes
+    let flops = 2.0 * layer_params * pre; // one multiply-add per layer weight per token
     let peak = a.peak_tflops.or_else(|| {
         KNOWN_PEAKS
             .iter()

@@ -79,7 +79,7 @@ fn quantisable(t: &TensorView, keep: &[String]) -> Option<bool> {
     {
         return None;
     }
-    Some(t.shape[1] % BLOCK == 0)
+    Some(t.shape[1].is_multiple_of(BLOCK))
 }
 
 /// Write all tensors and side files into `tmp`; returns (bytes read, names kept as stored with why).

@@ -65,7 +65,7 @@ impl Linear {
             name: format!("{sname} (the Q8_0 scales of `{name}`)"),
             dir: store.dir.clone(),
         })?;
-        if in_features % BLOCK != 0 || scales.dtype != DType::F16 {
+        if !in_features.is_multiple_of(BLOCK) || scales.dtype != DType::F16 {
             return Err(Error::TensorDtype {
                 name: sname,
                 file: scales.file.as_ref().clone(),
@@ -115,7 +115,7 @@ impl Linear {
     /// Quantise a float weight to Q8_0 in memory. Rows that are not whole blocks stay as
     /// they are (returns false).
     pub fn quantize_q8_0(&mut self) -> bool {
-        if self.q8.is_some() || self.in_features() % BLOCK != 0 || !self.weight.dtype.is_float() {
+        if self.q8.is_some() || !self.in_features().is_multiple_of(BLOCK) || !self.weight.dtype.is_float() {
             return self.q8.is_some();
         }
         let dense = MatRef::new(
