@@ -84,6 +84,17 @@ enum Command {
     },
     /// List GPU adapters with their limits and features
     Devices,
+    /// Compare Q8_0 with the original weights: per matrix kind and on the model's output
+    QuantReport {
+        #[arg(long)]
+        model: String,
+        /// Prompt ids for the output comparison (default: random ids)
+        #[arg(long)]
+        prompt_ids: Option<String>,
+        /// Length of the random prompt
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+    },
     /// Write a Q8_0 copy of a BF16 / F16 / F32 model directory
     Quantize {
         #[arg(long)]
@@ -237,6 +248,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             peak_tflops,
         }),
         Command::Devices => app::devices::run(),
+        Command::QuantReport { model, prompt_ids, tokens } => app::quant_report::run(&app::quant_report::ReportArgs {
+            model,
+            prompt_ids,
+            tokens,
+        }),
         Command::Quantize {
             model,
             out,

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod info;
 pub mod load;
 pub mod progress;
+pub mod quant_report;
 pub mod quantize;
 pub mod synth;
 pub mod tokenize;

@@ -1,0 +1,153 @@
+//! `omni quant-report`: how much Q8_0 changes a model. Per kind of matrix: relative MSE and
+//! cosine of the quantised weights against the originals; on the model's output for a prompt:
+//! logits cosine, top-1 agreement and KL divergence (BF16 distribution || Q8_0 distribution)
+//! at every position.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+
+use crate::models::qwen3::{Logits, Qwen3Model};
+use crate::models::sampler::Rng;
+use crate::nn::Linear;
+
+pub struct ReportArgs {
+    pub model: String,
+    pub prompt_ids: Option<String>,
+    /// random prompt length when no ids are given
+    pub tokens: usize,
+}
+
+#[derive(Default)]
+struct Agg {
+    count: usize,
+    mse_sum: f64,
+    worst_mse: f64,
+    worst_name: String,
+    min_cos: f64,
+}
+
+pub fn run(a: &ReportArgs) -> Result<()> {
+    let dir = super::model_dir(&a.model)?;
+    let base = Qwen3Model::load(&dir)?;
+    if base.is_quantized() {
+        bail!("{}: already Q8_0; run the report on the original checkpoint", dir.display());
+    }
+    let mut q8 = Qwen3Model::load(&dir)?;
+    q8.quantize_q8_0();
+
+    let mut kinds: BTreeMap<&str, Agg> = BTreeMap::new();
+    let mut visit = |kind: &'static str, name: String, b: &Linear, q: &Linear| {
+        let Some((mse, cos)) = compare(b, q) else { return };
+        let e = kinds.entry(kind).or_insert_with(|| Agg { min_cos: 1.0, ..Default::default() });
+        e.count += 1;
+        e.mse_sum += mse;
+        if mse > e.worst_mse {
+            e.worst_mse = mse;
+            e.worst_name = name;
+        }
+        e.min_cos = e.min_cos.min(cos);
+    };
+    for (i, (lb, lq)) in base.layers.iter().zip(&q8.layers).enumerate() {
+        let (sb, sq) = (&lb.self_attn, &lq.self_attn);
+        let p = |w: &str| format!("model.layers.{i}.{w}");
+        visit("q_proj", p("self_attn.q_proj"), &sb.q_proj, &sq.q_proj);
+        visit("k_proj", p("self_attn.k_proj"), &sb.k_proj, &sq.k_proj);
+        visit("v_proj", p("self_attn.v_proj"), &sb.v_proj, &sq.v_proj);
+        visit("o_proj", p("self_attn.o_proj"), &sb.o_proj, &sq.o_proj);
+        visit("gate_proj", p("mlp.gate_proj"), &lb.mlp.gate_proj, &lq.mlp.gate_proj);
+        visit("up_proj", p("mlp.up_proj"), &lb.mlp.up_proj, &lq.mlp.up_proj);
+        visit("down_proj", p("mlp.down_proj"), &lb.mlp.down_proj, &lq.mlp.down_proj);
+    }
+    visit("lm_head", "lm_head".into(), &base.lm_head, &q8.lm_head);
+
+    println!("Q8_0 vs {} weights of {}", base.lm_head.weight.dtype, dir.display());
+    println!();
+    println!("| matrices | count | mean relative MSE | worst relative MSE (tensor) | lowest cosine |");
+    println!("|---|---:|---:|---|---:|");
+    for (k, e) in &kinds {
+        println!(
+            "| {k} | {} | {:.3e} | {:.3e} ({}) | {:.6} |",
+            e.count,
+            e.mse_sum / e.count as f64,
+            e.worst_mse,
+            e.worst_name,
+            e.min_cos
+        );
+    }
+
+    let prompt: Vec<u32> = match &a.prompt_ids {
+        Some(s) => super::generate::parse_ids(s)?,
+        None => {
+            let mut rng = Rng::new(7);
+            (0..a.tokens.max(1)).map(|_| (rng.next_u64() % base.config.vocab_size as u64) as u32).collect()
+        }
+    };
+    let lb = base.forward(&prompt, &mut base.new_cache(prompt.len()), Logits::All)?;
+    let lq = q8.forward(&prompt, &mut q8.new_cache(prompt.len()), Logits::All)?;
+    let v = base.config.vocab_size;
+    let (mut cos_sum, mut cos_min, mut agree, mut kl_sum, mut kl_max) = (0f64, 1f64, 0usize, 0f64, 0f64);
+    for (b, q) in lb.chunks(v).zip(lq.chunks(v)) {
+        let c = cosine(b, q);
+        cos_sum += c;
+        cos_min = cos_min.min(c);
+        agree += (crate::cpu::argmax(b) == crate::cpu::argmax(q)) as usize;
+        let kl = kl_divergence(b, q);
+        kl_sum += kl;
+        kl_max = kl_max.max(kl);
+    }
+    let n = prompt.len() as f64;
+    println!();
+    println!("| output over {} positions | value |", prompt.len());
+    println!("|---|---|");
+    println!("| logits cosine, mean (lowest) | {:.6} ({:.6}) |", cos_sum / n, cos_min);
+    println!("| top-1 agreement | {:.1}% ({agree} of {}) |", 100.0 * agree as f64 / n, prompt.len());
+    println!("| KL(BF16 || Q8_0), mean (highest), nats | {:.3e} ({:.3e}) |", kl_sum / n, kl_max);
+    Ok(())
+}
+
+/// (MSE / mean square of the original, cosine) between a weight and its Q8_0 form; None when
+/// the matrix was not quantised.
+fn compare(b: &Linear, q: &Linear) -> Option<(f64, f64)> {
+    q.q8.as_ref()?;
+    let (mb, mq) = (b.mat(), q.mat());
+    let cols = b.in_features();
+    let (mut rb, mut rq) = (vec![0f32; cols], vec![0f32; cols]);
+    let (mut err, mut sq, mut dot, mut sq2) = (0f64, 0f64, 0f64, 0f64);
+    for r in 0..b.out_features() {
+        mb.row_to_f32(r, &mut rb);
+        mq.row_to_f32(r, &mut rq);
+        for (x, y) in rb.iter().zip(&rq) {
+            let (x, y) = (*x as f64, *y as f64);
+            err += (x - y).powi(2);
+            sq += x * x;
+            sq2 += y * y;
+            dot += x * y;
+        }
+    }
+    Some((err / sq.max(1e-300), dot / (sq.sqrt() * sq2.sqrt()).max(1e-300)))
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-300)
+}
+
+/// KL(softmax(p) || softmax(q)) in nats.
+fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
+    let lse = |x: &[f32]| {
+        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+    };
+    let (lp, lq) = (lse(p), lse(q));
+    p.iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let la = a as f64 - lp;
+            la.exp() * (la - (b as f64 - lq))
+        })
+        .sum::<f64>()
+        .max(0.0)
+}
