@@ -248,7 +248,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             peak_tflops,
         }),
         Command::Devices => app::devices::run(),
-        Command::QuantReport { model, prompt_ids, tokens } => app::quant_report::run(&app::quant_report::ReportArgs {
+        Command::QuantReport {
+            model,
+            prompt_ids,
+            tokens,
+        } => app::quant_report::run(&app::quant_report::ReportArgs {
             model,
             prompt_ids,
             tokens,

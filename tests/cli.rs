@@ -330,12 +330,21 @@ fn a_quantized_directory_runs_the_same_on_both_engines() {
 
 #[test]
 fn quant_report_measures_weight_and_output_error_within_the_format_bounds() {
-    let out = stdout(&omni(&["quant-report", "--model", fixture("tied-gqa2").to_str().unwrap(), "--tokens", "24"]));
+    let out = stdout(&omni(&[
+        "quant-report",
+        "--model",
+        fixture("tied-gqa2").to_str().unwrap(),
+        "--tokens",
+        "24",
+    ]));
     // Gaussian weights: per-block max ~2.2 sigma, grid step d = max / 127, error variance
     // d^2 / 12 -> relative MSE ~2.5e-5; blocks with a larger max (up to ~3 sigma) raise it, so
     // any kind's mean stays under 5e-5, and cosine = 1 - MSE/2 >= 0.99997.
     let mut kinds = 0;
-    for line in out.lines().filter(|l| l.starts_with("| ") && l.contains("_proj |") || l.starts_with("| lm_head |")) {
+    for line in out
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains("_proj |") || l.starts_with("| lm_head |"))
+    {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         let mean_mse: f64 = cells[3].parse().unwrap();
         let cos: f64 = cells[5].parse().unwrap();
@@ -343,5 +352,8 @@ fn quant_report_measures_weight_and_output_error_within_the_format_bounds() {
         kinds += 1;
     }
     assert_eq!(kinds, 8, "{out}");
-    assert!(out.contains("top-1 agreement") && out.contains("KL(BF16 || Q8_0)"), "{out}");
+    assert!(
+        out.contains("top-1 agreement") && out.contains("KL(BF16 || Q8_0)"),
+        "{out}"
+    );
 }

@@ -31,15 +31,23 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let dir = super::model_dir(&a.model)?;
     let base = Qwen3Model::load(&dir)?;
     if base.is_quantized() {
-        bail!("{}: already Q8_0; run the report on the original checkpoint", dir.display());
+        bail!(
+            "{}: already Q8_0; run the report on the original checkpoint",
+            dir.display()
+        );
     }
     let mut q8 = Qwen3Model::load(&dir)?;
     q8.quantize_q8_0();
 
     let mut kinds: BTreeMap<&str, Agg> = BTreeMap::new();
     let mut visit = |kind: &'static str, name: String, b: &Linear, q: &Linear| {
-        let Some((mse, cos)) = compare(b, q) else { return };
-        let e = kinds.entry(kind).or_insert_with(|| Agg { min_cos: 1.0, ..Default::default() });
+        let Some((mse, cos)) = compare(b, q) else {
+            return;
+        };
+        let e = kinds.entry(kind).or_insert_with(|| Agg {
+            min_cos: 1.0,
+            ..Default::default()
+        });
         e.count += 1;
         e.mse_sum += mse;
         if mse > e.worst_mse {
@@ -55,15 +63,36 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         visit("k_proj", p("self_attn.k_proj"), &sb.k_proj, &sq.k_proj);
         visit("v_proj", p("self_attn.v_proj"), &sb.v_proj, &sq.v_proj);
         visit("o_proj", p("self_attn.o_proj"), &sb.o_proj, &sq.o_proj);
-        visit("gate_proj", p("mlp.gate_proj"), &lb.mlp.gate_proj, &lq.mlp.gate_proj);
-        visit("up_proj", p("mlp.up_proj"), &lb.mlp.up_proj, &lq.mlp.up_proj);
-        visit("down_proj", p("mlp.down_proj"), &lb.mlp.down_proj, &lq.mlp.down_proj);
+        visit(
+            "gate_proj",
+            p("mlp.gate_proj"),
+            &lb.mlp.gate_proj,
+            &lq.mlp.gate_proj,
+        );
+        visit(
+            "up_proj",
+            p("mlp.up_proj"),
+            &lb.mlp.up_proj,
+            &lq.mlp.up_proj,
+        );
+        visit(
+            "down_proj",
+            p("mlp.down_proj"),
+            &lb.mlp.down_proj,
+            &lq.mlp.down_proj,
+        );
     }
     visit("lm_head", "lm_head".into(), &base.lm_head, &q8.lm_head);
 
-    println!("Q8_0 vs {} weights of {}", base.lm_head.weight.dtype, dir.display());
+    println!(
+        "Q8_0 vs {} weights of {}",
+        base.lm_head.weight.dtype,
+        dir.display()
+    );
     println!();
-    println!("| matrices | count | mean relative MSE | worst relative MSE (tensor) | lowest cosine |");
+    println!(
+        "| matrices | count | mean relative MSE | worst relative MSE (tensor) | lowest cosine |"
+    );
     println!("|---|---:|---:|---|---:|");
     for (k, e) in &kinds {
         println!(
@@ -80,13 +109,16 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         Some(s) => super::generate::parse_ids(s)?,
         None => {
             let mut rng = Rng::new(7);
-            (0..a.tokens.max(1)).map(|_| (rng.next_u64() % base.config.vocab_size as u64) as u32).collect()
+            (0..a.tokens.max(1))
+                .map(|_| (rng.next_u64() % base.config.vocab_size as u64) as u32)
+                .collect()
         }
     };
     let lb = base.forward(&prompt, &mut base.new_cache(prompt.len()), Logits::All)?;
     let lq = q8.forward(&prompt, &mut q8.new_cache(prompt.len()), Logits::All)?;
     let v = base.config.vocab_size;
-    let (mut cos_sum, mut cos_min, mut agree, mut kl_sum, mut kl_max) = (0f64, 1f64, 0usize, 0f64, 0f64);
+    let (mut cos_sum, mut cos_min, mut agree, mut kl_sum, mut kl_max) =
+        (0f64, 1f64, 0usize, 0f64, 0f64);
     for (b, q) in lb.chunks(v).zip(lq.chunks(v)) {
         let c = cosine(b, q);
         cos_sum += c;
@@ -100,9 +132,21 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     println!();
     println!("| output over {} positions | value |", prompt.len());
     println!("|---|---|");
-    println!("| logits cosine, mean (lowest) | {:.6} ({:.6}) |", cos_sum / n, cos_min);
-    println!("| top-1 agreement | {:.1}% ({agree} of {}) |", 100.0 * agree as f64 / n, prompt.len());
-    println!("| KL(BF16 || Q8_0), mean (highest), nats | {:.3e} ({:.3e}) |", kl_sum / n, kl_max);
+    println!(
+        "| logits cosine, mean (lowest) | {:.6} ({:.6}) |",
+        cos_sum / n,
+        cos_min
+    );
+    println!(
+        "| top-1 agreement | {:.1}% ({agree} of {}) |",
+        100.0 * agree as f64 / n,
+        prompt.len()
+    );
+    println!(
+        "| KL(BF16 || Q8_0), mean (highest), nats | {:.3e} ({:.3e}) |",
+        kl_sum / n,
+        kl_max
+    );
     Ok(())
 }
 
@@ -125,7 +169,10 @@ fn compare(b: &Linear, q: &Linear) -> Option<(f64, f64)> {
             dot += x * y;
         }
     }
-    Some((err / sq.max(1e-300), dot / (sq.sqrt() * sq2.sqrt()).max(1e-300)))
+    Some((
+        err / sq.max(1e-300),
+        dot / (sq.sqrt() * sq2.sqrt()).max(1e-300),
+    ))
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -115,7 +115,10 @@ impl Linear {
     /// Quantise a float weight to Q8_0 in memory. Rows that are not whole blocks stay as
     /// they are (returns false).
     pub fn quantize_q8_0(&mut self) -> bool {
-        if self.q8.is_some() || !self.in_features().is_multiple_of(BLOCK) || !self.weight.dtype.is_float() {
+        if self.q8.is_some()
+            || !self.in_features().is_multiple_of(BLOCK)
+            || !self.weight.dtype.is_float()
+        {
             return self.q8.is_some();
         }
         let dense = MatRef::new(
