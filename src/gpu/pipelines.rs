@@ -8,16 +8,28 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
+const MATMUL_BODY: &str = include_str!("../../shaders/matmul/matmul_body.wgsl");
+
+/// Shaders assembled from a format-specific part and a shared body (WGSL has no includes):
+/// (name, part prepended to the body, body).
+const COMPOSED: &[(&str, &str, &str)] = &[
+    (
+        "matmul",
+        include_str!("../../shaders/matmul/matmul_w16.wgsl"),
+        MATMUL_BODY,
+    ),
+    (
+        "matmul_q8",
+        include_str!("../../shaders/matmul/matmul_wq8.wgsl"),
+        MATMUL_BODY,
+    ),
+];
 
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
     (
         "matvec_q8",
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
-    ),
-    (
-        "matmul_q8",
-        include_str!("../../shaders/matmul/matmul_q8.wgsl"),
     ),
     (
         "sample",
@@ -36,7 +48,6 @@ const SHADERS: &[(&str, &str)] = &[
         "matvec_vec4",
         include_str!("../../shaders/matmul/matvec_vec4.wgsl"),
     ),
-    ("matmul", include_str!("../../shaders/matmul/matmul.wgsl")),
     ("rms_norm", include_str!("../../shaders/norm/rms_norm.wgsl")),
     ("rope", include_str!("../../shaders/elementwise/rope.wgsl")),
     (
@@ -100,12 +111,17 @@ impl PipelineCache {
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
-        let src = SHADERS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| Error::Gpu(format!("no shader named `{name}`")))?;
-        let source = format!("{COMMON}\n{src}");
+        let source = if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
+            // the body declares Params, which the part's functions use: body first
+            format!("{COMMON}\n{body}\n{part}")
+        } else {
+            let src = SHADERS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| Error::Gpu(format!("no shader named `{name}`")))?;
+            format!("{COMMON}\n{src}")
+        };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),

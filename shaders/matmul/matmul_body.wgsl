@@ -1,27 +1,32 @@
-// Y[t][y_off + row0 + n] (+)= sum_k X[t][k] * W[n][k]  (prefill), for the rows of one weight
-// chunk. 64 (t) x 128 (n) output tile per workgroup (16 x 16 invocations, 4 x 8 outputs each
-// held in eight vec4 registers), K in steps of 16 through workgroup memory. (A 128 x 128 tile
-// with 8 x 8 private arrays ran 6x slower on an H200: the arrays spilled; named vec4
-// registers do not.) The token count comes
-// from the step uniform. ACCUMULATE adds into Y; SWIGLU reads silu(X[t][k]) * X[t][up_off + k].
-override IS_F16: bool = false;
+// The shared body of the prefill matmul: Y[t][y_off + row0 + n] (+)= sum_k X[t][k] * W[n][k]
+// for the rows of one weight chunk. The pipeline cache prepends a weight-format part
+// (matmul_w16.wgsl: BF16 / F16; matmul_wq8.wgsl: Q8_0) that declares `w` (and `sc`) and
+// `wval(n, k)`; everything else is here, once.
+// 64 (t) x 128 (n) output tile per workgroup (16 x 16 invocations, 4 x 8 outputs each held in
+// eight vec4 registers), K in steps of 16 through workgroup memory. (A 128 x 128 tile with
+// 8 x 8 private arrays ran 6x slower on an H200: the arrays spilled; named vec4 registers do
+// not.) The token count comes from the step uniform. ACCUMULATE adds into Y; SWIGLU reads
+// silu(X[t][k]) * X[t][up_off + k].
 override ACCUMULATE: bool = false;
 override SWIGLU: bool = false;
 
 struct Params {
-    rows: u32,    // n: rows in this chunk
+    rows: u32,          // n: rows in this chunk
     k: u32,
-    stride: u32,  // u32 words per weight row
-    x_ld: u32,    // row pitch of X (f32)
-    y_ld: u32,    // row pitch of Y (f32)
-    row0: u32,    // first row of this chunk in the whole matrix
-    up_off: u32,  // SWIGLU: column offset of the up half in X
-    y_off: u32,   // column offset of the output in Y
+    stride: u32,        // u32 words per weight row
+    x_ld: u32,          // row pitch of X (f32)
+    y_ld: u32,          // row pitch of Y (f32)
+    row0: u32,          // first row of this chunk in the whole matrix
+    up_off: u32,        // SWIGLU: column offset of the up half in X
+    y_off: u32,         // column offset of the output in Y
+    scale_stride: u32,  // Q8_0: u32 words of scales per weight row
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> w: array<u32>;        // (rows, stride)
 @group(0) @binding(3) var<storage, read> x: array<f32>;        // (t, x_ld)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (t, y_ld)
 
@@ -33,12 +38,6 @@ fn xval(t: u32, k: u32) -> f32 {
     let v = x[t * p.x_ld + k];
     if (SWIGLU) { return v / (1.0 + exp(-v)) * x[t * p.x_ld + p.up_off + k]; }
     return v;
-}
-
-fn wval(n: u32, k: u32) -> f32 {
-    if (n >= p.rows || k >= p.k) { return 0.0; }
-    let v = unpack_w(w[n * p.stride + k / 2u], IS_F16);
-    return select(v.x, v.y, (k & 1u) == 1u);
 }
 
 fn store(t: u32, n0: u32, v: vec4<f32>) {
