@@ -185,8 +185,25 @@ fn q8_rows(w: MatRef, x: &[f32], t: usize, y: *mut f32, y_ld: usize, col0: usize
     // SAFETY (all tiles): rows < w.rows, tokens < t, lengths checked by the callers.
     while r < w.rows {
         let rows = (w.rows - r).min(4);
-        for ti in 0..t {
-            if rows == 4 {
+        let mut ti = 0;
+        while ti < t {
+            if rows == 4 && ti + 4 <= t {
+                // prefill: four tokens share each widened, scaled block
+                let o = unsafe {
+                    dot_q8::q8_tile::<4, 4>(
+                        [q(r), q(r + 1), q(r + 2), q(r + 3)],
+                        [s(r), s(r + 1), s(r + 2), s(r + 3)],
+                        [xr(ti), xr(ti + 1), xr(ti + 2), xr(ti + 3)],
+                        k,
+                    )
+                };
+                for a in 0..4 {
+                    for b in 0..4 {
+                        put((ti + b) * y_ld + col0 + r + a, o[a][b]);
+                    }
+                }
+                ti += 4;
+            } else if rows == 4 {
                 let o = unsafe {
                     dot_q8::q8_tile::<4, 1>(
                         [q(r), q(r + 1), q(r + 2), q(r + 3)],
@@ -198,11 +215,13 @@ fn q8_rows(w: MatRef, x: &[f32], t: usize, y: *mut f32, y_ld: usize, col0: usize
                 for a in 0..4 {
                     put(ti * y_ld + col0 + r + a, o[a][0]);
                 }
+                ti += 1;
             } else {
                 for a in 0..rows {
                     let o = unsafe { dot_q8::q8_tile::<1, 1>([q(r + a)], [s(r + a)], [xr(ti)], k) };
                     put(ti * y_ld + col0 + r + a, o[0][0]);
                 }
+                ti += 1;
             }
         }
         r += rows;
