@@ -5,14 +5,8 @@
 mod common;
 
 use common::{FIXTURE_MODELS, fixture, reference, tensor, tol};
+use qwen_omni::app::quant_report::cosine;
 use qwen_omni::models::qwen3::{Logits, Qwen3Model};
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
 
 #[test]
 fn q8_0_logits_stay_within_the_format_bounds_of_the_bf16_reference() {

@@ -314,12 +314,7 @@ impl GpuMatrix {
                     .write_buffer(&buffer, (r * row_bytes) as u64, &vals);
                 ctx.queue
                     .write_buffer(&scales, (r * scale_stride * 4) as u64, &scs);
-                since_flush += vals.len();
-                if since_flush >= FLUSH_EVERY {
-                    ctx.queue.submit([]);
-                    ctx.wait()?;
-                    since_flush = 0;
-                }
+                account_upload(ctx, &mut since_flush, vals.len())?;
                 r += m;
             }
             chunks.push(MatrixChunk {
@@ -394,6 +389,18 @@ impl GpuMatrix {
     }
 }
 
+/// Count `bytes` just queued for upload; past FLUSH_EVERY, submit and wait so wgpu's staging
+/// memory is released (host memory stays bounded however large the model).
+fn account_upload(ctx: &GpuContext, since_flush: &mut usize, bytes: usize) -> Result<()> {
+    *since_flush += bytes;
+    if *since_flush >= FLUSH_EVERY {
+        ctx.queue.submit([]);
+        ctx.wait()?;
+        *since_flush = 0;
+    }
+    Ok(())
+}
+
 /// Upload rows src_r0..src_r0+n of a stored (.., cols) matrix into `buffer` from row `dst_row`
 /// on, in pieces of at most UPLOAD_CHUNK bytes, flushing the queue every FLUSH_EVERY bytes so
 /// wgpu's staging memory stays bounded.
@@ -417,12 +424,7 @@ fn write_rows(
         let piece = pack_rows(dtype, bytes, cols, src_r0 + r, m);
         ctx.queue
             .write_buffer(buffer, ((dst_row + r) * row_bytes) as u64, &piece);
-        *since_flush += piece.len();
-        if *since_flush >= FLUSH_EVERY {
-            ctx.queue.submit([]);
-            ctx.wait()?;
-            *since_flush = 0;
-        }
+        account_upload(ctx, since_flush, piece.len())?;
         r += m;
     }
     Ok(())

@@ -171,6 +171,13 @@ impl Kernels {
         self.matvec_impl(w, x, x_off, y, y_off, f, None)
     }
 
+    /// Rows per 256-invocation workgroup for the one-row-per-subgroup matvecs: 256 / the
+    /// smallest subgroup size the adapter may pick (a larger actual size leaves the extra
+    /// workgroups idle, never rows uncovered).
+    fn rows_per_subgroup_wg(&self) -> u32 {
+        (256 / self.ctx.info.subgroup_min_size.max(1)).max(1)
+    }
+
     /// Whether [`Kernels::matvec_normed`] is available (subgroups, rows a multiple of 8).
     pub fn fuses_norm(&self, w: &GpuMatrix) -> bool {
         if w.is_q8 {
@@ -227,11 +234,7 @@ impl Kernels {
             consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
         }
         // rows per workgroup: 256 / subgroup size (the smallest the adapter may pick), else 8
-        let rows_per_wg = if sg {
-            (256 / self.ctx.info.subgroup_min_size.max(1)).max(1)
-        } else {
-            8
-        };
+        let rows_per_wg = if sg { self.rows_per_subgroup_wg() } else { 8 };
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
@@ -282,7 +285,7 @@ impl Kernels {
         }
         let mut consts = Self::mat_constants(w, f);
         consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
-        let rows_per_wg = (256 / self.ctx.info.subgroup_min_size.max(1)).max(1);
+        let rows_per_wg = self.rows_per_subgroup_wg();
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
