@@ -40,8 +40,10 @@ fn check(what: &str, gpu: &[f32], cpu: &[f32]) {
 #[test]
 fn matvec_matches_cpu_for_bf16_and_f16_odd_shapes_and_chunks() {
     let ctx = gpu();
-    let k = Kernels::new(&ctx);
-    for dtype in [DType::BF16, DType::F16] {
+    let mut k = Kernels::new(&ctx);
+    // every rows-per-subgroup choice (the tail of a chunk repeats its last row)
+    for (rows, dtype) in (1..=4).flat_map(|r| [(r, DType::BF16), (r, DType::F16)]) {
+        k.tuning.matvec_rows = rows;
         for &(n, kk, chunk) in &[
             (1usize, 2usize, 100usize),
             (13, 7, 5),
@@ -65,7 +67,7 @@ fn matvec_matches_cpu_for_bf16_and_f16_odd_shapes_and_chunks() {
             let mut want = vec![0f32; n];
             cpu::matvec(MatRef::new(dtype, &w, n, kk), xs, &mut want);
             check(
-                &format!("matvec {dtype} {n}x{kk} chunk {chunk}"),
+                &format!("matvec {dtype} {n}x{kk} chunk {chunk} rows {rows}"),
                 &got,
                 &want,
             );
@@ -422,8 +424,10 @@ fn stream_copy_bandwidth_is_measurable() {
 #[test]
 fn matvec_with_folded_rms_norm_matches_cpu_norm_then_matvec() {
     let ctx = gpu();
-    let k = Kernels::new(&ctx);
-    for &(n, kk) in &[(9usize, 16usize), (70, 448), (33, 1024)] {
+    let mut k = Kernels::new(&ctx);
+    let shapes = [(9usize, 16usize), (70, 448), (33, 1024)];
+    for (rows, (n, kk)) in (1..=4u32).flat_map(|r| shapes.iter().map(move |s| (r, *s))) {
+        k.tuning.matvec_rows = rows;
         let w = encode(DType::BF16, &values(n * kk, 41));
         let gm = GpuMatrix::upload(&ctx, DType::BF16, &w, n, kk, "w").unwrap();
         if !k.fuses_norm(&gm) {
@@ -451,7 +455,7 @@ fn matvec_with_folded_rms_norm_matches_cpu_norm_then_matvec() {
         let mut want = vec![0f32; n];
         cpu::matvec(MatRef::new(DType::BF16, &w, n, kk), &h, &mut want);
         check(
-            &format!("matvec_normed {n}x{kk}"),
+            &format!("matvec_normed {n}x{kk} rows {rows}"),
             &gy.read_f32(&ctx, 3, n).unwrap(),
             &want,
         );
@@ -514,14 +518,18 @@ fn sampler_matches_its_cpu_twin() {
 fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
     use qwen_omni::quant;
     let ctx = gpu();
-    let k = Kernels::new(&ctx);
-    for &(t, n, kk, chunk) in &[
+    let mut k = Kernels::new(&ctx);
+    let shapes = [
         (1usize, 13usize, 64usize, 5usize),
         (1, 70, 96, 1000),
         (1, 9, 32, 4),
+        (1, 3, 64, 4),
         (7, 33, 64, 16),
         (70, 130, 160, 1000),
-    ] {
+    ];
+    let runs = (1..=4u32).flat_map(|r| shapes.iter().map(move |s| (r, *s)));
+    for (rows, (t, n, kk, chunk)) in runs.filter(|(r, s)| *r == 1 || s.0 == 1) {
+        k.tuning.q8_rows = rows;
         let w = values(n * kk, 61);
         let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
             out.copy_from_slice(&w[r * kk..(r + 1) * kk])
@@ -557,7 +565,7 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
         let mut want = vec![0f32; t * n];
         cpu::matmul(&x, t, mat, &mut want);
         check(
-            &format!("q8 t{t} {n}x{kk}"),
+            &format!("q8 t{t} {n}x{kk} rows {rows}"),
             &gy.read_f32(&ctx, 0, t * n).unwrap(),
             &want,
         );
@@ -572,7 +580,7 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
             let mut want = vec![0f32; n];
             cpu::matvec(mat, &h, &mut want);
             check(
-                &format!("q8 normed {n}x{kk}"),
+                &format!("q8 normed {n}x{kk} rows {rows}"),
                 &gy.read_f32(&ctx, 0, n).unwrap(),
                 &want,
             );

@@ -1,9 +1,15 @@
-// y[y_off + row0 + r] (+)= sum_k W[r][k] * x[k] for Q8_0 weights (decode): one row per
-// subgroup; each invocation takes whole 32-weight blocks (eight u32 of four int8 values and
-// one f16 scale). Same fusions as matvec_sg: RMS_NORM, SWIGLU, ACCUMULATE.
+// y[y_off + row0 + r] (+)= sum_k W[r][k] * x[k] for Q8_0 weights (decode). A subgroup takes
+// ROWS rows at once: every invocation reads one 32-value block of x (and folds RMSNorm or
+// SwiGLU into it) once, then uses it for ROWS rows. Activations are f32, so without this
+// sharing a lane reads 4 bytes of x per byte of weight and the L1 throughput, not DRAM,
+// bounds the kernel. Each block is eight u32 of four int8 values plus one f16 scale.
+// RPW rows per workgroup whatever the subgroup size the driver picks: a subgroup loops over
+// its share. Same fusions as matvec_sg: RMS_NORM, SWIGLU, ACCUMULATE.
 override ACCUMULATE: bool = false;
 override SWIGLU: bool = false;
 override RMS_NORM: bool = false;
+override ROWS: u32 = 1;     // 1..4
+override RPW: u32 = 8;      // rows per workgroup, a multiple of ROWS
 
 struct Params {
     rows: u32,
@@ -40,42 +46,66 @@ fn q4(word: u32) -> vec4<f32> {
     return vec4<f32>(unpack4xI8(word));
 }
 
+// Block b of `row` against the 32 inputs xs.
+fn block_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let base = row * (p.stride / 4u) + 2u * b;
+    let qa = w[base];
+    let qb = w[base + 1u];
+    let s2 = unpack2x16float(sc[row * p.scale_stride + b / 2u]);
+    let d = select(s2.x, s2.y, (b & 1u) == 1u);
+    let lo = dot(q4(qa.x), xs[0]) + dot(q4(qa.y), xs[1]) + dot(q4(qa.z), xs[2]) + dot(q4(qa.w), xs[3]);
+    let hi = dot(q4(qb.x), xs[4]) + dot(q4(qb.y), xs[5]) + dot(q4(qb.z), xs[6]) + dot(q4(qb.w), xs[7]);
+    return d * (lo + hi);
+}
+
+fn store(row: u32, v: f32, total_ss: f32) {
+    if (row >= p.rows) { return; }
+    var r = v;
+    if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
+    let o = p.y_off + p.row0 + row;
+    if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sgs: u32) {
-    let row = (wg.x + wg.y * nwg.x) * (256u / sgs) + li / sgs;
-    var acc = 0.0;
-    var ss = 0.0;
-    if (row < p.rows) {
-        let nb = p.k / 32u;
-        let base = row * (p.stride / 4u);
+    let first = (wg.x + wg.y * nwg.x) * RPW;
+    let nsg = 256u / sgs;
+    let last = p.rows - 1u;
+    let nb = p.k / 32u;
+    // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
+    for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
+        var acc = vec4<f32>(0.0);
+        var ss = 0.0;
+        // rows past the end repeat the last row (in bounds) and are not stored
+        let r1 = min(r0 + 1u, last);
+        let r2 = min(r0 + 2u, last);
+        let r3 = min(r0 + 3u, last);
         for (var b = lane; b < nb; b += sgs) {
-            let qa = w[base + 2u * b];
-            let qb = w[base + 2u * b + 1u];
-            let s2 = unpack2x16float(sc[row * p.scale_stride + b / 2u]);
-            let d = select(s2.x, s2.y, (b & 1u) == 1u);
-            var blk = 0.0;
-            let words = array<u32, 8>(qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w);
+            var xs: array<vec4<f32>, 8>;
             for (var i = 0u; i < 8u; i++) {
                 var xv = xin(8u * b + i);
                 if (RMS_NORM) {
                     ss = ss + dot(xv, xv);
                     xv = xv * g[8u * b + i];
                 }
-                blk = blk + dot(q4(words[i]), xv);
+                xs[i] = xv;
             }
-            acc = acc + d * blk;
+            acc.x = acc.x + block_dot(r0, b, xs);
+            if (ROWS > 1u) { acc.y = acc.y + block_dot(r1, b, xs); }
+            if (ROWS > 2u) { acc.z = acc.z + block_dot(r2, b, xs); }
+            if (ROWS > 3u) { acc.w = acc.w + block_dot(r3, b, xs); }
         }
-    }
-    let total = subgroupAdd(acc);
-    let total_ss = subgroupAdd(ss);
-    if (lane == 0u && row < p.rows) {
-        var r = total;
-        if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
-        let o = p.y_off + p.row0 + row;
-        if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
+        let total = subgroupAdd(acc);
+        let total_ss = subgroupAdd(ss);
+        if (lane == 0u) {
+            store(r0, total.x, total_ss);
+            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
+            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
+            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
+        }
     }
 }

@@ -1,7 +1,8 @@
-// y[y_off + row0 + r] (+)= sum_k W[r][k] * x[k]  (decode) with subgroup reductions: one row
-// per subgroup, any subgroup size (32 on NVIDIA, 8 on lavapipe), rows a multiple of 8 long.
-// No workgroup memory and no barriers: short rows (K = 1024) were dominated by the
-// shared-memory reduction in matvec_vec4.
+// y[y_off + row0 + r] (+)= sum_k W[r][k] * x[k]  (decode) with subgroup reductions. A subgroup
+// takes ROWS rows at once and reads each piece of x once for all of them; any subgroup size
+// (32 on NVIDIA, 8 on lavapipe, 32 or 64 on AMD): RPW rows per workgroup, a subgroup loops
+// over its share. Rows a multiple of 8 long. No workgroup memory and no barriers: short rows
+// (K = 1024) were dominated by the shared-memory reduction in matvec_vec4.
 // RMS_NORM folds the RMSNorm of x into the product: y = inv_rms(x) * W (x * g), with the sum
 // of squares taken by every subgroup from the x it reads anyway. ACCUMULATE adds into y;
 // SWIGLU reads silu(x[gate]) * x[up] as the input.
@@ -9,6 +10,8 @@ override IS_F16: bool = false;
 override ACCUMULATE: bool = false;
 override SWIGLU: bool = false;
 override RMS_NORM: bool = false;
+override ROWS: u32 = 1;     // 1..4
+override RPW: u32 = 8;      // rows per workgroup, a multiple of ROWS
 
 struct Params {
     rows: u32,
@@ -36,12 +39,14 @@ fn xin(i: u32) -> vec4<f32> {
     return a;
 }
 
-// (dot of 8 weights with their 8 inputs, sum of squares of those inputs when RMS_NORM)
-fn row_part(q: vec4<u32>, j: u32) -> vec2<f32> {
-    let a = unpack_w(q.x, IS_F16);
-    let b = unpack_w(q.y, IS_F16);
-    let c = unpack_w(q.z, IS_F16);
-    let d = unpack_w(q.w, IS_F16);
+// The 8 inputs of quad j (norm weight folded in) and their sum of squares (RMS_NORM).
+struct Xq {
+    a: vec4<f32>,
+    b: vec4<f32>,
+    ss: f32,
+}
+
+fn xquad(j: u32) -> Xq {
     var x0 = xin(2u * j);
     var x1 = xin(2u * j + 1u);
     var ss = 0.0;
@@ -50,7 +55,32 @@ fn row_part(q: vec4<u32>, j: u32) -> vec2<f32> {
         x0 = x0 * g[2u * j];
         x1 = x1 * g[2u * j + 1u];
     }
-    return vec2<f32>(dot(vec4<f32>(a.x, a.y, b.x, b.y), x0) + dot(vec4<f32>(c.x, c.y, d.x, d.y), x1), ss);
+    return Xq(x0, x1, ss);
+}
+
+fn part(q: vec4<u32>, v: Xq) -> f32 {
+    let a = unpack_w(q.x, IS_F16);
+    let b = unpack_w(q.y, IS_F16);
+    let c = unpack_w(q.z, IS_F16);
+    let d = unpack_w(q.w, IS_F16);
+    return dot(vec4<f32>(a.x, a.y, b.x, b.y), v.a) + dot(vec4<f32>(c.x, c.y, d.x, d.y), v.b);
+}
+
+// Four quads of one row, their loads issued together.
+fn four(base: u32, j: u32, sg: u32, v0: Xq, v1: Xq, v2: Xq, v3: Xq) -> f32 {
+    let q0 = w[base + j];
+    let q1 = w[base + j + sg];
+    let q2 = w[base + j + 2u * sg];
+    let q3 = w[base + j + 3u * sg];
+    return (part(q0, v0) + part(q1, v1)) + (part(q2, v2) + part(q3, v3));
+}
+
+fn store(row: u32, v: f32, total_ss: f32) {
+    if (row >= p.rows) { return; }
+    var r = v;
+    if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
+    let o = p.y_off + p.row0 + row;
+    if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
 }
 
 @compute @workgroup_size(256)
@@ -59,43 +89,52 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sg: u32) {
-    let row = (wg.x + wg.y * nwg.x) * (256u / sg) + li / sg;
-    var acc = 0.0;
-    var ss = 0.0;
-    if (row < p.rows) {
-        let quads = p.stride / 4u;
-        let base = row * quads;
-        // four independent 16-byte loads in flight per invocation (memory-level parallelism
-        // is what a bandwidth-bound kernel lives on), then the remainder one at a time
+    let first = (wg.x + wg.y * nwg.x) * RPW;
+    let nsg = 256u / sg;
+    let last = p.rows - 1u;
+    let quads = p.stride / 4u;
+    // subgroup-uniform loop: every lane of a subgroup has the same li / sg
+    for (var r0 = first + (li / sg) * ROWS; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
+        // rows past the end repeat the last row (in bounds) and are not stored
+        let b0 = r0 * quads;
+        let b1 = min(r0 + 1u, last) * quads;
+        let b2 = min(r0 + 2u, last) * quads;
+        let b3 = min(r0 + 3u, last) * quads;
+        var acc = vec4<f32>(0.0);
+        var ss = 0.0;
+        // four independent 16-byte loads in flight per row and invocation (memory-level
+        // parallelism is what a bandwidth-bound kernel lives on), then the rest one at a time
         var j = lane;
         loop {
             if (j + 3u * sg >= quads) { break; }
-            let q0 = w[base + j];
-            let q1 = w[base + j + sg];
-            let q2 = w[base + j + 2u * sg];
-            let q3 = w[base + j + 3u * sg];
-            let r0 = row_part(q0, j);
-            let r1 = row_part(q1, j + sg);
-            let r2 = row_part(q2, j + 2u * sg);
-            let r3 = row_part(q3, j + 3u * sg);
-            acc = acc + (r0.x + r1.x) + (r2.x + r3.x);
-            ss = ss + (r0.y + r1.y) + (r2.y + r3.y);
+            let v0 = xquad(j);
+            let v1 = xquad(j + sg);
+            let v2 = xquad(j + 2u * sg);
+            let v3 = xquad(j + 3u * sg);
+            ss = ss + (v0.ss + v1.ss) + (v2.ss + v3.ss);
+            acc.x = acc.x + four(b0, j, sg, v0, v1, v2, v3);
+            if (ROWS > 1u) { acc.y = acc.y + four(b1, j, sg, v0, v1, v2, v3); }
+            if (ROWS > 2u) { acc.z = acc.z + four(b2, j, sg, v0, v1, v2, v3); }
+            if (ROWS > 3u) { acc.w = acc.w + four(b3, j, sg, v0, v1, v2, v3); }
             j = j + 4u * sg;
         }
         loop {
             if (j >= quads) { break; }
-            let r = row_part(w[base + j], j);
-            acc = acc + r.x;
-            ss = ss + r.y;
+            let v = xquad(j);
+            ss = ss + v.ss;
+            acc.x = acc.x + part(w[b0 + j], v);
+            if (ROWS > 1u) { acc.y = acc.y + part(w[b1 + j], v); }
+            if (ROWS > 2u) { acc.z = acc.z + part(w[b2 + j], v); }
+            if (ROWS > 3u) { acc.w = acc.w + part(w[b3 + j], v); }
             j = j + sg;
         }
-    }
-    let total = subgroupAdd(acc);
-    let total_ss = subgroupAdd(ss);
-    if (lane == 0u && row < p.rows) {
-        var r = total;
-        if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
-        let o = p.y_off + p.row0 + row;
-        if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
+        let total = subgroupAdd(acc);
+        let total_ss = subgroupAdd(ss);
+        if (lane == 0u) {
+            store(r0, total.x, total_ss);
+            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
+            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
+            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
+        }
     }
 }

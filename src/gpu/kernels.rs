@@ -65,10 +65,47 @@ fn grid256(items: u32) -> [u32; 3] {
     grid(items.div_ceil(256))
 }
 
+/// Shape choices of the decode matvecs, measured per card (docs/kernels.md). The environment
+/// variables `OMNI_MATVEC_ROWS` and `OMNI_Q8_ROWS` override them for measurements.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// rows one subgroup computes together in the 16-bit matvec (1..=4)
+    pub matvec_rows: u32,
+    /// the same for the Q8_0 matvec
+    pub q8_rows: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            matvec_rows: 1,
+            q8_rows: 2,
+        }
+    }
+}
+
+impl Tuning {
+    pub fn from_env() -> Self {
+        let get = |key: &str, default: u32| {
+            std::env::var(key)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (1..=4).contains(v))
+                .unwrap_or(default)
+        };
+        let d = Tuning::default();
+        Tuning {
+            matvec_rows: get("OMNI_MATVEC_ROWS", d.matvec_rows),
+            q8_rows: get("OMNI_Q8_ROWS", d.q8_rows),
+        }
+    }
+}
+
 pub struct Kernels {
     pub ctx: Arc<GpuContext>,
     /// the `Step` uniform shared by every op
     step: wgpu::Buffer,
+    pub tuning: Tuning,
 }
 
 impl Kernels {
@@ -82,6 +119,7 @@ impl Kernels {
         Kernels {
             ctx: ctx.clone(),
             step,
+            tuning: Tuning::from_env(),
         }
     }
 
@@ -230,11 +268,15 @@ impl Kernels {
             "matvec"
         };
         let mut consts = Self::mat_constants(w, f).to_vec();
+        // rows per workgroup: ROWS per subgroup of the smallest size the adapter may pick
+        // (a larger subgroup loops over its share), else 8
+        let rows = self.tuning.matvec_rows;
+        let rows_per_wg = if sg { self.rows_per_subgroup_wg() * rows } else { 8 };
         if sg {
             consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
+            consts.push(("ROWS", rows as f64));
+            consts.push(("RPW", rows_per_wg as f64));
         }
-        // rows per workgroup: 256 / subgroup size (the smallest the adapter may pick), else 8
-        let rows_per_wg = if sg { self.rows_per_subgroup_wg() } else { 8 };
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
@@ -284,8 +326,11 @@ impl Kernels {
             ));
         }
         let mut consts = Self::mat_constants(w, f);
+        let rows = self.tuning.q8_rows;
+        let rows_per_wg = self.rows_per_subgroup_wg() * rows;
         consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
-        let rows_per_wg = self.rows_per_subgroup_wg();
+        consts.push(("ROWS", rows as f64));
+        consts.push(("RPW", rows_per_wg as f64));
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()

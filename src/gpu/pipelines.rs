@@ -84,6 +84,11 @@ const SHADERS: &[(&str, &str)] = &[
 
 type Key = (String, Vec<(String, u64)>);
 
+/// Whether shaders keep wgpu's bounds checks (`OMNI_GPU_CHECKED=1`).
+fn checked_shaders() -> bool {
+    std::env::var("OMNI_GPU_CHECKED").is_ok_and(|v| v == "1")
+}
+
 #[derive(Default)]
 pub struct PipelineCache {
     pipelines: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
@@ -123,10 +128,22 @@ impl PipelineCache {
             format!("{COMMON}\n{src}")
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        };
+        let module = if checked_shaders() {
+            device.create_shader_module(desc)
+        } else {
+            // SAFETY: wgpu's runtime checks clamp every storage index and bound every loop,
+            // which costs the matmul and matvec inner loops real time. Our kernels index
+            // only within sizes the host validated when it built each op (shapes checked
+            // at load, offsets and lengths derived from them), and the GPU test suite runs
+            // them on lavapipe. OMNI_GPU_CHECKED=1 turns the checks back on to chase a bug.
+            unsafe {
+                device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),
             layout: None,
