@@ -84,6 +84,9 @@ fn matmul_matches_cpu_for_odd_token_counts_and_chunks() {
         (5, 67, 45, 30),
         (37, 70, 64, 1000),
         (70, 129, 33, 64),
+        // K a multiple of 16: the vectorised tile loads, partial tiles in t and n, chunks
+        (65, 200, 160, 150),
+        (1, 3, 16, 2),
     ] {
         let w = encode(DType::BF16, &values(n * kk, 3));
         let x = values(t * kk, 4);

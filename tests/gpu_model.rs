@@ -282,3 +282,121 @@ fn q8_0_model_on_the_gpu_matches_the_cpu_q8_0_engine() {
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }
+
+/// generate() on the GPU engine queues steps ahead of reading their ids; it must stop, count
+/// and leave its cache exactly as the plain loop on the CPU engine does: at a stop id, at the
+/// token limit and at a full context, and a second turn after each must continue identically.
+#[test]
+fn run_ahead_generation_stops_and_leaves_the_cache_like_the_plain_loop() {
+    use qwen_omni::models::generation::{CpuSession, StopRule, TextModel, generate};
+    use qwen_omni::models::sampler::{Sampler, SamplingParams};
+    let ctx = gpu();
+    let name = "tied-gqa2";
+    let cpu = Qwen3Model::load(&fixture(name)).unwrap();
+    let (r, _) = reference(&fixture(name));
+    let p = &r.prompts[1];
+    let greedy = || {
+        Sampler::new(SamplingParams {
+            greedy: true,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    // (capacity, stop rule) for: a stop id at the 11th token, a limit of 5, a full context
+    let first_of = |i: usize| p.greedy.iter().position(|&t| t == p.greedy[i]).unwrap();
+    let cases = [
+        (
+            96,
+            StopRule {
+                max_new_tokens: 32,
+                stop_ids: vec![p.greedy[10]],
+            },
+        ),
+        (
+            96,
+            StopRule {
+                max_new_tokens: 5,
+                stop_ids: vec![],
+            },
+        ),
+        (
+            p.ids.len() + 3,
+            StopRule {
+                max_new_tokens: 32,
+                stop_ids: vec![],
+            },
+        ),
+    ];
+    assert!(first_of(10) > 0);
+    for (cap, stop) in cases {
+        let mut g = Qwen3Gpu::new(
+            &ctx,
+            &cpu,
+            GpuModelOptions {
+                ctx: cap,
+                max_prefill: 8,
+                all_logits: false,
+            },
+        )
+        .unwrap();
+        assert!(g.runs_ahead());
+        let mut c = CpuSession {
+            model: &cpu,
+            cache: cpu.new_cache(cap),
+        };
+        let run = |m: &mut dyn TextModel, prompt: &[u32], stop: &StopRule| {
+            generate(m, prompt, &mut greedy(), stop, |_| {
+                Ok(std::ops::ControlFlow::Continue(()))
+            })
+            .unwrap()
+        };
+        let a = run(&mut g, &p.ids, &stop);
+        let b = run(&mut c, &p.ids, &stop);
+        let what = format!("cap {cap} stop {stop:?}");
+        assert_eq!(a.generated, b.generated, "{what}");
+        assert_eq!(
+            (a.stopped_by_eos, a.stopped_by_context),
+            (b.stopped_by_eos, b.stopped_by_context),
+            "{what}"
+        );
+        assert_eq!(g.cached(), c.cached(), "{what}");
+        // a second turn continues from the same cache
+        if g.cached() + 3 <= cap {
+            let more = StopRule {
+                max_new_tokens: cap - g.cached() - 2,
+                stop_ids: vec![],
+            };
+            let a2 = run(&mut g, &[7, 9], &more);
+            let b2 = run(&mut c, &[7, 9], &more);
+            assert_eq!(a2.generated, b2.generated, "second turn after {what}");
+            assert_eq!(g.cached(), c.cached(), "second turn after {what}");
+        }
+    }
+    // the caller's break drops the queued step too
+    let mut g = Qwen3Gpu::new(
+        &ctx,
+        &cpu,
+        GpuModelOptions {
+            ctx: 96,
+            max_prefill: 8,
+            all_logits: false,
+        },
+    )
+    .unwrap();
+    let stop = StopRule {
+        max_new_tokens: 32,
+        stop_ids: vec![],
+    };
+    let mut n = 0;
+    let s = generate(&mut g, &p.ids, &mut greedy(), &stop, |_| {
+        n += 1;
+        Ok(if n == 4 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        })
+    })
+    .unwrap();
+    assert_eq!(s.generated, p.greedy[..4]);
+    assert_eq!(g.cached(), p.ids.len() + 3);
+}

@@ -1,10 +1,34 @@
 // Weight part of the prefill matmul for Q8_0 (four int8 per u32, f16 block scales two per u32).
-@group(0) @binding(2) var<storage, read> w: array<u32>;        // (rows, stride)
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;  // (rows, stride / 4) words
 @group(0) @binding(5) var<storage, read> sc: array<u32>;       // (rows, scale_stride)
+
+fn scale(n: u32, k: u32) -> f32 {
+    let s2 = unpack2x16float(sc[n * p.scale_stride + k / 64u]);
+    return select(s2.x, s2.y, ((k / 32u) & 1u) == 1u);
+}
 
 fn wval(n: u32, k: u32) -> f32 {
     if (n >= p.rows || k >= p.k) { return 0.0; }
-    let q = unpack4xI8(w[n * p.stride + k / 4u])[k % 4u];
-    let s2 = unpack2x16float(sc[n * p.scale_stride + k / 64u]);
-    return f32(q) * select(s2.x, s2.y, ((k / 32u) & 1u) == 1u);
+    let i = n * p.stride + k / 4u;
+    let q = unpack4xI8(w[i / 4u][i % 4u])[k % 4u];
+    return f32(q) * scale(n, k);
+}
+
+// VEC: invocations 0..128 load the 16 int8 weights (16 bytes) of row n0 + li at k0 (one
+// block, one scale); the other half waits.
+fn load_w_tile(li: u32, n0: u32, k0: u32) {
+    if (li >= 128u) { return; }
+    var q = vec4<u32>(0u);
+    var d = 0.0;
+    if (n0 + li < p.rows) {
+        q = w[((n0 + li) * p.stride + k0 / 4u) / 4u];
+        d = scale(n0 + li, k0);
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let v = vec4<f32>(unpack4xI8(q[j])) * d;
+        store_w(4u * j, li, v.x);
+        store_w(4u * j + 1u, li, v.y);
+        store_w(4u * j + 2u, li, v.z);
+        store_w(4u * j + 3u, li, v.w);
+    }
 }

@@ -23,7 +23,7 @@ pub struct GpuBuffer {
 
 impl GpuBuffer {
     pub fn zeros(ctx: &GpuContext, len: usize, label: &str) -> Result<Self> {
-        let bytes = (len.max(1) * 4) as u64;
+        let bytes = padded16(len * 4);
         check_size(ctx, bytes, label)?;
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -45,10 +45,13 @@ impl GpuBuffer {
     }
 
     fn from_bytes(ctx: &GpuContext, bytes: &[u8], len: usize, label: &str) -> Result<Self> {
-        check_size(ctx, bytes.len() as u64, label)?;
+        let size = padded16(bytes.len());
+        check_size(ctx, size, label)?;
         let padded;
-        let contents = if bytes.is_empty() {
-            padded = vec![0u8; 4];
+        let contents = if size as usize != bytes.len() {
+            let mut v = bytes.to_vec();
+            v.resize(size as usize, 0);
+            padded = v;
             &padded[..]
         } else {
             bytes
@@ -107,6 +110,12 @@ fn check_size(ctx: &GpuContext, bytes: u64, label: &str) -> Result<()> {
     Ok(())
 }
 
+/// Buffer sizes are rounded up to whole 16-byte words (at least one): kernels read f32 and
+/// u32 arrays as vec4 and must never read past the allocation (shaders run unchecked).
+pub fn padded16(bytes: usize) -> u64 {
+    (bytes.max(1).div_ceil(16) * 16) as u64
+}
+
 fn as_bytes<T: Copy>(data: &[T]) -> &[u8] {
     // SAFETY: f32 / u32 slices, plain old data, reinterpreted as their bytes.
     unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
@@ -129,12 +138,27 @@ pub fn read_back(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size: u64) -
 
 /// Map an already filled MAP_READ buffer and copy its bytes out.
 pub fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+    map_read_after(ctx, staging, None)
+}
+
+/// [`map_read`] waiting only for `submission` (None: everything submitted), so work queued
+/// after it keeps the GPU busy while the host reads.
+pub fn map_read_after(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    submission: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>> {
     let slice = staging.slice(..);
     let (tx, rx) = std::sync::mpsc::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
-    ctx.wait()?;
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: submission,
+            timeout: None,
+        })
+        .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))?;
     rx.recv()
         .map_err(|_| Error::Gpu("buffer map callback never ran".into()))?
         .map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
@@ -212,7 +236,7 @@ impl GpuMatrix {
             let n = (rows - row0).min(max_rows);
             let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                size: (n * row_bytes) as u64,
+                size: padded16(n * row_bytes),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
@@ -291,7 +315,7 @@ impl GpuMatrix {
             let make = |size: usize, what: &str| {
                 ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(what),
-                    size: size.max(4) as u64,
+                    size: padded16(size),
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 })
@@ -363,7 +387,7 @@ impl GpuMatrix {
         }
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (rows * row_bytes) as u64,
+            size: padded16(rows * row_bytes),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });

@@ -77,9 +77,12 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
+        // measured on an H200 (docs/benchmarks.md, 2026-11-27): 16-bit 1 / 2 / 4 rows gave
+        // 61% / 71% / 66% of copy bandwidth at Qwen3-8B; Q8_0 1 / 2 / 3 / 4 rows 15.5 / 9.0 /
+        // 7.9 / 7.4 ms per token
         Tuning {
-            matvec_rows: 1,
-            q8_rows: 2,
+            matvec_rows: 2,
+            q8_rows: 4,
         }
     }
 }
@@ -271,7 +274,11 @@ impl Kernels {
         // rows per workgroup: ROWS per subgroup of the smallest size the adapter may pick
         // (a larger subgroup loops over its share), else 8
         let rows = self.tuning.matvec_rows;
-        let rows_per_wg = if sg { self.rows_per_subgroup_wg() * rows } else { 8 };
+        let rows_per_wg = if sg {
+            self.rows_per_subgroup_wg() * rows
+        } else {
+            8
+        };
         if sg {
             consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
             consts.push(("ROWS", rows as f64));
@@ -376,8 +383,10 @@ impl Kernels {
         y_off: usize,
         f: MatFlags,
     ) -> Result<Vec<Op>> {
-        let consts = Self::mat_constants(w, f);
+        let mut consts = Self::mat_constants(w, f);
         let up = f.swiglu_up_off.unwrap_or(0) as u32;
+        let vec = w.cols.is_multiple_of(16) && x_ld.is_multiple_of(4) && up.is_multiple_of(4);
+        consts.push(("VEC", if vec { 1.0 } else { 0.0 }));
         w.chunks
             .iter()
             .map(|c| {
@@ -765,7 +774,7 @@ impl Kernels {
 
     /// Record and submit one step.
     pub fn run<'a>(&self, ops: impl IntoIterator<Item = &'a Op>, dims: StepDims) -> Result<()> {
-        self.run_then(ops, dims, |_| {})
+        self.run_then(ops, dims, |_| {}).map(|_| ())
     }
 
     /// Record one step, then `after` (e.g. a copy of the chosen id into a mapped buffer) in the
@@ -775,11 +784,10 @@ impl Kernels {
         ops: impl IntoIterator<Item = &'a Op>,
         dims: StepDims,
         after: impl FnOnce(&mut wgpu::CommandEncoder),
-    ) -> Result<()> {
+    ) -> Result<wgpu::SubmissionIndex> {
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         self.encode(&mut enc, ops, dims, None);
         after(&mut enc);
-        self.ctx.queue.submit([enc.finish()]);
-        Ok(())
+        Ok(self.ctx.queue.submit([enc.finish()]))
     }
 }

@@ -40,6 +40,26 @@ pub trait TextModel {
     fn sample_on_device(&mut self, _params: &crate::models::sampler::SamplingParams) -> bool {
         false
     }
+    /// Whether the engine can queue steps ahead of reading their ids ([`TextModel::submit`]).
+    fn runs_ahead(&self) -> bool {
+        false
+    }
+    /// Queue a step choosing its id on the device (`want` Greedy or Sample) without waiting:
+    /// `ids` None feeds the id the previous step chose, still on the device.
+    fn submit(&mut self, _ids: Option<&[u32]>, _want: Want) -> Result<()> {
+        Err(crate::Error::Invalid(
+            "this engine does not run ahead".into(),
+        ))
+    }
+    /// The id of the oldest queued step not read yet.
+    fn take_id(&mut self) -> Result<u32> {
+        Err(crate::Error::Invalid(
+            "this engine does not run ahead".into(),
+        ))
+    }
+    /// Drop the last `steps` queued steps: their ids are not wanted and their cache rows are
+    /// forgotten.
+    fn forget_ahead(&mut self, _steps: usize) {}
 }
 
 /// The CPU engine with a cache.
@@ -64,9 +84,8 @@ impl TextModel for CpuSession<'_> {
     }
 }
 
-impl TextModel for Qwen3Gpu {
-    fn step(&mut self, ids: &[u32], want: Want) -> Result<StepOut> {
-        let read = want == Want::Logits;
+impl Qwen3Gpu {
+    fn choose_by(&mut self, want: Want) {
         match (want, &self.device_sampling) {
             (Want::Sample(u), Some(p)) => {
                 let p = p.clone();
@@ -74,6 +93,36 @@ impl TextModel for Qwen3Gpu {
             }
             _ => self.set_sampling(None),
         }
+    }
+}
+
+impl TextModel for Qwen3Gpu {
+    fn runs_ahead(&self) -> bool {
+        true
+    }
+    fn submit(&mut self, ids: Option<&[u32]>, want: Want) -> Result<()> {
+        if want == Want::Logits {
+            return Err(crate::Error::Invalid(
+                "a step run ahead chooses its id on the device".into(),
+            ));
+        }
+        self.choose_by(want);
+        match ids {
+            None => self.decode(None, false)?,
+            Some([id]) if self.len > 0 => self.decode(Some(*id), false)?,
+            Some(ids) => self.prefill(ids, None)?,
+        };
+        Ok(())
+    }
+    fn take_id(&mut self) -> Result<u32> {
+        self.last_id()
+    }
+    fn forget_ahead(&mut self, steps: usize) {
+        Qwen3Gpu::forget_ahead(self, steps);
+    }
+    fn step(&mut self, ids: &[u32], want: Want) -> Result<StepOut> {
+        let read = want == Want::Logits;
+        self.choose_by(want);
         let logits = if ids.len() == 1 && self.len > 0 {
             self.decode(Some(ids[0]), read)?
         } else {
@@ -148,6 +197,10 @@ pub fn generate(
         prompt_tokens: prompt.len(),
         ..Default::default()
     };
+    let chooses_on_device = no_penalty && (sampler.params.is_greedy() || on_device);
+    if chooses_on_device && model.runs_ahead() {
+        return generate_ahead(model, prompt, sampler, stop, stats, want_for, on_token);
+    }
     let mut history = prompt.to_vec();
     let t0 = Instant::now();
     let mut out = model.step(prompt, want_for(sampler))?;
@@ -173,6 +226,62 @@ pub fn generate(
         }
         out = model.step(&[id], want_for(sampler))?;
     }
+    stats.decode_time = t1.elapsed();
+    Ok(stats)
+}
+
+/// [`generate`] on an engine that chooses ids on the device: two steps stay queued, each fed by
+/// the id its predecessor chose without a trip through the host, so the GPU never waits for the
+/// host to read an id, encode and submit. Steps queued past the end (a stop id, the caller's
+/// break) are dropped with their cache rows, leaving the cache as the plain loop leaves it.
+fn generate_ahead(
+    model: &mut dyn TextModel,
+    prompt: &[u32],
+    sampler: &mut Sampler,
+    stop: &StopRule,
+    mut stats: GenerationStats,
+    want_for: impl Fn(&mut Sampler) -> Want,
+    mut on_token: impl FnMut(u32) -> Result<ControlFlow<()>>,
+) -> Result<GenerationStats> {
+    const IN_FLIGHT: usize = 2;
+    let t0 = Instant::now();
+    model.submit(Some(prompt), want_for(sampler))?;
+    if stop.max_new_tokens == 0 {
+        model.take_id()?;
+        stats.prefill_time = t0.elapsed();
+        return Ok(stats);
+    }
+    let (mut submitted, mut taken) = (1usize, 0usize);
+    let mut t1 = Instant::now();
+    loop {
+        while submitted < taken + IN_FLIGHT
+            && submitted < stop.max_new_tokens
+            && model.cached() < model.capacity()
+        {
+            model.submit(None, want_for(sampler))?;
+            submitted += 1;
+        }
+        if taken == submitted {
+            // more ids are wanted but none could be queued: the context is full
+            stats.stopped_by_context = true;
+            break;
+        }
+        let id = model.take_id()?;
+        taken += 1;
+        if taken == 1 {
+            stats.prefill_time = t0.elapsed();
+            t1 = Instant::now();
+        }
+        if stop.stop_ids.contains(&id) {
+            stats.stopped_by_eos = true;
+            break;
+        }
+        stats.generated.push(id);
+        if on_token(id)?.is_break() || taken == stop.max_new_tokens {
+            break;
+        }
+    }
+    model.forget_ahead(submitted - taken);
     stats.decode_time = t1.elapsed();
     Ok(stats)
 }

@@ -136,9 +136,13 @@ pub struct Qwen3Gpu {
     sampling: Option<(SamplingParams, f32)>,
     /// settings for device sampling in generation (`TextModel::sample_on_device`)
     pub device_sampling: Option<SamplingParams>,
-    /// (1) u32, MAP_READ: each step copies its chosen id here in its own command buffer, so
-    /// reading it back costs one map, not a second submission and a new buffer per token
-    id_staging: wgpu::Buffer,
+    /// two (1) u32 MAP_READ buffers, used in turn: each step copies its chosen id into one in
+    /// its own command buffer, so reading it back costs one map, not a second submission,
+    /// and the next step can be queued before this one's id is read (run-ahead)
+    id_staging: [wgpu::Buffer; 2],
+    /// steps whose ids were not read yet, oldest first: (staging slot, submission)
+    pending: std::collections::VecDeque<(usize, wgpu::SubmissionIndex)>,
+    next_slot: usize,
     // kept alive for the bind groups
     _layers: Vec<GpuLayer>,
     _embed: GpuMatrix,
@@ -436,12 +440,16 @@ impl Qwen3Gpu {
             sample_op,
             sampling: None,
             device_sampling: None,
-            id_staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("id_staging"),
-                size: 4,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
+            id_staging: [0, 1].map(|_| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("id_staging"),
+                    size: 4,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
             }),
+            pending: Default::default(),
+            next_slot: 0,
             _layers: layers,
             _embed: embed,
             _lm_head: lm_head,
@@ -453,11 +461,44 @@ impl Qwen3Gpu {
     /// Forget the cache (a new conversation).
     pub fn reset(&mut self) {
         self.len = 0;
+        self.pending.clear();
     }
 
     /// Keep the first `len` cached tokens (a new prompt sharing a prefix).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+        self.pending.clear();
+    }
+
+    /// Undo the last `steps` decode steps run ahead whose ids will not be used: their cache
+    /// rows are forgotten (and overwritten by the next step) and their ids never read.
+    pub fn forget_ahead(&mut self, steps: usize) {
+        self.len -= steps.min(self.len);
+        for _ in 0..steps {
+            self.pending.pop_back();
+        }
+    }
+
+    /// Submit `ops` for one step with the copy of its chosen id into the next staging slot.
+    fn submit_choosing(&mut self, prefill: bool, dims: StepDims) -> Result<()> {
+        let slot = self.next_slot;
+        // at most two ids wait to be read: a third step reuses the oldest slot, whose id
+        // nobody asked for (steps run for their logits)
+        self.pending.retain(|(s, _)| *s != slot);
+        let program = if prefill {
+            &self.prefill_ops
+        } else {
+            &self.decode_ops
+        };
+        let (src, dst) = (&self.acts.out_id.buffer, &self.id_staging[slot]);
+        let index = self
+            .kernels
+            .run_then(program.iter().chain(self.choice_ops()), dims, |e| {
+                e.copy_buffer_to_buffer(src, 0, dst, 0, 4)
+            })?;
+        self.pending.push_back((slot, index));
+        self.next_slot = 1 - slot;
+        Ok(())
     }
 
     fn check(&self, ids: &[u32]) -> Result<()> {
@@ -487,7 +528,8 @@ impl Qwen3Gpu {
             return Err(Error::Gpu("model was loaded without all_logits".into()));
         }
         let mut out = Vec::new();
-        for chunk in ids.chunks(self.opts.max_prefill) {
+        let chunks = ids.len().div_ceil(self.opts.max_prefill);
+        for (i, chunk) in ids.chunks(self.opts.max_prefill).enumerate() {
             self.acts.ids.write_u32(&self.ctx, 0, chunk);
             let dims = StepDims {
                 t: chunk.len() as u32,
@@ -495,13 +537,10 @@ impl Qwen3Gpu {
             };
             if which == Some(Logits::All) {
                 self.kernels.run(&self.prefill_all_ops, dims)?;
+            } else if i + 1 < chunks {
+                self.kernels.run(&self.prefill_ops, dims)?;
             } else {
-                let (src, dst) = (&self.acts.out_id.buffer, &self.id_staging);
-                self.kernels.run_then(
-                    self.prefill_ops.iter().chain(self.choice_ops()),
-                    dims,
-                    |e| e.copy_buffer_to_buffer(src, 0, dst, 0, 4),
-                )?;
+                self.submit_choosing(true, dims)?;
             }
             self.len += chunk.len();
             if which == Some(Logits::All) {
@@ -538,9 +577,15 @@ impl Qwen3Gpu {
             .chain(std::iter::once(&self.sample_op).filter(move |_| sample))
     }
 
-    /// The id chosen by the last step (reads 4 bytes back).
-    pub fn last_id(&self) -> Result<u32> {
-        let bytes = crate::gpu::buffers::map_read(&self.ctx, &self.id_staging)?;
+    /// The id chosen by the oldest step not read yet (reads 4 bytes back, waiting for that
+    /// step only: a step queued after it keeps running).
+    pub fn last_id(&mut self) -> Result<u32> {
+        let (slot, index) = self
+            .pending
+            .pop_front()
+            .ok_or_else(|| Error::Gpu("no step with an unread id".into()))?;
+        let bytes =
+            crate::gpu::buffers::map_read_after(&self.ctx, &self.id_staging[slot], Some(index))?;
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
@@ -560,11 +605,7 @@ impl Qwen3Gpu {
             t: 1,
             pos0: self.len as u32,
         };
-        let (src, dst) = (&self.acts.out_id.buffer, &self.id_staging);
-        self.kernels
-            .run_then(self.decode_ops.iter().chain(self.choice_ops()), dims, |e| {
-                e.copy_buffer_to_buffer(src, 0, dst, 0, 4)
-            })?;
+        self.submit_choosing(false, dims)?;
         self.len += 1;
         if read_logits {
             self.acts.logits.read_f32(&self.ctx, 0, self.vocab)
