@@ -57,7 +57,10 @@ OMNI_DIR = os.path.join(FIX, "omni")
 
 N_GREEDY = 32
 MARGIN_GOAL = 0.05
-MIN_DISTINCT = 8
+# ... each prompt's 32 greedy tokens need >= MIN_DISTINCT distinct ids and no run of more than
+# MAX_RUN identical tokens (random tiny models easily collapse into repeating one token)
+MIN_DISTINCT = 16
+MAX_RUN = 4
 MAX_SEED_TRIES = 50
 PROMPT_TRIES = 30
 
@@ -97,9 +100,17 @@ def greedy_decode(step_logits, ids, n=N_GREEDY, stop=()):
     return out, margins
 
 
+def max_run(toks):
+    best = run = 1
+    for a, b in zip(toks, toks[1:]):
+        run = run + 1 if a == b else 1
+        best = max(best, run)
+    return best
+
+
 def acceptable(toks, margins, forbidden):
     return (len(toks) == N_GREEDY and min(margins) >= MARGIN_GOAL and not (set(toks) & forbidden)
-            and len(set(toks)) >= MIN_DISTINCT)
+            and len(set(toks)) >= MIN_DISTINCT and max_run(toks) <= MAX_RUN)
 
 
 def router_min_gap(router_logits, k):
@@ -295,6 +306,7 @@ def moe_forward_capture(model, ids):
     return out.logits[0], hidden, caps["norm"][0], routers
 
 
+@torch.no_grad()
 def build_qwen3_moe():
     spec = MOE
     eos = {spec["config"]["eos_token_id"]} | set(spec["generation"]["eos_token_id"])
@@ -369,8 +381,7 @@ def build_qwen3_moe():
         # grouped_mm experts (the transformers default) must agree closely with eager
         ref.set_experts_implementation("grouped_mm")
         try:
-            with torch.no_grad():
-                alt = ref(torch.tensor([ids])).logits[0]
+            alt = ref(torch.tensor([ids])).logits[0]
         finally:
             ref.set_experts_implementation("eager")
         gap = min(router_min_gap(r, K) for r in routers)
@@ -559,6 +570,8 @@ def omni_published_config(path):
         clean(th[sub])
     tc = th["text_config"]
     tc["rope_theta"], tc["rope_scaling"] = legacy_rope(tc.pop("rope_parameters"))
+    # keys of the published thinker text config that transformers 5 does not write
+    tc.update({"shared_expert_intermediate_size": 0, "use_qk_norm": True, "use_sliding_window": False})
     th["vision_config"].pop("rope_parameters")  # not in the published config (axial, theta 10000)
     tk = cfg["talker_config"]
     tk["model_type"] = "qwen3_omni_moe_talker"
@@ -567,6 +580,7 @@ def omni_published_config(path):
         tk[sub]["rope_theta"], scaling = legacy_rope(tk[sub].pop("rope_parameters"))
         tk[sub]["rope_scaling"] = scaling if "mrope_section" in scaling else None
     tk["text_config"]["num_experts"] = tk["text_config"].pop("num_local_experts")
+    tk["text_config"]["use_sliding_window"] = False
     c2 = cfg["code2wav_config"]
     c2["rope_theta"], _ = legacy_rope(c2.pop("rope_parameters"))
     cfg["dtype"] = "bfloat16"
@@ -815,6 +829,7 @@ def check_mrope_layout(thinker):
     return layout
 
 
+@torch.no_grad()
 def build_omni_fixture(force_wavs):
     make_wavs(force_wavs)
     proc, fe, id2name = make_processor()

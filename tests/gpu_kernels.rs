@@ -44,6 +44,7 @@ fn matvec_matches_cpu_for_bf16_and_f16_odd_shapes_and_chunks() {
     // every rows-per-subgroup choice (the tail of a chunk repeats its last row)
     for (rows, dtype) in (1..=4).flat_map(|r| [(r, DType::BF16), (r, DType::F16)]) {
         k.tuning.matvec_rows = rows;
+        k.tuning.matvec_wg = [256, 64, 128, 256][rows as usize - 1];
         for &(n, kk, chunk) in &[
             (1usize, 2usize, 100usize),
             (13, 7, 5),
@@ -533,6 +534,7 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
     let runs = (1..=4u32).flat_map(|r| shapes.iter().map(move |s| (r, *s)));
     for (rows, (t, n, kk, chunk)) in runs.filter(|(r, s)| *r == 1 || s.0 == 1) {
         k.tuning.q8_rows = rows;
+        k.tuning.matvec_wg = [256, 64, 128, 64][rows as usize - 1];
         let w = values(n * kk, 61);
         let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
             out.copy_from_slice(&w[r * kk..(r + 1) * kk])

@@ -10,6 +10,8 @@ override SWIGLU: bool = false;
 override RMS_NORM: bool = false;
 override ROWS: u32 = 1;     // 1..4
 override RPW: u32 = 8;      // rows per workgroup, a multiple of ROWS
+override WG: u32 = 256;     // invocations per workgroup (fewer, smaller workgroups keep more
+                            // of them in flight when a matrix has few rows)
 
 struct Params {
     rows: u32,
@@ -71,14 +73,14 @@ fn store(row: u32, v: f32, total_ss: f32) {
     if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sgs: u32) {
     let first = (wg.x + wg.y * nwg.x) * RPW;
-    let nsg = 256u / sgs;
+    let nsg = WG / sgs;
     let last = p.rows - 1u;
     let nb = p.k / 32u;
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs

@@ -12,6 +12,8 @@ override SWIGLU: bool = false;
 override RMS_NORM: bool = false;
 override ROWS: u32 = 1;     // 1..4
 override RPW: u32 = 8;      // rows per workgroup, a multiple of ROWS
+override WG: u32 = 256;     // invocations per workgroup (fewer, smaller workgroups keep more
+                            // of them in flight when a matrix has few rows)
 
 struct Params {
     rows: u32,
@@ -83,14 +85,14 @@ fn store(row: u32, v: f32, total_ss: f32) {
     if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sg: u32) {
     let first = (wg.x + wg.y * nwg.x) * RPW;
-    let nsg = 256u / sg;
+    let nsg = WG / sg;
     let last = p.rows - 1u;
     let quads = p.stride / 4u;
     // subgroup-uniform loop: every lane of a subgroup has the same li / sg

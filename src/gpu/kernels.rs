@@ -73,6 +73,8 @@ pub struct Tuning {
     pub matvec_rows: u32,
     /// the same for the Q8_0 matvec
     pub q8_rows: u32,
+    /// invocations per workgroup of the subgroup matvecs (64, 128 or 256)
+    pub matvec_wg: u32,
 }
 
 impl Default for Tuning {
@@ -83,23 +85,25 @@ impl Default for Tuning {
         Tuning {
             matvec_rows: 2,
             q8_rows: 4,
+            matvec_wg: 256,
         }
     }
 }
 
 impl Tuning {
     pub fn from_env() -> Self {
-        let get = |key: &str, default: u32| {
+        let get = |key: &str, ok: &[u32], default: u32| {
             std::env::var(key)
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=4).contains(v))
+                .filter(|v| ok.contains(v))
                 .unwrap_or(default)
         };
         let d = Tuning::default();
         Tuning {
-            matvec_rows: get("OMNI_MATVEC_ROWS", d.matvec_rows),
-            q8_rows: get("OMNI_Q8_ROWS", d.q8_rows),
+            matvec_rows: get("OMNI_MATVEC_ROWS", &[1, 2, 3, 4], d.matvec_rows),
+            q8_rows: get("OMNI_Q8_ROWS", &[1, 2, 3, 4], d.q8_rows),
+            matvec_wg: get("OMNI_MATVEC_WG", &[64, 128, 256], d.matvec_wg),
         }
     }
 }
@@ -215,8 +219,9 @@ impl Kernels {
     /// Rows per 256-invocation workgroup for the one-row-per-subgroup matvecs: 256 / the
     /// smallest subgroup size the adapter may pick (a larger actual size leaves the extra
     /// workgroups idle, never rows uncovered).
+    /// Subgroups per matvec workgroup, counting the smallest subgroup the adapter may pick.
     fn rows_per_subgroup_wg(&self) -> u32 {
-        (256 / self.ctx.info.subgroup_min_size.max(1)).max(1)
+        (self.tuning.matvec_wg / self.ctx.info.subgroup_min_size.max(1)).max(1)
     }
 
     /// Whether [`Kernels::matvec_normed`] is available (subgroups, rows a multiple of 8).
@@ -283,6 +288,7 @@ impl Kernels {
             consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
             consts.push(("ROWS", rows as f64));
             consts.push(("RPW", rows_per_wg as f64));
+            consts.push(("WG", self.tuning.matvec_wg as f64));
         }
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
@@ -338,6 +344,7 @@ impl Kernels {
         consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
         consts.push(("ROWS", rows as f64));
         consts.push(("RPW", rows_per_wg as f64));
+        consts.push(("WG", self.tuning.matvec_wg as f64));
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
