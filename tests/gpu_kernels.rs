@@ -238,6 +238,11 @@ fn decode_and_prefill_attention_match_cpu() {
         (4usize, 2usize, 16usize, 0usize, 1usize),
         (6, 2, 12, 9, 1),
         (3, 3, 24, 300, 1),
+        // decode chunk edges: 64 rows (one chunk), 65 (two), 128, and head_dim 256
+        (2, 1, 128, 63, 1),
+        (2, 1, 128, 64, 1),
+        (8, 2, 64, 127, 1),
+        (4, 2, 256, 200, 1),
         (6, 2, 12, 0, 70),
         (4, 1, 32, 5, 19),
         (2, 1, 128, 3, 66),
@@ -258,7 +263,12 @@ fn decode_and_prefill_attention_match_cpu() {
             pos0: pos0 as u32,
         };
         if t == 1 {
-            let scores = GpuBuffer::zeros(&ctx, heads * ctx_len, "scores").unwrap();
+            let scores = GpuBuffer::zeros(
+                &ctx,
+                Kernels::attn_decode_scratch(heads, hd, ctx_len),
+                "attn_part",
+            )
+            .unwrap();
             k.run(
                 &k.attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len)
                     .unwrap(),

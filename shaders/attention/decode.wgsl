@@ -1,12 +1,13 @@
-// Decode attention (one query per head) over cache rows 0..step.kv_len, one workgroup per
-// head, in one dispatch: scores into `scores` (heads, ctx), softmax, then the weighted sum of
-// values. (Three separate dispatches cost ~15 us each per layer on an H200; the work itself
-// is tiny at decode.)
+// Decode attention, pass 1 of 2 (split-K, "flash decoding"): one workgroup per (head, chunk of
+// 64 cache rows), so a long context spreads over the whole GPU instead of one workgroup per
+// head looping over every row. Each writes its chunk's unnormalised output with the chunk's
+// max score and exponential sum to `part`; attn_combine merges them. With a single chunk
+// (kv_len <= 64) the output is final here and the combine pass is not dispatched.
 struct Params {
     heads: u32,
     kv_heads: u32,
-    head_dim: u32,
-    ctx: u32,          // row pitch of scores (cache capacity)
+    head_dim: u32,     // <= 256
+    chunks: u32,       // chunk pitch of `part` (cache capacity / 64, rounded up)
     scale_bits: u32,   // f32 bits of 1 / sqrt(head_dim)
     _p0: u32,
     _p1: u32,
@@ -18,70 +19,74 @@ struct Params {
 @group(0) @binding(2) var<storage, read> q: array<f32>;              // (heads, head_dim)
 @group(0) @binding(3) var<storage, read> kc: array<f32>;             // (ctx, kv_heads, head_dim)
 @group(0) @binding(4) var<storage, read> vc: array<f32>;             // (ctx, kv_heads, head_dim)
-@group(0) @binding(5) var<storage, read_write> scores: array<f32>;   // (heads, ctx) scratch
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;     // (heads, chunks, head_dim + 2)
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;      // (heads, head_dim)
 
-var<workgroup> qs: array<f32, 256>;     // the query, head_dim <= 256
-var<workgroup> red: array<f32, 256>;
-var<workgroup> part: array<f32, 2048>;  // (slices, head_dim) partial sums
+const CHUNK: u32 = 64u;
+
+var<workgroup> qs: array<f32, 256>;   // the scaled query
+var<workgroup> dots: array<f32, 256>; // 64 rows x 4 partial dot products
+var<workgroup> sc: array<f32, 64>;    // the chunk's scores (-inf past kv_len)
+var<workgroup> ov: array<f32, 256>;   // (slices, head_dim) partial outputs
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let h = wg.x;
+    let c = wg.y;
     let hd = p.head_dim;
-    let kvh = h / (p.heads / p.kv_heads);
     let n = step.kv_len;
-    let base = h * p.ctx;
-    let scale = bitcast<f32>(p.scale_bits);
-    if (li < hd) { qs[li] = q[h * hd + li] * scale; }
+    let kvh = h / (p.heads / p.kv_heads);
+    let row0 = c * CHUNK;
+    if (li < hd) { qs[li] = q[h * hd + li] * bitcast<f32>(p.scale_bits); }
     workgroupBarrier();
-    // 1. scores and their max
+    // scores: four invocations per cache row, interleaved dims (adjacent loads)
+    let r = li / 4u;
+    let j = li % 4u;
+    var s = 0.0;
+    if (row0 + r < n) {
+        let kb = ((row0 + r) * p.kv_heads + kvh) * hd;
+        for (var d = j; d < hd; d += 4u) { s = s + qs[d] * kc[kb + d]; }
+    }
+    dots[li] = s;
+    workgroupBarrier();
+    if (li < CHUNK) {
+        var v = -3.4e38;
+        if (row0 + li < n) { v = (dots[4u * li] + dots[4u * li + 1u]) + (dots[4u * li + 2u] + dots[4u * li + 3u]); }
+        sc[li] = v;
+    }
+    workgroupBarrier();
     var m = -3.4e38;
-    for (var pos = li; pos < n; pos += 256u) {
-        let kb = (pos * p.kv_heads + kvh) * hd;
-        var s = 0.0;
-        for (var d = 0u; d < hd; d++) { s = s + qs[d] * kc[kb + d]; }
-        scores[base + pos] = s;
-        m = max(m, s);
-    }
-    red[li] = m;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s / 2u) {
-        if (li < s) { red[li] = max(red[li], red[li + s]); }
-        workgroupBarrier();
-    }
-    let mx = red[0];
-    workgroupBarrier();
-    // 2. exponentials and their sum (each invocation rewrites its own positions)
-    var sum = 0.0;
-    for (var pos = li; pos < n; pos += 256u) {
-        let e = exp(scores[base + pos] - mx);
-        scores[base + pos] = e;
-        sum = sum + e;
-    }
-    red[li] = sum;
-    storageBarrier();
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s / 2u) {
-        if (li < s) { red[li] = red[li] + red[li + s]; }
-        workgroupBarrier();
-    }
-    let inv = 1.0 / red[0];
-    // 3. weighted values: 256 / hd slices of positions per dim
-    let slices = max(1u, 256u / hd);
+    for (var i = 0u; i < CHUNK; i++) { m = max(m, sc[i]); }
+    // weighted values: `slices` groups of invocations split the rows, one dim each
+    let slices = 256u / hd;
     let d = li % hd;
     let slice = li / hd;
-    var acc = 0.0;
     if (slice < slices) {
-        for (var pos = slice; pos < n; pos += slices) {
-            acc = acc + scores[base + pos] * vc[(pos * p.kv_heads + kvh) * hd + d];
+        var acc = 0.0;
+        for (var i = slice; i < CHUNK; i += slices) {
+            if (row0 + i < n) {
+                acc = acc + exp(sc[i] - m) * vc[((row0 + i) * p.kv_heads + kvh) * hd + d];
+            }
         }
-        part[slice * hd + d] = acc;
+        ov[slice * hd + d] = acc;
     }
     workgroupBarrier();
     if (li < hd) {
-        var total = 0.0;
-        for (var s = 0u; s < slices; s++) { total = total + part[s * hd + li]; }
-        out[h * hd + li] = total * inv;
+        var o = 0.0;
+        for (var k = 0u; k < slices; k++) { o = o + ov[k * hd + li]; }
+        var l = 0.0;
+        for (var i = 0u; i < CHUNK; i++) {
+            if (row0 + i < n) { l = l + exp(sc[i] - m); }
+        }
+        if (n <= CHUNK) {
+            out[h * hd + li] = o / l;
+        } else {
+            let b = (h * p.chunks + c) * (hd + 2u);
+            part[b + li] = o;
+            if (li == 0u) {
+                part[b + hd] = m;
+                part[b + hd + 1u] = l;
+            }
+        }
     }
 }

@@ -677,37 +677,58 @@ impl Kernels {
         ])
     }
 
-    /// Decode attention (one query per head) over cache rows 0..kv_len in one dispatch;
-    /// `scores` is (heads, ctx) scratch.
+    /// Floats of the `part` scratch [`Kernels::attn_decode`] needs for a cache of `ctx_len`.
+    pub fn attn_decode_scratch(heads: usize, head_dim: usize, ctx_len: usize) -> usize {
+        heads * ctx_len.div_ceil(64) * (head_dim + 2)
+    }
+
+    /// Decode attention of one query per head over cache rows 0..kv_len: a split pass over
+    /// chunks of 64 rows and, when there are several, a combining pass.
+    /// `part` holds [`Kernels::attn_decode_scratch`] floats.
     #[allow(clippy::too_many_arguments)]
     pub fn attn_decode(
         &self,
         q: &GpuBuffer,
         kc: &GpuBuffer,
         vc: &GpuBuffer,
-        scores: &GpuBuffer,
+        part: &GpuBuffer,
         out: &GpuBuffer,
         heads: usize,
         kv_heads: usize,
         head_dim: usize,
         ctx_len: usize,
     ) -> Result<Vec<Op>> {
+        if head_dim > 256 || head_dim == 0 {
+            return Err(crate::Error::Gpu(format!(
+                "decode attention supports head_dim 1..=256, not {head_dim}"
+            )));
+        }
+        if part.len < Self::attn_decode_scratch(heads, head_dim, ctx_len) {
+            return Err(crate::Error::Gpu(
+                "decode attention scratch too small".into(),
+            ));
+        }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
-        Ok(vec![self.op(
+        let chunks = ctx_len.div_ceil(64) as u32;
+        let params = [h, kv_heads as u32, head_dim as u32, chunks, scale];
+        let split = self.op(
             "attn_decode",
             &[],
-            &[h, kv_heads as u32, head_dim as u32, ctx_len as u32, scale],
+            &params,
             true,
-            &[
-                &q.buffer,
-                &kc.buffer,
-                &vc.buffer,
-                &scores.buffer,
-                &out.buffer,
-            ],
-            Box::new(move |_| [h, 1, 1]),
-        )?])
+            &[&q.buffer, &kc.buffer, &vc.buffer, &part.buffer, &out.buffer],
+            Box::new(move |d| [h, d.kv_len().div_ceil(64), 1]),
+        )?;
+        let combine = self.op(
+            "attn_combine",
+            &[],
+            &params,
+            true,
+            &[&part.buffer, &out.buffer],
+            Box::new(move |d| [if d.kv_len() > 64 { h } else { 0 }, 1, 1]),
+        )?;
+        Ok(vec![split, combine])
     }
 
     /// Causal flash attention of the step's t queries over cache rows 0..pos0 + t.

@@ -40,6 +40,10 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/decode.wgsl"),
     ),
     (
+        "attn_combine",
+        include_str!("../../shaders/attention/combine.wgsl"),
+    ),
+    (
         "matvec_sg",
         include_str!("../../shaders/matmul/matvec_sg.wgsl"),
     ),

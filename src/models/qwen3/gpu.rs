@@ -112,7 +112,7 @@ struct Acts {
     last: GpuBuffer,
     logits: GpuBuffer,             // (vocab)
     logits_all: Option<GpuBuffer>, // (max_t, vocab)
-    scores: GpuBuffer,             // (heads, ctx)
+    scores: GpuBuffer,             // decode attention's per-chunk partials
     out_id: GpuBuffer,             // (1) u32
 }
 
@@ -289,7 +289,11 @@ impl Qwen3Gpu {
             } else {
                 None
             },
-            scores: buf(ctx, heads * cap, "scores")?,
+            scores: buf(
+                ctx,
+                Kernels::attn_decode_scratch(heads, hd, cap),
+                "attn_part",
+            )?,
             out_id: buf(ctx, 1, "out_id")?,
         };
         ctx.queue.submit([]);
