@@ -6,7 +6,8 @@ Run (from anywhere):
     /opt/ref-venv/bin/python scripts/make_omni_fixtures.py qwen3_moe  # or: omni
     /opt/ref-venv/bin/python scripts/make_omni_fixtures.py --regen-wavs omni
 
-Needs the packages pinned in scripts/requirements-fixtures.txt. The WAV files under
+Needs the packages pinned in scripts/requirements-fixtures.txt, plus `sox` (and `espeak-ng` to
+remake the WAVs): apt-get install -y sox espeak-ng. The WAV files under
 tests/fixtures/omni/ are committed; they are only (re)made with espeak-ng + sox when missing or
 with --regen-wavs. Every reference is computed from the committed WAV files.
 Everything else is deterministic (fixed seeds, CPU, float32 references, eager attention and
@@ -786,10 +787,10 @@ def omni_search(mels, n_tok):
 
         makers = [
             ("text", lambda: ([IM_START, USER, NL] + content(2) + [IM_END, NL, IM_START, ASSISTANT, NL], (), None)),
-            ("audio", lambda: (audio_user_turn(n_tok["short"], content(4)), ("short",), None)),
+            ("audio_prompt", lambda: (audio_user_turn(n_tok["short"], content(4)), ("short",), None)),
             # turn 2: turn 1 (audio prompt + its first 8 greedy tokens + <|im_end|>\n), then a
             # second user turn with the long clip
-            ("turn2", lambda: (slots["audio"][0] + slots["audio"][1][:8] + [IM_END, NL]
+            ("turn2", lambda: (slots["audio_prompt"][0] + slots["audio_prompt"][1][:8] + [IM_END, NL]
                                + audio_user_turn(n_tok["long"], content(3)), ("short", "long"), None)),
             # an image placeholder grid (no pixels): positions differ between the 3 axes
             ("mrope", lambda: ([IM_START, USER, NL, VISION_START] + [IMAGE_PAD] * 6 + [VISION_END] + content(3)
@@ -954,7 +955,8 @@ def build_omni_fixture(force_wavs):
     om = Omni(ref, mels)
     tensors = {}
     meta = {"model": "omni/tiny", "seed": seed,
-            "special_tokens": {**SPECIAL, **{("\\n" if k == "\n" else k): v for k, v in ROLE.items()}},
+            "special_tokens": {**SPECIAL, **ROLE}, "thinker_eos_token_id": IM_END,
+            "never_generated": sorted(FORBIDDEN),
             "mrope_frequency_owner": layout, "audio": audio_meta, "prompts": {}}
 
     # ---- audio tower ----------------------------------------------------------------------
@@ -1031,11 +1033,11 @@ def build_omni_fixture(force_wavs):
 
     t_ids, t_toks = slots["text"]
     record("text", t_ids, t_toks)
-    a_ids, a_toks = slots["audio"]
-    record("audio", a_ids, a_toks, ("short",),
+    a_ids, a_toks = slots["audio_prompt"]
+    record("audio_prompt", a_ids, a_toks, ("short",),
            extra={"prompt_before_expansion": audio_user_turn(1, a_ids[4 + n_tok["short"] + 1:-5])})
     # the processor gives exactly these ids for the unexpanded prompt
-    pids = proc(text=ids_to_text(meta["prompts"]["audio"]["prompt_before_expansion"], id2name),
+    pids = proc(text=ids_to_text(meta["prompts"]["audio_prompt"]["prompt_before_expansion"], id2name),
                 audio=[wavs["short"]], return_tensors="pt")["input_ids"][0].tolist()
     assert pids == a_ids
     t2_ids, t2_toks = slots["turn2"]

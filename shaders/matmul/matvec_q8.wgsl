@@ -53,15 +53,17 @@ fn q4(word: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(m | vec4<u32>(0x4b000000u)) - vec4<f32>(8388736.0);
 }
 
-// Block b of `row` against the 32 inputs xs.
-fn block_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>) -> f32 {
+// Block b of `row` against its 32 inputs x0..x7 (named values, not an array: an array indexed
+// in a loop may live in local memory).
+fn block_dot(row: u32, b: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+             x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
     let base = row * (p.stride / 4u) + 2u * b;
     let qa = w[base];
     let qb = w[base + 1u];
     let s2 = unpack2x16float(sc[row * p.scale_stride + b / 2u]);
     let d = select(s2.x, s2.y, (b & 1u) == 1u);
-    let lo = dot(q4(qa.x), xs[0]) + dot(q4(qa.y), xs[1]) + dot(q4(qa.z), xs[2]) + dot(q4(qa.w), xs[3]);
-    let hi = dot(q4(qb.x), xs[4]) + dot(q4(qb.y), xs[5]) + dot(q4(qb.z), xs[6]) + dot(q4(qb.w), xs[7]);
+    let lo = dot(q4(qa.x), x0) + dot(q4(qa.y), x1) + dot(q4(qa.z), x2) + dot(q4(qa.w), x3);
+    let hi = dot(q4(qb.x), x4) + dot(q4(qb.y), x5) + dot(q4(qb.z), x6) + dot(q4(qb.w), x7);
     return d * (lo + hi);
 }
 
@@ -92,19 +94,31 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
         for (var b = lane; b < nb; b += sgs) {
-            var xs: array<vec4<f32>, 8>;
-            for (var i = 0u; i < 8u; i++) {
-                var xv = xin(8u * b + i);
-                if (RMS_NORM) {
-                    ss = ss + dot(xv, xv);
-                    xv = xv * g[8u * b + i];
-                }
-                xs[i] = xv;
+            let i = 8u * b;
+            var x0 = xin(i);
+            var x1 = xin(i + 1u);
+            var x2 = xin(i + 2u);
+            var x3 = xin(i + 3u);
+            var x4 = xin(i + 4u);
+            var x5 = xin(i + 5u);
+            var x6 = xin(i + 6u);
+            var x7 = xin(i + 7u);
+            if (RMS_NORM) {
+                ss = ss + ((dot(x0, x0) + dot(x1, x1)) + (dot(x2, x2) + dot(x3, x3)))
+                        + ((dot(x4, x4) + dot(x5, x5)) + (dot(x6, x6) + dot(x7, x7)));
+                x0 = x0 * g[i];
+                x1 = x1 * g[i + 1u];
+                x2 = x2 * g[i + 2u];
+                x3 = x3 * g[i + 3u];
+                x4 = x4 * g[i + 4u];
+                x5 = x5 * g[i + 5u];
+                x6 = x6 * g[i + 6u];
+                x7 = x7 * g[i + 7u];
             }
-            acc.x = acc.x + block_dot(r0, b, xs);
-            if (ROWS > 1u) { acc.y = acc.y + block_dot(r1, b, xs); }
-            if (ROWS > 2u) { acc.z = acc.z + block_dot(r2, b, xs); }
-            if (ROWS > 3u) { acc.w = acc.w + block_dot(r3, b, xs); }
+            acc.x = acc.x + block_dot(r0, b, x0, x1, x2, x3, x4, x5, x6, x7);
+            if (ROWS > 1u) { acc.y = acc.y + block_dot(r1, b, x0, x1, x2, x3, x4, x5, x6, x7); }
+            if (ROWS > 2u) { acc.z = acc.z + block_dot(r2, b, x0, x1, x2, x3, x4, x5, x6, x7); }
+            if (ROWS > 3u) { acc.w = acc.w + block_dot(r3, b, x0, x1, x2, x3, x4, x5, x6, x7); }
         }
         let total = subgroupAdd(acc);
         let total_ss = subgroupAdd(ss);
