@@ -1,6 +1,7 @@
 //! Qwen model components, one folder per checkpoint family, plus the tokenizer, chat template
 //! and sampler shared by all of them.
 
+pub mod audio_encoder;
 pub mod chat;
 pub mod config;
 pub mod generation;
