@@ -63,24 +63,23 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         visit("k_proj", p("self_attn.k_proj"), &sb.k_proj, &sq.k_proj);
         visit("v_proj", p("self_attn.v_proj"), &sb.v_proj, &sq.v_proj);
         visit("o_proj", p("self_attn.o_proj"), &sb.o_proj, &sq.o_proj);
-        visit(
-            "gate_proj",
-            p("mlp.gate_proj"),
-            &lb.mlp.gate_proj,
-            &lq.mlp.gate_proj,
-        );
-        visit(
-            "up_proj",
-            p("mlp.up_proj"),
-            &lb.mlp.up_proj,
-            &lq.mlp.up_proj,
-        );
-        visit(
-            "down_proj",
-            p("mlp.down_proj"),
-            &lb.mlp.down_proj,
-            &lq.mlp.down_proj,
-        );
+        let (fb, fq) = (lb.ffn.matrices(), lq.ffn.matrices());
+        let kinds = ["gate_proj", "up_proj", "down_proj"];
+        // dense: gate/up/down; MoE: the router first, then each listed expert's three
+        let moe = fb.len() % 3 == 1;
+        for (j, (b, q)) in fb.iter().zip(&fq).enumerate() {
+            if moe && j == 0 {
+                visit("router", p("mlp.gate"), b, q);
+                continue;
+            }
+            let k = if moe { j - 1 } else { j };
+            let name = if moe {
+                p(&format!("mlp.experts.{}.{}", k / 3, kinds[k % 3]))
+            } else {
+                p(&format!("mlp.{}", kinds[k % 3]))
+            };
+            visit(kinds[k % 3], name, b, q);
+        }
     }
     visit("lm_head", "lm_head".into(), &base.lm_head, &q8.lm_head);
 

@@ -64,6 +64,58 @@ pub struct Qwen3Config {
     pub eos_token_id: Option<TokenIds>,
     /// Present in our Q8_0 checkpoints: {"quant_method": "omni_q8_0", "block_size": 32}.
     pub quantization_config: Option<serde_json::Value>,
+    /// Mixture of experts (`qwen3_moe`, the Omni thinker): experts per MoE layer (0: dense).
+    /// transformers 5 writes `num_local_experts`, published configs `num_experts`.
+    #[serde(default, alias = "num_local_experts")]
+    pub num_experts: usize,
+    #[serde(default)]
+    pub num_experts_per_tok: usize,
+    #[serde(default)]
+    pub moe_intermediate_size: usize,
+    #[serde(default)]
+    pub norm_topk_prob: bool,
+    /// every `decoder_sparse_step`-th layer is MoE (1: all)
+    #[serde(default = "one")]
+    pub decoder_sparse_step: usize,
+    /// layers that stay dense in a MoE model
+    #[serde(default)]
+    pub mlp_only_layers: Vec<usize>,
+    /// Shared experts (Qwen2-MoE style) are not implemented; Qwen3 and the Omni thinker have 0.
+    #[serde(default)]
+    pub shared_expert_intermediate_size: usize,
+    /// Where the decoder's tensors live in the checkpoint (set by the loader, not the file).
+    #[serde(skip)]
+    pub layout: TensorLayout,
+}
+
+/// Tensor name prefixes of a text decoder inside its checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorLayout {
+    /// prefix of `embed_tokens`, `layers.N...`, `norm` (with the trailing dot)
+    pub decoder: String,
+    /// the LM head weight
+    pub lm_head: String,
+}
+
+impl Default for TensorLayout {
+    fn default() -> Self {
+        TensorLayout {
+            decoder: "model.".into(),
+            lm_head: "lm_head.weight".into(),
+        }
+    }
+}
+
+/// The same decoder inside a Qwen3-Omni checkpoint (`thinker.model.*`, `thinker.lm_head`).
+pub fn thinker_layout() -> TensorLayout {
+    TensorLayout {
+        decoder: "thinker.model.".into(),
+        lm_head: "thinker.lm_head.weight".into(),
+    }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The `quant_method` our Q8_0 checkpoints carry.
@@ -82,28 +134,67 @@ impl Qwen3Config {
             path: path.clone(),
             msg: format!("not valid JSON: {e}"),
         })?;
+        Self::from_json(probe, &path)
+    }
+
+    /// The text decoder described by a parsed config.json: `qwen3`, `qwen3_moe`, or the
+    /// thinker of a `qwen3_omni_moe` checkpoint (`thinker_config.text_config`).
+    pub fn from_json(probe: serde_json::Value, path: &Path) -> Result<Self> {
+        let err = |msg: String| Error::Config {
+            path: path.to_path_buf(),
+            msg,
+        };
         let model_type = probe.get("model_type").and_then(|v| v.as_str());
-        match model_type {
-            Some("qwen3") => {}
+        let (text, layout, tied) = match model_type {
+            Some("qwen3" | "qwen3_moe") => (probe.clone(), TensorLayout::default(), None),
+            Some("qwen3_omni_moe") => {
+                let thinker = probe
+                    .get("thinker_config")
+                    .ok_or_else(|| err("no `thinker_config` in a qwen3_omni_moe config".into()))?;
+                let text = thinker.get("text_config").ok_or_else(|| {
+                    err("no `thinker_config.text_config` in a qwen3_omni_moe config".into())
+                })?;
+                let tied = thinker.get("tie_word_embeddings").and_then(|v| v.as_bool());
+                (text.clone(), thinker_layout(), tied)
+            }
             Some(other) => {
-                return Err(Error::Config {
-                    path,
-                    msg: format!("unknown model_type `{other}` (supported: qwen3)"),
-                });
+                return Err(err(format!(
+                    "unknown model_type `{other}` (supported: qwen3, qwen3_moe, qwen3_omni_moe)"
+                )));
             }
-            None => {
-                return Err(Error::Config {
-                    path,
-                    msg: "no `model_type` key".into(),
-                });
-            }
+            None => return Err(err("no `model_type` key".into())),
+        };
+        let where_ = if layout == TensorLayout::default() {
+            ""
+        } else {
+            "thinker_config.text_config: "
+        };
+        let mut cfg: Qwen3Config =
+            serde_json::from_value(text).map_err(|e| err(format!("{where_}{e}")))?;
+        cfg.layout = layout;
+        if let Some(t) = tied {
+            cfg.tie_word_embeddings = t;
         }
-        let cfg: Qwen3Config = serde_json::from_value(probe).map_err(|e| Error::Config {
-            path: path.clone(),
-            msg: format!("{e}"),
-        })?;
-        cfg.validate().map_err(|msg| Error::Config { path, msg })?;
+        cfg.validate()
+            .map_err(|msg| err(format!("{where_}{msg}")))?;
         Ok(cfg)
+    }
+
+    /// Whether layer `i` is a mixture of experts (transformers' rule for Qwen3-MoE).
+    pub fn is_moe_layer(&self, i: usize) -> bool {
+        self.num_experts > 0
+            && !self.mlp_only_layers.contains(&i)
+            && (i + 1).is_multiple_of(self.decoder_sparse_step)
+    }
+
+    /// The interleaved M-RoPE sections (t, h, w) of the Omni thinker, if any.
+    pub fn mrope_section(&self) -> Option<Vec<usize>> {
+        let s = self
+            .rope_scaling
+            .as_ref()?
+            .get("mrope_section")?
+            .as_array()?;
+        s.iter().map(|v| v.as_u64().map(|x| x as usize)).collect()
     }
 
     pub fn head_dim(&self) -> usize {
@@ -182,10 +273,51 @@ impl Qwen3Config {
         {
             return Err(format!("rope_type `{rt}` is not supported (only default)"));
         }
-        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(
-                "`rope_scaling` is not supported (long-context scaling is not implemented)".into(),
-            );
+        if let Some(rs) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+            // M-RoPE (the Omni thinker) is plain RoPE per axis; long-context scaling is not
+            // implemented
+            let kind = rs
+                .get("rope_type")
+                .or_else(|| rs.get("type"))
+                .and_then(|v| v.as_str());
+            let Some(section) = self.mrope_section() else {
+                return Err(
+                    "`rope_scaling` is not supported (long-context scaling is not implemented)"
+                        .into(),
+                );
+            };
+            if kind.is_some_and(|k| k != "default") {
+                return Err(format!(
+                    "`rope_scaling` type `{}` is not supported (only default)",
+                    kind.unwrap_or("?")
+                ));
+            }
+            if section.iter().sum::<usize>() != hd / 2 {
+                return Err(format!(
+                    "`rope_scaling.mrope_section` {section:?} must sum to head_dim / 2 = {}",
+                    hd / 2
+                ));
+            }
+        }
+        if self.num_experts > 0 {
+            if self.num_experts_per_tok == 0 || self.num_experts_per_tok > self.num_experts {
+                return Err(format!(
+                    "`num_experts_per_tok` ({}) must be in 1..={} (`num_experts`)",
+                    self.num_experts_per_tok, self.num_experts
+                ));
+            }
+            if self.moe_intermediate_size == 0 {
+                return Err("`moe_intermediate_size` must be positive".into());
+            }
+            if self.decoder_sparse_step == 0 {
+                return Err("`decoder_sparse_step` must be positive".into());
+            }
+            if self.shared_expert_intermediate_size > 0 {
+                return Err(
+                    "shared experts (`shared_expert_intermediate_size` > 0) are not supported"
+                        .into(),
+                );
+            }
         }
         if self.attention_bias {
             return Err(

@@ -229,15 +229,16 @@ impl Qwen3Gpu {
         let mut weight_bytes = 0;
         for l in &m.layers {
             let sa = &l.self_attn;
+            let mlp = l.dense_mlp("the GPU engine")?;
             let layer = GpuLayer {
                 qkv_proj: Stacked::upload(ctx, &[&sa.q_proj, &sa.k_proj, &sa.v_proj], "qkv_proj")?,
                 o_proj: upload(ctx, &sa.o_proj)?,
                 gate_up_proj: Stacked::upload(
                     ctx,
-                    &[&l.mlp.gate_proj, &l.mlp.up_proj],
+                    &[&mlp.gate_proj, &mlp.up_proj],
                     "gate_up_proj",
                 )?,
-                down_proj: upload(ctx, &l.mlp.down_proj)?,
+                down_proj: upload(ctx, &mlp.down_proj)?,
                 input_layernorm: GpuBuffer::from_f32(
                     ctx,
                     &l.input_layernorm.weight,

@@ -1,11 +1,11 @@
-//! One decoder layer (`Qwen3DecoderLayer`): pre-norm attention and pre-norm SwiGLU MLP, each
-//! added to the residual stream.
+//! One decoder layer (`Qwen3DecoderLayer`, `Qwen3MoeDecoderLayer`): pre-norm attention and a
+//! pre-norm SwiGLU MLP or mixture of experts, each added to the residual stream.
 
 use crate::cpu;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::config::Qwen3Config;
 use crate::nn::attention::AttentionConfig;
-use crate::nn::{Attention, KvCache, Mlp, RmsNorm};
+use crate::nn::{Attention, KvCache, Mlp, Moe, RmsNorm};
 use crate::weights::WeightStore;
 
 pub struct DecoderLayer {
@@ -14,13 +14,83 @@ pub struct DecoderLayer {
     pub self_attn: Attention,
     /// (hidden,)
     pub post_attention_layernorm: RmsNorm,
-    pub mlp: Mlp,
+    pub ffn: FeedForward,
+}
+
+/// The layer's feed-forward block.
+pub enum FeedForward {
+    Dense(Mlp),
+    Moe(Moe),
+}
+
+impl FeedForward {
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            FeedForward::Dense(m) => m.weight_bytes(),
+            FeedForward::Moe(m) => m.weight_bytes(),
+        }
+    }
+
+    /// Every projection matrix (the router and each expert's three for MoE).
+    pub fn matrices_mut(&mut self) -> Vec<&mut crate::nn::Linear> {
+        match self {
+            FeedForward::Dense(m) => vec![&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj],
+            FeedForward::Moe(m) => {
+                let mut v = vec![&mut m.gate];
+                for e in &mut m.experts {
+                    v.extend([&mut e.gate_proj, &mut e.up_proj, &mut e.down_proj]);
+                }
+                v
+            }
+        }
+    }
+
+    /// Every projection matrix, in the order of `matrices_mut`.
+    pub fn matrices(&self) -> Vec<&crate::nn::Linear> {
+        match self {
+            FeedForward::Dense(m) => vec![&m.gate_proj, &m.up_proj, &m.down_proj],
+            FeedForward::Moe(m) => {
+                let mut v = vec![&m.gate];
+                for e in &m.experts {
+                    v.extend([&e.gate_proj, &e.up_proj, &e.down_proj]);
+                }
+                v
+            }
+        }
+    }
+
+    /// The matrices one token reads (the router and top_k experts for MoE).
+    pub fn active_matrices(&self) -> Vec<&crate::nn::Linear> {
+        match self {
+            FeedForward::Dense(m) => vec![&m.gate_proj, &m.up_proj, &m.down_proj],
+            FeedForward::Moe(m) => {
+                let mut v = vec![&m.gate];
+                for e in m.experts.iter().take(m.top_k) {
+                    v.extend([&e.gate_proj, &e.up_proj, &e.down_proj]);
+                }
+                v
+            }
+        }
+    }
+}
+
+impl DecoderLayer {
+    /// The dense MLP, or an error naming what needs MoE support.
+    pub fn dense_mlp(&self, what: &str) -> Result<&Mlp> {
+        match &self.ffn {
+            FeedForward::Dense(m) => Ok(m),
+            FeedForward::Moe(_) => Err(Error::Invalid(format!(
+                "{what} does not support mixture-of-experts layers yet (use the CPU engine: --backend cpu)"
+            ))),
+        }
+    }
 }
 
 impl DecoderLayer {
     pub fn load(
         store: &WeightStore,
         prefix: &str,
+        layer: usize,
         c: &Qwen3Config,
         attn: &AttentionConfig,
     ) -> Result<Self> {
@@ -39,7 +109,24 @@ impl DecoderLayer {
                 h,
                 c.rms_norm_eps,
             )?,
-            mlp: Mlp::load(store, &format!("{prefix}.mlp"), h, c.intermediate_size)?,
+            ffn: if c.is_moe_layer(layer) {
+                FeedForward::Moe(Moe::load(
+                    store,
+                    &format!("{prefix}.mlp"),
+                    h,
+                    c.moe_intermediate_size,
+                    c.num_experts,
+                    c.num_experts_per_tok,
+                    c.norm_topk_prob,
+                )?)
+            } else {
+                FeedForward::Dense(Mlp::load(
+                    store,
+                    &format!("{prefix}.mlp"),
+                    h,
+                    c.intermediate_size,
+                )?)
+            },
         })
     }
 
@@ -51,6 +138,7 @@ impl DecoderLayer {
         layer: usize,
         cache: &mut KvCache,
         attn: &AttentionConfig,
+        router_logits: Option<&mut Vec<f32>>,
     ) {
         // 1. attention block
         let mut normed = x.to_vec();
@@ -60,13 +148,23 @@ impl DecoderLayer {
         // 2. MLP block
         normed.copy_from_slice(x);
         self.post_attention_layernorm.forward(&mut normed);
-        let m = self.mlp.forward(&normed, t);
+        let m = match &self.ffn {
+            FeedForward::Dense(mlp) => mlp.forward(&normed, t),
+            FeedForward::Moe(moe) => {
+                let logits = moe.router_logits(&normed, t);
+                let routes = moe.routes(&logits);
+                if let Some(out) = router_logits {
+                    *out = logits;
+                }
+                moe.forward_routed(&normed, t, &routes)
+            }
+        };
         cpu::add_in_place(x, &m);
     }
 
     pub fn weight_bytes(&self) -> usize {
         self.self_attn.weight_bytes()
-            + self.mlp.weight_bytes()
+            + self.ffn.weight_bytes()
             + 8 * self.input_layernorm.weight.len()
     }
 }

@@ -15,7 +15,7 @@ use crate::nn::{KvCache, Linear, RmsNorm};
 use crate::tensor::MatRef;
 use crate::weights::WeightStore;
 
-pub use layer::DecoderLayer;
+pub use layer::{DecoderLayer, FeedForward};
 
 /// Which logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct Trace {
     pub hidden: Vec<Vec<f32>>,
     /// (t, hidden) after the final norm
     pub final_norm: Vec<f32>,
+    /// (t, experts) router logits of each MoE layer (empty for dense layers)
+    pub router: Vec<Vec<f32>>,
 }
 
 impl Qwen3Model {
@@ -66,9 +68,10 @@ impl Qwen3Model {
             rms_norm_eps: c.rms_norm_eps,
             inv_freq: cpu::rope::inv_freq(head_dim, c.rope_theta()),
         };
+        let pre = &c.layout.decoder;
         let embed_tokens = Linear::load(
             store,
-            "model.embed_tokens.weight",
+            &format!("{pre}embed_tokens.weight"),
             c.vocab_size,
             c.hidden_size,
         )?;
@@ -76,19 +79,25 @@ impl Qwen3Model {
         for i in 0..c.num_hidden_layers {
             layers.push(DecoderLayer::load(
                 store,
-                &format!("model.layers.{i}"),
+                &format!("{pre}layers.{i}"),
+                i,
                 c,
                 &attn,
             )?);
         }
-        let norm = RmsNorm::load(store, "model.norm.weight", c.hidden_size, c.rms_norm_eps)?;
+        let norm = RmsNorm::load(
+            store,
+            &format!("{pre}norm.weight"),
+            c.hidden_size,
+            c.rms_norm_eps,
+        )?;
         let lm_head = if c.tie_word_embeddings {
             Linear {
                 weight: embed_tokens.weight.clone(),
                 q8: embed_tokens.q8.clone(),
             }
         } else {
-            Linear::load(store, "lm_head.weight", c.vocab_size, c.hidden_size)?
+            Linear::load(store, &c.layout.lm_head, c.vocab_size, c.hidden_size)?
         };
         store.advise_willneed();
         Ok(Qwen3Model {
@@ -135,21 +144,58 @@ impl Qwen3Model {
         ids: &[u32],
         cache: &mut KvCache,
         which: Logits,
+        trace: Option<&mut Trace>,
+    ) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        let x = self.embed(ids);
+        self.forward_embedded(x, ids.len(), cache, which, trace)
+    }
+
+    /// The embedding rows (t, hidden) of `ids` (checked against the vocabulary first).
+    pub fn embed(&self, ids: &[u32]) -> Vec<f32> {
+        let mut x = vec![0f32; ids.len() * self.config.hidden_size];
+        cpu::embedding_gather(self.embed_mat(), ids, &mut x);
+        x
+    }
+
+    /// As `forward_traced` from input embeddings x (t, hidden) instead of ids (the Omni
+    /// thinker puts audio-encoder rows at its placeholder positions).
+    pub fn forward_embeds(
+        &self,
+        x: Vec<f32>,
+        cache: &mut KvCache,
+        which: Logits,
+        trace: Option<&mut Trace>,
+    ) -> Result<Vec<f32>> {
+        let t = x.len() / self.config.hidden_size;
+        if t == 0 || x.len() != t * self.config.hidden_size {
+            return Err(crate::Error::Invalid(
+                "input embeddings are not whole rows of the hidden size".into(),
+            ));
+        }
+        rayon::scope(|_| self.forward_embedded(x, t, cache, which, trace))
+    }
+
+    fn forward_embedded(
+        &self,
+        mut x: Vec<f32>,
+        t: usize,
+        cache: &mut KvCache,
+        which: Logits,
         mut trace: Option<&mut Trace>,
     ) -> Result<Vec<f32>> {
-        let t = ids.len();
         let h = self.config.hidden_size;
         cache.check_room(t)?;
-        self.check_ids(ids)?;
-        let mut x = vec![0f32; t * h];
-        cpu::embedding_gather(self.embed_mat(), ids, &mut x);
         if let Some(tr) = trace.as_deref_mut() {
             tr.hidden.push(x.clone());
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            layer.forward(&mut x, t, i, cache, &self.attn);
+            let mut router = Vec::new();
+            let want_router = trace.is_some().then_some(&mut router);
+            layer.forward(&mut x, t, i, cache, &self.attn, want_router);
             if let Some(tr) = trace.as_deref_mut() {
                 tr.hidden.push(x.clone());
+                tr.router.push(router);
             }
         }
         cache.len += t;
@@ -174,40 +220,32 @@ impl Qwen3Model {
         let mut n = 0;
         for l in &mut self.layers {
             let sa = &mut l.self_attn;
-            for lin in [
+            let mut all = vec![
                 &mut sa.q_proj,
                 &mut sa.k_proj,
                 &mut sa.v_proj,
                 &mut sa.o_proj,
-                &mut l.mlp.gate_proj,
-                &mut l.mlp.up_proj,
-                &mut l.mlp.down_proj,
-            ] {
+            ];
+            all.extend(l.ffn.matrices_mut());
+            for lin in all {
                 n += lin.quantize_q8_0() as usize;
             }
         }
         n + self.lm_head.quantize_q8_0() as usize
     }
 
-    /// Weights in the layers' projection matrices (prefill does one multiply-add per weight
-    /// per token there).
+    /// Weights in the layers' projection matrices one token uses (prefill does one
+    /// multiply-add per such weight per token; MoE layers count the router and top_k experts).
     pub fn layer_matrix_params(&self) -> usize {
         self.layers
             .iter()
             .map(|l| {
                 let sa = &l.self_attn;
-                [
-                    &sa.q_proj,
-                    &sa.k_proj,
-                    &sa.v_proj,
-                    &sa.o_proj,
-                    &l.mlp.gate_proj,
-                    &l.mlp.up_proj,
-                    &l.mlp.down_proj,
-                ]
-                .iter()
-                .map(|w| w.out_features() * w.in_features())
-                .sum::<usize>()
+                let mut m = vec![&sa.q_proj, &sa.k_proj, &sa.v_proj, &sa.o_proj];
+                m.extend(l.ffn.active_matrices());
+                m.iter()
+                    .map(|w| w.out_features() * w.in_features())
+                    .sum::<usize>()
             })
             .sum()
     }
