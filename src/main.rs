@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Generate a reply to a prompt, streamed to stdout
     Generate(GenerateCli),
+    /// Ask a Qwen3-Omni model a spoken (--wav) and/or written (--prompt) question
+    Ask(AskCli),
     /// Print the token ids of a text, space separated
     Tokenize {
         /// Model directory or Hugging Face repo id (local cache only)
@@ -161,6 +163,16 @@ struct GenerateCli {
     engine: EngineCli,
 }
 
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+struct AskCli {
+    /// The spoken question: a WAV file (any rate and channel count; converted to 16 kHz mono)
+    #[arg(long)]
+    wav: Option<PathBuf>,
+    #[command(flatten)]
+    g: GenerateCli,
+}
+
 #[derive(clap::Args, Clone)]
 struct EngineCli {
     /// auto (a hardware GPU if present, else CPU), gpu (any adapter, software included) or cpu
@@ -196,30 +208,13 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Generate(g) => app::generate::run(&app::generate::GenerateArgs {
-            model: g.model,
-            prompt: g.prompt,
-            prompt_ids: g.prompt_ids,
-            system: g.system,
-            chat: g.chat,
-            raw: g.raw,
-            max_tokens: g.max_tokens,
-            ctx: g.ctx,
-            temperature: g.temperature,
-            top_k: g.top_k,
-            top_p: g.top_p,
-            min_p: g.min_p,
-            repetition_penalty: g.repetition_penalty,
-            seed: g.seed,
-            greedy: g.greedy,
-            print_ids: g.print_ids,
-            ignore_eos: g.ignore_eos,
-            stats: g.stats,
-            backend: g.engine.backend,
-            adapter: g.engine.adapter,
-            quant: g.engine.quant,
-        }),
+        Command::Generate(g) => app::generate::run(&generate_args(g)),
+        Command::Ask(a) => {
+            let _ = (a.wav, generate_args(a.g)); // PARKED until mel.rs / wav.rs land
+            anyhow::bail!("ask: not built yet")
+        }
         Command::Tokenize { model, text } => app::tokenize::run(&model, &text),
+
         Command::Info { model, ctx } => app::info::run(&model, ctx),
         Command::Synth {
             preset,
@@ -262,6 +257,32 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             out,
             keep_bf16,
         } => app::quantize::run(&model, &out, &keep_bf16),
+    }
+}
+
+fn generate_args(g: GenerateCli) -> app::generate::GenerateArgs {
+    app::generate::GenerateArgs {
+        model: g.model,
+        prompt: g.prompt,
+        prompt_ids: g.prompt_ids,
+        system: g.system,
+        chat: g.chat,
+        raw: g.raw,
+        max_tokens: g.max_tokens,
+        ctx: g.ctx,
+        temperature: g.temperature,
+        top_k: g.top_k,
+        top_p: g.top_p,
+        min_p: g.min_p,
+        repetition_penalty: g.repetition_penalty,
+        seed: g.seed,
+        greedy: g.greedy,
+        print_ids: g.print_ids,
+        ignore_eos: g.ignore_eos,
+        stats: g.stats,
+        backend: g.engine.backend,
+        adapter: g.engine.adapter,
+        quant: g.engine.quant,
     }
 }
 

@@ -10,7 +10,11 @@ override SWIGLU: bool = false;
 override RMS_NORM: bool = false;
 override ROWS: u32 = 1;     // 1..4
 override RPW: u32 = 8;      // rows per workgroup, a multiple of ROWS
-override WG: u32 = 256;     // invocations per workgroup (fewer, smaller workgroups keep more
+override WG: u32 = 256;
+// MOE: a mixture-of-experts matvec. Workgroup z is a slot (token t, choice j) whose expert id
+// comes from `route` on the device (no read-back); `rows` is then the rows of one expert, the
+// weight rows start at that expert's block in this chunk, and slot s writes y[y_off + s*rows..].
+override MOE: bool = false;     // invocations per workgroup (fewer, smaller workgroups keep more
                             // of them in flight when a matrix has few rows)
 
 struct Params {
@@ -23,9 +27,11 @@ struct Params {
     up_off: u32,        // SWIGLU: offset of the up half, multiple of 4
     eps_bits: u32,      // RMS_NORM
     scale_stride: u32,  // u32 words of scales per row (two f16 each)
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
+    // MOE only: this chunk's rows (experts x rows per expert), x rows shared by `x_div`
+    // consecutive slots `x_stride` floats apart, one output block of `rows` per slot
+    chunk_rows: u32,
+    x_div: u32,
+    x_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,10 +41,18 @@ struct Params {
 @group(0) @binding(4) var<storage, read> g: array<vec4<f32>>;    // RMS_NORM weight (k / 4)
 @group(0) @binding(5) var<storage, read> sc: array<u32>;         // (rows, scale_stride)
 
+@group(0) @binding(6) var<storage, read> route: array<u32>;      // MOE: expert id per slot
+
+// Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
+var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
+var<private> x_base: u32;  // offset of x (the gate half when SWIGLU)
+var<private> u_base: u32;  // offset of the up half (SWIGLU)
+var<private> y_base: u32;  // output offset of row 0
+
 fn xin(i: u32) -> vec4<f32> {
-    let a = x[p.x_off / 4u + i];
+    let a = x[x_base / 4u + i];
     if (SWIGLU) {
-        let u = x[p.up_off / 4u + i];
+        let u = x[u_base / 4u + i];
         return a / (vec4<f32>(1.0) + exp(-a)) * u;
     }
     return a;
@@ -57,10 +71,10 @@ fn q4(word: u32) -> vec4<f32> {
 // in a loop may live in local memory).
 fn block_dot(row: u32, b: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
              x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
-    let base = row * (p.stride / 4u) + 2u * b;
+    let base = (w_row0 + row) * (p.stride / 4u) + 2u * b;
     let qa = w[base];
     let qb = w[base + 1u];
-    let s2 = unpack2x16float(sc[row * p.scale_stride + b / 2u]);
+    let s2 = unpack2x16float(sc[(w_row0 + row) * p.scale_stride + b / 2u]);
     let d = select(s2.x, s2.y, (b & 1u) == 1u);
     let lo = dot(q4(qa.x), x0) + dot(q4(qa.y), x1) + dot(q4(qa.z), x2) + dot(q4(qa.w), x3);
     let hi = dot(q4(qb.x), x4) + dot(q4(qb.y), x5) + dot(q4(qb.z), x6) + dot(q4(qb.w), x7);
@@ -71,7 +85,7 @@ fn store(row: u32, v: f32, total_ss: f32) {
     if (row >= p.rows) { return; }
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
-    let o = p.y_off + p.row0 + row;
+    let o = y_base + row;
     if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
 }
 
@@ -81,6 +95,22 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sgs: u32) {
+    w_row0 = 0u;
+    x_base = p.x_off;
+    u_base = p.up_off;
+    y_base = p.y_off + p.row0;
+    if (MOE) {
+        let slot = wg.z;
+        let e0 = p.row0 / p.rows;
+        let e = route[slot];
+        // the expert lives in another chunk: nothing to do here (uniform per workgroup)
+        if (e < e0 || (e - e0) * p.rows >= p.chunk_rows) { return; }
+        w_row0 = (e - e0) * p.rows;
+        let xr = (slot / p.x_div) * p.x_stride;
+        x_base = p.x_off + xr;
+        u_base = p.up_off + xr;
+        y_base = p.y_off + slot * p.rows;
+    }
     let first = (wg.x + wg.y * nwg.x) * RPW;
     let nsg = WG / sgs;
     let last = p.rows - 1u;

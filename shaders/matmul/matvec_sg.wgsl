@@ -12,7 +12,11 @@ override SWIGLU: bool = false;
 override RMS_NORM: bool = false;
 override ROWS: u32 = 1;     // 1..4
 override RPW: u32 = 8;      // rows per workgroup, a multiple of ROWS
-override WG: u32 = 256;     // invocations per workgroup (fewer, smaller workgroups keep more
+override WG: u32 = 256;
+// MOE: a mixture-of-experts matvec. Workgroup z is a slot (token t, choice j) whose expert id
+// comes from `route` on the device (no read-back); `rows` is then the rows of one expert, the
+// weight rows start at that expert's block in this chunk, and slot s writes y[y_off + s*rows..].
+override MOE: bool = false;     // invocations per workgroup (fewer, smaller workgroups keep more
                             // of them in flight when a matrix has few rows)
 
 struct Params {
@@ -24,6 +28,12 @@ struct Params {
     row0: u32,
     up_off: u32,    // SWIGLU: offset of the up half, multiple of 4
     eps_bits: u32,  // RMS_NORM: f32 bits of eps
+    // MOE only: this chunk's rows (experts x rows per expert), x rows shared by `x_div`
+    // consecutive slots `x_stride` floats apart, one output block of `rows` per slot
+    chunk_rows: u32,
+    x_div: u32,
+    x_stride: u32,
+    _p0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,10 +42,18 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> g: array<vec4<f32>>;    // RMS_NORM weight (k / 4)
 
+@group(0) @binding(5) var<storage, read> route: array<u32>;      // MOE: expert id per slot
+
+// Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
+var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
+var<private> x_base: u32;  // offset of x (the gate half when SWIGLU)
+var<private> u_base: u32;  // offset of the up half (SWIGLU)
+var<private> y_base: u32;  // output offset of row 0
+
 fn xin(i: u32) -> vec4<f32> {
-    let a = x[p.x_off / 4u + i];
+    let a = x[x_base / 4u + i];
     if (SWIGLU) {
-        let u = x[p.up_off / 4u + i];
+        let u = x[u_base / 4u + i];
         return a / (vec4<f32>(1.0) + exp(-a)) * u;
     }
     return a;
@@ -81,7 +99,7 @@ fn store(row: u32, v: f32, total_ss: f32) {
     if (row >= p.rows) { return; }
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
-    let o = p.y_off + p.row0 + row;
+    let o = y_base + row;
     if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
 }
 
@@ -91,6 +109,22 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sg: u32) {
+    w_row0 = 0u;
+    x_base = p.x_off;
+    u_base = p.up_off;
+    y_base = p.y_off + p.row0;
+    if (MOE) {
+        let slot = wg.z;
+        let e0 = p.row0 / p.rows;
+        let e = route[slot];
+        // the expert lives in another chunk: nothing to do here (uniform per workgroup)
+        if (e < e0 || (e - e0) * p.rows >= p.chunk_rows) { return; }
+        w_row0 = (e - e0) * p.rows;
+        let xr = (slot / p.x_div) * p.x_stride;
+        x_base = p.x_off + xr;
+        u_base = p.up_off + xr;
+        y_base = p.y_off + slot * p.rows;
+    }
     let first = (wg.x + wg.y * nwg.x) * RPW;
     let nsg = WG / sg;
     let last = p.rows - 1u;
@@ -98,10 +132,10 @@ fn main(@builtin(local_invocation_index) li: u32,
     // subgroup-uniform loop: every lane of a subgroup has the same li / sg
     for (var r0 = first + (li / sg) * ROWS; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         // rows past the end repeat the last row (in bounds) and are not stored
-        let b0 = r0 * quads;
-        let b1 = min(r0 + 1u, last) * quads;
-        let b2 = min(r0 + 2u, last) * quads;
-        let b3 = min(r0 + 3u, last) * quads;
+        let b0 = (w_row0 + r0) * quads;
+        let b1 = (w_row0 + min(r0 + 1u, last)) * quads;
+        let b2 = (w_row0 + min(r0 + 2u, last)) * quads;
+        let b3 = (w_row0 + min(r0 + 3u, last)) * quads;
         var acc = vec4<f32>(0.0);
         var ss = 0.0;
         // four independent 16-byte loads in flight per row and invocation (memory-level

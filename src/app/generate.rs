@@ -135,7 +135,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn sampling_params(
+pub(crate) fn sampling_params(
     a: &GenerateArgs,
     g: &crate::models::config::GenerationConfig,
 ) -> SamplingParams {

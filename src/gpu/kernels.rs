@@ -303,11 +303,17 @@ impl Kernels {
                     c.row0 as u32,
                     up as u32,
                     eps,
+                    0,
+                    0,
+                    0,
+                    0,
                 ];
                 let wg = (c.rows as u32).div_ceil(rows_per_wg);
                 let mut bufs = vec![&c.buffer, &x.buffer, &y.buffer];
                 if sg {
+                    // the norm weight (unused without RMS_NORM) and the MOE route (unused)
                     bufs.push(norm.map_or(&x.buffer, |n| &n.0.buffer));
+                    bufs.push(&x.buffer);
                 }
                 self.op(
                     name,
@@ -371,11 +377,149 @@ impl Kernels {
                     &consts,
                     &params,
                     false,
-                    &[&c.buffer, &x.buffer, &y.buffer, g, scales],
+                    &[&c.buffer, &x.buffer, &y.buffer, g, scales, &x.buffer],
                     Box::new(move |_| grid(wg)),
                 )
             })
             .collect()
+    }
+
+    /// Mixture-of-experts matvec for the step's t tokens and k choices each (t * k slots):
+    /// slot s multiplies the matrix of expert `route[s]` (rows `rows_per_expert` of the stacked
+    /// `w`) with x row `s / x_div` (at x_off + (s / x_div) * x_stride) and writes
+    /// y[y_off + s * rows_per_expert ..]. `norm` folds an RMSNorm of that x row in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec_moe(
+        &self,
+        w: &GpuMatrix,
+        rows_per_expert: usize,
+        x: &GpuBuffer,
+        x_off: usize,
+        x_stride: usize,
+        x_div: usize,
+        y: &GpuBuffer,
+        route: &GpuBuffer,
+        k: usize,
+        f: MatFlags,
+        norm: Option<(&GpuBuffer, f32)>,
+    ) -> Result<Vec<Op>> {
+        let up = f.swiglu_up_off.unwrap_or(0);
+        let aligned = [x_off, x_stride, up].iter().all(|v| v.is_multiple_of(4));
+        if !self.ctx.has_subgroups() || !aligned || !w.cols.is_multiple_of(8) {
+            return Err(crate::Error::Gpu(
+                "the MoE matvec needs subgroups, rows a multiple of 8 long and 4-aligned inputs"
+                    .into(),
+            ));
+        }
+        if w.chunks.iter().any(|c| c.row0 % rows_per_expert != 0 || c.rows % rows_per_expert != 0) {
+            return Err(crate::Error::Gpu(
+                "MoE weight chunks must hold whole experts".into(),
+            ));
+        }
+        let rows = if w.is_q8 { self.tuning.q8_rows } else { self.tuning.matvec_rows };
+        let rows_per_wg = self.rows_per_subgroup_wg() * rows;
+        let mut consts = Self::mat_constants(w, f);
+        consts.extend([
+            ("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }),
+            ("ROWS", rows as f64),
+            ("RPW", rows_per_wg as f64),
+            ("WG", self.tuning.matvec_wg as f64),
+            ("MOE", 1.0),
+        ]);
+        let eps = norm.map_or(0, |n| n.1.to_bits());
+        let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
+        let wg = (rows_per_expert as u32).div_ceil(rows_per_wg);
+        let k = k as u32;
+        w.chunks
+            .iter()
+            .map(|c| {
+                let mut params = vec![
+                    rows_per_expert as u32,
+                    w.cols as u32,
+                    w.stride as u32,
+                    x_off as u32,
+                    0,
+                    c.row0 as u32,
+                    up as u32,
+                    eps,
+                ];
+                let groups: GroupsFn = Box::new(move |d| {
+                    let [gx, gy, _] = grid(wg);
+                    [gx, gy, d.t * k]
+                });
+                if w.is_q8 {
+                    let scales = c
+                        .scales
+                        .as_ref()
+                        .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
+                    params.extend([w.scale_stride as u32, c.rows as u32, x_div as u32, x_stride as u32]);
+                    self.op(
+                        "matvec_q8",
+                        &consts,
+                        &params,
+                        false,
+                        &[&c.buffer, &x.buffer, &y.buffer, g, scales, &route.buffer],
+                        groups,
+                    )
+                } else {
+                    params.extend([c.rows as u32, x_div as u32, x_stride as u32, 0]);
+                    self.op(
+                        "matvec_sg",
+                        &consts,
+                        &params,
+                        false,
+                        &[&c.buffer, &x.buffer, &y.buffer, g, &route.buffer],
+                        groups,
+                    )
+                }
+            })
+            .collect()
+    }
+
+    /// Routing of the step's t tokens: softmax over `experts` router logits (t, experts),
+    /// the top `k`, renormalised when `renorm`; expert ids and weights per slot.
+    pub fn moe_route(
+        &self,
+        logits: &GpuBuffer,
+        experts: usize,
+        k: usize,
+        renorm: bool,
+        ids: &GpuBuffer,
+        weights: &GpuBuffer,
+    ) -> Result<Op> {
+        if experts > 1024 || k == 0 || k > experts {
+            return Err(crate::Error::Gpu(format!(
+                "MoE routing supports up to 1024 experts and 1..=experts choices (got {experts}, {k})"
+            )));
+        }
+        self.op(
+            "moe_route",
+            &[("RENORM", if renorm { 1.0 } else { 0.0 })],
+            &[experts as u32, k as u32],
+            false,
+            &[&logits.buffer, &ids.buffer, &weights.buffer],
+            Box::new(|d| [d.t, 1, 1]),
+        )
+    }
+
+    /// x (t, hidden) += the weighted sum of each token's k expert outputs y (t * k, hidden).
+    pub fn moe_sum(
+        &self,
+        y: &GpuBuffer,
+        weights: &GpuBuffer,
+        x: &GpuBuffer,
+        hidden: usize,
+        k: usize,
+    ) -> Result<Op> {
+        let h = hidden as u32;
+        self.op(
+            "moe_sum",
+            &[],
+            &[h, k as u32],
+            true,
+            &[&y.buffer, &weights.buffer, &x.buffer],
+            Box::new(move |d| grid256(d.t * h)),
+        )
     }
 
     /// Y[:, y_off..] (+)= X (t, x_ld) Wᵀ for the step's t tokens, one op per weight chunk.

@@ -59,6 +59,14 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/elementwise/silu_mul.wgsl"),
     ),
     ("add", include_str!("../../shaders/elementwise/add.wgsl")),
+    (
+        "moe_route",
+        include_str!("../../shaders/elementwise/moe_route.wgsl"),
+    ),
+    (
+        "moe_sum",
+        include_str!("../../shaders/elementwise/moe_sum.wgsl"),
+    ),
     ("copy", include_str!("../../shaders/elementwise/copy.wgsl")),
     (
         "embedding",

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use super::gpu_moe::{GpuMoe, MoeActs};
+use super::layer::FeedForward;
 use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -35,12 +37,12 @@ impl Default for GpuModelOptions {
 
 /// Matrices applied to the same input whose outputs sit side by side (q|k|v, gate|up):
 /// stacked into one matrix when that fits one binding, else (offset, part) pieces.
-struct Stacked {
-    parts: Vec<(usize, GpuMatrix)>,
+pub(super) struct Stacked {
+    pub(super) parts: Vec<(usize, GpuMatrix)>,
 }
 
 impl Stacked {
-    fn upload(ctx: &Arc<GpuContext>, lins: &[&Linear], label: &str) -> Result<Self> {
+    pub(super) fn upload(ctx: &Arc<GpuContext>, lins: &[&Linear], label: &str) -> Result<Self> {
         let cols = lins[0].in_features();
         let total: usize = lins.iter().map(|l| l.weight_bytes()).sum();
         let fits = (total as u64) <= ctx.max_binding().min(ctx.limits.max_buffer_size);
@@ -80,13 +82,21 @@ impl Stacked {
     }
 }
 
+/// A layer's feed-forward block on the device.
+enum GpuFfn {
+    Dense {
+        /// gate | up: (2 * intermediate, hidden)
+        gate_up_proj: Stacked,
+        down_proj: GpuMatrix,
+    },
+    Moe(GpuMoe),
+}
+
 struct GpuLayer {
     /// q | k | v projections: ((heads + 2 kv_heads) * head_dim, hidden)
     qkv_proj: Stacked,
     o_proj: GpuMatrix,
-    /// gate | up: (2 * intermediate, hidden)
-    gate_up_proj: Stacked,
-    down_proj: GpuMatrix,
+    ffn: GpuFfn,
     input_layernorm: GpuBuffer,
     post_attention_layernorm: GpuBuffer,
     q_norm: GpuBuffer,
@@ -149,6 +159,7 @@ pub struct Qwen3Gpu {
     _lm_head: Option<GpuMatrix>,
     _norm: GpuBuffer,
     _rope: GpuBuffer,
+    _moe_acts: Option<MoeActs>,
 }
 
 /// (positions, 2, half): cos then sin per position, from the CPU kernel's own math.
@@ -229,16 +240,20 @@ impl Qwen3Gpu {
         let mut weight_bytes = 0;
         for l in &m.layers {
             let sa = &l.self_attn;
-            let mlp = l.dense_mlp("the GPU engine")?;
             let layer = GpuLayer {
                 qkv_proj: Stacked::upload(ctx, &[&sa.q_proj, &sa.k_proj, &sa.v_proj], "qkv_proj")?,
                 o_proj: upload(ctx, &sa.o_proj)?,
-                gate_up_proj: Stacked::upload(
-                    ctx,
-                    &[&mlp.gate_proj, &mlp.up_proj],
-                    "gate_up_proj",
-                )?,
-                down_proj: upload(ctx, &mlp.down_proj)?,
+                ffn: match &l.ffn {
+                    FeedForward::Dense(mlp) => GpuFfn::Dense {
+                        gate_up_proj: Stacked::upload(
+                            ctx,
+                            &[&mlp.gate_proj, &mlp.up_proj],
+                            "gate_up_proj",
+                        )?,
+                        down_proj: upload(ctx, &mlp.down_proj)?,
+                    },
+                    FeedForward::Moe(moe) => GpuFfn::Moe(GpuMoe::upload(ctx, moe)?),
+                },
                 input_layernorm: GpuBuffer::from_f32(
                     ctx,
                     &l.input_layernorm.weight,
@@ -256,8 +271,13 @@ impl Qwen3Gpu {
             };
             weight_bytes += layer.qkv_proj.byte_len()
                 + layer.o_proj.byte_len()
-                + layer.gate_up_proj.byte_len()
-                + layer.down_proj.byte_len();
+                + match &layer.ffn {
+                    GpuFfn::Dense {
+                        gate_up_proj,
+                        down_proj,
+                    } => gate_up_proj.byte_len() + down_proj.byte_len(),
+                    GpuFfn::Moe(m) => m.active_bytes(),
+                };
             layers.push(layer);
         }
         let embed = upload_embedding(ctx, &m.embed_tokens)?;
@@ -297,6 +317,15 @@ impl Qwen3Gpu {
             )?,
             out_id: buf(ctx, 1, "out_id")?,
         };
+        // one scratch set for every MoE layer (they run one after another)
+        let moe_acts = layers
+            .iter()
+            .find_map(|l| match &l.ffn {
+                GpuFfn::Moe(m) => Some(m.experts()),
+                GpuFfn::Dense { .. } => None,
+            })
+            .map(|(e, kk, i)| MoeActs::new(ctx, max_t, e, kk, i, hidden))
+            .transpose()?;
         ctx.queue.submit([]);
         ctx.wait()?;
         let k = Kernels::new(ctx);
@@ -359,8 +388,22 @@ impl Qwen3Gpu {
                     )?);
                 }
                 ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
-                // 2. MLP block: down(silu(gate) * up) added to the residual
-                let fold = !prefill && l.gate_up_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
+                // 2. feed-forward block, added to the residual
+                let (gate_up_proj, down_proj) = match &l.ffn {
+                    GpuFfn::Dense {
+                        gate_up_proj,
+                        down_proj,
+                    } => (gate_up_proj, down_proj),
+                    GpuFfn::Moe(m) => {
+                        let a = moe_acts
+                            .as_ref()
+                            .ok_or_else(|| Error::Gpu("MoE scratch missing".into()))?;
+                        let norm = &l.post_attention_layernorm;
+                        ops.extend(m.ops(&k, a, &ac.x, &ac.h, norm, eps, hidden, prefill)?);
+                        continue;
+                    }
+                };
+                let fold = !prefill && gate_up_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
                 if !fold {
                     ops.push(k.rms_norm(
                         &ac.x,
@@ -372,7 +415,7 @@ impl Qwen3Gpu {
                         eps,
                     )?);
                 }
-                for (off, part) in &l.gate_up_proj.parts {
+                for (off, part) in &gate_up_proj.parts {
                     if fold {
                         ops.extend(k.matvec_normed(
                             part,
@@ -391,7 +434,7 @@ impl Qwen3Gpu {
                     swiglu_up_off: Some(inter),
                 };
                 ops.extend(lin(
-                    &l.down_proj,
+                    down_proj,
                     &ac.gu,
                     2 * inter,
                     &ac.x,
@@ -460,6 +503,7 @@ impl Qwen3Gpu {
             _lm_head: lm_head,
             _norm: norm,
             _rope: rope,
+            _moe_acts: moe_acts,
         })
     }
 

@@ -3,6 +3,7 @@
 //! `lm_head` (absent when `tie_word_embeddings`).
 
 pub mod gpu;
+mod gpu_moe;
 mod layer;
 
 use std::path::Path;

@@ -1,0 +1,159 @@
+//! Mixture-of-experts layers on the GPU engine. Routing stays on the device: the router's
+//! logits go through `moe_route` (softmax, top-k, renormalise) into per-slot expert ids that the
+//! expert matvecs read themselves, so no id returns to the host. Each of a step's t tokens has
+//! k slots; gate|up and down run as one dispatch each over all t * k slots, and `moe_sum` adds
+//! the weighted slot outputs to the residual stream.
+//!
+//! Prefill runs the same slot matvecs (each slot reads its expert's weights; tokens that share
+//! an expert hit the cache, but the weights are not read once per batch yet: grouping tokens
+//! by expert on the device is the next step for long prompts).
+
+use std::sync::Arc;
+
+use super::gpu::Stacked;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op};
+use crate::nn::{Linear, Moe};
+
+pub(super) struct GpuMoe {
+    /// (experts, hidden)
+    router: GpuMatrix,
+    /// (experts * 2 * inter, hidden): expert e's gate rows, then its up rows
+    gate_up: GpuMatrix,
+    /// (experts * hidden, inter)
+    down: GpuMatrix,
+    experts: usize,
+    top_k: usize,
+    inter: usize,
+    renorm: bool,
+}
+
+/// Scratch shared by every MoE layer, sized for `max_t` tokens.
+pub(super) struct MoeActs {
+    logits: GpuBuffer,  // (max_t, experts)
+    ids: GpuBuffer,     // (max_t, k) u32
+    weights: GpuBuffer, // (max_t, k)
+    gu: GpuBuffer,      // (max_t * k, 2 * inter)
+    out: GpuBuffer,     // (max_t * k, hidden)
+}
+
+impl MoeActs {
+    pub(super) fn new(
+        ctx: &GpuContext,
+        max_t: usize,
+        experts: usize,
+        k: usize,
+        inter: usize,
+        hidden: usize,
+    ) -> Result<Self> {
+        if max_t * k > 65535 {
+            return Err(Error::Gpu(format!(
+                "{max_t} tokens x {k} experts per step exceed the 65535 slots one dispatch holds: lower the prefill step"
+            )));
+        }
+        let b = |n: usize, l: &str| GpuBuffer::zeros(ctx, n.next_multiple_of(4), l);
+        Ok(MoeActs {
+            logits: b(max_t * experts, "moe_logits")?,
+            ids: b(max_t * k, "moe_ids")?,
+            weights: b(max_t * k, "moe_weights")?,
+            gu: b(max_t * k * 2 * inter, "moe_gate_up")?,
+            out: b(max_t * k * hidden, "moe_out")?,
+        })
+    }
+}
+
+fn one_binding(s: Stacked, what: &str) -> Result<GpuMatrix> {
+    let mut parts = s.parts;
+    if parts.len() != 1 {
+        return Err(Error::Gpu(format!(
+            "the {what} of one MoE layer must fit one storage binding (all experts stacked, one dtype)"
+        )));
+    }
+    Ok(parts.remove(0).1)
+}
+
+impl GpuMoe {
+    pub(super) fn upload(ctx: &Arc<GpuContext>, m: &Moe) -> Result<Self> {
+        let gate_up: Vec<&Linear> = m
+            .experts
+            .iter()
+            .flat_map(|e| [&e.gate_proj, &e.up_proj])
+            .collect();
+        let down: Vec<&Linear> = m.experts.iter().map(|e| &e.down_proj).collect();
+        let inter = m.experts.first().map_or(0, |e| e.gate_proj.out_features());
+        Ok(GpuMoe {
+            router: one_binding(Stacked::upload(ctx, &[&m.gate], "moe_router")?, "router")?,
+            gate_up: one_binding(Stacked::upload(ctx, &gate_up, "moe_gate_up")?, "gate|up experts")?,
+            down: one_binding(Stacked::upload(ctx, &down, "moe_down")?, "down experts")?,
+            experts: m.experts.len(),
+            top_k: m.top_k,
+            inter,
+            renorm: m.norm_topk_prob,
+        })
+    }
+
+    pub(super) fn experts(&self) -> (usize, usize, usize) {
+        (self.experts, self.top_k, self.inter)
+    }
+
+    /// Bytes a decoded token reads: the router and k experts.
+    pub(super) fn active_bytes(&self) -> usize {
+        let per_expert = (self.gate_up.byte_len() + self.down.byte_len()) / self.experts.max(1);
+        self.router.byte_len() + self.top_k * per_expert
+    }
+
+    /// x (t, hidden) += MoE(rms_norm(x) * norm): the ops of one layer. Decode folds the norm
+    /// into the router and gate|up matvecs; prefill normalises into `h` first.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn ops(
+        &self,
+        k: &Kernels,
+        a: &MoeActs,
+        x: &GpuBuffer,
+        h: &GpuBuffer,
+        norm: &GpuBuffer,
+        eps: f32,
+        hidden: usize,
+        prefill: bool,
+    ) -> Result<Vec<Op>> {
+        let none = MatFlags::default();
+        let (e, kk, inter) = (self.experts, self.top_k, self.inter);
+        let mut ops = Vec::new();
+        let normed_input = if prefill || !k.fuses_norm(&self.router) {
+            ops.push(k.rms_norm(x, h, norm, hidden, 1, 0, eps)?);
+            ops.extend(if prefill {
+                k.matmul(&self.router, h, hidden, &a.logits, e, 0, none)?
+            } else {
+                k.matvec(&self.router, h, 0, &a.logits, 0, none)?
+            });
+            None
+        } else {
+            ops.extend(k.matvec_normed(&self.router, x, norm, eps, &a.logits, 0)?);
+            Some((norm, eps))
+        };
+        ops.push(k.moe_route(&a.logits, e, kk, self.renorm, &a.ids, &a.weights)?);
+        let input = if normed_input.is_some() { x } else { h };
+        ops.extend(k.matvec_moe(
+            &self.gate_up,
+            2 * inter,
+            input,
+            0,
+            hidden,
+            kk,
+            &a.gu,
+            &a.ids,
+            kk,
+            none,
+            normed_input,
+        )?);
+        let swiglu = MatFlags {
+            accumulate: false,
+            swiglu_up_off: Some(inter),
+        };
+        ops.extend(k.matvec_moe(
+            &self.down, hidden, &a.gu, 0, 2 * inter, 1, &a.out, &a.ids, kk, swiglu, None,
+        )?);
+        ops.push(k.moe_sum(&a.out, &a.weights, x, hidden, kk)?);
+        Ok(ops)
+    }
+}
