@@ -94,3 +94,23 @@ fn omni_thinker_text_decoder_on_the_gpu_matches_transformers() {
     }
     assert_eq!(got, greedy);
 }
+
+#[test]
+fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
+    let ctx = gpu();
+    let mut cpu = Qwen3Model::load(&moe_fixture()).unwrap();
+    assert!(cpu.quantize_q8_0() > 0);
+    let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    let (r, _) = reference(&moe_fixture());
+    let ids = &r.prompts[2].ids;
+    let got = g.prefill(ids, Some(qwen_omni::models::qwen3::Logits::All)).unwrap();
+    let mut cache = cpu.new_cache(64);
+    let want = cpu.forward(ids, &mut cache, qwen_omni::models::qwen3::Logits::All).unwrap();
+    assert_close("q8 prefill logits", &got, &want, GPU_VS_CPU_REL);
+    // decode steps through the Q8_0 slot matvecs
+    for id in [5u32, 77, 300] {
+        let got = g.decode(Some(id), true).unwrap();
+        let want = cpu.forward(&[id], &mut cache, qwen_omni::models::qwen3::Logits::Last).unwrap();
+        assert_close("q8 decode logits", &got, &want, GPU_VS_CPU_REL);
+    }
+}
