@@ -85,7 +85,7 @@ impl TextModel for CpuSession<'_> {
 }
 
 impl Qwen3Gpu {
-    fn choose_by(&mut self, want: Want) {
+    pub(crate) fn choose_by(&mut self, want: Want) {
         match (want, &self.device_sampling) {
             (Want::Sample(u), Some(p)) => {
                 let p = p.clone();

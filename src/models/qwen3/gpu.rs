@@ -140,6 +140,8 @@ pub struct Qwen3Gpu {
     decode_ops: Vec<Op>,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
+    /// how many ops at the start of each program gather the embedding rows
+    embedding_ops: usize,
     argmax_ops: Vec<Op>,
     sample_op: Op,
     /// how the next step chooses its id: None = argmax, else sampling with a draw u
@@ -445,6 +447,7 @@ impl Qwen3Gpu {
             }
             Ok(ops)
         };
+        let embed_op_count = k.embedding(&embed, &acts.ids, &acts.x)?.len();
         let mut decode_ops = program(false)?;
         decode_ops.push(k.rms_norm(&acts.x, &acts.last, &norm, hidden, 1, 1, eps)?);
         decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
@@ -484,6 +487,7 @@ impl Qwen3Gpu {
             decode_ops,
             prefill_ops,
             prefill_all_ops,
+            embedding_ops: embed_op_count,
             argmax_ops,
             sample_op,
             sampling: None,
@@ -529,7 +533,8 @@ impl Qwen3Gpu {
     }
 
     /// Submit `ops` for one step with the copy of its chosen id into the next staging slot.
-    fn submit_choosing(&mut self, prefill: bool, dims: StepDims) -> Result<()> {
+    /// (`skip_embedding`: the step's input rows are already in `x`.)
+    fn submit_choosing(&mut self, prefill: bool, skip_embedding: bool, dims: StepDims) -> Result<()> {
         let slot = self.next_slot;
         // at most two ids wait to be read: a third step reuses the oldest slot, whose id
         // nobody asked for (steps run for their logits)
@@ -539,6 +544,7 @@ impl Qwen3Gpu {
         } else {
             &self.decode_ops
         };
+        let program = &program[if skip_embedding { self.embedding_ops } else { 0 }..];
         let (src, dst) = (&self.acts.out_id.buffer, &self.id_staging[slot]);
         let index = self
             .kernels
@@ -589,7 +595,7 @@ impl Qwen3Gpu {
             } else if i + 1 < chunks {
                 self.kernels.run(&self.prefill_ops, dims)?;
             } else {
-                self.submit_choosing(true, dims)?;
+                self.submit_choosing(true, false, dims)?;
             }
             self.len += chunk.len();
             if which == Some(Logits::All) {
@@ -605,6 +611,48 @@ impl Qwen3Gpu {
             out = self.acts.logits.read_f32(&self.ctx, 0, self.vocab)?;
         }
         Ok(out)
+    }
+
+    /// Like [`Qwen3Gpu::prefill`] from input embeddings `x` (t, hidden) instead of ids (the Omni
+    /// thinker's audio rows). `which` may be None or `Logits::Last`.
+    pub fn prefill_embeds(&mut self, x: &[f32], which: Option<Logits>) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let t = x.len() / h.max(1);
+        if t == 0 || x.len() != t * h {
+            return Err(Error::Invalid(
+                "input embeddings are not whole rows of the hidden size".into(),
+            ));
+        }
+        if which == Some(Logits::All) {
+            return Err(Error::Invalid(
+                "prefill from embeddings returns the last logits only".into(),
+            ));
+        }
+        if self.len + t > self.opts.ctx {
+            return Err(Error::ContextOverflow {
+                needed: self.len + t,
+                context: self.opts.ctx,
+            });
+        }
+        let step = self.opts.max_prefill;
+        let chunks = t.div_ceil(step);
+        for (i, rows) in x.chunks(step * h).enumerate() {
+            self.acts.x.write_f32(&self.ctx, 0, rows);
+            let dims = StepDims {
+                t: (rows.len() / h) as u32,
+                pos0: self.len as u32,
+            };
+            if i + 1 < chunks {
+                self.kernels.run(&self.prefill_ops[self.embedding_ops..], dims)?;
+            } else {
+                self.submit_choosing(true, true, dims)?;
+            }
+            self.len += rows.len() / h;
+        }
+        if which == Some(Logits::Last) {
+            return self.acts.logits.read_f32(&self.ctx, 0, self.vocab);
+        }
+        Ok(Vec::new())
     }
 
     /// How the following steps choose the next id: argmax (None), or sampling with the draw
@@ -654,7 +702,7 @@ impl Qwen3Gpu {
             t: 1,
             pos0: self.len as u32,
         };
-        self.submit_choosing(false, dims)?;
+        self.submit_choosing(false, false, dims)?;
         self.len += 1;
         if read_logits {
             self.acts.logits.read_f32(&self.ctx, 0, self.vocab)
