@@ -64,8 +64,13 @@ enum Command {
     },
     /// Measure load time, prefill and decode speed, memory and bandwidth use
     Bench {
+        /// Model directory or Hugging Face repo id (local cache only)
+        #[arg(long, required_unless_present = "synthetic", conflicts_with = "synthetic")]
+        model: Option<String>,
+        /// Random weights of a known shape made in GPU memory, no files (GPU backend):
+        /// qwen3-0.6b ... qwen3-8b, qwen3-30b-a3b, qwen3-omni-30b-a3b (the thinker's decoder)
         #[arg(long)]
-        model: String,
+        synthetic: Option<String>,
         /// Prompt tokens for the prefill measurement
         #[arg(long, default_value_t = 512)]
         prompt_len: usize,
@@ -225,6 +230,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         } => app::synth::run(&preset, &out, &dtype, tokenizer.as_deref(), seed),
         Command::Bench {
             model,
+            synthetic,
             prompt_len,
             gen_len,
             bandwidth_mib,
@@ -232,7 +238,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             peak_tflops,
             engine,
         } => app::bench::run(&app::bench::BenchArgs {
-            model,
+            model: model.unwrap_or_default(),
+            synthetic,
             prompt_len,
             gen_len,
             bandwidth_mib,

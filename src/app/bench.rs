@@ -14,6 +14,8 @@ use crate::models::sampler::Rng;
 #[derive(Debug, Clone)]
 pub struct BenchArgs {
     pub model: String,
+    /// a preset name: random weights made on the GPU instead of a model directory
+    pub synthetic: Option<String>,
     pub prompt_len: usize,
     pub gen_len: usize,
     /// size of the buffer for the bandwidth measurement
@@ -30,6 +32,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let gpu = super::engine::gpu_context(a.backend, a.adapter.as_deref())?;
     if let Some(ctx) = gpu {
         return super::bench_gpu::run(a, &ctx);
+    }
+    if let Some(s) = &a.synthetic {
+        anyhow::bail!("--synthetic {s} makes its weights on a GPU: no GPU adapter is in use (--backend gpu)");
     }
     let dir = super::model_dir(&a.model)?;
     let rss_before = MemInfo::read();

@@ -18,24 +18,46 @@ use crate::models::sampler::Rng;
 const KNOWN_PEAKS: &[(&str, f64)] = &[("H200", 66.9), ("H100", 66.9), ("A100", 19.5)];
 
 pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
-    let dir = super::model_dir(&a.model)?;
     let rss0 = MemInfo::read();
     let t0 = Instant::now();
-    let mut loaded = load_qwen3(&dir)?;
-    super::load::apply_quant(&mut loaded, a.quant.as_deref())?;
     let cap = a.prompt_len + a.gen_len + 8;
     let opts = GpuModelOptions {
         ctx: cap,
         max_prefill: a.prompt_len.clamp(1, 512),
         all_logits: false,
     };
-    let mut g = Qwen3Gpu::new(ctx, &loaded.model, opts)?;
+    let (mut g, vocab, layer_params, label) = match &a.synthetic {
+        Some(name) => {
+            let c = crate::models::presets::synthetic_config(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--synthetic `{name}`: unknown shape (known: {}, qwen3-30b-a3b, qwen3-omni-30b-a3b, qwen3-moe-tiny)",
+                    crate::models::presets::names()
+                )
+            })?;
+            let q8 = match a.quant.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None => false,
+                Some("q8_0") => true,
+                Some(other) => anyhow::bail!("--quant `{other}`: the only quantisation is q8_0"),
+            };
+            let g = Qwen3Gpu::synthetic(ctx, &c, q8, opts)?;
+            let params = active_layer_params(&c) as f64;
+            let label = format!("synthetic {name} ({}, random weights made on the GPU)", if q8 { "Q8_0" } else { "BF16" });
+            (g, c.vocab_size as u64, params, label)
+        }
+        None => {
+            let dir = super::model_dir(&a.model)?;
+            let mut loaded = load_qwen3(&dir)?;
+            super::load::apply_quant(&mut loaded, a.quant.as_deref())?;
+            let g = Qwen3Gpu::new(ctx, &loaded.model, opts)?;
+            let vocab = loaded.model.config.vocab_size as u64;
+            let params = loaded.model.layer_matrix_params() as f64;
+            // the GPU holds the only copy the engine uses
+            (g, vocab, params, dir.display().to_string())
+        }
+    };
     ctx.wait()?;
     let load_time = t0.elapsed();
     let rss1 = MemInfo::read();
-    let vocab = loaded.model.config.vocab_size as u64;
-    let layer_params = loaded.model.layer_matrix_params() as f64;
-    drop(loaded); // the GPU holds the only copy the engine uses
     let mut rng = Rng::new(42);
     let prompt: Vec<u32> = (0..a.prompt_len)
         .map(|_| (rng.next_u64() % vocab) as u32)
@@ -120,7 +142,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         .unwrap_or_default();
     println!("| metric | value |");
     println!("|---|---|");
-    println!("| model | {} |", dir.display());
+    println!("| model | {label} |");
     println!(
         "| device | {} ({}, {}) |",
         ctx.info.name, ctx.info.backend, ctx.info.driver
@@ -214,4 +236,19 @@ fn decode_ahead(g: &mut Qwen3Gpu, n: usize, mut before: impl FnMut(&mut Qwen3Gpu
         g.last_id()?;
     }
     Ok(())
+}
+
+/// Weights of the layers' matrices one token uses (MoE: router and top-k experts).
+fn active_layer_params(c: &crate::models::config::Qwen3Config) -> usize {
+    let (h, hd) = (c.hidden_size, c.head_dim());
+    let attn = h * (c.num_attention_heads + 2 * c.num_key_value_heads) * hd + c.num_attention_heads * hd * h;
+    (0..c.num_hidden_layers)
+        .map(|i| {
+            attn + if c.is_moe_layer(i) {
+                c.num_experts * h + c.num_experts_per_tok * 3 * h * c.moe_intermediate_size
+            } else {
+                3 * h * c.intermediate_size
+            }
+        })
+        .sum()
 }

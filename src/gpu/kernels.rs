@@ -476,6 +476,27 @@ impl Kernels {
             .collect()
     }
 
+    /// Fill `words` u32 of `buffer` (fill_random.wgsl; MODE 0 BF16 pairs in [-a, a], 1 random
+    /// bytes, 2 f16 pairs of a).
+    pub fn fill_random(
+        &self,
+        buffer: &wgpu::Buffer,
+        words: usize,
+        mode: f64,
+        seed: u32,
+        a: f32,
+    ) -> Result<Op> {
+        let n = words as u32;
+        self.op(
+            "fill_random",
+            &[("MODE", mode)],
+            &[n, seed, a.to_bits()],
+            false,
+            &[buffer],
+            Box::new(move |_| grid256(n)),
+        )
+    }
+
     /// Routing of the step's t tokens: softmax over `experts` router logits (t, experts),
     /// the top `k`, renormalised when `renorm`; expert ids and weights per slot.
     pub fn moe_route(

@@ -6,6 +6,7 @@ mod context;
 mod kernels;
 mod pipelines;
 pub mod profiler;
+mod random;
 
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};

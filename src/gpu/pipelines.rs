@@ -60,6 +60,10 @@ const SHADERS: &[(&str, &str)] = &[
     ),
     ("add", include_str!("../../shaders/elementwise/add.wgsl")),
     (
+        "fill_random",
+        include_str!("../../shaders/elementwise/fill_random.wgsl"),
+    ),
+    (
         "moe_route",
         include_str!("../../shaders/elementwise/moe_route.wgsl"),
     ),

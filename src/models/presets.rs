@@ -161,3 +161,56 @@ impl Preset {
         t
     }
 }
+
+/// Mixture-of-experts shapes (`omni bench --synthetic`): the Qwen3-Omni-30B-A3B thinker's text
+/// decoder and Qwen3-30B-A3B, from their published configs (../shared/reference).
+pub fn moe_config_json(name: &str) -> Option<Value> {
+    let (vocab, mrope) = match name.to_ascii_lowercase().as_str() {
+        "qwen3-omni-30b-a3b" => (152064, true),
+        "qwen3-30b-a3b" => (151936, false),
+        // not a published model: the same layout at toy size, for smoke runs on any adapter
+        "qwen3-moe-tiny" => {
+            return Some(json!({
+                "model_type": "qwen3_moe", "vocab_size": 1000, "hidden_size": 64,
+                "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 4096,
+                "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "num_experts": 8,
+                "num_experts_per_tok": 2, "moe_intermediate_size": 32, "norm_topk_prob": true,
+            }));
+        }
+        _ => return None,
+    };
+    let mut c = json!({
+        "model_type": "qwen3_moe",
+        "vocab_size": vocab,
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "max_position_embeddings": 65536,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": false,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 768,
+        "norm_topk_prob": true,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+    });
+    if mrope {
+        c["rope_scaling"] = json!({"mrope_section": [24, 20, 20], "interleaved": true, "rope_type": "default"});
+    }
+    Some(c)
+}
+
+/// The config of any preset by name, dense or MoE, for synthetic GPU models.
+pub fn synthetic_config(name: &str) -> Option<crate::models::config::Qwen3Config> {
+    let json = match find(name) {
+        Some(p) => p.config_json("bfloat16"),
+        None => moe_config_json(name)?,
+    };
+    crate::models::config::Qwen3Config::from_json(json, std::path::Path::new(name)).ok()
+}

@@ -82,6 +82,32 @@ impl Stacked {
     }
 }
 
+impl GpuLayer {
+    /// Weight bytes one decoded token reads in this layer.
+    fn decoded_bytes(&self) -> usize {
+        self.qkv_proj.byte_len()
+            + self.o_proj.byte_len()
+            + match &self.ffn {
+                GpuFfn::Dense {
+                    gate_up_proj,
+                    down_proj,
+                } => gate_up_proj.byte_len() + down_proj.byte_len(),
+                GpuFfn::Moe(m) => m.active_bytes(),
+            }
+    }
+}
+
+/// Everything uploaded for a model, before the step programs are built.
+struct GpuWeights {
+    layers: Vec<GpuLayer>,
+    embed: GpuMatrix,
+    lm_head: Option<GpuMatrix>,
+    norm: GpuBuffer,
+    /// bytes a decoded token reads
+    weight_bytes: usize,
+    lm_head_bytes: usize,
+}
+
 /// A layer's feed-forward block on the device.
 enum GpuFfn {
     Dense {
@@ -222,22 +248,7 @@ impl Qwen3Gpu {
     pub fn new(ctx: &Arc<GpuContext>, m: &Qwen3Model, opts: GpuModelOptions) -> Result<Self> {
         let c = &m.config;
         let a = &m.attn;
-        if a.head_dim > 128 {
-            return Err(Error::Gpu(format!(
-                "head_dim {} > 128 is not supported by the GPU attention kernels",
-                a.head_dim
-            )));
-        }
-        let (hd, heads, kvh, hidden, inter, vocab) = (
-            a.head_dim,
-            a.heads,
-            a.kv_heads,
-            c.hidden_size,
-            c.intermediate_size,
-            c.vocab_size,
-        );
-        let (cap, max_t) = (opts.ctx, opts.max_prefill.max(1));
-        let pitch = (heads + 2 * kvh) * hd;
+        let (hd, kvh, cap) = (a.head_dim, a.kv_heads, opts.ctx);
         let mut layers = Vec::with_capacity(m.layers.len());
         let mut weight_bytes = 0;
         for l in &m.layers {
@@ -271,15 +282,7 @@ impl Qwen3Gpu {
                 k_cache: buf(ctx, cap * kvh * hd, "k_cache")?,
                 v_cache: buf(ctx, cap * kvh * hd, "v_cache")?,
             };
-            weight_bytes += layer.qkv_proj.byte_len()
-                + layer.o_proj.byte_len()
-                + match &layer.ffn {
-                    GpuFfn::Dense {
-                        gate_up_proj,
-                        down_proj,
-                    } => gate_up_proj.byte_len() + down_proj.byte_len(),
-                    GpuFfn::Moe(m) => m.active_bytes(),
-                };
+            weight_bytes += layer.decoded_bytes();
             layers.push(layer);
         }
         let embed = upload_embedding(ctx, &m.embed_tokens)?;
@@ -293,6 +296,119 @@ impl Qwen3Gpu {
         let lm_head_bytes = lm_head.as_ref().unwrap_or(&embed).byte_len();
         weight_bytes += lm_head_bytes;
         let norm = GpuBuffer::from_f32(ctx, &m.norm.weight, "norm")?;
+        let weights = GpuWeights {
+            layers,
+            embed,
+            lm_head,
+            norm,
+            weight_bytes,
+            lm_head_bytes,
+        };
+        Self::assemble(ctx, c, a, weights, opts)
+    }
+
+    /// A model of `c`'s shape with random weights made on the device (BF16, or Q8_0 matrices
+    /// when `q8`; the embedding table is BF16 either way, as `new` uploads it): for
+    /// benchmarking full-size shapes without their files.
+    pub fn synthetic(
+        ctx: &Arc<GpuContext>,
+        c: &crate::models::config::Qwen3Config,
+        q8: bool,
+        opts: GpuModelOptions,
+    ) -> Result<Self> {
+        let hd = c.head_dim();
+        let a = crate::nn::attention::AttentionConfig {
+            hidden: c.hidden_size,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: hd,
+            rms_norm_eps: c.rms_norm_eps,
+            inv_freq: cpu::rope::inv_freq(hd, c.rope_theta()),
+        };
+        let (h, heads, kvh, cap) = (c.hidden_size, a.heads, a.kv_heads, opts.ctx);
+        let std = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
+        let ones = |n: usize, l: &str| GpuBuffer::from_f32(ctx, &vec![1.0; n], l);
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        let mut weight_bytes = 0;
+        for i in 0..c.num_hidden_layers {
+            let seed = 1000 * i as u32;
+            let qkv = GpuMatrix::random(ctx, (heads + 2 * kvh) * hd, h, q8, std(h), None, seed, "qkv")?;
+            let layer = GpuLayer {
+                qkv_proj: Stacked {
+                    parts: vec![(0, qkv)],
+                },
+                o_proj: GpuMatrix::random(ctx, h, heads * hd, q8, std(heads * hd), None, seed + 1, "o")?,
+                ffn: if c.is_moe_layer(i) {
+                    GpuFfn::Moe(GpuMoe::random(ctx, c, q8, seed + 2)?)
+                } else {
+                    let inter = c.intermediate_size;
+                    GpuFfn::Dense {
+                        gate_up_proj: Stacked {
+                            parts: vec![(
+                                0,
+                                GpuMatrix::random(ctx, 2 * inter, h, q8, std(h), None, seed + 5, "gate_up")?,
+                            )],
+                        },
+                        down_proj: GpuMatrix::random(ctx, h, inter, q8, std(inter), None, seed + 6, "down")?,
+                    }
+                },
+                input_layernorm: ones(h, "input_layernorm")?,
+                post_attention_layernorm: ones(h, "post_attention_layernorm")?,
+                q_norm: ones(hd, "q_norm")?,
+                k_norm: ones(hd, "k_norm")?,
+                k_cache: buf(ctx, cap * kvh * hd, "k_cache")?,
+                v_cache: buf(ctx, cap * kvh * hd, "v_cache")?,
+            };
+            weight_bytes += layer.decoded_bytes();
+            layers.push(layer);
+        }
+        let v = c.vocab_size;
+        let embed = GpuMatrix::random(ctx, v, h, false, 1.0, None, 7, "embed_tokens")?;
+        let lm_head = GpuMatrix::random(ctx, v, h, q8, std(h), None, 8, "lm_head")?;
+        let lm_head_bytes = lm_head.byte_len();
+        let weights = GpuWeights {
+            layers,
+            embed,
+            lm_head: Some(lm_head),
+            norm: ones(h, "norm")?,
+            weight_bytes: weight_bytes + lm_head_bytes,
+            lm_head_bytes,
+        };
+        Self::assemble(ctx, c, &a, weights, opts)
+    }
+
+    /// Build the step programs over uploaded (or synthetic) weights.
+    fn assemble(
+        ctx: &Arc<GpuContext>,
+        c: &crate::models::config::Qwen3Config,
+        a: &crate::nn::attention::AttentionConfig,
+        w: GpuWeights,
+        opts: GpuModelOptions,
+    ) -> Result<Self> {
+        let GpuWeights {
+            layers,
+            embed,
+            lm_head,
+            norm,
+            weight_bytes,
+            lm_head_bytes,
+        } = w;
+        if a.head_dim > 128 {
+            return Err(Error::Gpu(format!(
+                "head_dim {} > 128 is not supported by the GPU attention kernels",
+                a.head_dim
+            )));
+        }
+        let (hd, heads, kvh, hidden, inter, vocab) = (
+            a.head_dim,
+            a.heads,
+            a.kv_heads,
+            c.hidden_size,
+            c.intermediate_size,
+            c.vocab_size,
+        );
+        let (cap, max_t) = (opts.ctx, opts.max_prefill.max(1));
+        let pitch = (heads + 2 * kvh) * hd;
         let rope = GpuBuffer::from_f32(ctx, &rope_table(&a.inv_freq, cap), "rope")?;
         let acts = Acts {
             ids: buf(ctx, max_t, "ids")?,

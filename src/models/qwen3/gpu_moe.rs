@@ -92,6 +92,41 @@ impl GpuMoe {
         })
     }
 
+    /// Random weights of the shape `c` gives (synthetic benchmarks).
+    pub(super) fn random(
+        ctx: &Arc<GpuContext>,
+        c: &crate::models::config::Qwen3Config,
+        q8: bool,
+        seed: u32,
+    ) -> Result<Self> {
+        let (e, h, i) = (c.num_experts, c.hidden_size, c.moe_intermediate_size);
+        let std = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
+        let single = |m: GpuMatrix, what: &str| {
+            if m.chunks.len() == 1 {
+                Ok(m)
+            } else {
+                Err(Error::Gpu(format!(
+                    "the {what} of one MoE layer must fit one storage binding"
+                )))
+            }
+        };
+        Ok(GpuMoe {
+            router: GpuMatrix::random(ctx, e, h, q8, std(h), None, seed, "moe_router")?,
+            gate_up: single(
+                GpuMatrix::random(ctx, e * 2 * i, h, q8, std(h), None, seed + 1, "moe_gate_up")?,
+                "gate|up experts",
+            )?,
+            down: single(
+                GpuMatrix::random(ctx, e * h, i, q8, std(i), None, seed + 2, "moe_down")?,
+                "down experts",
+            )?,
+            experts: e,
+            top_k: c.num_experts_per_tok,
+            inter: i,
+            renorm: c.norm_topk_prob,
+        })
+    }
+
     pub(super) fn experts(&self) -> (usize, usize, usize) {
         (self.experts, self.top_k, self.inter)
     }
