@@ -2,6 +2,10 @@
 // `experts` router logits (f32), the `k` largest (the lower index on ties, as a stable sort),
 // renormalised to sum to one when RENORM. Writes the expert ids and weights of slots
 // t * k .. t * k + k. CPU twin: `nn::moe::route`.
+// Each invocation owns experts li, li + 256, ...; an expert's rank is the number of experts
+// ahead of it (larger, or equal with a lower index), counted against the shared array: the
+// top k are those of rank < k, with no sequential rounds of reductions (a first version with
+// k arg-max rounds cost 20 us per layer on an H200).
 override RENORM: bool = true;
 
 struct Params {
@@ -16,66 +20,63 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> ids: array<u32>;      // (t, k)
 @group(0) @binding(3) var<storage, read_write> weights: array<f32>;  // (t, k)
 
-var<workgroup> prob: array<f32, 1024>;
-var<workgroup> red_v: array<f32, 256>;
-var<workgroup> red_i: array<u32, 256>;
-var<workgroup> total: f32;
+var<workgroup> lg: array<f32, 1024>;
+var<workgroup> red: array<f32, 256>;
+var<workgroup> chosen: array<f32, 64>;
+
+fn reduce(li: u32, v: f32, is_max: bool) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s / 2u) {
+        if (li < s) {
+            if (is_max) { red[li] = max(red[li], red[li + s]); } else { red[li] = red[li] + red[li + s]; }
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let t = wg.x;
     let n = p.experts;
-    let base = t * n;
-    // softmax numerators with the max subtracted, and their sum
-    if (li == 0u) {
-        var m = -3.4e38;
-        for (var i = 0u; i < n; i++) { m = max(m, logits[base + i]); }
-        var s = 0.0;
-        for (var i = 0u; i < n; i++) {
-            let e = exp(logits[base + i] - m);
-            prob[i] = e;
-            s = s + e;
+    var m = -3.4e38;
+    for (var i = li; i < n; i += 256u) {
+        let v = logits[t * n + i];
+        lg[i] = v;
+        m = max(m, v);
+    }
+    let mx = reduce(li, m, true);
+    var s = 0.0;
+    for (var i = li; i < n; i += 256u) {
+        let e = exp(lg[i] - mx);
+        lg[i] = e;
+        s = s + e;
+    }
+    let total = reduce(li, s, false);
+    // ranks by probability, as the CPU twin sorts (equal exponentials keep index order)
+    for (var i = li; i < n; i += 256u) {
+        let v = lg[i];
+        var rank = 0u;
+        for (var j = 0u; j < n; j++) {
+            let u = lg[j];
+            if (u > v || (u == v && j < i)) { rank = rank + 1u; }
         }
-        total = s;
+        if (rank < p.k) {
+            let pr = v / total;
+            ids[t * p.k + rank] = i;
+            chosen[rank] = pr;
+        }
     }
     workgroupBarrier();
-    // k rounds of arg-max; a chosen expert is marked -1 so it cannot win again
-    var chosen_sum = 0.0;
-    for (var j = 0u; j < p.k; j++) {
-        var bv = -1.0;
-        var bi = 0xffffffffu;
-        for (var i = li; i < n; i += 256u) {
-            let v = prob[i];
-            if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
-        }
-        red_v[li] = bv;
-        red_i[li] = bi;
-        workgroupBarrier();
-        for (var s = 128u; s > 0u; s = s / 2u) {
-            if (li < s) {
-                let v = red_v[li + s];
-                let i = red_i[li + s];
-                if (v > red_v[li] || (v == red_v[li] && i < red_i[li])) {
-                    red_v[li] = v;
-                    red_i[li] = i;
-                }
-            }
-            workgroupBarrier();
-        }
-        let win = red_i[0];
-        let wv = red_v[0];
-        chosen_sum = chosen_sum + wv;
-        if (li == 0u) {
-            ids[t * p.k + j] = win;
-            weights[t * p.k + j] = wv;
-            prob[win] = -1.0;
-        }
-        workgroupBarrier();
-    }
     if (li < p.k) {
-        let o = t * p.k + li;
-        var d = total;
-        if (RENORM) { d = chosen_sum; }
-        weights[o] = weights[o] / d;
+        var d = 1.0;
+        if (RENORM) {
+            d = 0.0;
+            for (var j = 0u; j < p.k; j++) { d = d + chosen[j]; }
+        }
+        weights[t * p.k + li] = chosen[li] / d;
     }
 }

@@ -508,9 +508,9 @@ impl Kernels {
         ids: &GpuBuffer,
         weights: &GpuBuffer,
     ) -> Result<Op> {
-        if experts > 1024 || k == 0 || k > experts {
+        if experts > 1024 || k == 0 || k > experts.min(64) {
             return Err(crate::Error::Gpu(format!(
-                "MoE routing supports up to 1024 experts and 1..=experts choices (got {experts}, {k})"
+                "MoE routing supports up to 1024 experts and 1..=64 choices (got {experts}, {k})"
             )));
         }
         self.op(
