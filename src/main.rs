@@ -65,7 +65,11 @@ enum Command {
     /// Measure load time, prefill and decode speed, memory and bandwidth use
     Bench {
         /// Model directory or Hugging Face repo id (local cache only)
-        #[arg(long, required_unless_present = "synthetic", conflicts_with = "synthetic")]
+        #[arg(
+            long,
+            required_unless_present = "synthetic",
+            conflicts_with = "synthetic"
+        )]
         model: Option<String>,
         /// Random weights of a known shape made in GPU memory, no files (GPU backend):
         /// qwen3-0.6b ... qwen3-8b, qwen3-30b-a3b, qwen3-omni-30b-a3b (the thinker's decoder)
@@ -214,10 +218,10 @@ fn main() -> ExitCode {
 fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Generate(g) => app::generate::run(&generate_args(g)),
-        Command::Ask(a) => {
-            let _ = (a.wav, generate_args(a.g)); // PARKED until mel.rs / wav.rs land
-            anyhow::bail!("ask: not built yet")
-        }
+        Command::Ask(a) => app::ask::run(&app::ask::AskArgs {
+            wav: a.wav,
+            generation: generate_args(a.g),
+        }),
         Command::Tokenize { model, text } => app::tokenize::run(&model, &text),
 
         Command::Info { model, ctx } => app::info::run(&model, ctx),

@@ -7,8 +7,8 @@ mod common;
 use common::tol::GPU_VS_CPU_REL;
 use common::{assert_close, gpu, reference, reference_store, tensor};
 use qwen_omni::gpu::{GpuBuffer, Kernels, StepDims};
-use qwen_omni::models::qwen3::gpu::{GpuModelOptions, Qwen3Gpu};
 use qwen_omni::models::qwen3::Qwen3Model;
+use qwen_omni::models::qwen3::gpu::{GpuModelOptions, Qwen3Gpu};
 
 fn moe_fixture() -> std::path::PathBuf {
     common::repo_root().join("tests/fixtures/qwen3_moe/tiny")
@@ -27,7 +27,12 @@ fn opts() -> GpuModelOptions {
 fn moe_routing_on_the_device_matches_the_cpu_route() {
     let ctx = gpu();
     let k = Kernels::new(&ctx);
-    for &(experts, top_k, renorm, t) in &[(6usize, 3usize, true, 5usize), (128, 8, true, 2), (7, 2, false, 3), (300, 1, true, 1)] {
+    for &(experts, top_k, renorm, t) in &[
+        (6usize, 3usize, true, 5usize),
+        (128, 8, true, 2),
+        (7, 2, false, 3),
+        (300, 1, true, 1),
+    ] {
         let logits: Vec<f32> = (0..t * experts)
             .map(|i| ((i * 7919 % 1000) as f32 / 100.0).sin() * 3.0)
             .collect();
@@ -35,15 +40,35 @@ fn moe_routing_on_the_device_matches_the_cpu_route() {
         let ids = GpuBuffer::zeros(&ctx, t * top_k, "ids").unwrap();
         let w = GpuBuffer::zeros(&ctx, t * top_k, "w").unwrap();
         let op = k.moe_route(&gl, experts, top_k, renorm, &ids, &w).unwrap();
-        k.run([&op], StepDims { t: t as u32, pos0: 0 }).unwrap();
+        k.run(
+            [&op],
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
         let got_ids = ids.read_u32(&ctx, 0, t * top_k).unwrap();
         let got_w = w.read_f32(&ctx, 0, t * top_k).unwrap();
         for tok in 0..t {
-            let want = qwen_omni::nn::moe::route(&logits[tok * experts..(tok + 1) * experts], top_k, renorm);
+            let want = qwen_omni::nn::moe::route(
+                &logits[tok * experts..(tok + 1) * experts],
+                top_k,
+                renorm,
+            );
             let s = tok * top_k..(tok + 1) * top_k;
-            assert_eq!(got_ids[s.clone()], want.iter().map(|r| r.0 as u32).collect::<Vec<_>>(), "{experts} experts, token {tok}");
+            assert_eq!(
+                got_ids[s.clone()],
+                want.iter().map(|r| r.0 as u32).collect::<Vec<_>>(),
+                "{experts} experts, token {tok}"
+            );
             let ww: Vec<f32> = want.iter().map(|r| r.1).collect();
-            assert_close(&format!("route weights {experts}"), &got_w[s], &ww, GPU_VS_CPU_REL);
+            assert_close(
+                &format!("route weights {experts}"),
+                &got_w[s],
+                &ww,
+                GPU_VS_CPU_REL,
+            );
         }
     }
 }
@@ -56,7 +81,9 @@ fn qwen3_moe_on_the_gpu_matches_transformers() {
     let (r, store) = reference(&moe_fixture());
     for (i, p) in r.prompts.iter().enumerate() {
         g.reset();
-        let logits = g.prefill(&p.ids, Some(qwen_omni::models::qwen3::Logits::All)).unwrap();
+        let logits = g
+            .prefill(&p.ids, Some(qwen_omni::models::qwen3::Logits::All))
+            .unwrap();
         let want = tensor(&store, &format!("p{i}.logits"));
         assert_close(&format!("p{i} logits"), &logits, &want, GPU_VS_CPU_REL);
         // greedy: the previous argmax feeds the next step on the device
@@ -78,13 +105,21 @@ fn omni_thinker_text_decoder_on_the_gpu_matches_transformers() {
     let cpu = Qwen3Model::load(&dir).unwrap();
     let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
     let text: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     let p = &text["prompts"]["text"];
     let ids: Vec<u32> = serde_json::from_value(p["ids"].clone()).unwrap();
     let greedy: Vec<u32> = serde_json::from_value(p["greedy"].clone()).unwrap();
     let store = reference_store(&dir);
-    let logits = g.prefill(&ids, Some(qwen_omni::models::qwen3::Logits::All)).unwrap();
-    assert_close("text logits", &logits, &tensor(&store, "text.logits"), GPU_VS_CPU_REL);
+    let logits = g
+        .prefill(&ids, Some(qwen_omni::models::qwen3::Logits::All))
+        .unwrap();
+    assert_close(
+        "text logits",
+        &logits,
+        &tensor(&store, "text.logits"),
+        GPU_VS_CPU_REL,
+    );
     g.reset();
     g.prefill(&ids, None).unwrap();
     let mut got = vec![g.last_id().unwrap()];
@@ -103,14 +138,20 @@ fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
     let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
     let (r, _) = reference(&moe_fixture());
     let ids = &r.prompts[2].ids;
-    let got = g.prefill(ids, Some(qwen_omni::models::qwen3::Logits::All)).unwrap();
+    let got = g
+        .prefill(ids, Some(qwen_omni::models::qwen3::Logits::All))
+        .unwrap();
     let mut cache = cpu.new_cache(64);
-    let want = cpu.forward(ids, &mut cache, qwen_omni::models::qwen3::Logits::All).unwrap();
+    let want = cpu
+        .forward(ids, &mut cache, qwen_omni::models::qwen3::Logits::All)
+        .unwrap();
     assert_close("q8 prefill logits", &got, &want, GPU_VS_CPU_REL);
     // decode steps through the Q8_0 slot matvecs
     for id in [5u32, 77, 300] {
         let got = g.decode(Some(id), true).unwrap();
-        let want = cpu.forward(&[id], &mut cache, qwen_omni::models::qwen3::Logits::Last).unwrap();
+        let want = cpu
+            .forward(&[id], &mut cache, qwen_omni::models::qwen3::Logits::Last)
+            .unwrap();
         assert_close("q8 decode logits", &got, &want, GPU_VS_CPU_REL);
     }
 }

@@ -14,6 +14,11 @@
 override ACCUMULATE: bool = false;
 override SWIGLU: bool = false;
 override VEC: bool = false;
+// GATHER (mixture-of-experts prefill): workgroup z is an expert; its rows of X are the slots
+// routed to it, listed by moe_group in `groups` (E + 1 offsets, then slot ids grouped by
+// expert); slot s reads X row s / x_div and writes Y row s; W is that expert's block of `rows`
+// rows. Each expert's weights are then read once per step, whatever the token count.
+override GATHER: bool = false;
 
 struct Params {
     rows: u32,          // n: rows in this chunk
@@ -25,8 +30,8 @@ struct Params {
     up_off: u32,        // SWIGLU: column offset of the up half in X
     y_off: u32,         // column offset of the output in Y
     scale_stride: u32,  // Q8_0: u32 words of scales per weight row
-    _p0: u32,
-    _p1: u32,
+    x_div: u32,         // GATHER: slots per X row
+    experts: u32,       // GATHER: number of experts (offsets in `groups`)
     _p2: u32,
 }
 
@@ -34,6 +39,24 @@ struct Params {
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;  // (t, x_ld / 4), x_ld any when !VEC
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (t, y_ld)
+
+@group(0) @binding(6) var<storage, read> groups: array<u32>;   // GATHER: offsets, slot ids
+
+// The rows this workgroup covers (set once in main).
+var<private> w_row0: u32;   // first weight row (the expert's block)
+var<private> t_count: u32;  // rows of X / Y: step.t, or the expert's slot count
+var<private> g_start: u32;  // GATHER: index of the expert's first slot in the id list
+
+// X row and Y row of tile row t
+fn x_row(t: u32) -> u32 {
+    if (GATHER) { return groups[p.experts + 1u + g_start + t] / p.x_div; }
+    return t;
+}
+
+fn y_row(t: u32) -> u32 {
+    if (GATHER) { return groups[p.experts + 1u + g_start + t]; }
+    return t;
+}
 
 var<workgroup> xs: array<vec4<f32>, 256>;  // [kk][t / 4]  16 x 64
 var<workgroup> ws: array<vec4<f32>, 512>;  // [kk][n / 4]  16 x 128
@@ -43,18 +66,20 @@ fn xs1(i: u32) -> f32 {
 }
 
 fn xval(t: u32, k: u32) -> f32 {
-    if (t >= step.t || k >= p.k) { return 0.0; }
-    let v = xs1(t * p.x_ld + k);
-    if (SWIGLU) { return v / (1.0 + exp(-v)) * xs1(t * p.x_ld + p.up_off + k); }
+    if (t >= t_count || k >= p.k) { return 0.0; }
+    let r = x_row(t);
+    let v = xs1(r * p.x_ld + k);
+    if (SWIGLU) { return v / (1.0 + exp(-v)) * xs1(r * p.x_ld + p.up_off + k); }
     return v;
 }
 
 // X[t][k .. k + 4] (VEC: k, x_ld and up_off multiples of 4)
 fn xval4(t: u32, k: u32) -> vec4<f32> {
-    if (t >= step.t) { return vec4<f32>(0.0); }
-    let v = x[(t * p.x_ld + k) / 4u];
+    if (t >= t_count) { return vec4<f32>(0.0); }
+    let r = x_row(t);
+    let v = x[(r * p.x_ld + k) / 4u];
     if (SWIGLU) {
-        return v / (vec4<f32>(1.0) + exp(-v)) * x[(t * p.x_ld + p.up_off + k) / 4u];
+        return v / (vec4<f32>(1.0) + exp(-v)) * x[(r * p.x_ld + p.up_off + k) / 4u];
     }
     return v;
 }
@@ -93,11 +118,12 @@ fn load_w_tile_scalar(li: u32, n0: u32, k0: u32) {
 }
 
 fn store(t: u32, n0: u32, v: vec4<f32>) {
-    if (t >= step.t) { return; }
+    if (t >= t_count) { return; }
+    let yr = y_row(t);
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
         if (n < p.rows) {
-            let o = t * p.y_ld + p.y_off + p.row0 + n;
+            let o = yr * p.y_ld + p.y_off + p.row0 + n;
             if (ACCUMULATE) { y[o] = y[o] + v[j]; } else { y[o] = v[j]; }
         }
     }
@@ -109,6 +135,17 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wg: vec3<u32>) {
     let n0 = wg.x * 128u;
     let t0 = wg.y * 64u;
+    w_row0 = 0u;
+    t_count = step.t;
+    g_start = 0u;
+    if (GATHER) {
+        let e = wg.z;
+        g_start = groups[e];
+        t_count = groups[e + 1u] - g_start;
+        // no slots of this expert in this tile (uniform per workgroup, before any barrier)
+        if (t0 >= t_count) { return; }
+        w_row0 = e * p.rows;
+    }
     // rows i of this invocation's 4 tokens, columns in two vec4 halves (n .. n+4, n+64 .. n+68)
     var c0 = vec4<f32>(0.0);
     var c1 = vec4<f32>(0.0);

@@ -9,7 +9,7 @@ fn wword(i: u32) -> u32 {
 
 fn wval(n: u32, k: u32) -> f32 {
     if (n >= p.rows || k >= p.k) { return 0.0; }
-    let v = unpack_w(wword(n * p.stride + k / 2u), IS_F16);
+    let v = unpack_w(wword((w_row0 + n) * p.stride + k / 2u), IS_F16);
     return select(v.x, v.y, (k & 1u) == 1u);
 }
 
@@ -19,7 +19,7 @@ fn load_w_tile(li: u32, n0: u32, k0: u32) {
     let kq = 8u * (li % 2u);
     var q = vec4<u32>(0u);
     if (n0 + nl < p.rows) {
-        q = w[((n0 + nl) * p.stride + (k0 + kq) / 2u) / 4u];
+        q = w[((w_row0 + n0 + nl) * p.stride + (k0 + kq) / 2u) / 4u];
     }
     for (var j = 0u; j < 4u; j++) {
         let v = unpack_w(q[j], IS_F16);

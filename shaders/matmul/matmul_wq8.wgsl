@@ -3,13 +3,13 @@
 @group(0) @binding(5) var<storage, read> sc: array<u32>;       // (rows, scale_stride)
 
 fn scale(n: u32, k: u32) -> f32 {
-    let s2 = unpack2x16float(sc[n * p.scale_stride + k / 64u]);
+    let s2 = unpack2x16float(sc[(w_row0 + n) * p.scale_stride + k / 64u]);
     return select(s2.x, s2.y, ((k / 32u) & 1u) == 1u);
 }
 
 fn wval(n: u32, k: u32) -> f32 {
     if (n >= p.rows || k >= p.k) { return 0.0; }
-    let i = n * p.stride + k / 4u;
+    let i = (w_row0 + n) * p.stride + k / 4u;
     let q = unpack4xI8(w[i / 4u][i % 4u])[k % 4u];
     return f32(q) * scale(n, k);
 }
@@ -21,7 +21,7 @@ fn load_w_tile(li: u32, n0: u32, k0: u32) {
     var q = vec4<u32>(0u);
     var d = 0.0;
     if (n0 + li < p.rows) {
-        q = w[((n0 + li) * p.stride + k0 / 4u) / 4u];
+        q = w[((w_row0 + n0 + li) * p.stride + k0 / 4u) / 4u];
         d = scale(n0 + li, k0);
     }
     for (var j = 0u; j < 4u; j++) {

@@ -34,7 +34,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         return super::bench_gpu::run(a, &ctx);
     }
     if let Some(s) = &a.synthetic {
-        anyhow::bail!("--synthetic {s} makes its weights on a GPU: no GPU adapter is in use (--backend gpu)");
+        anyhow::bail!(
+            "--synthetic {s} makes its weights on a GPU: no GPU adapter is in use (--backend gpu)"
+        );
     }
     let dir = super::model_dir(&a.model)?;
     let rss_before = MemInfo::read();

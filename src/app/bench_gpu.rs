@@ -41,7 +41,10 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             };
             let g = Qwen3Gpu::synthetic(ctx, &c, q8, opts)?;
             let params = active_layer_params(&c) as f64;
-            let label = format!("synthetic {name} ({}, random weights made on the GPU)", if q8 { "Q8_0" } else { "BF16" });
+            let label = format!(
+                "synthetic {name} ({}, random weights made on the GPU)",
+                if q8 { "Q8_0" } else { "BF16" }
+            );
             (g, c.vocab_size as u64, params, label)
         }
         None => {
@@ -241,7 +244,8 @@ fn decode_ahead(g: &mut Qwen3Gpu, n: usize, mut before: impl FnMut(&mut Qwen3Gpu
 /// Weights of the layers' matrices one token uses (MoE: router and top-k experts).
 fn active_layer_params(c: &crate::models::config::Qwen3Config) -> usize {
     let (h, hd) = (c.hidden_size, c.head_dim());
-    let attn = h * (c.num_attention_heads + 2 * c.num_key_value_heads) * hd + c.num_attention_heads * hd * h;
+    let attn = h * (c.num_attention_heads + 2 * c.num_key_value_heads) * hd
+        + c.num_attention_heads * hd * h;
     (0..c.num_hidden_layers)
         .map(|i| {
             attn + if c.is_moe_layer(i) {

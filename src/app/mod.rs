@@ -1,6 +1,7 @@
 //! The `omni` commands (L5): each parses nothing itself (main.rs does) and reports errors
 //! through `anyhow` with context, printed as one line.
 
+pub mod ask;
 pub mod bench;
 pub mod bench_gpu;
 pub mod devices;

@@ -139,6 +139,26 @@ impl Kernels {
         buffers: &[&wgpu::Buffer],
         groups: GroupsFn,
     ) -> Result<Op> {
+        // buffers bind in order after the uniforms
+        let first = if uses_step { 2 } else { 1 };
+        let at: Vec<(u32, &wgpu::Buffer)> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (first + i as u32, *b))
+            .collect();
+        self.op_at(name, constants, params, uses_step, &at, groups)
+    }
+
+    /// As `op`, with each buffer's binding number given (shaders whose parts leave gaps).
+    fn op_at(
+        &self,
+        name: &'static str,
+        constants: &[(&str, f64)],
+        params: &[u32],
+        uses_step: bool,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: GroupsFn,
+    ) -> Result<Op> {
         let pipeline = self.ctx.pipelines.get(&self.ctx.device, name, constants)?;
         let mut padded = params.to_vec();
         while !padded.len().is_multiple_of(4) {
@@ -163,10 +183,9 @@ impl Kernels {
                 resource: self.step.as_entire_binding(),
             });
         }
-        let first = entries.len() as u32;
-        for (i, b) in buffers.iter().enumerate() {
+        for (binding, b) in buffers {
             entries.push(wgpu::BindGroupEntry {
-                binding: first + i as u32,
+                binding: *binding,
                 resource: b.as_entire_binding(),
             });
         }
@@ -411,12 +430,19 @@ impl Kernels {
                     .into(),
             ));
         }
-        if w.chunks.iter().any(|c| c.row0 % rows_per_expert != 0 || c.rows % rows_per_expert != 0) {
+        if w.chunks
+            .iter()
+            .any(|c| c.row0 % rows_per_expert != 0 || c.rows % rows_per_expert != 0)
+        {
             return Err(crate::Error::Gpu(
                 "MoE weight chunks must hold whole experts".into(),
             ));
         }
-        let rows = if w.is_q8 { self.tuning.q8_rows } else { self.tuning.matvec_rows };
+        let rows = if w.is_q8 {
+            self.tuning.q8_rows
+        } else {
+            self.tuning.matvec_rows
+        };
         let rows_per_wg = self.rows_per_subgroup_wg() * rows;
         let mut consts = Self::mat_constants(w, f);
         consts.extend([
@@ -452,7 +478,12 @@ impl Kernels {
                         .scales
                         .as_ref()
                         .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
-                    params.extend([w.scale_stride as u32, c.rows as u32, x_div as u32, x_stride as u32]);
+                    params.extend([
+                        w.scale_stride as u32,
+                        c.rows as u32,
+                        x_div as u32,
+                        x_stride as u32,
+                    ]);
                     self.op(
                         "matvec_q8",
                         &consts,
@@ -494,6 +525,94 @@ impl Kernels {
             false,
             &[buffer],
             Box::new(move |_| grid256(n)),
+        )
+    }
+
+    /// Mixture-of-experts prefill: Y[s] = W_{route[s]} X[s / x_div] for every slot s of the
+    /// step, computed per expert over the slots `groups` lists for it (see moe_group), so each
+    /// expert's weights are read once per step. `w` stacks the experts' matrices, one binding.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_grouped(
+        &self,
+        w: &GpuMatrix,
+        rows_per_expert: usize,
+        experts: usize,
+        x: &GpuBuffer,
+        x_ld: usize,
+        x_div: usize,
+        y: &GpuBuffer,
+        groups: &GpuBuffer,
+        max_tokens: usize,
+        f: MatFlags,
+    ) -> Result<Op> {
+        let [c] = &w.chunks[..] else {
+            return Err(crate::Error::Gpu(
+                "grouped expert matmul needs all experts in one binding".into(),
+            ));
+        };
+        let mut consts = Self::mat_constants(w, f);
+        let up = f.swiglu_up_off.unwrap_or(0) as u32;
+        let vec = w.cols.is_multiple_of(16) && x_ld.is_multiple_of(4) && up.is_multiple_of(4);
+        consts.push(("VEC", if vec { 1.0 } else { 0.0 }));
+        consts.push(("GATHER", 1.0));
+        let params = [
+            rows_per_expert as u32,
+            w.cols as u32,
+            w.stride as u32,
+            x_ld as u32,
+            rows_per_expert as u32,
+            0,
+            up,
+            0,
+            w.scale_stride as u32,
+            x_div as u32,
+            experts as u32,
+        ];
+        let nx = (rows_per_expert as u32).div_ceil(128);
+        // an expert receives at most one slot per token
+        let nt = (max_tokens as u32).div_ceil(64);
+        let e = experts as u32;
+        let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
+        let mut bufs = vec![
+            (2, &c.buffer),
+            (3, &x.buffer),
+            (4, &y.buffer),
+            (6, &groups.buffer),
+        ];
+        if let Some(sc) = &c.scales {
+            bufs.push((5, sc));
+        }
+        self.op_at(
+            name,
+            &consts,
+            &params,
+            true,
+            &bufs,
+            Box::new(move |d| [nx, d.t.div_ceil(64).min(nt), e]),
+        )
+    }
+
+    /// Group the step's slots by expert (counting sort of `ids`) into `groups`:
+    /// E + 1 offsets, then the slot ids in expert order.
+    pub fn moe_group(
+        &self,
+        ids: &GpuBuffer,
+        experts: usize,
+        k: usize,
+        groups: &GpuBuffer,
+    ) -> Result<Op> {
+        if experts > 1024 {
+            return Err(crate::Error::Gpu(
+                "MoE grouping supports up to 1024 experts".into(),
+            ));
+        }
+        self.op(
+            "moe_group",
+            &[],
+            &[experts as u32, k as u32],
+            true,
+            &[&ids.buffer, &groups.buffer],
+            Box::new(|_| [1, 1, 1]),
         )
     }
 
@@ -574,12 +693,18 @@ impl Kernels {
                     w.scale_stride as u32,
                 ];
                 let nx = (c.rows as u32).div_ceil(128);
-                let mut bufs = vec![&c.buffer, &x.buffer, &y.buffer];
+                // w, x, y, the Q8_0 scales, the GATHER groups (unused here)
+                let mut bufs = vec![
+                    (2, &c.buffer),
+                    (3, &x.buffer),
+                    (4, &y.buffer),
+                    (6, &x.buffer),
+                ];
                 if let Some(sc) = &c.scales {
-                    bufs.push(sc);
+                    bufs.push((5, sc));
                 }
                 let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
-                self.op(
+                self.op_at(
                     name,
                     &consts,
                     &params,

@@ -68,6 +68,10 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/elementwise/moe_route.wgsl"),
     ),
     (
+        "moe_group",
+        include_str!("../../shaders/elementwise/moe_group.wgsl"),
+    ),
+    (
         "moe_sum",
         include_str!("../../shaders/elementwise/moe_sum.wgsl"),
     ),

@@ -5,6 +5,7 @@ pub mod audio_encoder;
 pub mod chat;
 pub mod config;
 pub mod generation;
+pub mod omni;
 pub mod presets;
 pub mod qwen3;
 pub mod sampler;

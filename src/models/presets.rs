@@ -201,7 +201,8 @@ pub fn moe_config_json(name: &str) -> Option<Value> {
         "mlp_only_layers": [],
     });
     if mrope {
-        c["rope_scaling"] = json!({"mrope_section": [24, 20, 20], "interleaved": true, "rope_type": "default"});
+        c["rope_scaling"] =
+            json!({"mrope_section": [24, 20, 20], "interleaved": true, "rope_type": "default"});
     }
     Some(c)
 }

@@ -332,12 +332,30 @@ impl Qwen3Gpu {
         let mut weight_bytes = 0;
         for i in 0..c.num_hidden_layers {
             let seed = 1000 * i as u32;
-            let qkv = GpuMatrix::random(ctx, (heads + 2 * kvh) * hd, h, q8, std(h), None, seed, "qkv")?;
+            let qkv = GpuMatrix::random(
+                ctx,
+                (heads + 2 * kvh) * hd,
+                h,
+                q8,
+                std(h),
+                None,
+                seed,
+                "qkv",
+            )?;
             let layer = GpuLayer {
                 qkv_proj: Stacked {
                     parts: vec![(0, qkv)],
                 },
-                o_proj: GpuMatrix::random(ctx, h, heads * hd, q8, std(heads * hd), None, seed + 1, "o")?,
+                o_proj: GpuMatrix::random(
+                    ctx,
+                    h,
+                    heads * hd,
+                    q8,
+                    std(heads * hd),
+                    None,
+                    seed + 1,
+                    "o",
+                )?,
                 ffn: if c.is_moe_layer(i) {
                     GpuFfn::Moe(GpuMoe::random(ctx, c, q8, seed + 2)?)
                 } else {
@@ -346,10 +364,28 @@ impl Qwen3Gpu {
                         gate_up_proj: Stacked {
                             parts: vec![(
                                 0,
-                                GpuMatrix::random(ctx, 2 * inter, h, q8, std(h), None, seed + 5, "gate_up")?,
+                                GpuMatrix::random(
+                                    ctx,
+                                    2 * inter,
+                                    h,
+                                    q8,
+                                    std(h),
+                                    None,
+                                    seed + 5,
+                                    "gate_up",
+                                )?,
                             )],
                         },
-                        down_proj: GpuMatrix::random(ctx, h, inter, q8, std(inter), None, seed + 6, "down")?,
+                        down_proj: GpuMatrix::random(
+                            ctx,
+                            h,
+                            inter,
+                            q8,
+                            std(inter),
+                            None,
+                            seed + 6,
+                            "down",
+                        )?,
                     }
                 },
                 input_layernorm: ones(h, "input_layernorm")?,
@@ -551,15 +587,7 @@ impl Qwen3Gpu {
                     accumulate: true,
                     swiglu_up_off: Some(inter),
                 };
-                ops.extend(lin(
-                    down_proj,
-                    &ac.gu,
-                    2 * inter,
-                    &ac.x,
-                    hidden,
-                    0,
-                    down,
-                )?);
+                ops.extend(lin(down_proj, &ac.gu, 2 * inter, &ac.x, hidden, 0, down)?);
             }
             Ok(ops)
         };
@@ -650,7 +678,12 @@ impl Qwen3Gpu {
 
     /// Submit `ops` for one step with the copy of its chosen id into the next staging slot.
     /// (`skip_embedding`: the step's input rows are already in `x`.)
-    fn submit_choosing(&mut self, prefill: bool, skip_embedding: bool, dims: StepDims) -> Result<()> {
+    fn submit_choosing(
+        &mut self,
+        prefill: bool,
+        skip_embedding: bool,
+        dims: StepDims,
+    ) -> Result<()> {
         let slot = self.next_slot;
         // at most two ids wait to be read: a third step reuses the oldest slot, whose id
         // nobody asked for (steps run for their logits)
@@ -660,7 +693,11 @@ impl Qwen3Gpu {
         } else {
             &self.decode_ops
         };
-        let program = &program[if skip_embedding { self.embedding_ops } else { 0 }..];
+        let program = &program[if skip_embedding {
+            self.embedding_ops
+        } else {
+            0
+        }..];
         let (src, dst) = (&self.acts.out_id.buffer, &self.id_staging[slot]);
         let index = self
             .kernels
@@ -759,7 +796,8 @@ impl Qwen3Gpu {
                 pos0: self.len as u32,
             };
             if i + 1 < chunks {
-                self.kernels.run(&self.prefill_ops[self.embedding_ops..], dims)?;
+                self.kernels
+                    .run(&self.prefill_ops[self.embedding_ops..], dims)?;
             } else {
                 self.submit_choosing(true, true, dims)?;
             }

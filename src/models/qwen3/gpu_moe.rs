@@ -83,7 +83,10 @@ impl GpuMoe {
         let inter = m.experts.first().map_or(0, |e| e.gate_proj.out_features());
         Ok(GpuMoe {
             router: one_binding(Stacked::upload(ctx, &[&m.gate], "moe_router")?, "router")?,
-            gate_up: one_binding(Stacked::upload(ctx, &gate_up, "moe_gate_up")?, "gate|up experts")?,
+            gate_up: one_binding(
+                Stacked::upload(ctx, &gate_up, "moe_gate_up")?,
+                "gate|up experts",
+            )?,
             down: one_binding(Stacked::upload(ctx, &down, "moe_down")?, "down experts")?,
             experts: m.experts.len(),
             top_k: m.top_k,
@@ -186,7 +189,17 @@ impl GpuMoe {
             swiglu_up_off: Some(inter),
         };
         ops.extend(k.matvec_moe(
-            &self.down, hidden, &a.gu, 0, 2 * inter, 1, &a.out, &a.ids, kk, swiglu, None,
+            &self.down,
+            hidden,
+            &a.gu,
+            0,
+            2 * inter,
+            1,
+            &a.out,
+            &a.ids,
+            kk,
+            swiglu,
+            None,
         )?);
         ops.push(k.moe_sum(&a.out, &a.weights, x, hidden, kk)?);
         Ok(ops)

@@ -1,0 +1,160 @@
+//! `omni ask`: a spoken and/or written question to a Qwen3-Omni model, answered in text
+//! (streamed) or ids. The user turn holds the audio first, then the text; a system turn is
+//! sent only with --system.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use super::generate::{GenerateArgs, parse_ids, sampling_params};
+use crate::models::audio_encoder::wav::load_wav_16k_mono;
+use crate::models::config::GenerationConfig;
+use crate::models::generation::{StopRule, generate};
+use crate::models::omni::OmniThinker;
+use crate::models::omni::gpu::OmniGpuSession;
+use crate::models::sampler::Sampler;
+use crate::models::tokenizer::{TextStream, Tokenizer};
+
+#[derive(Debug, Clone, Default)]
+pub struct AskArgs {
+    pub wav: Option<PathBuf>,
+    pub generation: GenerateArgs,
+}
+
+pub fn run(a: &AskArgs) -> Result<()> {
+    let g = &a.generation;
+    if g.chat || g.raw {
+        bail!("--chat / --raw do not apply to ask: it always uses the Omni chat format");
+    }
+    if a.wav.is_none() && g.prompt.is_none() && g.prompt_ids.is_none() {
+        bail!("nothing to ask: give --wav FILE and/or --prompt TEXT (or --prompt-ids)");
+    }
+    let dir = super::model_dir(&g.model)?;
+    // read the audio before loading the model: a bad file fails fast
+    let samples = match &a.wav {
+        Some(p) => Some(load_wav_16k_mono(p)?),
+        None => None,
+    };
+    let gpu = super::engine::gpu_context(g.backend, g.adapter.as_deref())?;
+    let mut thinker = OmniThinker::load(&dir)?;
+    if let Some(q) = g.quant.as_deref() {
+        if !q.eq_ignore_ascii_case("q8_0") {
+            bail!("--quant `{q}`: the only quantisation is q8_0");
+        }
+        thinker.text.quantize_q8_0();
+    }
+    let generation = GenerationConfig::load(&dir)?;
+    let tokenizer = Tokenizer::load(&dir).ok();
+    let encode = |text: &str, what: &str| -> Result<Vec<u32>> {
+        let t = tokenizer.as_ref().with_context(|| {
+            format!("{what} needs the model's tokenizer.json (or use --prompt-ids)")
+        })?;
+        Ok(t.encode(text)?)
+    };
+    let text = match (&g.prompt_ids, &g.prompt) {
+        (Some(ids), None) => parse_ids(ids)?,
+        (None, Some(p)) => encode(p, "--prompt")?,
+        (None, None) => Vec::new(),
+        (Some(_), Some(_)) => bail!("give either --prompt or --prompt-ids, not both"),
+    };
+    let mut prompt = match &g.system {
+        Some(s) => thinker.tokens.system_turn(&encode(s, "--system")?),
+        None => Vec::new(),
+    };
+    let audio = match &samples {
+        Some(s) => Some(thinker.encode_audio(s).with_context(|| {
+            format!(
+                "encoding {}",
+                a.wav
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            )
+        })?),
+        None => None,
+    };
+    let h = thinker.text.config.hidden_size;
+    let n_audio = audio.as_ref().map(|r| r.len() / h);
+    prompt.extend(thinker.tokens.user_turn(n_audio, &text));
+    let ctx_len = g.ctx.min(thinker.text.config.max_position_embeddings);
+    if prompt.len() > ctx_len {
+        return Err(crate::Error::ContextOverflow {
+            needed: prompt.len(),
+            context: ctx_len,
+        }
+        .into());
+    }
+    let mut stop_ids = vec![thinker.tokens.im_end];
+    if let Some(e) = &generation.eos_token_id {
+        stop_ids.extend(e.to_vec());
+    }
+    let stop = StopRule {
+        max_new_tokens: g.max_tokens,
+        stop_ids: if g.ignore_eos { Vec::new() } else { stop_ids },
+    };
+    let mut sampler = Sampler::new(sampling_params(g, &generation))?;
+    // the decoder on the GPU when there is one (the audio encoder runs on the CPU for now)
+    let mut session: Box<dyn crate::models::generation::TextModel + '_> = match &gpu {
+        Some(ctx) => {
+            let opts = crate::models::qwen3::gpu::GpuModelOptions {
+                ctx: ctx_len,
+                max_prefill: 256,
+                all_logits: false,
+            };
+            let mut s = OmniGpuSession::new(ctx, &thinker, opts)?;
+            if let Some(rows) = audio {
+                s.attach_audio(rows);
+            }
+            Box::new(s)
+        }
+        None => {
+            let mut s = thinker.session(ctx_len);
+            if let Some(rows) = audio {
+                s.attach_audio(rows);
+            }
+            Box::new(s)
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut stream = match (&tokenizer, g.print_ids) {
+        (Some(t), false) => Some(TextStream::new(t)),
+        (None, false) => bail!("no tokenizer.json to print text with: add --print-ids"),
+        _ => None,
+    };
+    let mut printed = 0usize;
+    let stats = generate(session.as_mut(), &prompt, &mut sampler, &stop, |id| {
+        match stream.as_mut() {
+            Some(s) => write!(out, "{}", s.push(id)?),
+            None => {
+                let sep = if printed == 0 { "" } else { " " };
+                printed += 1;
+                write!(out, "{sep}{id}")
+            }
+        }
+        .and_then(|_| out.flush())
+        .map_err(|e| crate::Error::io("stdout", e))?;
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if let Some(s) = stream.as_mut() {
+        write!(out, "{}", s.finish()?).context("writing to stdout")?;
+    }
+    writeln!(out).context("writing to stdout")?;
+    if stats.stopped_by_context {
+        eprintln!(
+            "warning: the context ({ctx_len} tokens) is full; the reply was cut (raise --ctx)"
+        );
+    }
+    if g.stats {
+        eprintln!(
+            "prompt {} tokens ({} audio) in {:.3} s; {} tokens in {:.3} s",
+            stats.prompt_tokens,
+            n_audio.unwrap_or(0),
+            stats.prefill_time.as_secs_f64(),
+            stats.generated.len(),
+            stats.decode_time.as_secs_f64()
+        );
+    }
+    Ok(())
+}
