@@ -155,3 +155,30 @@ fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
         assert_close("q8 decode logits", &got, &want, GPU_VS_CPU_REL);
     }
 }
+
+/// A 90-token prefill step: experts receive more than one 64-row tile of slots in the grouped
+/// matmul, and some none.
+#[test]
+fn long_moe_prefill_step_matches_the_cpu_engine() {
+    let ctx = gpu();
+    let cpu = Qwen3Model::load(&moe_fixture()).unwrap();
+    let mut g = Qwen3Gpu::new(
+        &ctx,
+        &cpu,
+        GpuModelOptions {
+            ctx: 128,
+            max_prefill: 96,
+            all_logits: true,
+        },
+    )
+    .unwrap();
+    let ids: Vec<u32> = (0..90u32).map(|i| (i * 37 + 11) % 320).collect();
+    let got = g
+        .prefill(&ids, Some(qwen_omni::models::qwen3::Logits::All))
+        .unwrap();
+    let mut cache = cpu.new_cache(128);
+    let want = cpu
+        .forward(&ids, &mut cache, qwen_omni::models::qwen3::Logits::All)
+        .unwrap();
+    assert_close("90-token MoE prefill", &got, &want, GPU_VS_CPU_REL);
+}

@@ -4,9 +4,9 @@
 //! k slots; gate|up and down run as one dispatch each over all t * k slots, and `moe_sum` adds
 //! the weighted slot outputs to the residual stream.
 //!
-//! Prefill runs the same slot matvecs (each slot reads its expert's weights; tokens that share
-//! an expert hit the cache, but the weights are not read once per batch yet: grouping tokens
-//! by expert on the device is the next step for long prompts).
+//! Prefill groups the step's slots by expert on the device (`moe_group`, a counting sort) and
+//! runs one tiled matmul per expert over the rows routed to it (`matmul_grouped`), so every
+//! expert's weights are read once per step whatever the number of tokens.
 
 use std::sync::Arc;
 
@@ -35,6 +35,8 @@ pub(super) struct MoeActs {
     weights: GpuBuffer, // (max_t, k)
     gu: GpuBuffer,      // (max_t * k, 2 * inter)
     out: GpuBuffer,     // (max_t * k, hidden)
+    groups: GpuBuffer,  // (experts + 1 + max_t * k) u32: offsets, then slots by expert
+    max_t: usize,
 }
 
 impl MoeActs {
@@ -58,6 +60,8 @@ impl MoeActs {
             weights: b(max_t * k, "moe_weights")?,
             gu: b(max_t * k * 2 * inter, "moe_gate_up")?,
             out: b(max_t * k * hidden, "moe_out")?,
+            groups: b(experts + 1 + max_t * k, "moe_groups")?,
+            max_t,
         })
     }
 }
@@ -170,37 +174,69 @@ impl GpuMoe {
             Some((norm, eps))
         };
         ops.push(k.moe_route(&a.logits, e, kk, self.renorm, &a.ids, &a.weights)?);
-        let input = if normed_input.is_some() { x } else { h };
-        ops.extend(k.matvec_moe(
-            &self.gate_up,
-            2 * inter,
-            input,
-            0,
-            hidden,
-            kk,
-            &a.gu,
-            &a.ids,
-            kk,
-            none,
-            normed_input,
-        )?);
         let swiglu = MatFlags {
             accumulate: false,
             swiglu_up_off: Some(inter),
         };
-        ops.extend(k.matvec_moe(
-            &self.down,
-            hidden,
-            &a.gu,
-            0,
-            2 * inter,
-            1,
-            &a.out,
-            &a.ids,
-            kk,
-            swiglu,
-            None,
-        )?);
+        if prefill {
+            ops.push(k.moe_group(&a.ids, e, kk, &a.groups)?);
+            let gu = &self.gate_up;
+            ops.push(k.matmul_grouped(
+                gu,
+                2 * inter,
+                e,
+                h,
+                hidden,
+                kk,
+                &a.gu,
+                &a.groups,
+                a.max_t,
+                none,
+            )?);
+            let d = &self.down;
+            ops.push(k.matmul_grouped(
+                d,
+                hidden,
+                e,
+                &a.gu,
+                2 * inter,
+                1,
+                &a.out,
+                &a.groups,
+                a.max_t,
+                swiglu,
+            )?);
+        } else {
+            let input = if normed_input.is_some() { x } else { h };
+            let gu = &self.gate_up;
+            ops.extend(k.matvec_moe(
+                gu,
+                2 * inter,
+                input,
+                0,
+                hidden,
+                kk,
+                &a.gu,
+                &a.ids,
+                kk,
+                none,
+                normed_input,
+            )?);
+            let d = &self.down;
+            ops.extend(k.matvec_moe(
+                d,
+                hidden,
+                &a.gu,
+                0,
+                2 * inter,
+                1,
+                &a.out,
+                &a.ids,
+                kk,
+                swiglu,
+                None,
+            )?);
+        }
         ops.push(k.moe_sum(&a.out, &a.weights, x, hidden, kk)?);
         Ok(ops)
     }
