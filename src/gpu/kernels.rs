@@ -24,7 +24,7 @@ impl StepDims {
     }
 }
 
-type GroupsFn = Box<dyn Fn(StepDims) -> [u32; 3] + Send + Sync>;
+pub(crate) type GroupsFn = Box<dyn Fn(StepDims) -> [u32; 3] + Send + Sync>;
 
 /// Fusions a matrix product can take on.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,13 +55,13 @@ impl Op {
 
 /// Split a workgroup count over x and y (each at most 65535), as the shaders expect
 /// (linear id = wg.x + wg.y * num_workgroups.x).
-fn grid(n: u32) -> [u32; 3] {
+pub(crate) fn grid(n: u32) -> [u32; 3] {
     let x = n.clamp(1, 65535);
     [x, n.div_ceil(x).max(1), 1]
 }
 
 /// Workgroups of 256 for `items` invocations.
-fn grid256(items: u32) -> [u32; 3] {
+pub(crate) fn grid256(items: u32) -> [u32; 3] {
     grid(items.div_ceil(256))
 }
 
@@ -130,7 +130,7 @@ impl Kernels {
         }
     }
 
-    fn op(
+    pub(crate) fn op(
         &self,
         name: &'static str,
         constants: &[(&str, f64)],
@@ -150,7 +150,7 @@ impl Kernels {
     }
 
     /// As `op`, with each buffer's binding number given (shaders whose parts leave gaps).
-    fn op_at(
+    pub(crate) fn op_at(
         &self,
         name: &'static str,
         constants: &[(&str, f64)],
