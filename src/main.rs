@@ -62,6 +62,19 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Time the speech front end of a Qwen3-Omni model (log-mel and audio encoder) on synthetic
+    /// clips of the given lengths
+    BenchAudio {
+        #[arg(long)]
+        model: String,
+        /// Clip lengths in seconds, e.g. 5,30
+        #[arg(long, value_delimiter = ',', default_value = "5,30")]
+        secs: Vec<f32>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[command(flatten)]
+        engine: EngineCli,
+    },
     /// Measure load time, prefill and decode speed, memory and bandwidth use
     Bench {
         /// Model directory or Hugging Face repo id (local cache only)
@@ -254,6 +267,18 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             peak_tflops,
         }),
         Command::Devices => app::devices::run(),
+        Command::BenchAudio {
+            model,
+            secs,
+            repeats,
+            engine,
+        } => app::bench_audio::run(&app::bench_audio::BenchAudioArgs {
+            model,
+            secs,
+            repeats,
+            backend: engine.backend,
+            adapter: engine.adapter,
+        }),
         Command::QuantReport {
             model,
             prompt_ids,

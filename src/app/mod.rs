@@ -3,6 +3,7 @@
 
 pub mod ask;
 pub mod bench;
+pub mod bench_audio;
 pub mod bench_gpu;
 pub mod devices;
 pub mod engine;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
 use super::progress::DelayedProgress;
-use crate::models::presets::{self, Preset};
+use crate::models::presets;
 use crate::models::sampler::Rng;
 use crate::tensor::{DType, f32_to_bf16};
 use crate::weights::{SafetensorsWriter, TensorSpec};
@@ -25,8 +25,15 @@ pub fn run(
     tokenizer: Option<&Path>,
     seed: u64,
 ) -> Result<()> {
-    let p = presets::find(preset)
-        .with_context(|| format!("unknown preset `{preset}` (known: {})", presets::names()))?;
+    let omni_audio = preset.eq_ignore_ascii_case(presets::OMNI_AUDIO);
+    let p = presets::find(preset).filter(|_| !omni_audio);
+    if p.is_none() && !omni_audio {
+        bail!(
+            "unknown preset `{preset}` (known: {}, {})",
+            presets::names(),
+            presets::OMNI_AUDIO
+        );
+    }
     let dt = DType::parse_float(dtype)
         .with_context(|| format!("--dtype `{dtype}`: expected bf16, f16 or f32"))?;
     if out.exists()
@@ -45,16 +52,28 @@ pub fn run(
         DType::F16 => "float16",
         _ => "float32",
     };
-    write_json(&out.join("config.json"), &p.config_json(dtype_name))?;
-    write_json(
-        &out.join("generation_config.json"),
-        &p.generation_config_json(),
-    )?;
+    let tensors = match p {
+        Some(p) => {
+            write_json(&out.join("config.json"), &p.config_json(dtype_name))?;
+            write_json(
+                &out.join("generation_config.json"),
+                &p.generation_config_json(),
+            )?;
+            p.tensors()
+        }
+        None => {
+            write_json(
+                &out.join("config.json"),
+                &presets::omni_audio_config_json(dtype_name),
+            )?;
+            presets::omni_audio_tensors()
+        }
+    };
     if let Some(t) = tokenizer {
         copy_tokenizer(t, out)?;
     }
-    write_weights(p, dt, out, seed)?;
-    eprintln!("wrote {} ({}) to {}", p.name, dtype_name, out.display());
+    write_weights(&tensors, dt, out, seed)?;
+    eprintln!("wrote {preset} ({dtype_name}) to {}", out.display());
     Ok(())
 }
 
@@ -85,9 +104,8 @@ fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_weights(p: &Preset, dt: DType, out: &Path, seed: u64) -> Result<()> {
-    let specs: Vec<TensorSpec> = p
-        .tensors()
+fn write_weights(tensors: &[(String, Vec<usize>)], dt: DType, out: &Path, seed: u64) -> Result<()> {
+    let specs: Vec<TensorSpec> = tensors
         .iter()
         .map(|(n, s)| TensorSpec::new(n, dt, s))
         .collect();

@@ -215,3 +215,96 @@ pub fn synthetic_config(name: &str) -> Option<crate::models::config::Qwen3Config
     };
     crate::models::config::Qwen3Config::from_json(json, std::path::Path::new(name)).ok()
 }
+
+/// `omni synth --preset qwen3-omni-audio`: a Qwen3-Omni checkpoint whose audio encoder has the
+/// real 30B-A3B shapes (0.65 B parameters) under a one-layer toy decoder of the real width, for
+/// timing the encoder at true size (`omni bench --audio-secs`) without a 70 GB download.
+pub const OMNI_AUDIO: &str = "qwen3-omni-audio";
+
+pub fn omni_audio_config_json(dtype: &str) -> Value {
+    json!({
+        "architectures": ["Qwen3OmniMoeForConditionalGeneration"],
+        "model_type": "qwen3_omni_moe",
+        "enable_audio_output": false,
+        "im_start_token_id": 1000, "im_end_token_id": 1001, "system_token_id": 10,
+        "user_token_id": 11, "assistant_token_id": 12, "dtype": dtype,
+        "thinker_config": {
+            "model_type": "qwen3_omni_moe_thinker",
+            "audio_token_id": 1005, "audio_start_token_id": 1003, "audio_end_token_id": 1004,
+            "tie_word_embeddings": false,
+            "text_config": {
+                "model_type": "qwen3_omni_moe_text", "vocab_size": 1024, "hidden_size": 2048,
+                "intermediate_size": 768, "num_hidden_layers": 1, "num_attention_heads": 16,
+                "num_key_value_heads": 2, "head_dim": 128, "max_position_embeddings": 65536,
+                "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "num_experts": 2,
+                "num_experts_per_tok": 1, "moe_intermediate_size": 64, "norm_topk_prob": true,
+                "rope_scaling": {"mrope_section": [24, 20, 20], "interleaved": true, "rope_type": "default"}
+            },
+            "audio_config": {
+                "model_type": "qwen3_omni_moe_audio_encoder", "num_mel_bins": 128,
+                "d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20,
+                "encoder_ffn_dim": 5120, "downsample_hidden_size": 480, "output_dim": 2048,
+                "n_window": 50, "n_window_infer": 800, "activation_function": "gelu",
+                "max_source_positions": 1500, "scale_embedding": false
+            }
+        }
+    })
+}
+
+/// (name, shape) of every tensor of the `qwen3-omni-audio` checkpoint.
+pub fn omni_audio_tensors() -> Vec<(String, Vec<usize>)> {
+    let mut t: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut add = |n: String, s: &[usize]| t.push((n, s.to_vec()));
+    let (h, v, hd, q, kv) = (2048, 1024, 128, 16 * 128, 2 * 128);
+    let p = "thinker.model.layers.0";
+    add("thinker.model.embed_tokens.weight".into(), &[v, h]);
+    add(format!("{p}.input_layernorm.weight"), &[h]);
+    add(format!("{p}.self_attn.q_proj.weight"), &[q, h]);
+    add(format!("{p}.self_attn.k_proj.weight"), &[kv, h]);
+    add(format!("{p}.self_attn.v_proj.weight"), &[kv, h]);
+    add(format!("{p}.self_attn.o_proj.weight"), &[h, q]);
+    add(format!("{p}.self_attn.q_norm.weight"), &[hd]);
+    add(format!("{p}.self_attn.k_norm.weight"), &[hd]);
+    add(format!("{p}.post_attention_layernorm.weight"), &[h]);
+    add(format!("{p}.mlp.gate.weight"), &[2, h]);
+    for e in 0..2 {
+        add(format!("{p}.mlp.experts.{e}.gate_proj.weight"), &[64, h]);
+        add(format!("{p}.mlp.experts.{e}.up_proj.weight"), &[64, h]);
+        add(format!("{p}.mlp.experts.{e}.down_proj.weight"), &[h, 64]);
+    }
+    add("thinker.model.norm.weight".into(), &[h]);
+    add("thinker.lm_head.weight".into(), &[v, h]);
+    let a = "thinker.audio_tower";
+    let (d, c, ffn) = (1280, 480, 5120);
+    add(format!("{a}.conv2d1.weight"), &[c, 1, 3, 3]);
+    add(format!("{a}.conv2d1.bias"), &[c]);
+    for k in ["conv2d2", "conv2d3"] {
+        add(format!("{a}.{k}.weight"), &[c, c, 3, 3]);
+        add(format!("{a}.{k}.bias"), &[c]);
+    }
+    add(format!("{a}.conv_out.weight"), &[d, c * 16]);
+    for l in 0..32 {
+        let p = format!("{a}.layers.{l}");
+        for n in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            add(format!("{p}.self_attn.{n}.weight"), &[d, d]);
+            add(format!("{p}.self_attn.{n}.bias"), &[d]);
+        }
+        for n in ["self_attn_layer_norm", "final_layer_norm"] {
+            add(format!("{p}.{n}.weight"), &[d]);
+            add(format!("{p}.{n}.bias"), &[d]);
+        }
+        add(format!("{p}.fc1.weight"), &[ffn, d]);
+        add(format!("{p}.fc1.bias"), &[ffn]);
+        add(format!("{p}.fc2.weight"), &[d, ffn]);
+        add(format!("{p}.fc2.bias"), &[d]);
+    }
+    for n in ["ln_post"] {
+        add(format!("{a}.{n}.weight"), &[d]);
+        add(format!("{a}.{n}.bias"), &[d]);
+    }
+    add(format!("{a}.proj1.weight"), &[d, d]);
+    add(format!("{a}.proj1.bias"), &[d]);
+    add(format!("{a}.proj2.weight"), &[h, d]);
+    add(format!("{a}.proj2.bias"), &[h]);
+    t
+}

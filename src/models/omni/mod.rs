@@ -93,16 +93,18 @@ impl OmniThinker {
         })
     }
 
-    /// Encoder rows (n, hidden) for 16 kHz mono samples; n = the placeholder count.
+    /// Encoder rows (n, hidden) for 16 kHz mono samples on the CPU; n = the placeholder count.
     pub fn encode_audio(&self, samples_16k: &[f32]) -> Result<Vec<f32>> {
-        let m = mel::log_mel(samples_16k);
-        if m.frames == 0 {
-            return Err(Error::Invalid(format!(
-                "the audio is too short to encode ({} samples; at least 160 are needed)",
-                samples_16k.len()
-            )));
-        }
-        self.audio.forward(&m.data, m.frames)
+        AudioEngine::Cpu(&self.audio).encode(&log_mel_checked(samples_16k)?)
+    }
+
+    /// The engine that runs this thinker's audio encoder: the GPU when a context is given.
+    pub fn audio_engine(
+        &self,
+        gpu: Option<&std::sync::Arc<crate::gpu::GpuContext>>,
+    ) -> Result<AudioEngine<'_>> {
+        let _ = gpu; // GPU_ENCODER: the GPU encoder plugs in here
+        Ok(AudioEngine::Cpu(&self.audio))
     }
 
     /// Input embeddings of `ids` with the rows of `audio` (n, hidden) in place of the
@@ -136,6 +138,38 @@ impl OmniThinker {
             thinker: self,
             cache: self.text.new_cache(ctx),
             audio: Vec::new(),
+        }
+    }
+}
+
+/// The log-mel of 16 kHz samples, refusing clips shorter than one frame.
+pub fn log_mel_checked(samples_16k: &[f32]) -> Result<mel::Mel> {
+    let m = mel::log_mel(samples_16k);
+    if m.frames == 0 {
+        return Err(Error::Invalid(format!(
+            "the audio is too short to encode ({} samples; at least 160 are needed)",
+            samples_16k.len()
+        )));
+    }
+    Ok(m)
+}
+
+/// Where the audio encoder runs.
+pub enum AudioEngine<'a> {
+    Cpu(&'a AudioEncoder),
+}
+
+impl AudioEngine<'_> {
+    /// Encoder rows (n, hidden) for a log-mel.
+    pub fn encode(&self, m: &mel::Mel) -> Result<Vec<f32>> {
+        match self {
+            AudioEngine::Cpu(e) => e.forward(&m.data, m.frames),
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            AudioEngine::Cpu(_) => "CPU",
         }
     }
 }

@@ -1,0 +1,76 @@
+//! `omni bench-audio`: the speech front end of a Qwen3-Omni model on clips of given lengths:
+//! log-mel time and audio-encoder time (CPU, or GPU when one is in use), median of repeats. The
+//! clip is synthetic (a chirp with noise): the encoder's cost depends only on its length.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::models::audio_encoder::mel;
+use crate::models::omni::OmniThinker;
+use crate::models::sampler::Rng;
+
+pub struct BenchAudioArgs {
+    pub model: String,
+    pub secs: Vec<f32>,
+    pub repeats: usize,
+    pub backend: super::engine::Backend,
+    pub adapter: Option<String>,
+}
+
+/// `secs` seconds of 16 kHz audio: a 200 -> 3000 Hz chirp plus a little noise.
+pub fn synthetic_clip(secs: f32, seed: u64) -> Vec<f32> {
+    let n = (secs * 16000.0) as usize;
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / 16000.0;
+            let f = 200.0 + 2800.0 * t / secs.max(1e-3);
+            0.3 * (std::f32::consts::TAU * f * t).sin() + 0.01 * (rng.next_f32() - 0.5)
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(a: &BenchAudioArgs) -> Result<()> {
+    let dir = super::model_dir(&a.model)?;
+    let t0 = Instant::now();
+    let thinker = OmniThinker::load(&dir)?;
+    let gpu = super::engine::gpu_context(a.backend, a.adapter.as_deref())?;
+    let encoder = thinker.audio_engine(gpu.as_ref())?;
+    let load = t0.elapsed().as_secs_f64();
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| model | {} |", dir.display());
+    println!("| encoder engine | {} |", encoder.describe());
+    println!("| load (thinker + encoder) | {load:.2} s |");
+    for &secs in &a.secs {
+        let clip = synthetic_clip(secs, 7);
+        let (mut mel_t, mut enc_t) = (Vec::new(), Vec::new());
+        let mut tokens = 0;
+        // one warm-up run (pipelines, caches), then the measured ones
+        for i in 0..=a.repeats.max(1) {
+            let t = Instant::now();
+            let m = mel::log_mel(&clip);
+            let t_mel = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let rows = encoder.encode(&m)?;
+            let t_enc = t.elapsed().as_secs_f64();
+            tokens = rows.len() / thinker.text.config.hidden_size;
+            if i > 0 {
+                mel_t.push(t_mel);
+                enc_t.push(t_enc);
+            }
+        }
+        println!(
+            "| {secs} s of speech: log-mel / encoder ({tokens} tokens) | {:.1} ms / {:.1} ms |",
+            1e3 * median(mel_t),
+            1e3 * median(enc_t)
+        );
+    }
+    Ok(())
+}
