@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The session's device run (docs/benchmarks.md): GPU tests on the card, synthetic
+# Qwen3-Omni-30B-A3B thinker decoder (Q8_0, BF16, tuning variants), the full-size audio
+# encoder on clips of 5 s and 30 s, and the dense Qwen3 benchmarks as a regression check.
+# Expects device-bin/ (omni + test binaries) and .gl/ carried; OUT set. Every step is timed out.
+for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+B=device-bin
+A="--backend gpu --adapter NVIDIA"
+[ -e /work/main/tests ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
+T=$OUT/tests.txt
+for t in gpu_kernels gpu_model gpu_moe gpu_audio_encoder omni_thinker; do
+    [ -x $B/$t ] || continue
+    echo "== $t" >> $T
+    OMNI_TEST_ADAPTER=NVIDIA timeout 120 $B/$t --test-threads=1 >> $T 2>&1; echo "exit $?" >> $T
+done
+M=$OUT/omni-30b.txt
+for q in q8_0 bf16; do
+    Q=""; [ $q = q8_0 ] && Q="--quant q8_0"
+    echo "== $q defaults" >> $M
+    timeout 240 $B/omni bench --synthetic qwen3-omni-30b-a3b $Q $A --repeats 3 --prompt-len 500 --gen-len 128 >> $M 2>&1; echo "exit $?" >> $M
+done
+V=$OUT/variants.txt
+IFS=';' read -ra VS <<< "${VARIANTS:-}"
+for v in "${VS[@]}"; do
+    echo "== q8_0 $v" >> $V
+    env $v timeout 120 $B/omni bench --synthetic qwen3-omni-30b-a3b --quant q8_0 $A --repeats 1 --prompt-len 500 --gen-len 64 >> $V 2>&1
+done
+AU=$OUT/audio.txt
+timeout 120 $B/omni synth --preset qwen3-omni-audio --out /tmp/omni-audio > /dev/null 2>&1
+for be in gpu cpu; do
+    echo "== $be" >> $AU
+    timeout 150 $B/omni bench-audio --model /tmp/omni-audio --secs 5,30 --backend $be --repeats 3 >> $AU 2>&1; echo "exit $?" >> $AU
+done
+D=$OUT/dense.txt
+for p in qwen3-8b qwen3-0.6b; do
+    echo "== $p" >> $D
+    timeout 120 $B/omni bench --synthetic $p $A --repeats 3 --gen-len 128 >> $D 2>&1; echo "exit $?" >> $D
+done
+ls -la $OUT
