@@ -602,3 +602,73 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
         }
     }
 }
+
+/// CPU twin of the Q8_0 matvec with int8 activations (`Tuning::q8_dot`): x quantised per block
+/// of 32 to round-half-even(x * 127 / m) with scale m / 127 (m the block's largest |x|), exact
+/// integer block dots, then (weight scale) * (x scale) * dot summed over blocks.
+fn q8_dot_twin(qs: &[u8], sc: &[u8], n: usize, kk: usize, x: &[f32]) -> Vec<f32> {
+    let nb = kk / 32;
+    let mut xq = vec![0i32; kk];
+    let mut xd = vec![0f32; nb];
+    for b in 0..nb {
+        let blk = &x[b * 32..(b + 1) * 32];
+        let m = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let inv = if m > 0.0 { 127.0 / m } else { 0.0 };
+        for (i, v) in blk.iter().enumerate() {
+            xq[b * 32 + i] = (v * inv).round_ties_even() as i32;
+        }
+        xd[b] = m / 127.0;
+    }
+    (0..n)
+        .map(|r| {
+            (0..nb)
+                .map(|b| {
+                    let dot: i32 = (0..32)
+                        .map(|i| qs[r * kk + b * 32 + i] as i8 as i32 * xq[b * 32 + i])
+                        .sum();
+                    let s = u16::from_le_bytes([sc[(r * nb + b) * 2], sc[(r * nb + b) * 2 + 1]]);
+                    half::f16::from_bits(s).to_f32() * xd[b] * dot as f32
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// The opt-in int8-activation Q8_0 matvec against its twin. Budget: the GPU may compute
+/// 127 / m with a division that differs from the CPU's by an ulp, which can move a value that
+/// sits on a rounding boundary by one step (d_x); one such step in a row of K changes the
+/// result by about d_x * |w| against a sum of ~sqrt(K) such products: 1e-3 of the largest
+/// output covers a few of them, still far below the ~1e-2 error of a wrong scale or block.
+#[test]
+fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
+    use qwen_omni::quant;
+    let ctx = gpu();
+    let mut k = Kernels::new(&ctx);
+    k.tuning.q8_dot = true;
+    for &(n, kk, rows) in &[(13usize, 64usize, 1u32), (70, 96, 4), (9, 4096, 2), (40, 12288, 4)] {
+        k.tuning.q8_rows = rows;
+        let w = values(n * kk, 71);
+        let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| out.copy_from_slice(&w[r * kk..(r + 1) * kk]));
+        let gm = GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "q8").unwrap();
+        let x = values(kk, 72);
+        let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
+        let gy = GpuBuffer::zeros(&ctx, n, "y").unwrap();
+        let ops = k.matvec(&gm, &gx, 0, &gy, 0, MatFlags::default()).unwrap();
+        k.run(&ops, StepDims { t: 1, pos0: 0 }).unwrap();
+        let got = gy.read_f32(&ctx, 0, n).unwrap();
+        let want = q8_dot_twin(&qs, &sc, n, kk, &x);
+        let e = rel(&got, &want);
+        assert!(e < 1e-3, "q8 dot {n}x{kk}: {e:.2e}");
+        // folded RMSNorm: the twin quantises x * g and scales the result by inv_rms
+        let g = values(kk, 73);
+        let gg = GpuBuffer::from_f32(&ctx, &g, "g").unwrap();
+        let ops = k.matvec_normed(&gm, &gx, &gg, 1e-6, &gy, 0).unwrap();
+        k.run(&ops, StepDims { t: 1, pos0: 0 }).unwrap();
+        let got = gy.read_f32(&ctx, 0, n).unwrap();
+        let xg: Vec<f32> = x.iter().zip(&g).map(|(a, b)| a * b).collect();
+        let inv_rms = 1.0 / (x.iter().map(|v| v * v).sum::<f32>() / kk as f32 + 1e-6).sqrt();
+        let want: Vec<f32> = q8_dot_twin(&qs, &sc, n, kk, &xg).iter().map(|v| v * inv_rms).collect();
+        let e = rel(&got, &want);
+        assert!(e < 1e-3, "q8 dot normed {n}x{kk}: {e:.2e}");
+    }
+}

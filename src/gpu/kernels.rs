@@ -75,6 +75,9 @@ pub struct Tuning {
     pub q8_rows: u32,
     /// invocations per workgroup of the subgroup matvecs (64, 128 or 256)
     pub matvec_wg: u32,
+    /// Q8_0 decode with int8 activations (`dot4I8Packed`); changes the numerics by the
+    /// activations' rounding, so it is opt-in (`OMNI_Q8_DOT=1`)
+    pub q8_dot: bool,
 }
 
 impl Default for Tuning {
@@ -86,6 +89,7 @@ impl Default for Tuning {
             matvec_rows: 2,
             q8_rows: 4,
             matvec_wg: 256,
+            q8_dot: false,
         }
     }
 }
@@ -104,6 +108,7 @@ impl Tuning {
             matvec_rows: get("OMNI_MATVEC_ROWS", &[1, 2, 3, 4], d.matvec_rows),
             q8_rows: get("OMNI_Q8_ROWS", &[1, 2, 3, 4], d.q8_rows),
             matvec_wg: get("OMNI_MATVEC_WG", &[64, 128, 256], d.matvec_wg),
+            q8_dot: std::env::var("OMNI_Q8_DOT").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -238,6 +243,12 @@ impl Kernels {
     /// Rows per 256-invocation workgroup for the one-row-per-subgroup matvecs: 256 / the
     /// smallest subgroup size the adapter may pick (a larger actual size leaves the extra
     /// workgroups idle, never rows uncovered).
+    /// Whether the Q8_0 matvec of `w` takes int8 activations: asked for, rows short enough for
+    /// the workgroup's copy, subgroups of at least 4 (a block is quantised by 4 neighbours).
+    fn q8_dot(&self, w: &GpuMatrix) -> bool {
+        self.tuning.q8_dot && w.is_q8 && w.cols <= 12288 && self.ctx.info.subgroup_min_size >= 4
+    }
+
     /// Subgroups per matvec workgroup, counting the smallest subgroup the adapter may pick.
     fn rows_per_subgroup_wg(&self) -> u32 {
         (self.tuning.matvec_wg / self.ctx.info.subgroup_min_size.max(1)).max(1)
@@ -370,6 +381,7 @@ impl Kernels {
         consts.push(("ROWS", rows as f64));
         consts.push(("RPW", rows_per_wg as f64));
         consts.push(("WG", self.tuning.matvec_wg as f64));
+        consts.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
@@ -452,6 +464,9 @@ impl Kernels {
             ("WG", self.tuning.matvec_wg as f64),
             ("MOE", 1.0),
         ]);
+        if w.is_q8 {
+            consts.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
+        }
         let eps = norm.map_or(0, |n| n.1.to_bits());
         let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
         let wg = (rows_per_expert as u32).div_ceil(rows_per_wg);
