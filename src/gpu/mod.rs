@@ -1,6 +1,7 @@
 //! All wgpu code: the shared device context, buffers, the shader pipeline cache and kernel
 //! wrappers. Nothing outside this module imports wgpu.
 
+pub mod audio_kernels;
 pub mod buffers;
 mod context;
 mod kernels;

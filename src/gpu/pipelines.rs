@@ -100,6 +100,29 @@ const SHADERS: &[(&str, &str)] = &[
         "attn_prefill",
         include_str!("../../shaders/attention/prefill.wgsl"),
     ),
+    // the AuT audio encoder (src/gpu/audio_kernels.rs); GELU is written once, in gelu.wgsl
+    (
+        "conv2d_gelu",
+        concat!(
+            include_str!("../../shaders/audio/gelu.wgsl"),
+            include_str!("../../shaders/audio/conv2d_gelu.wgsl")
+        ),
+    ),
+    (
+        "add_bias",
+        concat!(
+            include_str!("../../shaders/audio/gelu.wgsl"),
+            include_str!("../../shaders/audio/add_bias.wgsl")
+        ),
+    ),
+    (
+        "layer_norm",
+        include_str!("../../shaders/audio/layer_norm.wgsl"),
+    ),
+    (
+        "attn_windowed",
+        include_str!("../../shaders/audio/attn_windowed.wgsl"),
+    ),
 ];
 
 type Key = (String, Vec<(String, u64)>);

@@ -20,12 +20,12 @@
 
 mod config;
 mod gelu;
-mod layers;
+pub(crate) mod layers;
 
 pub use config::AudioEncoderConfig;
 pub use gelu::gelu;
 
-use config::after_convs;
+pub(crate) use config::{after_convs, conv_len};
 use gelu::gelu_in_place;
 use layers::{BiasedLinear, Conv2d, EncoderLayer, FeatureMap, LayerNorm};
 
@@ -51,18 +51,18 @@ pub struct AudioTrace {
 pub struct AudioEncoder {
     pub config: AudioEncoderConfig,
     /// (downsample_hidden_size, 1, 3, 3)
-    conv2d1: Conv2d,
+    pub(crate) conv2d1: Conv2d,
     /// (downsample_hidden_size, downsample_hidden_size, 3, 3), twice
-    conv2d2: Conv2d,
-    conv2d3: Conv2d,
+    pub(crate) conv2d2: Conv2d,
+    pub(crate) conv2d3: Conv2d,
     /// (d_model, downsample_hidden_size · mel bins after the convolutions), no bias
-    conv_out: Linear,
-    layers: Vec<EncoderLayer>,
-    ln_post: LayerNorm,
+    pub(crate) conv_out: Linear,
+    pub(crate) layers: Vec<EncoderLayer>,
+    pub(crate) ln_post: LayerNorm,
     /// (d_model, d_model)
-    proj1: BiasedLinear,
+    pub(crate) proj1: BiasedLinear,
     /// (output_dim, d_model)
-    proj2: BiasedLinear,
+    pub(crate) proj2: BiasedLinear,
 }
 
 impl AudioEncoder {
@@ -106,37 +106,10 @@ impl AudioEncoder {
         frames: usize,
         trace: Option<&mut AudioTrace>,
     ) -> Result<Vec<f32>> {
-        self.check_mel(mel, frames)?;
+        check_mel(&self.config, mel, frames)?;
         // On a pool worker, as the text model does: each kernel's split is then a work-steal
         // rather than a wake-up of the calling thread.
         Ok(rayon::scope(|_| self.forward_on_worker(mel, frames, trace)))
-    }
-
-    fn check_mel(&self, mel: &[f32], frames: usize) -> Result<()> {
-        let bins = self.config.num_mel_bins;
-        if frames == 0 {
-            return Err(Error::Invalid(
-                "audio encoder: the mel spectrogram has no frames".into(),
-            ));
-        }
-        if mel.len() != bins * frames {
-            return Err(Error::Invalid(format!(
-                "audio encoder: a mel spectrogram of {frames} frames needs {bins} bins × \
-                 {frames} = {} values, got {} ({:.2} bins per frame)",
-                bins * frames,
-                mel.len(),
-                mel.len() as f64 / frames as f64
-            )));
-        }
-        if let Some(i) = mel.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "audio encoder: mel value {} (bin {}, frame {}) is not finite",
-                mel[i],
-                i / frames,
-                i % frames
-            )));
-        }
-        Ok(())
     }
 
     fn forward_on_worker(
@@ -207,8 +180,36 @@ impl AudioEncoder {
     }
 }
 
+/// The checks both engines make on a mel spectrogram before encoding it.
+pub(crate) fn check_mel(config: &AudioEncoderConfig, mel: &[f32], frames: usize) -> Result<()> {
+    let bins = config.num_mel_bins;
+    if frames == 0 {
+        return Err(Error::Invalid(
+            "audio encoder: the mel spectrogram has no frames".into(),
+        ));
+    }
+    if mel.len() != bins * frames {
+        return Err(Error::Invalid(format!(
+            "audio encoder: a mel spectrogram of {frames} frames needs {bins} bins × \
+             {frames} = {} values, got {} ({:.2} bins per frame)",
+            bins * frames,
+            mel.len(),
+            mel.len() as f64 / frames as f64
+        )));
+    }
+    if let Some(i) = mel.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "audio encoder: mel value {} (bin {}, frame {}) is not finite",
+            mel[i],
+            i / frames,
+            i % frames
+        )));
+    }
+    Ok(())
+}
+
 /// Frames per chunk: full chunks of `chunk` frames, then the remainder if any.
-fn chunk_lengths(frames: usize, chunk: usize) -> Vec<usize> {
+pub(crate) fn chunk_lengths(frames: usize, chunk: usize) -> Vec<usize> {
     (0..frames.div_ceil(chunk))
         .map(|i| chunk.min(frames - i * chunk))
         .collect()
@@ -216,7 +217,7 @@ fn chunk_lengths(frames: usize, chunk: usize) -> Vec<usize> {
 
 /// Frames start..start+padded_len of the bin-major mel as a one-channel (mel, time) image,
 /// zeros past the clip's end.
-fn chunk_image(
+pub(crate) fn chunk_image(
     mel: &[f32],
     frames: usize,
     start: usize,
@@ -238,7 +239,7 @@ fn chunk_image(
 
 /// (steps, dim) table: [sin(p·τ_i) | cos(p·τ_i)] with τ_i = 10000^(−i/(dim/2 − 1)), rounded
 /// as the reference rounds it (its f32 products, L105-109).
-fn sinusoid_positions(steps: usize, dim: usize) -> Vec<f32> {
+pub(crate) fn sinusoid_positions(steps: usize, dim: usize) -> Vec<f32> {
     let half = dim / 2;
     let increment = (MAX_TIMESCALE.ln() / (half - 1) as f64) as f32;
     let inv_timescale: Vec<f32> = (0..half)

@@ -139,13 +139,13 @@ impl AudioEncoderConfig {
     }
 
     /// Input width of `conv_out`: channels × mel bins left after three convolutions.
-    pub(super) fn conv_out_features(&self) -> usize {
+    pub(crate) fn conv_out_features(&self) -> usize {
         self.downsample_hidden_size * after_convs(self.num_mel_bins)
     }
 
     /// Attention window in tokens for a clip whose longest chunk gives `chunk_tokens`
     /// (`get_audio_cu_seqlens`, L707-746: the window is counted in padded chunks).
-    pub(super) fn window_tokens(&self, chunk_tokens: usize) -> usize {
+    pub(crate) fn window_tokens(&self, chunk_tokens: usize) -> usize {
         chunk_tokens * (self.n_window_infer / self.chunk_frames())
     }
 }
@@ -167,11 +167,11 @@ fn string_key(v: &Value, key: &str) -> std::result::Result<String, String> {
 }
 
 /// Length left by one Conv2d(kernel 3, stride 2, padding 1): ⌊(n + 2 − 3) / 2⌋ + 1 = ⌈n/2⌉.
-pub(super) fn conv_len(n: usize) -> usize {
+pub(crate) fn conv_len(n: usize) -> usize {
     n.div_ceil(2)
 }
 
 /// Length left by the three convolutions.
-pub(super) fn after_convs(n: usize) -> usize {
+pub(crate) fn after_convs(n: usize) -> usize {
     conv_len(conv_len(conv_len(n)))
 }

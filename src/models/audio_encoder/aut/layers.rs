@@ -14,14 +14,14 @@ use crate::tensor::MatRef;
 use crate::weights::{TensorView, WeightStore};
 
 /// `nn.LayerNorm`'s default eps, which every norm of the reference encoder keeps.
-const LAYER_NORM_EPS: f64 = 1e-5;
+pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// A Linear with a bias (`nn.Linear(bias=True)`); the weight stays in the mmap.
-pub(super) struct BiasedLinear {
+pub(crate) struct BiasedLinear {
     /// (out, in)
-    linear: Linear,
+    pub(crate) linear: Linear,
     /// (out,) f32
-    bias: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
 }
 
 impl BiasedLinear {
@@ -43,11 +43,11 @@ impl BiasedLinear {
 }
 
 /// `nn.LayerNorm` with weight and bias.
-pub(super) struct LayerNorm {
+pub(crate) struct LayerNorm {
     /// (dim,) f32
-    weight: Vec<f32>,
+    pub(crate) weight: Vec<f32>,
     /// (dim,) f32
-    bias: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
 }
 
 impl LayerNorm {
@@ -76,19 +76,19 @@ impl LayerNorm {
 }
 
 /// One convolution's activations, channels innermost: (freq, time, channels) f32.
-pub(super) struct FeatureMap {
-    pub(super) data: Vec<f32>,
+pub(crate) struct FeatureMap {
+    pub(crate) data: Vec<f32>,
     pub(super) freq: usize,
     pub(super) time: usize,
     pub(super) channels: usize,
 }
 
 /// `nn.Conv2d(in, out, kernel 3, stride 2, padding 1)` followed by GELU, as im2col + matmul.
-pub(super) struct Conv2d {
+pub(crate) struct Conv2d {
     kernel: ConvKernel,
     /// (out,) f32
-    bias: Vec<f32>,
-    in_channels: usize,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) in_channels: usize,
 }
 
 /// How a convolution's (out, in·9) kernel meets its im2col rows.
@@ -118,6 +118,17 @@ impl Conv2d {
             kernel,
             bias: load_f32(store, &format!("{prefix}.bias"), &[out])?,
             in_channels: inp,
+        })
+    }
+
+    /// The kernel as (in·9, out) f32, tap-major (tap = channel·9 + kernel row·3 + kernel
+    /// column): the GPU convolution reads it so that neighbouring output channels read
+    /// neighbouring weights.
+    pub(crate) fn tap_major_kernel(&self) -> Result<Vec<f32>> {
+        let (out_ch, taps) = (self.bias.len(), self.in_channels * 9);
+        Ok(match &self.kernel {
+            ConvKernel::Matmul(w) => transpose(&w.to_f32_vec()?, out_ch, taps),
+            ConvKernel::Taps(w_t) => w_t.clone(),
         })
     }
 
@@ -193,11 +204,11 @@ fn im2col_3x3_stride2(x: &FeatureMap) -> Vec<f32> {
 
 /// Bidirectional multi-head self-attention with biases on q, k, v and out
 /// (`Qwen3OmniMoeAudioAttention`).
-struct SelfAttention {
-    q_proj: BiasedLinear,
-    k_proj: BiasedLinear,
-    v_proj: BiasedLinear,
-    out_proj: BiasedLinear,
+pub(crate) struct SelfAttention {
+    pub(crate) q_proj: BiasedLinear,
+    pub(crate) k_proj: BiasedLinear,
+    pub(crate) v_proj: BiasedLinear,
+    pub(crate) out_proj: BiasedLinear,
     heads: usize,
     head_dim: usize,
 }
@@ -262,14 +273,14 @@ fn windowed_attention(
 }
 
 /// One pre-LN encoder layer (`Qwen3OmniMoeAudioEncoderLayer`).
-pub(super) struct EncoderLayer {
-    self_attn_layer_norm: LayerNorm,
-    self_attn: SelfAttention,
-    final_layer_norm: LayerNorm,
+pub(crate) struct EncoderLayer {
+    pub(crate) self_attn_layer_norm: LayerNorm,
+    pub(crate) self_attn: SelfAttention,
+    pub(crate) final_layer_norm: LayerNorm,
     /// (ffn, d)
-    fc1: BiasedLinear,
+    pub(crate) fc1: BiasedLinear,
     /// (d, ffn)
-    fc2: BiasedLinear,
+    pub(crate) fc2: BiasedLinear,
 }
 
 impl EncoderLayer {
