@@ -123,6 +123,11 @@ const SHADERS: &[(&str, &str)] = &[
         "attn_windowed",
         include_str!("../../shaders/audio/attn_windowed.wgsl"),
     ),
+    ("im2col", include_str!("../../shaders/audio/im2col.wgsl")),
+    (
+        "flatten_time_rows",
+        include_str!("../../shaders/audio/flatten_time_rows.wgsl"),
+    ),
 ];
 
 type Key = (String, Vec<(String, u64)>);

@@ -25,7 +25,7 @@ pub(crate) mod layers;
 pub use config::AudioEncoderConfig;
 pub use gelu::gelu;
 
-pub(crate) use config::{after_convs, conv_len};
+use config::after_convs;
 use gelu::gelu_in_place;
 use layers::{BiasedLinear, Conv2d, EncoderLayer, FeatureMap, LayerNorm};
 

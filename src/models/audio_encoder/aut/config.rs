@@ -167,11 +167,11 @@ fn string_key(v: &Value, key: &str) -> std::result::Result<String, String> {
 }
 
 /// Length left by one Conv2d(kernel 3, stride 2, padding 1): ⌊(n + 2 − 3) / 2⌋ + 1 = ⌈n/2⌉.
-pub(crate) fn conv_len(n: usize) -> usize {
+pub(super) fn conv_len(n: usize) -> usize {
     n.div_ceil(2)
 }
 
 /// Length left by the three convolutions.
-pub(crate) fn after_convs(n: usize) -> usize {
+pub(super) fn after_convs(n: usize) -> usize {
     conv_len(conv_len(conv_len(n)))
 }

@@ -85,6 +85,8 @@ pub(crate) struct FeatureMap {
 
 /// `nn.Conv2d(in, out, kernel 3, stride 2, padding 1)` followed by GELU, as im2col + matmul.
 pub(crate) struct Conv2d {
+    /// (out, in, 3, 3) as stored: the GPU engine multiplies it as an (out, in·9) matrix
+    pub(crate) weight: TensorView,
     kernel: ConvKernel,
     /// (out,) f32
     pub(crate) bias: Vec<f32>,
@@ -110,11 +112,12 @@ impl Conv2d {
         let weight = store.get_float(&format!("{prefix}.weight"), &[out, inp, 3, 3])?;
         let taps = inp * 9;
         let kernel = if taps >= MATMUL_MIN_TAPS {
-            ConvKernel::Matmul(weight)
+            ConvKernel::Matmul(weight.clone())
         } else {
             ConvKernel::Taps(transpose(&weight.to_f32_vec()?, out, taps))
         };
         Ok(Conv2d {
+            weight,
             kernel,
             bias: load_f32(store, &format!("{prefix}.bias"), &[out])?,
             in_channels: inp,
@@ -122,14 +125,11 @@ impl Conv2d {
     }
 
     /// The kernel as (in·9, out) f32, tap-major (tap = channel·9 + kernel row·3 + kernel
-    /// column): the GPU convolution reads it so that neighbouring output channels read
+    /// column), as the GPU's direct convolution reads it: neighbouring output channels read
     /// neighbouring weights.
     pub(crate) fn tap_major_kernel(&self) -> Result<Vec<f32>> {
         let (out_ch, taps) = (self.bias.len(), self.in_channels * 9);
-        Ok(match &self.kernel {
-            ConvKernel::Matmul(w) => transpose(&w.to_f32_vec()?, out_ch, taps),
-            ConvKernel::Taps(w_t) => w_t.clone(),
-        })
+        Ok(transpose(&self.weight.to_f32_vec()?, out_ch, taps))
     }
 
     /// gelu(conv(x)): (freq, time, in) -> (⌈freq/2⌉, ⌈time/2⌉, out)

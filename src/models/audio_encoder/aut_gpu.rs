@@ -1,0 +1,176 @@
+//! The AuT audio encoder on the GPU engine: the CPU encoder's weights (aut.rs) uploaded once,
+//! and one command buffer per clip that follows `AudioEncoder::forward` step for step (the
+//! recipe at the top of aut.rs). Only the padded mel chunks go up and the output rows come
+//! back; every intermediate stays on the device.
+//!
+//! Ops are built per call: their buffers are sized by the clip (chunks, tokens), building
+//! them costs a bind group per op (the pipelines are cached), and no clip length is favoured.
+//! The first convolution (one input channel) runs directly; the other two as im2col and the
+//! matmul kernel, whose tiles reuse each weight across 64 positions where a direct kernel
+//! would read the whole 480·4320 kernel once per position.
+
+mod blocks;
+mod clip;
+
+use std::sync::Arc;
+
+use self::blocks::{
+    GpuBiasedLinear, GpuConvDirect, GpuConvMatmul, GpuEncoderLayer, GpuLayerNorm, upload_matrix,
+};
+use self::clip::{Activations, ClipShape};
+use super::aut::{AudioEncoder, AudioEncoderConfig, check_mel, chunk_image, sinusoid_positions};
+use crate::error::Result;
+use crate::gpu::audio_kernels::MapShape;
+use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, StepDims};
+
+/// The AuT encoder with its weights on the GPU: `forward` gives `AudioEncoder::forward`'s
+/// rows (within f32 rounding). Built once per model; forwards may run from several threads.
+pub struct AudioEncoderGpu {
+    ctx: Arc<GpuContext>,
+    pub config: AudioEncoderConfig,
+    conv2d1: GpuConvDirect,
+    conv2d2: GpuConvMatmul,
+    conv2d3: GpuConvMatmul,
+    /// (d_model, conv_out_features), no bias
+    conv_out: GpuMatrix,
+    /// (tokens_per_chunk, d_model) f32: the sinusoids every chunk restarts from, computed
+    /// by the CPU twin's function (GPU trigonometry is not accurate enough)
+    positions: GpuBuffer,
+    layers: Vec<GpuEncoderLayer>,
+    ln_post: GpuLayerNorm,
+    /// (d_model, d_model)
+    proj1: GpuBiasedLinear,
+    /// (output_dim, d_model)
+    proj2: GpuBiasedLinear,
+}
+
+/// Ops that share one row count. Each stage has Kernels of its own, and so its own `Step`
+/// uniform: stages of different row counts go into one command buffer.
+struct Stage {
+    kernels: Kernels,
+    ops: Vec<Op>,
+    rows: usize,
+}
+
+impl AudioEncoderGpu {
+    /// Upload `cpu`'s weights: matrices (the wider convolutions' kernels among them) as the
+    /// text decoder uploads them; biases, norms and the first convolution's kernel as f32.
+    pub fn new(ctx: &Arc<GpuContext>, cpu: &AudioEncoder) -> Result<Self> {
+        let c = &cpu.config;
+        Ok(AudioEncoderGpu {
+            ctx: ctx.clone(),
+            conv2d1: GpuConvDirect::upload(ctx, &cpu.conv2d1)?,
+            conv2d2: GpuConvMatmul::upload(ctx, &cpu.conv2d2)?,
+            conv2d3: GpuConvMatmul::upload(ctx, &cpu.conv2d3)?,
+            conv_out: upload_matrix(ctx, &cpu.conv_out)?,
+            positions: GpuBuffer::from_f32(
+                ctx,
+                &sinusoid_positions(c.tokens_per_chunk(), c.d_model),
+                "audio_positions",
+            )?,
+            layers: cpu
+                .layers
+                .iter()
+                .map(|l| GpuEncoderLayer::upload(ctx, l))
+                .collect::<Result<_>>()?,
+            ln_post: GpuLayerNorm::upload(ctx, &cpu.ln_post)?,
+            proj1: GpuBiasedLinear::upload(ctx, &cpu.proj1)?,
+            proj2: GpuBiasedLinear::upload(ctx, &cpu.proj2)?,
+            config: c.clone(),
+        })
+    }
+
+    /// Encode one clip: `mel` (num_mel_bins, frames) f32, bin-major, to
+    /// (output_tokens(frames), output_dim) f32 rows, as `AudioEncoder::forward`.
+    pub fn forward(&self, mel: &[f32], frames: usize) -> Result<Vec<f32>> {
+        let c = &self.config;
+        check_mel(c, mel, frames)?;
+        let clip = ClipShape::new(c, frames, self.ctx.max_binding());
+        let padded = clip.image.time;
+        let image: Vec<f32> = (0..clip.chunks)
+            .flat_map(|i| chunk_image(mel, frames, i * c.chunk_frames(), padded, c).data)
+            .collect();
+        let acts = Activations::new(&self.ctx, c, &clip, &image)?;
+        // Kernels made per call (in the stages): concurrent forwards share no Step uniform.
+        let stages = self.stages(&acts, &clip)?;
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        for s in &stages {
+            let dims = StepDims {
+                t: s.rows as u32,
+                pos0: 0,
+            };
+            s.kernels.encode(&mut enc, &s.ops, dims, None);
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        acts.out.read_f32(&self.ctx, 0, clip.tokens * c.output_dim)
+    }
+
+    /// The whole forward, numbered as the recipe in aut.rs: the convolutions group by group,
+    /// then everything else over the clip's tokens.
+    fn stages(&self, a: &Activations, clip: &ClipShape) -> Result<Vec<Stage>> {
+        let c = &self.config;
+        let d = c.d_model;
+        // 1-2. convolutions per chunk (the image is already cut and padded)
+        let mut stages = Vec::new();
+        for first in (0..clip.chunks).step_by(clip.image.chunks) {
+            stages.extend(self.convolutions(a, clip, first)?);
+        }
+        let k = Kernels::new(&self.ctx);
+        let mut ops = Vec::new();
+        // conv_out over the kept rows only: the padded steps of the last chunk are never
+        // computed
+        let features = c.conv_out_features();
+        let plain = MatFlags::default();
+        ops.extend(k.matmul(&self.conv_out, &a.flat, features, &a.x, d, 0, plain)?);
+        // 3. positions restart in every chunk: a bias repeating every `steps` rows
+        ops.push(k.add_bias(&a.x, &self.positions, d, clip.steps(), false)?);
+        // 4. encoder layers, attention windowed
+        for layer in &self.layers {
+            layer.ops(&k, a, c, clip.window, &mut ops)?;
+        }
+        // 5. output head
+        self.ln_post.op(&k, &a.x, &a.normed, d, &mut ops)?;
+        self.proj1.ops(&k, &a.normed, d, &a.proj, true, &mut ops)?;
+        self.proj2.ops(&k, &a.proj, d, &a.out, false, &mut ops)?;
+        stages.push(Stage {
+            kernels: k,
+            ops,
+            rows: clip.tokens,
+        });
+        Ok(stages)
+    }
+
+    /// The three convolutions of the chunks of one group, from chunk `first` on, through
+    /// the scratch maps; the last writes the group's rows of `flat`. Two stages: the second
+    /// and third convolutions multiply different numbers of patch rows.
+    fn convolutions(&self, a: &Activations, clip: &ClipShape, first: usize) -> Result<[Stage; 2]> {
+        let chunks = clip.image.chunks.min(clip.chunks - first);
+        let group = |m: MapShape| MapShape { chunks, ..m };
+        let (image, conv1, conv2, conv3) = (
+            group(clip.image),
+            group(clip.conv1),
+            group(clip.conv2),
+            group(clip.conv3),
+        );
+        let k2 = Kernels::new(&self.ctx);
+        let mut ops = vec![self.conv2d1.op(&k2, &a.image, first, image, &a.conv1)?];
+        self.conv2d2
+            .ops(&k2, &a.conv1, conv1, &a.patches, &a.conv2, &mut ops)?;
+        let second = Stage {
+            kernels: k2,
+            ops,
+            rows: conv2.positions(),
+        };
+        let k3 = Kernels::new(&self.ctx);
+        let mut ops = Vec::new();
+        self.conv2d3
+            .ops(&k3, &a.conv2, conv2, &a.patches, &a.conv3, &mut ops)?;
+        ops.push(k3.flatten_time_rows(&a.conv3, conv3, &a.flat, first)?);
+        let third = Stage {
+            kernels: k3,
+            ops,
+            rows: conv3.positions(),
+        };
+        Ok([second, third])
+    }
+}
