@@ -645,10 +645,17 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
     let ctx = gpu();
     let mut k = Kernels::new(&ctx);
     k.tuning.q8_dot = true;
-    for &(n, kk, rows) in &[(13usize, 64usize, 1u32), (70, 96, 4), (9, 4096, 2), (40, 12288, 4)] {
+    for &(n, kk, rows) in &[
+        (13usize, 64usize, 1u32),
+        (70, 96, 4),
+        (9, 4096, 2),
+        (40, 12288, 4),
+    ] {
         k.tuning.q8_rows = rows;
         let w = values(n * kk, 71);
-        let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| out.copy_from_slice(&w[r * kk..(r + 1) * kk]));
+        let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
+            out.copy_from_slice(&w[r * kk..(r + 1) * kk])
+        });
         let gm = GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "q8").unwrap();
         let x = values(kk, 72);
         let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
@@ -667,7 +674,10 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         let got = gy.read_f32(&ctx, 0, n).unwrap();
         let xg: Vec<f32> = x.iter().zip(&g).map(|(a, b)| a * b).collect();
         let inv_rms = 1.0 / (x.iter().map(|v| v * v).sum::<f32>() / kk as f32 + 1e-6).sqrt();
-        let want: Vec<f32> = q8_dot_twin(&qs, &sc, n, kk, &xg).iter().map(|v| v * inv_rms).collect();
+        let want: Vec<f32> = q8_dot_twin(&qs, &sc, n, kk, &xg)
+            .iter()
+            .map(|v| v * inv_rms)
+            .collect();
         let e = rel(&got, &want);
         assert!(e < 1e-3, "q8 dot normed {n}x{kk}: {e:.2e}");
     }

@@ -63,15 +63,21 @@ pub fn run(a: &AskArgs) -> Result<()> {
         Some(s) => thinker.tokens.system_turn(&encode(s, "--system")?),
         None => Vec::new(),
     };
+    // the audio encoder runs where the decoder runs
     let audio = match &samples {
-        Some(s) => Some(thinker.encode_audio(s).with_context(|| {
-            format!(
-                "encoding {}",
-                a.wav
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string())
+        Some(s) => {
+            let encoder = thinker.audio_engine(gpu.as_ref())?;
+            let m = crate::models::omni::log_mel_checked(s)?;
+            let what = a
+                .wav
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string());
+            Some(
+                encoder
+                    .encode(&m)
+                    .with_context(|| format!("encoding {what}"))?,
             )
-        })?),
+        }
         None => None,
     };
     let h = thinker.text.config.hidden_size;

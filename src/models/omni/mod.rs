@@ -103,8 +103,12 @@ impl OmniThinker {
         &self,
         gpu: Option<&std::sync::Arc<crate::gpu::GpuContext>>,
     ) -> Result<AudioEngine<'_>> {
-        let _ = gpu; // GPU_ENCODER: the GPU encoder plugs in here
-        Ok(AudioEngine::Cpu(&self.audio))
+        Ok(match gpu {
+            Some(ctx) => AudioEngine::Gpu(Box::new(
+                crate::models::audio_encoder::aut_gpu::AudioEncoderGpu::new(ctx, &self.audio)?,
+            )),
+            None => AudioEngine::Cpu(&self.audio),
+        })
     }
 
     /// Input embeddings of `ids` with the rows of `audio` (n, hidden) in place of the
@@ -157,6 +161,7 @@ pub fn log_mel_checked(samples_16k: &[f32]) -> Result<mel::Mel> {
 /// Where the audio encoder runs.
 pub enum AudioEngine<'a> {
     Cpu(&'a AudioEncoder),
+    Gpu(Box<crate::models::audio_encoder::aut_gpu::AudioEncoderGpu>),
 }
 
 impl AudioEngine<'_> {
@@ -164,12 +169,14 @@ impl AudioEngine<'_> {
     pub fn encode(&self, m: &mel::Mel) -> Result<Vec<f32>> {
         match self {
             AudioEngine::Cpu(e) => e.forward(&m.data, m.frames),
+            AudioEngine::Gpu(e) => e.forward(&m.data, m.frames),
         }
     }
 
     pub fn describe(&self) -> &'static str {
         match self {
             AudioEngine::Cpu(_) => "CPU",
+            AudioEngine::Gpu(_) => "GPU",
         }
     }
 }
