@@ -9,6 +9,7 @@ B=device-bin
 A="--backend gpu --adapter NVIDIA"
 [ -e /work/main/tests ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
+mkdir -p target/release && cp $B/omni target/release/omni  # the CLI tests run the binary they were built with
 T=$OUT/tests.txt
 for t in gpu_kernels gpu_model gpu_moe gpu_audio_encoder omni_thinker; do
     [ -x $B/$t ] || continue
