@@ -541,6 +541,8 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
         (7, 33, 64, 16),
         (70, 130, 160, 1000),
     ];
+    // the exact path: f32 activations (the int8-activation path has its own twin test below)
+    k.tuning.q8_dot = false;
     let runs = (1..=4u32).flat_map(|r| shapes.iter().map(move |s| (r, *s)));
     for (rows, (t, n, kk, chunk)) in runs.filter(|(r, s)| *r == 1 || s.0 == 1) {
         k.tuning.q8_rows = rows;

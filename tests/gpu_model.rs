@@ -267,18 +267,34 @@ fn q8_0_model_on_the_gpu_matches_the_cpu_q8_0_engine() {
     let ctx = gpu();
     let mut cpu = Qwen3Model::load(&fixture("tied-gqa2")).unwrap();
     assert!(cpu.quantize_q8_0() > 0);
-    let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    // the exact path (f32 activations, as the CPU engine): within the f32 budget
+    let exact = qwen_omni::gpu::Tuning {
+        q8_dot: false,
+        ..Default::default()
+    };
+    let mut g = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), exact).unwrap();
     let ids = [5u32, 6, 7, 100, 200, 300, 11, 12, 13, 14, 15];
     let mut cache = cpu.new_cache(96);
     // prefill in two steps (max_prefill 8), then decode
     let ours = g.prefill(&ids, Some(Logits::All)).unwrap();
     let want = cpu.forward(&ids, &mut cache, Logits::All).unwrap();
     assert_close("q8 prefill logits", &ours, &want, GPU_VS_CPU_REL);
+    // the default decode path also rounds the activations to int8 blocks (dot4I8Packed):
+    let mut fast = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    fast.prefill(&ids, None).unwrap();
     let mut next = qwen_omni::cpu::argmax(&want[want.len() - cpu.config.vocab_size..]) as u32;
     for s in 0..12 {
         let ours = g.decode(Some(next), true).unwrap();
         let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
         assert_close(&format!("q8 decode step {s}"), &ours, &want, GPU_VS_CPU_REL);
+        // a second rounding of the same size as the weights': the Q8_0 budget (tol.rs)
+        let f = fast.decode(Some(next), true).unwrap();
+        assert_close(
+            &format!("q8 int8-activation decode step {s}"),
+            &f,
+            &want,
+            common::tol::Q8_LOGITS_REL,
+        );
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }

@@ -135,7 +135,11 @@ fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
     let ctx = gpu();
     let mut cpu = Qwen3Model::load(&moe_fixture()).unwrap();
     assert!(cpu.quantize_q8_0() > 0);
-    let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    let exact = qwen_omni::gpu::Tuning {
+        q8_dot: false,
+        ..Default::default()
+    };
+    let mut g = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), exact).unwrap();
     let (r, _) = reference(&moe_fixture());
     let ids = &r.prompts[2].ids;
     let got = g
@@ -147,12 +151,22 @@ fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
         .unwrap();
     assert_close("q8 prefill logits", &got, &want, GPU_VS_CPU_REL);
     // decode steps through the Q8_0 slot matvecs
+    // the default decode path rounds the activations to int8 blocks as well: Q8_0 budget
+    let mut fast = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    fast.prefill(ids, None).unwrap();
     for id in [5u32, 77, 300] {
         let got = g.decode(Some(id), true).unwrap();
         let want = cpu
             .forward(&[id], &mut cache, qwen_omni::models::qwen3::Logits::Last)
             .unwrap();
         assert_close("q8 decode logits", &got, &want, GPU_VS_CPU_REL);
+        let f = fast.decode(Some(id), true).unwrap();
+        assert_close(
+            "q8 int8-activation decode logits",
+            &f,
+            &want,
+            common::tol::Q8_LOGITS_REL,
+        );
     }
 }
 

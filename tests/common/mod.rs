@@ -27,6 +27,9 @@ pub mod tol {
     /// per layer: ~1% relative RMS on the logits of 2-3 layers, so 1 - cosine ~ 5e-5; the bound
     /// 1e-3 leaves 20x. The largest single error, against the largest logit, ~4 sigma of 1% of a
     /// typical logit, itself ~1/3 of the largest: ~1.5%; bound 4%.
+    /// The GPU's default Q8_0 decode also rounds the activations to int8 blocks (the same
+    /// rule): a second independent error of the same size, ~1.4% instead of 1% RMS, inside the
+    /// same bounds.
     pub const Q8_LOGITS_COSINE: f64 = 0.999;
     pub const Q8_LOGITS_REL: f32 = 0.04;
     /// Greedy choices: the fixtures' top-1 / top-2 gaps are > 0.047 on logits with std ~4,

@@ -246,6 +246,16 @@ fn buf(ctx: &GpuContext, len: usize, label: &str) -> Result<GpuBuffer> {
 impl Qwen3Gpu {
     /// Upload a loaded model's weights and build its step programs.
     pub fn new(ctx: &Arc<GpuContext>, m: &Qwen3Model, opts: GpuModelOptions) -> Result<Self> {
+        Self::new_tuned(ctx, m, opts, crate::gpu::Tuning::from_env())
+    }
+
+    /// As `new` with the kernels' shape choices given (tests pin the exact Q8_0 path).
+    pub fn new_tuned(
+        ctx: &Arc<GpuContext>,
+        m: &Qwen3Model,
+        opts: GpuModelOptions,
+        tuning: crate::gpu::Tuning,
+    ) -> Result<Self> {
         let c = &m.config;
         let a = &m.attn;
         let (hd, kvh, cap) = (a.head_dim, a.kv_heads, opts.ctx);
@@ -304,7 +314,7 @@ impl Qwen3Gpu {
             weight_bytes,
             lm_head_bytes,
         };
-        Self::assemble(ctx, c, a, weights, opts)
+        Self::assemble(ctx, c, a, weights, opts, tuning)
     }
 
     /// A model of `c`'s shape with random weights made on the device (BF16, or Q8_0 matrices
@@ -410,7 +420,7 @@ impl Qwen3Gpu {
             weight_bytes: weight_bytes + lm_head_bytes,
             lm_head_bytes,
         };
-        Self::assemble(ctx, c, &a, weights, opts)
+        Self::assemble(ctx, c, &a, weights, opts, crate::gpu::Tuning::from_env())
     }
 
     /// Build the step programs over uploaded (or synthetic) weights.
@@ -420,6 +430,7 @@ impl Qwen3Gpu {
         a: &crate::nn::attention::AttentionConfig,
         w: GpuWeights,
         opts: GpuModelOptions,
+        tuning: crate::gpu::Tuning,
     ) -> Result<Self> {
         let GpuWeights {
             layers,
@@ -482,7 +493,8 @@ impl Qwen3Gpu {
             .transpose()?;
         ctx.queue.submit([]);
         ctx.wait()?;
-        let k = Kernels::new(ctx);
+        let mut k = Kernels::new(ctx);
+        k.tuning = tuning;
         let head = lm_head.as_ref().unwrap_or(&embed);
         let eps = c.rms_norm_eps as f32;
         let none = MatFlags::default();
