@@ -27,6 +27,7 @@ const CHUNK: u32 = 64u;
 var<workgroup> qs: array<f32, 256>;   // the scaled query
 var<workgroup> dots: array<f32, 256>; // 64 rows x 4 partial dot products
 var<workgroup> sc: array<f32, 64>;    // the chunk's scores (-inf past kv_len)
+var<workgroup> pe: array<f32, 64>;    // their exponentials relative to the chunk's max
 var<workgroup> ov: array<f32, 256>;   // (slices, head_dim) partial outputs
 
 @compute @workgroup_size(256)
@@ -57,16 +58,18 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     workgroupBarrier();
     var m = -3.4e38;
     for (var i = 0u; i < CHUNK; i++) { m = max(m, sc[i]); }
+    // each row's exponential once (rows past kv_len weigh 0)
+    if (li < CHUNK) { pe[li] = select(0.0, exp(sc[li] - m), row0 + li < n); }
+    workgroupBarrier();
     // weighted values: `slices` groups of invocations split the rows, one dim each
     let slices = 256u / hd;
     let d = li % hd;
     let slice = li / hd;
+    let rows = min(CHUNK, n - row0);
     if (slice < slices) {
         var acc = 0.0;
-        for (var i = slice; i < CHUNK; i += slices) {
-            if (row0 + i < n) {
-                acc = acc + exp(sc[i] - m) * vc[((row0 + i) * p.kv_heads + kvh) * hd + d];
-            }
+        for (var i = slice; i < rows; i += slices) {
+            acc = acc + pe[i] * vc[((row0 + i) * p.kv_heads + kvh) * hd + d];
         }
         ov[slice * hd + d] = acc;
     }
@@ -75,9 +78,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         var o = 0.0;
         for (var k = 0u; k < slices; k++) { o = o + ov[k * hd + li]; }
         var l = 0.0;
-        for (var i = 0u; i < CHUNK; i++) {
-            if (row0 + i < n) { l = l + exp(sc[i] - m); }
-        }
+        for (var i = 0u; i < rows; i++) { l = l + pe[i]; }
         if (n <= CHUNK) {
             out[h * hd + li] = o / l;
         } else {
