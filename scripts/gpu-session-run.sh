@@ -36,7 +36,9 @@ for be in gpu cpu; do
 done
 D=$OUT/dense.txt
 for p in qwen3-8b qwen3-0.6b; do
-    echo "== $p" >> $D
-    timeout 120 $B/omni bench --synthetic $p $A --repeats 3 --gen-len 128 >> $D 2>&1; echo "exit $?" >> $D
+    for q in "" "--quant q8_0"; do
+        echo "== $p $q" >> $D
+        timeout 120 $B/omni bench --synthetic $p $q $A --repeats 3 --gen-len 128 >> $D 2>&1; echo "exit $?" >> $D
+    done
 done
 ls -la $OUT
