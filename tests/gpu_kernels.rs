@@ -311,6 +311,7 @@ fn missing_adapter_is_a_clear_error_listing_what_was_found() {
         adapter: Some("no-such-gpu-xyz".into()),
         allow_software: true,
         max_binding: None,
+        memory_budget: None,
     })
     .err()
     .expect("no adapter matches");

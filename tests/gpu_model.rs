@@ -416,3 +416,27 @@ fn run_ahead_generation_stops_and_leaves_the_cache_like_the_plain_loop() {
     assert_eq!(s.generated, p.greedy[..4]);
     assert_eq!(g.cached(), p.ids.len() + 3);
 }
+
+/// A model that does not fit the GPU memory it may use is refused before any upload, with
+/// what it needs and what is available, and nothing panics.
+#[test]
+fn a_model_larger_than_the_gpu_memory_budget_is_a_clear_error() {
+    let ctx = qwen_omni::gpu::GpuContext::new(&qwen_omni::gpu::GpuOptions {
+        adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
+        allow_software: true,
+        max_binding: None,
+        memory_budget: Some(1_000_000),
+    })
+    .expect("GPU tests need an adapter (lavapipe in CI)");
+    let cpu = Qwen3Model::load(&fixture("real-vocab")).unwrap();
+    let err = Qwen3Gpu::new(&ctx, &cpu, opts())
+        .err()
+        .expect("does not fit")
+        .to_string();
+    assert!(
+        err.contains("needs about")
+            && err.contains("weights")
+            && err.contains("1.0 MB are available"),
+        "{err}"
+    );
+}

@@ -37,6 +37,7 @@ pub fn gpu_context(backend: Backend, adapter: Option<&str>) -> Result<Option<Arc
         adapter: adapter.map(str::to_string),
         allow_software,
         max_binding: None,
+        memory_budget: None,
     };
     match backend {
         Backend::Cpu => {

@@ -16,6 +16,9 @@ pub struct GpuOptions {
     /// Treat the storage-binding limit as at most this many bytes (tests use it to exercise
     /// split tensors on GPUs whose real limit is large).
     pub max_binding: Option<u64>,
+    /// GPU memory a model may use, in bytes (None: whatever the device grants). Loading checks
+    /// its estimate against it first; the device's own out-of-memory errors are caught as well.
+    pub memory_budget: Option<u64>,
 }
 
 /// What `omni devices` prints for one adapter.
@@ -42,6 +45,7 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     pub pipelines: PipelineCache,
     binding_cap: Option<u64>,
+    pub memory_budget: Option<u64>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -169,6 +173,7 @@ impl GpuContext {
             features,
             pipelines: PipelineCache::default(),
             binding_cap: opts.max_binding,
+            memory_budget: opts.memory_budget,
         }))
     }
 

@@ -51,6 +51,7 @@ pub fn gpu_with(max_binding: Option<u64>) -> std::sync::Arc<qwen_omni::gpu::GpuC
         adapter: std::env::var("OMNI_TEST_ADAPTER").ok(),
         allow_software: true,
         max_binding,
+        memory_budget: None,
     };
     qwen_omni::gpu::GpuContext::new(&opts)
         .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))

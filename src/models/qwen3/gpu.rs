@@ -97,6 +97,44 @@ impl GpuLayer {
     }
 }
 
+/// "1.2 GB" / "340.0 MB" / "12 kB".
+fn size_text(n: usize) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else {
+        format!("{:.0} kB", n / 1e3)
+    }
+}
+
+/// What a model needs on the device, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryEstimate {
+    pub weights: usize,
+    pub kv_cache: usize,
+    pub activations: usize,
+}
+
+impl MemoryEstimate {
+    pub fn total(&self) -> u64 {
+        (self.weights + self.kv_cache + self.activations) as u64
+    }
+}
+
+impl std::fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "weights {}, KV cache {}, activations {}",
+            size_text(self.weights),
+            size_text(self.kv_cache),
+            size_text(self.activations)
+        )
+    }
+}
+
 /// Everything uploaded for a model, before the step programs are built.
 struct GpuWeights {
     layers: Vec<GpuLayer>,
@@ -256,6 +294,36 @@ impl Qwen3Gpu {
         opts: GpuModelOptions,
         tuning: crate::gpu::Tuning,
     ) -> Result<Self> {
+        let need = Self::memory_estimate(m, &opts);
+        if let Some(budget) = ctx.memory_budget
+            && need.total() > budget
+        {
+            return Err(Error::Gpu(format!(
+                "not enough GPU memory for this model: it needs about {} ({}), {} are available (memory budget)",
+                size_text(need.total() as usize),
+                need,
+                size_text(budget as usize)
+            )));
+        }
+        // the device's own out-of-memory errors while uploading become one clear error
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let built = Self::upload_and_build(ctx, m, opts, tuning);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "out of GPU memory while loading the model: it needs about {} ({}); the device could not provide it ({e})",
+                size_text(need.total() as usize),
+                need
+            )));
+        }
+        built
+    }
+
+    fn upload_and_build(
+        ctx: &Arc<GpuContext>,
+        m: &Qwen3Model,
+        opts: GpuModelOptions,
+        tuning: crate::gpu::Tuning,
+    ) -> Result<Self> {
         let c = &m.config;
         let a = &m.attn;
         let (hd, kvh, cap) = (a.head_dim, a.kv_heads, opts.ctx);
@@ -315,6 +383,39 @@ impl Qwen3Gpu {
             lm_head_bytes,
         };
         Self::assemble(ctx, c, a, weights, opts, tuning)
+    }
+
+    /// GPU memory `m` needs with `opts`: weights as uploaded, the KV cache, activations.
+    pub fn memory_estimate(m: &Qwen3Model, opts: &GpuModelOptions) -> MemoryEstimate {
+        let c = &m.config;
+        let a = &m.attn;
+        let mut weights = m.embed_tokens.weight_bytes() + m.lm_head.weight_bytes();
+        for l in &m.layers {
+            let sa = &l.self_attn;
+            weights += [&sa.q_proj, &sa.k_proj, &sa.v_proj, &sa.o_proj]
+                .iter()
+                .map(|w| w.weight_bytes())
+                .sum::<usize>()
+                + l.ffn
+                    .matrices()
+                    .iter()
+                    .map(|w| w.weight_bytes())
+                    .sum::<usize>();
+        }
+        let kv_cache = c.num_hidden_layers * 2 * opts.ctx * a.kv_heads * a.head_dim * 4;
+        let t = opts.max_prefill.max(1);
+        let width = 4 * c.hidden_size
+            + (a.heads + 2 * a.kv_heads) * a.head_dim
+            + 2 * a.heads * a.head_dim
+            + 2 * c
+                .intermediate_size
+                .max(c.moe_intermediate_size * c.num_experts_per_tok.max(1))
+            + if opts.all_logits { c.vocab_size } else { 0 };
+        MemoryEstimate {
+            weights,
+            kv_cache,
+            activations: (t * width + 2 * c.vocab_size) * 4,
+        }
     }
 
     /// A model of `c`'s shape with random weights made on the device (BF16, or Q8_0 matrices
