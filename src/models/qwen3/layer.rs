@@ -2,7 +2,7 @@
 //! pre-norm SwiGLU MLP or mixture of experts, each added to the residual stream.
 
 use crate::cpu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::config::Qwen3Config;
 use crate::nn::attention::AttentionConfig;
 use crate::nn::{Attention, KvCache, Mlp, Moe, RmsNorm};
@@ -74,17 +74,6 @@ impl FeedForward {
     }
 }
 
-impl DecoderLayer {
-    /// The dense MLP, or an error naming what needs MoE support.
-    pub fn dense_mlp(&self, what: &str) -> Result<&Mlp> {
-        match &self.ffn {
-            FeedForward::Dense(m) => Ok(m),
-            FeedForward::Moe(_) => Err(Error::Invalid(format!(
-                "{what} does not support mixture-of-experts layers yet (use the CPU engine: --backend cpu)"
-            ))),
-        }
-    }
-}
 
 impl DecoderLayer {
     pub fn load(
