@@ -24,6 +24,14 @@ impl StepDims {
     }
 }
 
+/// The QK-norm weights and RoPE table a fused decode attention applies itself.
+struct FusedQk<'a> {
+    q_norm: &'a GpuBuffer,
+    k_norm: &'a GpuBuffer,
+    rope: &'a GpuBuffer,
+    eps: f32,
+}
+
 pub(crate) type GroupsFn = Box<dyn Fn(StepDims) -> [u32; 3] + Send + Sync>;
 
 /// Fusions a matrix product can take on.
@@ -1004,26 +1012,82 @@ impl Kernels {
         head_dim: usize,
         ctx_len: usize,
     ) -> Result<Vec<Op>> {
-        if head_dim > 256 || head_dim == 0 {
+        self.attn_decode_impl(q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None)
+    }
+
+    /// [`Kernels::attn_decode`] straight from the raw q|k|v projection of the step's token:
+    /// QK-norm, RoPE and the cache store of the new key and value happen inside (what
+    /// `qk_norm_rope_kv` does as a separate dispatch).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_decode_fused(
+        &self,
+        qkv: &GpuBuffer,
+        kc: &GpuBuffer,
+        vc: &GpuBuffer,
+        part: &GpuBuffer,
+        out: &GpuBuffer,
+        norms: (&GpuBuffer, &GpuBuffer, &GpuBuffer),
+        eps: f32,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        ctx_len: usize,
+    ) -> Result<Vec<Op>> {
+        let fused = FusedQk {
+            q_norm: norms.0,
+            k_norm: norms.1,
+            rope: norms.2,
+            eps,
+        };
+        self.attn_decode_impl(qkv, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, Some(fused))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attn_decode_impl(
+        &self,
+        q: &GpuBuffer,
+        kc: &GpuBuffer,
+        vc: &GpuBuffer,
+        part: &GpuBuffer,
+        out: &GpuBuffer,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        ctx_len: usize,
+        fused: Option<FusedQk>,
+    ) -> Result<Vec<Op>> {
+        if head_dim > 256 || head_dim == 0 || (fused.is_some() && !head_dim.is_multiple_of(2)) {
             return Err(crate::Error::Gpu(format!(
-                "decode attention supports head_dim 1..=256, not {head_dim}"
+                "decode attention supports head_dim 1..=256 (even when fused), not {head_dim}"
             )));
         }
         if part.len < Self::attn_decode_scratch(heads, head_dim, ctx_len) {
-            return Err(crate::Error::Gpu(
-                "decode attention scratch too small".into(),
-            ));
+            return Err(crate::Error::Gpu("decode attention scratch too small".into()));
         }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
         let chunks = ctx_len.div_ceil(64) as u32;
-        let params = [h, kv_heads as u32, head_dim as u32, chunks, scale];
+        let pitch = ((heads + 2 * kv_heads) * head_dim) as u32;
+        let eps = fused.as_ref().map_or(0, |f| f.eps.to_bits());
+        let params = [h, kv_heads as u32, head_dim as u32, chunks, scale, pitch, eps];
+        let (qn, kn, rope) = fused
+            .as_ref()
+            .map_or((q, q, q), |f| (f.q_norm, f.k_norm, f.rope));
         let split = self.op(
             "attn_decode",
-            &[],
+            &[("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 })],
             &params,
             true,
-            &[&q.buffer, &kc.buffer, &vc.buffer, &part.buffer, &out.buffer],
+            &[
+                &q.buffer,
+                &kc.buffer,
+                &vc.buffer,
+                &part.buffer,
+                &out.buffer,
+                &qn.buffer,
+                &kn.buffer,
+                &rope.buffer,
+            ],
             Box::new(move |d| [h, d.kv_len().div_ceil(64), 1]),
         )?;
         let combine = self.op(

@@ -641,17 +641,28 @@ impl Qwen3Gpu {
                         ops.extend(lin(part, &ac.h, hidden, &ac.qkv, pitch, *off, none)?);
                     }
                 }
-                ops.push(k.qk_norm_rope_kv(
-                    &ac.qkv, &ac.q, &l.k_cache, &l.v_cache, &l.q_norm, &l.k_norm, &rope, heads,
-                    kvh, hd, eps,
-                )?);
                 if prefill {
+                    ops.push(k.qk_norm_rope_kv(
+                        &ac.qkv, &ac.q, &l.k_cache, &l.v_cache, &l.q_norm, &l.k_norm, &rope,
+                        heads, kvh, hd, eps,
+                    )?);
                     ops.push(
                         k.attn_prefill(&ac.q, &l.k_cache, &l.v_cache, &ac.attn, heads, kvh, hd)?,
                     );
                 } else {
-                    ops.extend(k.attn_decode(
-                        &ac.q, &l.k_cache, &l.v_cache, &ac.scores, &ac.attn, heads, kvh, hd, cap,
+                    // QK-norm, RoPE and the cache store happen inside the attention
+                    ops.extend(k.attn_decode_fused(
+                        &ac.qkv,
+                        &l.k_cache,
+                        &l.v_cache,
+                        &ac.scores,
+                        &ac.attn,
+                        (&l.q_norm, &l.k_norm, &rope),
+                        eps,
+                        heads,
+                        kvh,
+                        hd,
+                        cap,
                     )?);
                 }
                 ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
