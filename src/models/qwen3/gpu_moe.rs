@@ -221,7 +221,13 @@ impl GpuMoe {
                 kk,
                 none,
                 normed_input,
+                None,
             )?);
+            // down for each of the token's slots, weighted and added to the residual in one pass
+            let sum = MatFlags {
+                accumulate: true,
+                swiglu_up_off: Some(inter),
+            };
             let d = &self.down;
             ops.extend(k.matvec_moe(
                 d,
@@ -230,12 +236,14 @@ impl GpuMoe {
                 0,
                 2 * inter,
                 1,
-                &a.out,
+                x,
                 &a.ids,
                 kk,
-                swiglu,
+                sum,
                 None,
+                Some(&a.weights),
             )?);
+            return Ok(ops);
         }
         ops.push(k.moe_sum(&a.out, &a.weights, x, hidden, kk)?);
         Ok(ops)
