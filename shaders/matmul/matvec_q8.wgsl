@@ -15,11 +15,6 @@ override WG: u32 = 256;
 // comes from `route` on the device (no read-back); `rows` is then the rows of one expert, the
 // weight rows start at that expert's block in this chunk, and slot s writes y[y_off + s*rows..].
 override MOE: bool = false;
-// MOE_SUM (with MOE, decode of the down projection): workgroup z is a token; the workgroup runs
-// its rows for each of the token's SLOTS choices in turn and adds weight * result into y (the
-// residual stream), which saves the separate weighted-sum pass.
-override MOE_SUM: bool = false;
-override SLOTS: u32 = 1u;
 // DOT: int8 activations. The workgroup first quantises its x (with the RMSNorm weight or SwiGLU
 // folded in) to blocks of 32 int8 with an f32 scale, the Q8_0 rule, into workgroup memory;
 // blocks are then dot4I8Packed products (4 multiply-adds per instruction, 1 byte of x per
@@ -63,9 +58,6 @@ var<private> w_row0: u32;  // first weight row of the matrix (expert) in this ch
 var<private> x_base: u32;  // offset of x (the gate half when SWIGLU)
 var<private> u_base: u32;  // offset of the up half (SWIGLU)
 var<private> y_base: u32;  // output offset of row 0
-var<private> w_slot: f32;  // MOE_SUM: the slot's routing weight
-
-@group(0) @binding(7) var<storage, read> route_w: array<f32>;   // MOE_SUM: weight per slot
 
 fn xin(i: u32) -> vec4<f32> {
     let a = x[x_base / 4u + i];
@@ -156,13 +148,32 @@ fn store(row: u32, v: f32, total_ss: f32) {
     if (row >= p.rows) { return; }
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
-    r = r * w_slot;
     let o = y_base + row;
     if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
 }
 
-// This workgroup's rows for the current matrix (expert) and input.
-fn rows_pass(li: u32, wg: vec3<u32>, nwg: vec3<u32>, lane: u32, sgs: u32) {
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) li: u32,
+        @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_size) sgs: u32) {
+    w_row0 = 0u;
+    x_base = p.x_off;
+    u_base = p.up_off;
+    y_base = p.y_off + p.row0;
+    if (MOE) {
+        let slot = wg.z;
+        let e0 = p.row0 / p.rows;
+        let e = route[slot];
+        // the expert lives in another chunk: nothing to do here (uniform per workgroup)
+        if (e < e0 || (e - e0) * p.rows >= p.chunk_rows) { return; }
+        w_row0 = (e - e0) * p.rows;
+        let xr = (slot / p.x_div) * p.x_stride;
+        x_base = p.x_off + xr;
+        u_base = p.up_off + xr;
+        y_base = p.y_off + slot * p.rows;
+    }
     var wg_ss = 0.0;
     if (DOT) { wg_ss = quantise_x(li, lane, sgs); }
     let first = (wg.x + wg.y * nwg.x) * RPW;
@@ -222,45 +233,5 @@ fn rows_pass(li: u32, wg: vec3<u32>, nwg: vec3<u32>, lane: u32, sgs: u32) {
             if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
             if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
         }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) li: u32,
-        @builtin(workgroup_id) wg: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(subgroup_invocation_id) lane: u32,
-        @builtin(subgroup_size) sgs: u32) {
-    let nslots = select(1u, SLOTS, MOE_SUM);
-    for (var j = 0u; j < nslots; j++) {
-        w_row0 = 0u;
-        x_base = p.x_off;
-        u_base = p.up_off;
-        y_base = p.y_off + p.row0;
-        w_slot = 1.0;
-        if (MOE) {
-            var slot = wg.z;
-            if (MOE_SUM) { slot = wg.z * SLOTS + j; }
-            let e0 = p.row0 / p.rows;
-            let e = route[slot];
-            // the expert lives in another chunk: nothing to do here (uniform per workgroup)
-            if (e < e0 || (e - e0) * p.rows >= p.chunk_rows) {
-                if (MOE_SUM) { continue; }
-                return;
-            }
-            w_row0 = (e - e0) * p.rows;
-            let xr = (slot / p.x_div) * p.x_stride;
-            x_base = p.x_off + xr;
-            u_base = p.up_off + xr;
-            if (MOE_SUM) {
-                y_base = p.y_off + wg.z * p.rows;
-                w_slot = route_w[slot];
-            } else {
-                y_base = p.y_off + slot * p.rows;
-            }
-        }
-        rows_pass(li, wg, nwg, lane, sgs);
-        // the next slot rewrites the workgroup's shared inputs
-        if (MOE_SUM) { workgroupBarrier(); }
     }
 }

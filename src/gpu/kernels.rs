@@ -350,9 +350,8 @@ impl Kernels {
                 let wg = (c.rows as u32).div_ceil(rows_per_wg);
                 let mut bufs = vec![&c.buffer, &x.buffer, &y.buffer];
                 if sg {
-                    // the norm weight (unused without RMS_NORM), the MOE route and weights (unused)
+                    // the norm weight (unused without RMS_NORM) and the MOE route (unused)
                     bufs.push(norm.map_or(&x.buffer, |n| &n.0.buffer));
-                    bufs.push(&x.buffer);
                     bufs.push(&x.buffer);
                 }
                 self.op(
@@ -418,9 +417,7 @@ impl Kernels {
                     &consts,
                     &params,
                     false,
-                    &[
-                        &c.buffer, &x.buffer, &y.buffer, g, scales, &x.buffer, &x.buffer,
-                    ],
+                    &[&c.buffer, &x.buffer, &y.buffer, g, scales, &x.buffer],
                     Box::new(move |_| grid(wg)),
                 )
             })
@@ -445,14 +442,8 @@ impl Kernels {
         k: usize,
         f: MatFlags,
         norm: Option<(&GpuBuffer, f32)>,
-        sum_weights: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
-        if sum_weights.is_some() && (!f.accumulate || norm.is_some() || x_div != 1) {
-            return Err(crate::Error::Gpu(
-                "the summing MoE matvec accumulates into the residual from per-slot inputs".into(),
-            ));
-        }
         let aligned = [x_off, x_stride, up].iter().all(|v| v.is_multiple_of(4));
         if !self.ctx.has_subgroups() || !aligned || !w.cols.is_multiple_of(8) {
             return Err(crate::Error::Gpu(
@@ -481,11 +472,7 @@ impl Kernels {
             ("RPW", rows_per_wg as f64),
             ("WG", self.tuning.matvec_wg as f64),
             ("MOE", 1.0),
-            ("MOE_SUM", if sum_weights.is_some() { 1.0 } else { 0.0 }),
-            ("SLOTS", if sum_weights.is_some() { k as f64 } else { 1.0 }),
         ]);
-        let weights = sum_weights.unwrap_or(route);
-        let per_token = sum_weights.is_some();
         if w.is_q8 {
             consts.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
         }
@@ -506,10 +493,9 @@ impl Kernels {
                     up as u32,
                     eps,
                 ];
-                // one workgroup column per slot, or per token when it sums the slots
                 let groups: GroupsFn = Box::new(move |d| {
                     let [gx, gy, _] = grid(wg);
-                    [gx, gy, if per_token { d.t } else { d.t * k }]
+                    [gx, gy, d.t * k]
                 });
                 if w.is_q8 {
                     let scales = c
@@ -527,15 +513,7 @@ impl Kernels {
                         &consts,
                         &params,
                         false,
-                        &[
-                            &c.buffer,
-                            &x.buffer,
-                            &y.buffer,
-                            g,
-                            scales,
-                            &route.buffer,
-                            &weights.buffer,
-                        ],
+                        &[&c.buffer, &x.buffer, &y.buffer, g, scales, &route.buffer],
                         groups,
                     )
                 } else {
@@ -545,14 +523,7 @@ impl Kernels {
                         &consts,
                         &params,
                         false,
-                        &[
-                            &c.buffer,
-                            &x.buffer,
-                            &y.buffer,
-                            g,
-                            &route.buffer,
-                            &weights.buffer,
-                        ],
+                        &[&c.buffer, &x.buffer, &y.buffer, g, &route.buffer],
                         groups,
                     )
                 }
@@ -1041,9 +1012,7 @@ impl Kernels {
         head_dim: usize,
         ctx_len: usize,
     ) -> Result<Vec<Op>> {
-        self.attn_decode_impl(
-            q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None,
-        )
+        self.attn_decode_impl(q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None)
     }
 
     /// [`Kernels::attn_decode`] straight from the raw q|k|v projection of the step's token:
@@ -1070,18 +1039,7 @@ impl Kernels {
             rope: norms.2,
             eps,
         };
-        self.attn_decode_impl(
-            qkv,
-            kc,
-            vc,
-            part,
-            out,
-            heads,
-            kv_heads,
-            head_dim,
-            ctx_len,
-            Some(fused),
-        )
+        self.attn_decode_impl(qkv, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, Some(fused))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1104,24 +1062,14 @@ impl Kernels {
             )));
         }
         if part.len < Self::attn_decode_scratch(heads, head_dim, ctx_len) {
-            return Err(crate::Error::Gpu(
-                "decode attention scratch too small".into(),
-            ));
+            return Err(crate::Error::Gpu("decode attention scratch too small".into()));
         }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
         let chunks = ctx_len.div_ceil(64) as u32;
         let pitch = ((heads + 2 * kv_heads) * head_dim) as u32;
         let eps = fused.as_ref().map_or(0, |f| f.eps.to_bits());
-        let params = [
-            h,
-            kv_heads as u32,
-            head_dim as u32,
-            chunks,
-            scale,
-            pitch,
-            eps,
-        ];
+        let params = [h, kv_heads as u32, head_dim as u32, chunks, scale, pitch, eps];
         let (qn, kn, rope) = fused
             .as_ref()
             .map_or((q, q, q), |f| (f.q_norm, f.k_norm, f.rope));

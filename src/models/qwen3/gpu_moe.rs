@@ -221,13 +221,7 @@ impl GpuMoe {
                 kk,
                 none,
                 normed_input,
-                None,
             )?);
-            // down for each of the token's slots, weighted and added to the residual in one pass
-            let sum = MatFlags {
-                accumulate: true,
-                swiglu_up_off: Some(inter),
-            };
             let d = &self.down;
             ops.extend(k.matvec_moe(
                 d,
@@ -236,14 +230,12 @@ impl GpuMoe {
                 0,
                 2 * inter,
                 1,
-                x,
+                &a.out,
                 &a.ids,
                 kk,
-                sum,
+                swiglu,
                 None,
-                Some(&a.weights),
             )?);
-            return Ok(ops);
         }
         ops.push(k.moe_sum(&a.out, &a.weights, x, hidden, kk)?);
         Ok(ops)

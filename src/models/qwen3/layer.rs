@@ -74,6 +74,7 @@ impl FeedForward {
     }
 }
 
+
 impl DecoderLayer {
     pub fn load(
         store: &WeightStore,
