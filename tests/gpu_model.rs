@@ -455,6 +455,11 @@ fn decode_past_one_attention_chunk_matches_the_cpu_engine() {
     for (s, id) in [3u32, 250, 17, 99, 5, 1].into_iter().enumerate() {
         let ours = g.decode(Some(id), true).unwrap();
         let want = cpu.forward(&[id], &mut cache, Logits::Last).unwrap();
-        assert_close(&format!("decode at position {}", 62 + s), &ours, &want, GPU_VS_CPU_REL);
+        assert_close(
+            &format!("decode at position {}", 62 + s),
+            &ours,
+            &want,
+            GPU_VS_CPU_REL,
+        );
     }
 }

@@ -460,7 +460,7 @@ impl Kernels {
             ));
         }
         let rows = if w.is_q8 {
-            self.tuning.q8_rows
+            self.tuning.q8_moe_rows
         } else {
             self.tuning.matvec_rows
         };
@@ -1012,7 +1012,9 @@ impl Kernels {
         head_dim: usize,
         ctx_len: usize,
     ) -> Result<Vec<Op>> {
-        self.attn_decode_impl(q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None)
+        self.attn_decode_impl(
+            q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None,
+        )
     }
 
     /// [`Kernels::attn_decode`] straight from the raw q|k|v projection of the step's token:
@@ -1039,7 +1041,18 @@ impl Kernels {
             rope: norms.2,
             eps,
         };
-        self.attn_decode_impl(qkv, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, Some(fused))
+        self.attn_decode_impl(
+            qkv,
+            kc,
+            vc,
+            part,
+            out,
+            heads,
+            kv_heads,
+            head_dim,
+            ctx_len,
+            Some(fused),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1062,14 +1075,24 @@ impl Kernels {
             )));
         }
         if part.len < Self::attn_decode_scratch(heads, head_dim, ctx_len) {
-            return Err(crate::Error::Gpu("decode attention scratch too small".into()));
+            return Err(crate::Error::Gpu(
+                "decode attention scratch too small".into(),
+            ));
         }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
         let chunks = ctx_len.div_ceil(64) as u32;
         let pitch = ((heads + 2 * kv_heads) * head_dim) as u32;
         let eps = fused.as_ref().map_or(0, |f| f.eps.to_bits());
-        let params = [h, kv_heads as u32, head_dim as u32, chunks, scale, pitch, eps];
+        let params = [
+            h,
+            kv_heads as u32,
+            head_dim as u32,
+            chunks,
+            scale,
+            pitch,
+            eps,
+        ];
         let (qn, kn, rope) = fused
             .as_ref()
             .map_or((q, q, q), |f| (f.q_norm, f.k_norm, f.rope));

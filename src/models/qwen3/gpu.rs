@@ -643,8 +643,8 @@ impl Qwen3Gpu {
                 }
                 if prefill {
                     ops.push(k.qk_norm_rope_kv(
-                        &ac.qkv, &ac.q, &l.k_cache, &l.v_cache, &l.q_norm, &l.k_norm, &rope,
-                        heads, kvh, hd, eps,
+                        &ac.qkv, &ac.q, &l.k_cache, &l.v_cache, &l.q_norm, &l.k_norm, &rope, heads,
+                        kvh, hd, eps,
                     )?);
                     ops.push(
                         k.attn_prefill(&ac.q, &l.k_cache, &l.v_cache, &ac.attn, heads, kvh, hd)?,

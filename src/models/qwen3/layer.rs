@@ -74,7 +74,6 @@ impl FeedForward {
     }
 }
 
-
 impl DecoderLayer {
     pub fn load(
         store: &WeightStore,
