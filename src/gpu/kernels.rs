@@ -81,6 +81,9 @@ pub struct Tuning {
     pub matvec_rows: u32,
     /// the same for the Q8_0 matvec
     pub q8_rows: u32,
+    /// rows per subgroup of the Q8_0 expert (MoE) matvecs: their matrices are small, and
+    /// fewer rows per workgroup keep more of the GPU busy (H200: 2 beat 4 at 30B-A3B)
+    pub q8_moe_rows: u32,
     /// invocations per workgroup of the subgroup matvecs (64, 128 or 256)
     pub matvec_wg: u32,
     /// Q8_0 decode with int8 activations (`dot4I8Packed`, as llama.cpp does): 1.6x faster at
@@ -97,6 +100,7 @@ impl Default for Tuning {
         Tuning {
             matvec_rows: 2,
             q8_rows: 4,
+            q8_moe_rows: 2,
             matvec_wg: 256,
             q8_dot: true,
         }
@@ -116,6 +120,7 @@ impl Tuning {
         Tuning {
             matvec_rows: get("OMNI_MATVEC_ROWS", &[1, 2, 3, 4], d.matvec_rows),
             q8_rows: get("OMNI_Q8_ROWS", &[1, 2, 3, 4], d.q8_rows),
+            q8_moe_rows: get("OMNI_Q8_MOE_ROWS", &[1, 2, 3, 4], d.q8_moe_rows),
             matvec_wg: get("OMNI_MATVEC_WG", &[64, 128, 256], d.matvec_wg),
             q8_dot: std::env::var("OMNI_Q8_DOT").map_or(d.q8_dot, |v| v != "0"),
         }
