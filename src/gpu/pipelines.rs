@@ -29,7 +29,10 @@ const COMPOSED: &[(&str, &str, &str)] = &[
 const SHADERS: &[(&str, &str)] = &[
     (
         "matvec_q8",
-        include_str!("../../shaders/matmul/matvec_q8.wgsl"),
+        concat!(
+            include_str!("../../shaders/matmul/matvec_q8.wgsl"),
+            include_str!("../../shaders/matmul/moe_route_part.wgsl")
+        ),
     ),
     (
         "sample",
@@ -45,7 +48,10 @@ const SHADERS: &[(&str, &str)] = &[
     ),
     (
         "matvec_sg",
-        include_str!("../../shaders/matmul/matvec_sg.wgsl"),
+        concat!(
+            include_str!("../../shaders/matmul/matvec_sg.wgsl"),
+            include_str!("../../shaders/matmul/moe_route_part.wgsl")
+        ),
     ),
     ("matvec", include_str!("../../shaders/matmul/matvec.wgsl")),
     (
