@@ -116,12 +116,7 @@ fn main(@builtin(local_invocation_index) li: u32,
     if (MOE) {
         let slot = wg.z;
         let e0 = p.row0 / p.rows;
-        var e = 0u;
-        if (ROUTE) {
-            e = route_slot(li, slot, wg.x == 0u && wg.y == 0u);
-        } else {
-            e = route[slot];
-        }
+        let e = route[slot];
         // the expert lives in another chunk: nothing to do here (uniform per workgroup)
         if (e < e0 || (e - e0) * p.rows >= p.chunk_rows) { return; }
         w_row0 = (e - e0) * p.rows;

@@ -132,18 +132,6 @@ pub struct Kernels {
     /// the `Step` uniform shared by every op
     step: wgpu::Buffer,
     pub tuning: Tuning,
-    /// stand-ins for the decode matvecs' ROUTE outputs when they do not route (writable
-    /// bindings may not alias, so two)
-    scratch: [wgpu::Buffer; 2],
-}
-
-/// What a routing expert matvec reads and writes (moe_route_part.wgsl).
-pub struct RouteInPlace<'a> {
-    pub logits: &'a GpuBuffer,
-    pub ids: &'a GpuBuffer,
-    pub weights: &'a GpuBuffer,
-    pub experts: usize,
-    pub renorm: bool,
 }
 
 impl Kernels {
@@ -154,19 +142,10 @@ impl Kernels {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let scratch = [0, 1].map(|_| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("route_scratch"),
-                size: 256,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        });
         Kernels {
             ctx: ctx.clone(),
             step,
             tuning: Tuning::from_env(),
-            scratch,
         }
     }
 
@@ -278,38 +257,6 @@ impl Kernels {
     /// Rows per 256-invocation workgroup for the one-row-per-subgroup matvecs: 256 / the
     /// smallest subgroup size the adapter may pick (a larger actual size leaves the extra
     /// workgroups idle, never rows uncovered).
-    /// An op of `matvec_sg` / `matvec_q8`: `main` buffers bind from 1 in order; bindings 10-12
-    /// take the router logits and the routed ids and weights when the op routes itself, else
-    /// stand-ins.
-    fn matvec_op(
-        &self,
-        name: &'static str,
-        consts: &[(&str, f64)],
-        params: &[u32],
-        main: &[&wgpu::Buffer],
-        route: Option<&RouteInPlace>,
-        groups: GroupsFn,
-    ) -> Result<Op> {
-        let mut at: Vec<(u32, &wgpu::Buffer)> = main
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (1 + i as u32, *b))
-            .collect();
-        match route {
-            Some(r) => at.extend([
-                (10, &r.logits.buffer),
-                (11, &r.ids.buffer),
-                (12, &r.weights.buffer),
-            ]),
-            None => at.extend([
-                (10, main[1]),
-                (11, &self.scratch[0]),
-                (12, &self.scratch[1]),
-            ]),
-        }
-        self.op_at(name, consts, params, false, &at, groups)
-    }
-
     /// Whether the Q8_0 matvec of `w` takes int8 activations: asked for, rows short enough for
     /// the workgroup's copy, subgroups of at least 4 (a block is quantised by 4 neighbours).
     fn q8_dot(&self, w: &GpuMatrix) -> bool {
@@ -411,14 +358,6 @@ impl Kernels {
                     // the norm weight (unused without RMS_NORM) and the MOE route (unused)
                     bufs.push(norm.map_or(&x.buffer, |n| &n.0.buffer));
                     bufs.push(&x.buffer);
-                    return self.matvec_op(
-                        name,
-                        &consts,
-                        &params,
-                        &bufs,
-                        None,
-                        Box::new(move |_| grid(wg)),
-                    );
                 }
                 self.op(
                     name,
@@ -478,12 +417,12 @@ impl Kernels {
                     .as_ref()
                     .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
                 let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
-                self.matvec_op(
+                self.op(
                     "matvec_q8",
                     &consts,
                     &params,
+                    false,
                     &[&c.buffer, &x.buffer, &y.buffer, g, scales, &x.buffer],
-                    None,
                     Box::new(move |_| grid(wg)),
                 )
             })
@@ -508,7 +447,6 @@ impl Kernels {
         k: usize,
         f: MatFlags,
         norm: Option<(&GpuBuffer, f32)>,
-        route_in_place: Option<&RouteInPlace>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
         let aligned = [x_off, x_stride, up].iter().all(|v| v.is_multiple_of(4));
@@ -540,26 +478,11 @@ impl Kernels {
             ("WG", self.tuning.matvec_wg as f64),
             ("MOE", 1.0),
         ]);
-        if let Some(r) = route_in_place {
-            if r.experts > 1024 || k > 64 {
-                return Err(crate::Error::Gpu(
-                    "in-place MoE routing supports up to 1024 experts and 64 choices".into(),
-                ));
-            }
-            consts.extend([
-                ("ROUTE", 1.0),
-                ("EXPERTS", r.experts as f64),
-                ("TOPK", k as f64),
-                ("R_RENORM", if r.renorm { 1.0 } else { 0.0 }),
-            ]);
-        }
         if w.is_q8 {
             consts.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
         }
         let eps = norm.map_or(0, |n| n.1.to_bits());
         let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
-        // routing in place writes the ids: the read-only route binding gets a stand-in
-        let route = if route_in_place.is_some() { x } else { route };
         let wg = (rows_per_expert as u32).div_ceil(rows_per_wg);
         let k = k as u32;
         w.chunks
@@ -590,22 +513,22 @@ impl Kernels {
                         x_div as u32,
                         x_stride as u32,
                     ]);
-                    self.matvec_op(
+                    self.op(
                         "matvec_q8",
                         &consts,
                         &params,
+                        false,
                         &[&c.buffer, &x.buffer, &y.buffer, g, scales, &route.buffer],
-                        route_in_place,
                         groups,
                     )
                 } else {
                     params.extend([c.rows as u32, x_div as u32, x_stride as u32, 0]);
-                    self.matvec_op(
+                    self.op(
                         "matvec_sg",
                         &consts,
                         &params,
+                        false,
                         &[&c.buffer, &x.buffer, &y.buffer, g, &route.buffer],
-                        route_in_place,
                         groups,
                     )
                 }

@@ -11,6 +11,6 @@ mod random;
 
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
-pub use kernels::{Kernels, MatFlags, Op, RouteInPlace, StepDims, Tuning};
+pub use kernels::{Kernels, MatFlags, Op, StepDims, Tuning};
 pub use pipelines::PipelineCache;
 pub use profiler::{KernelTiming, measure_copy_bandwidth};

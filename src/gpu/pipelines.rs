@@ -29,10 +29,7 @@ const COMPOSED: &[(&str, &str, &str)] = &[
 const SHADERS: &[(&str, &str)] = &[
     (
         "matvec_q8",
-        concat!(
-            include_str!("../../shaders/matmul/matvec_q8.wgsl"),
-            include_str!("../../shaders/matmul/moe_route_part.wgsl")
-        ),
+        include_str!("../../shaders/matmul/matvec_q8.wgsl"),
     ),
     (
         "sample",
@@ -48,10 +45,7 @@ const SHADERS: &[(&str, &str)] = &[
     ),
     (
         "matvec_sg",
-        concat!(
-            include_str!("../../shaders/matmul/matvec_sg.wgsl"),
-            include_str!("../../shaders/matmul/moe_route_part.wgsl")
-        ),
+        include_str!("../../shaders/matmul/matvec_sg.wgsl"),
     ),
     ("matvec", include_str!("../../shaders/matmul/matvec.wgsl")),
     (

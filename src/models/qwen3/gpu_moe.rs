@@ -1,7 +1,6 @@
-//! Mixture-of-experts layers on the GPU engine. Routing stays on the device: in decode the
-//! gate|up expert matvec ranks the router's logits itself (softmax, top-k, renormalise) and
-//! records the per-slot expert ids and weights for the down pass; in prefill `moe_route` does
-//! it once for the step's tokens. No id returns to the host. Each of a step's t tokens has
+//! Mixture-of-experts layers on the GPU engine. Routing stays on the device: the router's
+//! logits go through `moe_route` (softmax, top-k, renormalise) into per-slot expert ids that the
+//! expert matvecs read themselves, so no id returns to the host. Each of a step's t tokens has
 //! k slots; gate|up and down run as one dispatch each over all t * k slots, and `moe_sum` adds
 //! the weighted slot outputs to the residual stream.
 //!
@@ -13,7 +12,7 @@ use std::sync::Arc;
 
 use super::gpu::Stacked;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, RouteInPlace};
+use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op};
 use crate::nn::{Linear, Moe};
 
 pub(super) struct GpuMoe {
@@ -174,12 +173,12 @@ impl GpuMoe {
             ops.extend(k.matvec_normed(&self.router, x, norm, eps, &a.logits, 0)?);
             Some((norm, eps))
         };
+        ops.push(k.moe_route(&a.logits, e, kk, self.renorm, &a.ids, &a.weights)?);
         let swiglu = MatFlags {
             accumulate: false,
             swiglu_up_off: Some(inter),
         };
         if prefill {
-            ops.push(k.moe_route(&a.logits, e, kk, self.renorm, &a.ids, &a.weights)?);
             ops.push(k.moe_group(&a.ids, e, kk, &a.groups)?);
             let gu = &self.gate_up;
             ops.push(k.matmul_grouped(
@@ -222,15 +221,6 @@ impl GpuMoe {
                 kk,
                 none,
                 normed_input,
-                // decode routes inside the gate|up matvec (no moe_route pass): each workgroup
-                // ranks the experts itself and the first of each slot records the choice
-                Some(&RouteInPlace {
-                    logits: &a.logits,
-                    ids: &a.ids,
-                    weights: &a.weights,
-                    experts: e,
-                    renorm: self.renorm,
-                }),
             )?);
             let d = &self.down;
             ops.extend(k.matvec_moe(
@@ -244,7 +234,6 @@ impl GpuMoe {
                 &a.ids,
                 kk,
                 swiglu,
-                None,
                 None,
             )?);
         }
