@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod app;
+pub mod config;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
