@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
