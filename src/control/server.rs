@@ -64,12 +64,13 @@ impl ControlServer {
     /// file (nobody listening) is replaced; a live one is an error.
     pub fn bind(path: &Path, allowed_uids: &[u32], handler: Arc<dyn Handler>) -> Result<Self> {
         let io = |e: std::io::Error| Error::io(path, e);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .map_err(|e| Error::io(dir, e))?;
-            }
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io(dir, e))?;
         }
         if path.exists() {
             if UnixStream::connect(path).is_ok() {

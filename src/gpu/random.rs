@@ -32,6 +32,7 @@ impl GpuMatrix {
     /// A (rows, cols) matrix of random weights with standard deviation about `std`: BF16, or
     /// Q8_0 (int8 values uniform over [-128, 127], every block scale the same) when `q8`.
     /// `max_rows` caps the rows per buffer (None: as many as one binding holds).
+    #[allow(clippy::too_many_arguments)]
     pub fn random(
         ctx: &Arc<GpuContext>,
         rows: usize,

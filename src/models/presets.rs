@@ -298,10 +298,8 @@ pub fn omni_audio_tensors() -> Vec<(String, Vec<usize>)> {
         add(format!("{p}.fc2.weight"), &[d, ffn]);
         add(format!("{p}.fc2.bias"), &[d]);
     }
-    for n in ["ln_post"] {
-        add(format!("{a}.{n}.weight"), &[d]);
-        add(format!("{a}.{n}.bias"), &[d]);
-    }
+    add(format!("{a}.ln_post.weight"), &[d]);
+    add(format!("{a}.ln_post.bias"), &[d]);
     add(format!("{a}.proj1.weight"), &[d, d]);
     add(format!("{a}.proj1.bias"), &[d]);
     add(format!("{a}.proj2.weight"), &[h, d]);

@@ -17,7 +17,8 @@ pub struct DecoderLayer {
     pub ffn: FeedForward,
 }
 
-/// The layer's feed-forward block.
+/// The layer's feed-forward block (one per layer: the size difference does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum FeedForward {
     Dense(Mlp),
     Moe(Moe),
