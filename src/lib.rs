@@ -14,6 +14,7 @@ pub mod error;
 pub mod gpu;
 pub mod models;
 pub mod nn;
+pub mod pipeline;
 pub mod quant;
 pub mod tensor;
 pub mod weights;
