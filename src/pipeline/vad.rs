@@ -135,10 +135,10 @@ impl Segmenter {
                 } else {
                     c.silent_run += 1;
                 }
-                if c.silent_run >= self.hangover_frames {
-                    if let Some(c) = self.current.take() {
-                        self.finish(c, out);
-                    }
+                if c.silent_run >= self.hangover_frames
+                    && let Some(c) = self.current.take()
+                {
+                    self.finish(c, out);
                 }
             }
         }
