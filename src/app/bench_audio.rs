@@ -48,6 +48,23 @@ pub fn run(a: &BenchAudioArgs) -> Result<()> {
     println!("| model | {} |", dir.display());
     println!("| encoder engine | {} |", encoder.describe());
     println!("| load (thinker + encoder) | {load:.2} s |");
+    // the listen stage without the devices: 48 kHz stereo -> 16 kHz mono, then the VAD
+    let secs = 30.0f32;
+    let mono = synthetic_clip(secs * 3.0, 9); // 48 kHz worth of samples
+    let stereo: Vec<f32> = mono.iter().flat_map(|&x| [x, x]).collect();
+    let t = Instant::now();
+    let at16k = crate::models::audio_encoder::wav::to_16k_mono(&stereo, 48000, 2)?;
+    let mut seg = crate::pipeline::vad::Segmenter::new(&crate::config::Config::default().vad)?;
+    let mut events = Vec::new();
+    for c in at16k.chunks(480) {
+        seg.push(c, &mut events);
+    }
+    let listen = t.elapsed().as_secs_f64();
+    println!(
+        "| listen stage (48 kHz stereo -> 16 kHz mono + VAD), per second of audio | {:.2} ms = {:.2}% of one core |",
+        1e3 * listen / secs as f64,
+        100.0 * listen / secs as f64
+    );
     for &secs in &a.secs {
         let clip = synthetic_clip(secs, 7);
         let (mut mel_t, mut enc_t) = (Vec::new(), Vec::new());
