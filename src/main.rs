@@ -108,6 +108,31 @@ enum Command {
     },
     /// List GPU adapters with their limits and features
     Devices,
+    /// Run the assistant daemon (first cut: questions over the control socket)
+    Serve {
+        /// Config file (default: $XDG_CONFIG_HOME/omni/config.toml; see config/default.toml)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Model directory or repo id (overrides model.path)
+        #[arg(long)]
+        model: Option<String>,
+        /// Control socket (overrides control.socket)
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Send a request to the daemon: status, ask, reset, history, shutdown, ...
+    Ctl {
+        /// The request (docs/protocol.md)
+        cmd: String,
+        /// ask: the question as text
+        #[arg(long)]
+        text: Option<String>,
+        /// ask: the question as a WAV file
+        #[arg(long)]
+        wav: Option<PathBuf>,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// Compare Q8_0 with the original weights: per matrix kind and on the model's output
     QuantReport {
         #[arg(long)]
@@ -267,6 +292,26 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             peak_tflops,
         }),
         Command::Devices => app::devices::run(),
+        Command::Serve {
+            config,
+            model,
+            socket,
+        } => app::serve::run(&app::serve::ServeArgs {
+            config,
+            model,
+            socket,
+        }),
+        Command::Ctl {
+            cmd,
+            text,
+            wav,
+            socket,
+        } => app::ctl::run(&app::ctl::CtlArgs {
+            socket,
+            cmd,
+            text,
+            wav,
+        }),
         Command::BenchAudio {
             model,
             secs,

@@ -5,6 +5,7 @@ pub mod ask;
 pub mod bench;
 pub mod bench_audio;
 pub mod bench_gpu;
+pub mod ctl;
 pub mod devices;
 pub mod engine;
 pub mod generate;
@@ -13,6 +14,7 @@ pub mod load;
 pub mod progress;
 pub mod quant_report;
 pub mod quantize;
+pub mod serve;
 pub mod synth;
 pub mod tokenize;
 
