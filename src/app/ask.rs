@@ -2,20 +2,18 @@
 //! (streamed) or ids. The user turn holds the audio first, then the text; a system turn is
 //! sent only with --system.
 
-use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use super::generate::{GenerateArgs, parse_ids, sampling_params};
+use super::generate::{GenerateArgs, ReplyPrinter, parse_ids, sampling_params};
 use crate::models::audio_encoder::wav::load_wav_16k_mono;
 use crate::models::config::GenerationConfig;
 use crate::models::generation::{StopRule, generate};
 use crate::models::omni::OmniThinker;
 use crate::models::omni::gpu::OmniGpuSession;
 use crate::models::sampler::Sampler;
-use crate::models::tokenizer::{TextStream, Tokenizer};
+use crate::models::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Default)]
 pub struct AskArgs {
@@ -122,31 +120,11 @@ pub fn run(a: &AskArgs) -> Result<()> {
             Box::new(s)
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut stream = match (&tokenizer, g.print_ids) {
-        (Some(t), false) => Some(TextStream::new(t)),
-        (None, false) => bail!("no tokenizer.json to print text with: add --print-ids"),
-        _ => None,
-    };
-    let mut printed = 0usize;
+    let mut printer = ReplyPrinter::new(tokenizer.as_ref(), g.print_ids)?;
     let stats = generate(session.as_mut(), &prompt, &mut sampler, &stop, |id| {
-        match stream.as_mut() {
-            Some(s) => write!(out, "{}", s.push(id)?),
-            None => {
-                let sep = if printed == 0 { "" } else { " " };
-                printed += 1;
-                write!(out, "{sep}{id}")
-            }
-        }
-        .and_then(|_| out.flush())
-        .map_err(|e| crate::Error::io("stdout", e))?;
-        Ok(ControlFlow::Continue(()))
+        printer.token(id)
     })?;
-    if let Some(s) = stream.as_mut() {
-        write!(out, "{}", s.finish()?).context("writing to stdout")?;
-    }
-    writeln!(out).context("writing to stdout")?;
+    printer.finish()?;
     if stats.stopped_by_context {
         eprintln!(
             "warning: the context ({ctx_len} tokens) is full; the reply was cut (raise --ctx)"

@@ -82,33 +82,13 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         }
         .into());
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut stream = match (&tokenizer, a.print_ids) {
-        (Some(t), false) => Some(TextStream::new(t)),
-        (None, false) => bail!("no tokenizer.json to print text with: add --print-ids"),
-        _ => None,
-    };
+    let mut printer = ReplyPrinter::new(tokenizer.as_ref(), a.print_ids)?;
     let gpu = super::engine::gpu_context(a.backend, a.adapter.as_deref())?;
     let mut engine = super::engine::open(&loaded.model, gpu.as_ref(), ctx_len)?;
-    let mut ids_printed = 0usize;
     let stats = generate(engine.as_mut(), &prompt, &mut sampler, &stop, |id| {
-        match stream.as_mut() {
-            Some(s) => write!(out, "{}", s.push(id)?),
-            None => {
-                let sep = if ids_printed == 0 { "" } else { " " };
-                ids_printed += 1;
-                write!(out, "{sep}{id}")
-            }
-        }
-        .and_then(|_| out.flush())
-        .map_err(|e| crate::Error::io("stdout", e))?;
-        Ok(ControlFlow::Continue(()))
+        printer.token(id)
     })?;
-    if let Some(s) = stream.as_mut() {
-        write!(out, "{}", s.finish()?).context("writing to stdout")?;
-    }
-    writeln!(out).context("writing to stdout")?;
+    printer.finish()?;
     if stats.stopped_by_context {
         eprintln!(
             "warning: the context ({} tokens) is full; the reply was cut (raise --ctx)",
@@ -198,4 +178,50 @@ fn chat_prompt(system: Option<&str>, user: &str) -> String {
     }
     msgs.push(Message::new(Role::User, user));
     chat::render(&msgs, true)
+}
+
+/// Prints a reply to stdout as it is generated: text through the streaming detokeniser, or
+/// space-separated ids with --print-ids.
+pub(crate) struct ReplyPrinter<'t> {
+    stream: Option<TextStream<'t>>,
+    out: std::io::StdoutLock<'static>,
+    printed: usize,
+}
+
+impl<'t> ReplyPrinter<'t> {
+    pub(crate) fn new(tokenizer: Option<&'t Tokenizer>, print_ids: bool) -> Result<Self> {
+        let stream = match (tokenizer, print_ids) {
+            (Some(t), false) => Some(TextStream::new(t)),
+            (None, false) => bail!("no tokenizer.json to print text with: add --print-ids"),
+            _ => None,
+        };
+        Ok(ReplyPrinter {
+            stream,
+            out: std::io::stdout().lock(),
+            printed: 0,
+        })
+    }
+
+    /// Print one generated id (the generation loop's callback).
+    pub(crate) fn token(&mut self, id: u32) -> crate::Result<ControlFlow<()>> {
+        match self.stream.as_mut() {
+            Some(s) => write!(self.out, "{}", s.push(id)?),
+            None => {
+                let sep = if self.printed == 0 { "" } else { " " };
+                self.printed += 1;
+                write!(self.out, "{sep}{id}")
+            }
+        }
+        .and_then(|_| self.out.flush())
+        .map_err(|e| crate::Error::io("stdout", e))?;
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The rest of the text and the final newline.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if let Some(s) = self.stream.as_mut() {
+            write!(self.out, "{}", s.finish()?).context("writing to stdout")?;
+        }
+        writeln!(self.out).context("writing to stdout")
+    }
 }
