@@ -257,6 +257,30 @@ impl Kernels {
     /// Rows per 256-invocation workgroup for the one-row-per-subgroup matvecs: 256 / the
     /// smallest subgroup size the adapter may pick (a larger actual size leaves the extra
     /// workgroups idle, never rows uncovered).
+    /// The pipeline constants of `matvec_sg` / `matvec_q8` with `rows` rows per subgroup, and
+    /// the rows per workgroup: ROWS per subgroup of the smallest size the adapter may pick (a
+    /// larger subgroup loops over its share).
+    fn subgroup_matvec_constants(
+        &self,
+        w: &GpuMatrix,
+        f: MatFlags,
+        rows: u32,
+        rms_norm: bool,
+    ) -> (Vec<(&'static str, f64)>, u32) {
+        let rows_per_wg = self.rows_per_subgroup_wg() * rows;
+        let mut c = Self::mat_constants(w, f);
+        c.extend([
+            ("RMS_NORM", if rms_norm { 1.0 } else { 0.0 }),
+            ("ROWS", rows as f64),
+            ("RPW", rows_per_wg as f64),
+            ("WG", self.tuning.matvec_wg as f64),
+        ]);
+        if w.is_q8 {
+            c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
+        }
+        (c, rows_per_wg)
+    }
+
     /// Whether the Q8_0 matvec of `w` takes int8 activations: asked for, rows short enough for
     /// the workgroup's copy, subgroups of at least 4 (a block is quantised by 4 neighbours).
     fn q8_dot(&self, w: &GpuMatrix) -> bool {
@@ -319,21 +343,11 @@ impl Kernels {
         } else {
             "matvec"
         };
-        let mut consts = Self::mat_constants(w, f).to_vec();
-        // rows per workgroup: ROWS per subgroup of the smallest size the adapter may pick
-        // (a larger subgroup loops over its share), else 8
-        let rows = self.tuning.matvec_rows;
-        let rows_per_wg = if sg {
-            self.rows_per_subgroup_wg() * rows
+        let (consts, rows_per_wg) = if sg {
+            self.subgroup_matvec_constants(w, f, self.tuning.matvec_rows, norm.is_some())
         } else {
-            8
+            (Self::mat_constants(w, f), 8)
         };
-        if sg {
-            consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
-            consts.push(("ROWS", rows as f64));
-            consts.push(("RPW", rows_per_wg as f64));
-            consts.push(("WG", self.tuning.matvec_wg as f64));
-        }
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
@@ -388,14 +402,8 @@ impl Kernels {
                 "Q8_0 matvec needs subgroup operations and 4-aligned inputs".into(),
             ));
         }
-        let mut consts = Self::mat_constants(w, f);
-        let rows = self.tuning.q8_rows;
-        let rows_per_wg = self.rows_per_subgroup_wg() * rows;
-        consts.push(("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }));
-        consts.push(("ROWS", rows as f64));
-        consts.push(("RPW", rows_per_wg as f64));
-        consts.push(("WG", self.tuning.matvec_wg as f64));
-        consts.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
+        let (consts, rows_per_wg) =
+            self.subgroup_matvec_constants(w, f, self.tuning.q8_rows, norm.is_some());
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
@@ -469,18 +477,8 @@ impl Kernels {
         } else {
             self.tuning.matvec_rows
         };
-        let rows_per_wg = self.rows_per_subgroup_wg() * rows;
-        let mut consts = Self::mat_constants(w, f);
-        consts.extend([
-            ("RMS_NORM", if norm.is_some() { 1.0 } else { 0.0 }),
-            ("ROWS", rows as f64),
-            ("RPW", rows_per_wg as f64),
-            ("WG", self.tuning.matvec_wg as f64),
-            ("MOE", 1.0),
-        ]);
-        if w.is_q8 {
-            consts.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
-        }
+        let (mut consts, rows_per_wg) = self.subgroup_matvec_constants(w, f, rows, norm.is_some());
+        consts.push(("MOE", 1.0));
         let eps = norm.map_or(0, |n| n.1.to_bits());
         let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
         let wg = (rows_per_expert as u32).div_ceil(rows_per_wg);
