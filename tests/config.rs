@@ -88,3 +88,23 @@ fn the_socket_path_defaults_to_the_runtime_dir() {
     cfg.control.socket = "/tmp/x.sock".into();
     assert_eq!(cfg.socket_path().unwrap(), Path::new("/tmp/x.sock"));
 }
+
+#[test]
+fn command_line_overrides_apply_before_the_checks() {
+    // a file with a [model] table but no path, the path given by a flag
+    let cfg = Config::parse_with("[model]\ncontext = 4096\n", Path::new("f.toml"), |c| {
+        c.model.path = "/m".into()
+    })
+    .unwrap();
+    assert_eq!((cfg.model.path.as_str(), cfg.model.context), ("/m", 4096));
+    // no file at all: the flags alone
+    assert!(
+        Config::parse_with("", Path::new("<command line>"), |c| c.model.path =
+            "/m".into())
+        .is_ok()
+    );
+    let e = Config::parse_with("", Path::new("<command line>"), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.path is required"), "{e}");
+}

@@ -173,34 +173,23 @@ impl Handler for Daemon {
 
 pub fn run(a: &ServeArgs) -> Result<()> {
     let path = a.config.clone().or_else(Config::default_path);
-    let mut cfg = match path.as_ref().filter(|p| p.is_file()) {
+    let overrides = |c: &mut Config| {
+        if let Some(m) = &a.model {
+            c.model.path = m.clone();
+        }
+        if let Some(s) = &a.socket {
+            c.control.socket = s.display().to_string();
+        }
+    };
+    let cfg = match path.as_ref().filter(|p| p.is_file()) {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            // CLI flags may supply the model path the file leaves out
-            let text = match &a.model {
-                Some(m) if !text.contains("path") => format!("[model]\npath = {m:?}\n{text}"),
-                _ => text,
-            };
-            Config::parse(&text, p)?
+            Config::parse_with(&text, p, overrides)?
         }
-        None => {
-            let m = a
-                .model
-                .as_ref()
-                .context("no config file: give --model (or --config FILE)")?;
-            Config::parse(
-                &format!("[model]\npath = {m:?}\n"),
-                std::path::Path::new("<command line>"),
-            )?
-        }
+        // no config file: the defaults and the flags (--model is then required)
+        None => Config::parse_with("", std::path::Path::new("<command line>"), overrides)?,
     };
-    if let Some(m) = &a.model {
-        cfg.model.path = m.clone();
-    }
-    if let Some(s) = &a.socket {
-        cfg.control.socket = s.display().to_string();
-    }
     let dir = super::model_dir(&cfg.model.path)?;
     let thinker: &'static OmniThinker = Box::leak(Box::new(OmniThinker::load(&dir)?));
     let tokenizer = Tokenizer::load(&dir).ok();

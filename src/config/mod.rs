@@ -160,10 +160,21 @@ impl Config {
 
     /// Parse `text` (the contents of `path`, for messages) and check every value.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config {
+        Self::parse_with(text, path, |_| {})
+    }
+
+    /// As `parse`, with `overrides` (command-line flags) applied before the values are
+    /// checked, so a flag may supply what the file leaves out.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        overrides: impl FnOnce(&mut Config),
+    ) -> Result<Self> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             msg: e.message().to_string() + &key_hint(&e, text),
         })?;
+        overrides(&mut cfg);
         cfg.validate().map_err(|msg| Error::Config {
             path: path.to_path_buf(),
             msg,
