@@ -57,14 +57,7 @@ fn gpu_greedy_ids_match_transformers_for_32_steps() {
         .unwrap();
         let (r, _) = reference(&fixture(name));
         for (i, p) in r.prompts.iter().enumerate() {
-            g.reset();
-            g.prefill(&p.ids, None).unwrap();
-            let mut got = vec![g.last_id().unwrap()];
-            while got.len() < p.greedy.len() {
-                // the previous argmax feeds the next step on the device
-                g.decode(None, false).unwrap();
-                got.push(g.last_id().unwrap());
-            }
+            let got = common::device_greedy(&mut g, &p.ids, p.greedy.len());
             assert_eq!(got, p.greedy, "{name} prompt {i}");
         }
     }

@@ -86,14 +86,7 @@ fn qwen3_moe_on_the_gpu_matches_transformers() {
             .unwrap();
         let want = tensor(&store, &format!("p{i}.logits"));
         assert_close(&format!("p{i} logits"), &logits, &want, GPU_VS_CPU_REL);
-        // greedy: the previous argmax feeds the next step on the device
-        g.reset();
-        g.prefill(&p.ids, None).unwrap();
-        let mut got = vec![g.last_id().unwrap()];
-        while got.len() < p.greedy.len() {
-            g.decode(None, false).unwrap();
-            got.push(g.last_id().unwrap());
-        }
+        let got = common::device_greedy(&mut g, &p.ids, p.greedy.len());
         assert_eq!(got, p.greedy, "prompt {i}");
     }
 }
@@ -120,14 +113,7 @@ fn omni_thinker_text_decoder_on_the_gpu_matches_transformers() {
         &tensor(&store, "text.logits"),
         GPU_VS_CPU_REL,
     );
-    g.reset();
-    g.prefill(&ids, None).unwrap();
-    let mut got = vec![g.last_id().unwrap()];
-    while got.len() < greedy.len() {
-        g.decode(None, false).unwrap();
-        got.push(g.last_id().unwrap());
-    }
-    assert_eq!(got, greedy);
+    assert_eq!(common::device_greedy(&mut g, &ids, greedy.len()), greedy);
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 use common::{assert_close, reference, reference_store, tensor, tol};
 use qwen_omni::cpu::argmax;
 use qwen_omni::models::qwen3::{FeedForward, Logits, Qwen3Model, Trace};
+use qwen_omni::weights::WeightStore;
 
 fn moe_fixture() -> std::path::PathBuf {
     common::repo_root().join("tests/fixtures/qwen3_moe/tiny")
@@ -29,22 +30,43 @@ fn qwen3_moe_matches_transformers_layer_by_layer_with_its_router() {
     );
     let (r, store) = reference(&dir);
     for (i, p) in r.prompts.iter().enumerate() {
-        let mut cache = model.new_cache(64);
-        let mut trace = Trace::default();
-        let logits = model
-            .forward_traced(&p.ids, &mut cache, Logits::All, Some(&mut trace))
-            .unwrap();
-        for (l, h) in trace.hidden.iter().enumerate() {
-            let want = tensor(&store, &format!("p{i}.hidden.{l}"));
-            assert_close(&format!("p{i} hidden.{l}"), h, &want, tol::F32_VS_F32_REL);
-        }
-        for (l, rl) in trace.router.iter().enumerate() {
-            let want = tensor(&store, &format!("p{i}.router.{l}"));
-            assert_close(&format!("p{i} router.{l}"), rl, &want, tol::F32_VS_F32_REL);
-        }
-        let want = tensor(&store, &format!("p{i}.logits"));
-        assert_close(&format!("p{i} logits"), &logits, &want, tol::F32_VS_F32_REL);
+        assert_layers_match(&model, &p.ids, &store, &format!("p{i}"));
     }
+}
+
+/// Every layer's output, every MoE router's logits and the logits of `ids` against the
+/// reference tensors `{prefix}.hidden.{l}`, `{prefix}.router.{l}`, `{prefix}.logits`.
+fn assert_layers_match(model: &Qwen3Model, ids: &[u32], store: &WeightStore, prefix: &str) {
+    let mut cache = model.new_cache(64);
+    let mut trace = Trace::default();
+    let logits = model
+        .forward_traced(ids, &mut cache, Logits::All, Some(&mut trace))
+        .unwrap();
+    for (l, h) in trace.hidden.iter().enumerate() {
+        let want = tensor(store, &format!("{prefix}.hidden.{l}"));
+        assert_close(
+            &format!("{prefix} hidden.{l}"),
+            h,
+            &want,
+            tol::F32_VS_F32_REL,
+        );
+    }
+    for (l, rl) in trace.router.iter().enumerate() {
+        let want = tensor(store, &format!("{prefix}.router.{l}"));
+        assert_close(
+            &format!("{prefix} router.{l}"),
+            rl,
+            &want,
+            tol::F32_VS_F32_REL,
+        );
+    }
+    let want = tensor(store, &format!("{prefix}.logits"));
+    assert_close(
+        &format!("{prefix} logits"),
+        &logits,
+        &want,
+        tol::F32_VS_F32_REL,
+    );
 }
 
 fn greedy(model: &Qwen3Model, ids: &[u32], n: usize) -> Vec<u32> {
@@ -97,20 +119,6 @@ fn omni_thinker_text_decoder_matches_transformers_on_a_text_prompt() {
     let r = omni_ref();
     let store = reference_store(&dir);
     let p = &r.prompts["text"];
-    let mut cache = model.new_cache(64);
-    let mut trace = Trace::default();
-    let logits = model
-        .forward_traced(&p.ids, &mut cache, Logits::All, Some(&mut trace))
-        .unwrap();
-    for (l, h) in trace.hidden.iter().enumerate() {
-        let want = tensor(&store, &format!("text.hidden.{l}"));
-        assert_close(&format!("text hidden.{l}"), h, &want, tol::F32_VS_F32_REL);
-    }
-    for (l, rl) in trace.router.iter().enumerate() {
-        let want = tensor(&store, &format!("text.router.{l}"));
-        assert_close(&format!("text router.{l}"), rl, &want, tol::F32_VS_F32_REL);
-    }
-    let want = tensor(&store, "text.logits");
-    assert_close("text logits", &logits, &want, tol::F32_VS_F32_REL);
+    assert_layers_match(&model, &p.ids, &store, "text");
     assert_eq!(greedy(&model, &p.ids, p.greedy.len()), p.greedy);
 }

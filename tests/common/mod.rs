@@ -165,3 +165,20 @@ pub fn assert_pick_consistent(
         "pick {g}: mass {before}..{after} vs goal {goal} of {total}"
     );
 }
+
+/// `n` greedy ids on the GPU engine from a fresh cache: prefill, then decode steps fed by the
+/// previous argmax on the device (only each chosen id is read back).
+pub fn device_greedy(
+    g: &mut qwen_omni::models::qwen3::gpu::Qwen3Gpu,
+    prompt: &[u32],
+    n: usize,
+) -> Vec<u32> {
+    g.reset();
+    g.prefill(prompt, None).unwrap();
+    let mut got = vec![g.last_id().unwrap()];
+    while got.len() < n {
+        g.decode(None, false).unwrap();
+        got.push(g.last_id().unwrap());
+    }
+    got
+}
