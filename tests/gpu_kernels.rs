@@ -648,13 +648,18 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
     let ctx = gpu();
     let mut k = Kernels::new(&ctx);
     k.tuning.q8_dot = true;
-    for &(n, kk, rows) in &[
-        (13usize, 64usize, 1u32),
-        (70, 96, 4),
-        (9, 4096, 2),
-        (40, 12288, 4),
+    // (rows, K, rows per subgroup, blocks per lane per pass, workgroup size): odd shapes, a
+    // second block past the end of short rows, K at the workgroup copy's limit
+    for &(n, kk, rows, unroll, wg) in &[
+        (13usize, 64usize, 1u32, 1u32, 256u32),
+        (70, 96, 4, 2, 256),
+        (9, 4096, 2, 1, 64),
+        (33, 800, 3, 2, 128),
+        (40, 12288, 4, 2, 256),
     ] {
         k.tuning.q8_rows = rows;
+        k.tuning.q8_unroll = unroll;
+        k.tuning.q8_wg = wg;
         let w = values(n * kk, 71);
         let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
             out.copy_from_slice(&w[r * kk..(r + 1) * kk])

@@ -24,22 +24,24 @@ var<workgroup> lg: array<f32, 1024>;
 var<workgroup> red: array<f32, 256>;
 var<workgroup> chosen: array<f32, 64>;
 
-fn reduce(li: u32, v: f32, is_max: bool) -> f32 {
-    red[li] = v;
+// max or sum over the workgroup: within each subgroup by subgroup operations, then across the
+// subgroups' results (two barriers instead of a tree of eight)
+fn reduce(li: u32, lane: u32, sgs: u32, v: f32, is_max: bool) -> f32 {
+    var r = subgroupAdd(v);
+    if (is_max) { r = subgroupMax(v); }
+    if (lane == 0u) { red[li / sgs] = r; }
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            if (is_max) { red[li] = max(red[li], red[li + s]); } else { red[li] = red[li] + red[li + s]; }
-        }
-        workgroupBarrier();
+    var t = red[0];
+    for (var i = 1u; i < 256u / sgs; i++) {
+        if (is_max) { t = max(t, red[i]); } else { t = t + red[i]; }
     }
-    let r = red[0];
     workgroupBarrier();
-    return r;
+    return t;
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
     let t = wg.x;
     let n = p.experts;
     var m = -3.4e38;
@@ -48,14 +50,14 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         lg[i] = v;
         m = max(m, v);
     }
-    let mx = reduce(li, m, true);
+    let mx = reduce(li, lane, sgs, m, true);
     var s = 0.0;
     for (var i = li; i < n; i += 256u) {
         let e = exp(lg[i] - mx);
         lg[i] = e;
         s = s + e;
     }
-    let total = reduce(li, s, false);
+    let total = reduce(li, lane, sgs, s, false);
     // ranks by probability, as the CPU twin sorts (equal exponentials keep index order)
     for (var i = li; i < n; i += 256u) {
         let v = lg[i];

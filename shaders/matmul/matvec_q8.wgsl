@@ -20,8 +20,9 @@ override MOE: bool = false;
 // blocks are then dot4I8Packed products (4 multiply-adds per instruction, 1 byte of x per
 // weight instead of 4). Costs the activation's rounding (~0.4% of a block's largest value per
 // element); CPU twin: tests' `q8_dot_twin`. K <= 12288.
-override DOT: bool = false;     // invocations per workgroup (fewer, smaller workgroups keep more
-                            // of them in flight when a matrix has few rows)
+override DOT: bool = false;
+// DOT: blocks per lane per loop pass (1 or 2): 2 keeps twice the weight loads in flight
+override UNROLL: u32 = 1u;
 
 struct Params {
     rows: u32,
@@ -188,7 +189,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        for (var b = lane; b < nb && DOT; b += sgs) {
+        for (var b = lane; b < nb && DOT; b += sgs * UNROLL) {
             let xa = xq[2u * b];
             let xb = xq[2u * b + 1u];
             let dx = xd[b];
@@ -196,6 +197,19 @@ fn main(@builtin(local_invocation_index) li: u32,
             if (ROWS > 1u) { acc.y = acc.y + block_dot_i8(r1, b, xa, xb, dx); }
             if (ROWS > 2u) { acc.z = acc.z + block_dot_i8(r2, b, xa, xb, dx); }
             if (ROWS > 3u) { acc.w = acc.w + block_dot_i8(r3, b, xa, xb, dx); }
+            if (UNROLL > 1u) {
+                // a second block per lane in the same straight-line code, so its loads are in
+                // flight with the first's; past the end it re-reads the last block with x = 0
+                let b2 = min(b + sgs, nb - 1u);
+                let live = b + sgs < nb;
+                let ya = select(vec4<u32>(0u), xq[2u * b2], live);
+                let yb = select(vec4<u32>(0u), xq[2u * b2 + 1u], live);
+                let dy = xd[b2];
+                acc.x = acc.x + block_dot_i8(r0, b2, ya, yb, dy);
+                if (ROWS > 1u) { acc.y = acc.y + block_dot_i8(r1, b2, ya, yb, dy); }
+                if (ROWS > 2u) { acc.z = acc.z + block_dot_i8(r2, b2, ya, yb, dy); }
+                if (ROWS > 3u) { acc.w = acc.w + block_dot_i8(r3, b2, ya, yb, dy); }
+            }
         }
         for (var b = lane; b < nb && !DOT; b += sgs) {
             let i = 8u * b;

@@ -72,6 +72,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     g.last_id()?;
 
     let (mut pre, mut dec_read, mut dec_after, mut dec_sync) = (vec![], vec![], vec![], vec![]);
+    let mut host_step = vec![];
     for _ in 0..a.repeats.max(1) {
         // decode from an empty context, reading every id back (what generation does)
         g.reset();
@@ -87,9 +88,11 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         g.reset();
         g.prefill(&prompt[..1], None)?;
         g.last_id()?;
+        g.take_host_step_time();
         let t = Instant::now();
         decode_ahead(&mut g, a.gen_len, |_| {})?;
         dec_read.push(a.gen_len as f64 / t.elapsed().as_secs_f64());
+        host_step.extend(g.take_host_step_time());
         // prefill, then decode after the prompt
         g.reset();
         let t = Instant::now();
@@ -196,6 +199,17 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         100.0 * bpt * dr / bw
     );
     println!("| dispatches per decode step | {} |", g.decode_op_count());
+    if !host_step.is_empty() {
+        let n = g.decode_op_count().max(1) as f64;
+        let mut rec: Vec<f64> = host_step.iter().map(|d| d.0.as_secs_f64() * 1e6).collect();
+        let mut sub: Vec<f64> = host_step.iter().map(|d| d.1.as_secs_f64() * 1e6).collect();
+        let (rec, sub) = (median(&mut rec), median(&mut sub));
+        // recording above the step's wall time means the CPU, not the GPU, bounds decoding
+        println!(
+            "| host time per decode step: record / submit | {rec:.0} us ({:.2} us per dispatch) / {sub:.0} us |",
+            rec / n
+        );
+    }
     if let (Some(r0), Some(r1)) = (rss0, rss1) {
         println!(
             "| host anonymous memory after load | {} (+{}) |",

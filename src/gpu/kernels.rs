@@ -3,6 +3,7 @@
 //! cache length. Model code builds lists of ops and hands them to [`Kernels::run`]; it never
 //! touches encoders or bind groups.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
@@ -90,6 +91,10 @@ pub struct Tuning {
     /// Qwen3-Omni-30B-A3B on an H200; adds the activations' rounding to the weights' (tests
     /// bound it); `OMNI_Q8_DOT=0` turns it off
     pub q8_dot: bool,
+    /// blocks per lane per pass of the int8-activation Q8_0 matvec (1 or 2)
+    pub q8_unroll: u32,
+    /// invocations per workgroup of the Q8_0 matvecs (64, 128 or 256)
+    pub q8_wg: u32,
 }
 
 impl Default for Tuning {
@@ -103,6 +108,8 @@ impl Default for Tuning {
             q8_moe_rows: 4,
             matvec_wg: 256,
             q8_dot: true,
+            q8_unroll: 1,
+            q8_wg: 256,
         }
     }
 }
@@ -123,6 +130,8 @@ impl Tuning {
             q8_moe_rows: get("OMNI_Q8_MOE_ROWS", &[1, 2, 3, 4], d.q8_moe_rows),
             matvec_wg: get("OMNI_MATVEC_WG", &[64, 128, 256], d.matvec_wg),
             q8_dot: std::env::var("OMNI_Q8_DOT").map_or(d.q8_dot, |v| v != "0"),
+            q8_unroll: get("OMNI_Q8_UNROLL", &[1, 2], d.q8_unroll),
+            q8_wg: get("OMNI_Q8_WG", &[64, 128, 256], d.q8_wg),
         }
     }
 }
@@ -132,6 +141,12 @@ pub struct Kernels {
     /// the `Step` uniform shared by every op
     step: wgpu::Buffer,
     pub tuning: Tuning,
+    /// host time spent recording and submitting steps, and how many (for `omni bench`: a
+    /// decode step whose recording outlasts its GPU time is bound by the CPU, not the GPU;
+    /// a submit that waits for the queue says the GPU is the bound)
+    host_ns: AtomicU64,
+    host_submit_ns: AtomicU64,
+    host_steps: AtomicU64,
 }
 
 impl Kernels {
@@ -146,6 +161,9 @@ impl Kernels {
             ctx: ctx.clone(),
             step,
             tuning: Tuning::from_env(),
+            host_ns: AtomicU64::new(0),
+            host_submit_ns: AtomicU64::new(0),
+            host_steps: AtomicU64::new(0),
         }
     }
 
@@ -267,16 +285,22 @@ impl Kernels {
         rows: u32,
         rms_norm: bool,
     ) -> (Vec<(&'static str, f64)>, u32) {
-        let rows_per_wg = self.rows_per_subgroup_wg() * rows;
+        let wg = if w.is_q8 {
+            self.tuning.q8_wg
+        } else {
+            self.tuning.matvec_wg
+        };
+        let rows_per_wg = (wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
         let mut c = Self::mat_constants(w, f);
         c.extend([
             ("RMS_NORM", if rms_norm { 1.0 } else { 0.0 }),
             ("ROWS", rows as f64),
             ("RPW", rows_per_wg as f64),
-            ("WG", self.tuning.matvec_wg as f64),
+            ("WG", wg as f64),
         ]);
         if w.is_q8 {
             c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
+            c.push(("UNROLL", self.tuning.q8_unroll as f64));
         }
         (c, rows_per_wg)
     }
@@ -285,11 +309,6 @@ impl Kernels {
     /// the workgroup's copy, subgroups of at least 4 (a block is quantised by 4 neighbours).
     fn q8_dot(&self, w: &GpuMatrix) -> bool {
         self.tuning.q8_dot && w.is_q8 && w.cols <= 12288 && self.ctx.info.subgroup_min_size >= 4
-    }
-
-    /// Subgroups per matvec workgroup, counting the smallest subgroup the adapter may pick.
-    fn rows_per_subgroup_wg(&self) -> u32 {
-        (self.tuning.matvec_wg / self.ctx.info.subgroup_min_size.max(1)).max(1)
     }
 
     /// Whether [`Kernels::matvec_normed`] is available (subgroups, rows a multiple of 8).
@@ -1209,9 +1228,33 @@ impl Kernels {
         dims: StepDims,
         after: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<wgpu::SubmissionIndex> {
+        let t = std::time::Instant::now();
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         self.encode(&mut enc, ops, dims, None);
         after(&mut enc);
-        Ok(self.ctx.queue.submit([enc.finish()]))
+        let commands = enc.finish();
+        let recorded = t.elapsed();
+        let index = self.ctx.queue.submit([commands]);
+        let total = t.elapsed();
+        self.host_ns
+            .fetch_add(recorded.as_nanos() as u64, Ordering::Relaxed);
+        self.host_submit_ns
+            .fetch_add((total - recorded).as_nanos() as u64, Ordering::Relaxed);
+        self.host_steps.fetch_add(1, Ordering::Relaxed);
+        Ok(index)
+    }
+
+    /// Mean host time to record one step and to submit it, since the last call (None if no
+    /// step ran).
+    pub fn take_host_step_time(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        let ns = self.host_ns.swap(0, Ordering::Relaxed);
+        let sub = self.host_submit_ns.swap(0, Ordering::Relaxed);
+        let n = self.host_steps.swap(0, Ordering::Relaxed);
+        (n > 0).then(|| {
+            (
+                std::time::Duration::from_nanos(ns / n),
+                std::time::Duration::from_nanos(sub / n),
+            )
+        })
     }
 }

@@ -1009,6 +1009,11 @@ impl Qwen3Gpu {
     }
 
     /// Dispatches in one decode step.
+    /// Mean host time to record a step and to submit it, since the last call.
+    pub fn take_host_step_time(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        self.kernels.take_host_step_time()
+    }
+
     pub fn decode_op_count(&self) -> usize {
         self.decode_ops.len() + self.choice_ops().count()
     }
