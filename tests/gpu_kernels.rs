@@ -656,10 +656,14 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         (9, 4096, 2, 1, 64),
         (33, 800, 3, 2, 128),
         (40, 12288, 4, 2, 256),
+        (300, 160, 2, 1, 64),
     ] {
         k.tuning.q8_rows = rows;
         k.tuning.q8_unroll = unroll;
         k.tuning.q8_wg = wg;
+        // several row groups per subgroup where the rows allow it
+        k.tuning.q8_groups = if n >= 300 { 3 } else { 1 };
+        k.tuning.q8_min_wgs = 1;
         let w = values(n * kk, 71);
         let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
             out.copy_from_slice(&w[r * kk..(r + 1) * kk])

@@ -34,11 +34,12 @@ pub struct ModelSection {
     pub context: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioSection {
     pub input_device: String,
     pub output_device: String,
+    pub buffer_frames: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -63,6 +64,7 @@ pub enum Mode {
 #[serde(deny_unknown_fields, default)]
 pub struct ModeSection {
     pub default: Mode,
+    pub barge_in: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -124,7 +126,11 @@ impl Config {
                 quant: String::new(),
                 context: 8192,
             },
-            audio: AudioSection::default(),
+            audio: AudioSection {
+                input_device: String::new(),
+                output_device: String::new(),
+                buffer_frames: 1024,
+            },
             vad: VadSection {
                 aggressiveness: 2,
                 pre_roll_ms: 300,
@@ -133,6 +139,7 @@ impl Config {
             },
             mode: ModeSection {
                 default: Mode::AlwaysOn,
+                barge_in: true,
             },
             generation: GenerationSection {
                 system_prompt: "You are a helpful voice assistant. Answer briefly.".into(),
@@ -232,6 +239,12 @@ impl Config {
                 m.context
             ));
         }
+        if !(64..=16384).contains(&self.audio.buffer_frames) {
+            return Err(format!(
+                "audio.buffer_frames {}: expected 64..=16384",
+                self.audio.buffer_frames
+            ));
+        }
         let v = &self.vad;
         if v.aggressiveness > 3 {
             return Err(format!(
@@ -311,6 +324,7 @@ macro_rules! section_of {
 }
 
 section_of!(ModelSection, model);
+section_of!(AudioSection, audio);
 section_of!(VadSection, vad);
 section_of!(ModeSection, mode);
 section_of!(GenerationSection, generation);

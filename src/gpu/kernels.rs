@@ -95,6 +95,11 @@ pub struct Tuning {
     pub q8_unroll: u32,
     /// invocations per workgroup of the Q8_0 matvecs (64, 128 or 256)
     pub q8_wg: u32,
+    /// most row groups one subgroup of a Q8_0 matvec takes in turn (1..=4): every workgroup
+    /// first quantises the whole input, so fewer, longer-running workgroups repeat that less
+    pub q8_groups: u32,
+    /// ... as long as the matvec keeps at least this many workgroups
+    pub q8_min_wgs: u32,
 }
 
 impl Default for Tuning {
@@ -110,6 +115,8 @@ impl Default for Tuning {
             q8_dot: true,
             q8_unroll: 1,
             q8_wg: 256,
+            q8_groups: 1,
+            q8_min_wgs: 264,
         }
     }
 }
@@ -132,6 +139,11 @@ impl Tuning {
             q8_dot: std::env::var("OMNI_Q8_DOT").map_or(d.q8_dot, |v| v != "0"),
             q8_unroll: get("OMNI_Q8_UNROLL", &[1, 2], d.q8_unroll),
             q8_wg: get("OMNI_Q8_WG", &[64, 128, 256], d.q8_wg),
+            q8_groups: get("OMNI_Q8_GROUPS", &[1, 2, 3, 4], d.q8_groups),
+            q8_min_wgs: std::env::var("OMNI_Q8_MIN_WGS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.q8_min_wgs),
         }
     }
 }
@@ -278,19 +290,29 @@ impl Kernels {
     /// The pipeline constants of `matvec_sg` / `matvec_q8` with `rows` rows per subgroup, and
     /// the rows per workgroup: ROWS per subgroup of the smallest size the adapter may pick (a
     /// larger subgroup loops over its share).
+    /// `columns`: workgroups per row range (the slots of a MoE matvec, else 1).
     fn subgroup_matvec_constants(
         &self,
         w: &GpuMatrix,
         f: MatFlags,
         rows: u32,
         rms_norm: bool,
+        matrix_rows: u32,
+        columns: u32,
     ) -> (Vec<(&'static str, f64)>, u32) {
         let wg = if w.is_q8 {
             self.tuning.q8_wg
         } else {
             self.tuning.matvec_wg
         };
-        let rows_per_wg = (wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
+        let base = (wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
+        let mut groups = if w.is_q8 { self.tuning.q8_groups } else { 1 };
+        while groups > 1
+            && matrix_rows.div_ceil(base * groups) * columns < self.tuning.q8_min_wgs
+        {
+            groups -= 1;
+        }
+        let rows_per_wg = base * groups;
         let mut c = Self::mat_constants(w, f);
         c.extend([
             ("RMS_NORM", if rms_norm { 1.0 } else { 0.0 }),
@@ -363,7 +385,14 @@ impl Kernels {
             "matvec"
         };
         let (consts, rows_per_wg) = if sg {
-            self.subgroup_matvec_constants(w, f, self.tuning.matvec_rows, norm.is_some())
+            self.subgroup_matvec_constants(
+                w,
+                f,
+                self.tuning.matvec_rows,
+                norm.is_some(),
+                w.rows as u32,
+                1,
+            )
         } else {
             (Self::mat_constants(w, f), 8)
         };
@@ -422,7 +451,14 @@ impl Kernels {
             ));
         }
         let (consts, rows_per_wg) =
-            self.subgroup_matvec_constants(w, f, self.tuning.q8_rows, norm.is_some());
+            self.subgroup_matvec_constants(
+                w,
+                f,
+                self.tuning.q8_rows,
+                norm.is_some(),
+                w.rows as u32,
+                1,
+            );
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()
@@ -496,7 +532,14 @@ impl Kernels {
         } else {
             self.tuning.matvec_rows
         };
-        let (mut consts, rows_per_wg) = self.subgroup_matvec_constants(w, f, rows, norm.is_some());
+        let (mut consts, rows_per_wg) = self.subgroup_matvec_constants(
+            w,
+            f,
+            rows,
+            norm.is_some(),
+            rows_per_expert as u32,
+            k as u32,
+        );
         consts.push(("MOE", 1.0));
         let eps = norm.map_or(0, |n| n.1.to_bits());
         let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
