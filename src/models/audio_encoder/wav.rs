@@ -135,25 +135,28 @@ fn convert(samples: &[f32], rate: u32, channels: u16) -> std::result::Result<Vec
     if rate == SAMPLE_RATE {
         return Ok(mono);
     }
-    resample_to_16k(&mono, rate).map_err(|e| format!("resampling {rate} Hz to 16 kHz: {e}"))
+    resample(&mono, rate, SAMPLE_RATE).map_err(|e| format!("resampling {rate} Hz to 16 kHz: {e}"))
 }
 
-/// Band-limited resampling to 16 kHz, time-aligned: output sample j sits at input time
-/// `j · rate / 16000` (as sox does), and there are `round(len · 16000 / rate)` of them.
+/// Band-limited resampling of a whole clip from `rate` to `to` Hz (16 kHz for the encoder, the
+/// sound card's rate for earcons), time-aligned: output sample j sits at input time
+/// `j · rate / to` (as sox does), and there are `round(len · to / rate)` of them.
 ///
 /// Quality: a 256-tap Blackman-Harris windowed sinc, 256-times oversampled with cubic
 /// interpolation between the oversampled points (rubato's recommended high-quality setting);
 /// the passband reaches ~95% of the lower Nyquist frequency.
 ///
 /// Alignment: rubato's `SincFixedIn` (0.16) puts its output k at input time `(k + 1)·r − 1`,
-/// r = rate / 16000 (measured; tests/audio_frontend.rs checks it), which for most ratios is not
+/// r = rate / to (measured; tests/audio_frontend.rs checks it), which for most ratios is not
 /// a whole number of samples off the ideal `k·r`. With r = p / q in lowest terms, prepending
 /// p − 1 zeros and dropping the first q − 1 outputs moves output q − 1 + j onto `j·r` exactly.
-fn resample_to_16k(mono: &[f32], rate: u32) -> std::result::Result<Vec<f32>, String> {
-    let common = gcd(rate, SAMPLE_RATE);
-    let (p, q) = ((rate / common) as usize, (SAMPLE_RATE / common) as usize);
-    let wanted =
-        ((mono.len() as u64 * SAMPLE_RATE as u64 + rate as u64 / 2) / rate as u64) as usize;
+pub fn resample(mono: &[f32], rate: u32, to: u32) -> std::result::Result<Vec<f32>, String> {
+    if rate == to {
+        return Ok(mono.to_vec());
+    }
+    let common = gcd(rate, to);
+    let (p, q) = ((rate / common) as usize, (to / common) as usize);
+    let wanted = ((mono.len() as u64 * to as u64 + rate as u64 / 2) / rate as u64) as usize;
 
     let sinc_len = 256;
     let window = WindowFunction::BlackmanHarris2;
@@ -165,7 +168,7 @@ fn resample_to_16k(mono: &[f32], rate: u32) -> std::result::Result<Vec<f32>, Str
         window,
     };
     let chunk = 4096;
-    let ratio = SAMPLE_RATE as f64 / rate as f64;
+    let ratio = to as f64 / rate as f64;
     let mut resampler =
         SincFixedIn::<f64>::new(ratio, 1.0, params, chunk, 1).map_err(|e| e.to_string())?;
 
