@@ -106,20 +106,16 @@ enum Command {
         #[command(flatten)]
         engine: EngineCli,
     },
-    /// List GPU adapters with their limits and features
-    Devices,
-    /// Run the assistant daemon (first cut: questions over the control socket)
-    Serve {
-        /// Config file (default: $XDG_CONFIG_HOME/omni/config.toml; see config/default.toml)
+    /// List GPU adapters with their limits and features (--audio: sound devices)
+    Devices {
+        /// List capture and playback devices instead (names for audio.input_device /
+        /// audio.output_device)
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// Model directory or repo id (overrides model.path)
-        #[arg(long)]
-        model: Option<String>,
-        /// Control socket (overrides control.socket)
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        audio: bool,
     },
+    /// Run the voice assistant daemon: microphone -> VAD -> Omni thinker, controlled over a
+    /// Unix socket (omni ctl)
+    Serve(app::serve::ServeArgs),
     /// Send a request to the daemon: status, ask, reset, history, shutdown, ...
     Ctl {
         /// The request (docs/protocol.md)
@@ -132,6 +128,9 @@ enum Command {
         wav: Option<PathBuf>,
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// Also print the daemon's events (text deltas, timings) until the reply arrives
+        #[arg(long)]
+        events: bool,
     },
     /// Compare Q8_0 with the original weights: per matrix kind and on the model's output
     QuantReport {
@@ -291,26 +290,20 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             quant: engine.quant,
             peak_tflops,
         }),
-        Command::Devices => app::devices::run(),
-        Command::Serve {
-            config,
-            model,
-            socket,
-        } => app::serve::run(&app::serve::ServeArgs {
-            config,
-            model,
-            socket,
-        }),
+        Command::Devices { audio } => app::devices::run(audio),
+        Command::Serve(a) => app::serve::run(&a),
         Command::Ctl {
             cmd,
             text,
             wav,
             socket,
+            events,
         } => app::ctl::run(&app::ctl::CtlArgs {
             socket,
             cmd,
             text,
             wav,
+            events,
         }),
         Command::BenchAudio {
             model,

@@ -1,7 +1,7 @@
-//! `omni serve` (first cut) driven over its socket: a spoken question from a WAV path answers
-//! with the ids the thinker gives in process, a second turn continues, unsupported requests get
-//! an error while the daemon keeps serving, and `shutdown` or SIGTERM stop it cleanly (exit 0,
-//! socket removed).
+//! `omni serve` in text mode driven over its socket: a spoken question from a WAV path answers
+//! with the ids the thinker gives in process, a second turn continues, requests that need a
+//! microphone get an error while the daemon keeps serving, and `shutdown` or SIGTERM stop it
+//! cleanly (exit 0, socket removed).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -19,13 +19,21 @@ fn fixture(p: &str) -> std::path::PathBuf {
         .join(p)
 }
 
+/// The daemon in text mode (no sound devices), greedy, without a system turn.
 fn start(sock: &std::path::Path) -> Child {
+    let cfg = sock.with_file_name("config.toml");
+    std::fs::write(
+        &cfg,
+        "[mode]\ndefault = \"text\"\n[generation]\ntemperature = 0.0\nsystem_prompt = \"\"\n",
+    )
+    .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_omni"))
         .args(["serve", "--model"])
         .arg(fixture("tiny"))
         .arg("--socket")
         .arg(sock)
-        .env("XDG_CONFIG_HOME", sock.parent().unwrap()) // no user config
+        .arg("--config")
+        .arg(&cfg)
         .spawn()
         .expect("omni serve starts");
     let t = Instant::now();
@@ -104,7 +112,7 @@ fn answers_a_spoken_question_and_stops_on_shutdown() {
             .len(),
         2
     );
-    // unsupported now, and the daemon keeps serving
+    // no microphone in text mode, and the daemon keeps serving
     assert_eq!(
         request(&sock, json!({"cmd": "ptt_start"}))["error"]["code"],
         "busy"

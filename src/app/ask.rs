@@ -11,7 +11,6 @@ use crate::models::audio_encoder::wav::load_wav_16k_mono;
 use crate::models::config::GenerationConfig;
 use crate::models::generation::{StopRule, generate};
 use crate::models::omni::OmniThinker;
-use crate::models::omni::gpu::OmniGpuSession;
 use crate::models::sampler::Sampler;
 use crate::models::tokenizer::Tokenizer;
 
@@ -62,9 +61,11 @@ pub fn run(a: &AskArgs) -> Result<()> {
         None => Vec::new(),
     };
     // the audio encoder runs where the decoder runs
+    let ctx_len = g.ctx.min(thinker.text.config.max_position_embeddings);
+    let (mut session, encoder) =
+        crate::models::omni::engine::open(&thinker, gpu.as_ref(), ctx_len)?;
     let audio = match &samples {
         Some(s) => {
-            let encoder = thinker.audio_engine(gpu.as_ref())?;
             let m = crate::models::omni::log_mel_checked(s)?;
             let what = a
                 .wav
@@ -81,7 +82,6 @@ pub fn run(a: &AskArgs) -> Result<()> {
     let h = thinker.text.config.hidden_size;
     let n_audio = audio.as_ref().map(|r| r.len() / h);
     prompt.extend(thinker.tokens.user_turn(n_audio, &text));
-    let ctx_len = g.ctx.min(thinker.text.config.max_position_embeddings);
     if prompt.len() > ctx_len {
         return Err(crate::Error::ContextOverflow {
             needed: prompt.len(),
@@ -98,30 +98,11 @@ pub fn run(a: &AskArgs) -> Result<()> {
         stop_ids: if g.ignore_eos { Vec::new() } else { stop_ids },
     };
     let mut sampler = Sampler::new(sampling_params(g, &generation))?;
-    // the decoder on the GPU when there is one (the audio encoder runs on the CPU for now)
-    let mut session: Box<dyn crate::models::generation::TextModel + '_> = match &gpu {
-        Some(ctx) => {
-            let opts = crate::models::qwen3::gpu::GpuModelOptions {
-                ctx: ctx_len,
-                max_prefill: 256,
-                all_logits: false,
-            };
-            let mut s = OmniGpuSession::new(ctx, &thinker, opts)?;
-            if let Some(rows) = audio {
-                s.attach_audio(rows);
-            }
-            Box::new(s)
-        }
-        None => {
-            let mut s = thinker.session(ctx_len);
-            if let Some(rows) = audio {
-                s.attach_audio(rows);
-            }
-            Box::new(s)
-        }
-    };
+    if let Some(rows) = audio {
+        session.attach_audio(rows);
+    }
     let mut printer = ReplyPrinter::new(tokenizer.as_ref(), g.print_ids)?;
-    let stats = generate(session.as_mut(), &prompt, &mut sampler, &stop, |id| {
+    let stats = generate(session.model(), &prompt, &mut sampler, &stop, |id| {
         printer.token(id)
     })?;
     printer.finish()?;

@@ -1,4 +1,6 @@
-//! `omni ctl`: send one request to the daemon's control socket and print its reply line.
+//! `omni ctl`: send one request to the daemon's control socket and print its reply line;
+//! `subscribe` prints event lines until the daemon stops (or Ctrl-C); `--events` prints the
+//! events that arrive while the request runs (a reply's text as it streams).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -12,6 +14,7 @@ pub struct CtlArgs {
     pub cmd: String,
     pub text: Option<String>,
     pub wav: Option<PathBuf>,
+    pub events: bool,
 }
 
 pub fn run(a: &CtlArgs) -> Result<()> {
@@ -45,13 +48,39 @@ pub fn run(a: &CtlArgs) -> Result<()> {
             socket.display()
         )
     })?;
-    s.write_all((Value::Object(req).to_string() + "\n").as_bytes())?;
+    let mut reader = BufReader::new(s.try_clone()?);
     let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    print!("{line}");
-    let v: Value = serde_json::from_str(line.trim_end()).context("the daemon's reply")?;
-    if v.get("error").is_some() {
-        bail!("the daemon answered with an error");
+    if a.cmd == "subscribe" {
+        s.write_all(b"{\"cmd\":\"subscribe\"}\n")?;
+        while reader.read_line(&mut line)? > 0 {
+            print!("{line}");
+            std::io::stdout().flush()?;
+            line.clear();
+        }
+        return Ok(());
     }
-    Ok(())
+    if a.events {
+        s.write_all(b"{\"cmd\":\"subscribe\",\"id\":\"ctl-events\"}\n")?;
+    }
+    req.insert("id".into(), Value::String("ctl".into()));
+    s.write_all((Value::Object(req).to_string() + "\n").as_bytes())?;
+    // print lines until the reply to our request
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("the daemon closed the connection before replying");
+        }
+        let v: Value = serde_json::from_str(line.trim_end()).context("the daemon's reply")?;
+        if v.get("event").is_some() || v.get("id") == Some(&Value::String("ctl-events".into())) {
+            if v.get("event").is_some() {
+                print!("{line}");
+            }
+            continue;
+        }
+        print!("{line}");
+        if v.get("error").is_some() {
+            bail!("the daemon answered with an error");
+        }
+        return Ok(());
+    }
 }

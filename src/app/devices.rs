@@ -5,7 +5,10 @@ use anyhow::Result;
 
 use super::info::human_bytes;
 
-pub fn run() -> Result<()> {
+pub fn run(audio: bool) -> Result<()> {
+    if audio {
+        return list_audio();
+    }
     let adapters = crate::gpu::list_adapters();
     if adapters.is_empty() {
         println!(
@@ -33,6 +36,23 @@ pub fn run() -> Result<()> {
             a.subgroup_min_size, a.subgroup_max_size
         );
         println!("    features                {}", a.features.join(", "));
+    }
+    Ok(())
+}
+
+/// Capture and playback devices of the default sound host, as `audio.input_device` /
+/// `audio.output_device` match them (by name substring).
+fn list_audio() -> Result<()> {
+    use crate::pipeline::audio_io::device_names;
+    for (input, what) in [(true, "capture (audio.input_device)"), (false, "playback (audio.output_device)")] {
+        println!("{what}:");
+        let names = device_names(input)?;
+        if names.is_empty() {
+            println!("    none (is a sound server running?)");
+        }
+        for n in names {
+            println!("    {n}");
+        }
     }
     Ok(())
 }

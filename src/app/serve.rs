@@ -1,178 +1,65 @@
-//! `omni serve` (first cut, text and audio-file questions only): load the Qwen3-Omni thinker,
-//! listen on the control socket, answer `ask` requests (text, a WAV path or base64 PCM) with
-//! the reply's text and ids, keep the conversation's history and KV cache across turns, and stop
-//! cleanly on `shutdown`, SIGINT or SIGTERM (socket removed, threads joined). The microphone
-//! pipeline, VAD-driven turns, earcons and events come next (issue 6).
+//! `omni serve`: load the Qwen3-Omni thinker as the config says (engine, adapter, quantisation,
+//! context), start the pipeline (microphone -> VAD -> encoder -> thinker, earcons to the
+//! speakers) and answer the control socket until `shutdown`, SIGINT or SIGTERM; then stop
+//! cleanly (reply interrupted, sounds drained, threads joined, socket removed).
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
-use crate::control::protocol::{AskInput, ProtocolError, Request};
-use crate::control::server::{ControlServer, Handler};
-use crate::models::audio_encoder::wav::{load_wav_16k_mono, to_16k_mono};
-use crate::models::generation::{StopRule, generate};
-use crate::models::omni::{OmniSession, OmniThinker};
-use crate::models::sampler::{Sampler, SamplingParams};
+use crate::config::{Config, Mode};
+use crate::control::server::ControlServer;
+use crate::models::config::GenerationConfig;
+use crate::models::omni::OmniThinker;
 use crate::models::tokenizer::Tokenizer;
+use crate::pipeline::audio_io::{InputSpec, OutputSpec};
+use crate::pipeline::daemon::Daemon;
+use crate::pipeline::{Pipeline, PipelineSetup};
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
+    /// Config file (default: $XDG_CONFIG_HOME/omni/config.toml; see config/default.toml)
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// overrides config model.path
+    /// Model directory or repo id (overrides model.path)
+    #[arg(long)]
     pub model: Option<String>,
-    /// overrides config control.socket
+    /// Control socket (overrides control.socket)
+    #[arg(long)]
     pub socket: Option<PathBuf>,
+    /// always-on, push-to-talk or text (overrides mode.default)
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// auto, gpu or cpu (overrides model.backend)
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Use this WAV file as the microphone, played once in real time (no sound card needed)
+    #[arg(long)]
+    pub input_wav: Option<PathBuf>,
+    /// Write what would be played to this WAV file at exit instead of using a sound card
+    #[arg(long)]
+    pub output_wav: Option<PathBuf>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+    SIGNALLED.store(true, Ordering::SeqCst);
 }
 
-struct Daemon {
-    thinker: &'static OmniThinker,
-    tokenizer: Option<Tokenizer>,
-    session: Mutex<OmniSession<'static>>,
-    system: Vec<u32>,
-    max_tokens: usize,
-    started: Instant,
-    turns: Mutex<Vec<Value>>,
-}
-
-impl Daemon {
-    fn ask(&self, input: AskInput) -> std::result::Result<Value, ProtocolError> {
-        let bad = |m: String| ProtocolError::new("bad_args", m);
-        let internal = |e: crate::Error| ProtocolError::new("internal", e.to_string());
-        let mut session = self
-            .session
-            .try_lock()
-            .map_err(|_| ProtocolError::new("busy", "a reply is being generated"))?;
-        let (audio, text_ids, question) = match input {
-            AskInput::Text(t) => {
-                let tok = self.tokenizer.as_ref().ok_or_else(|| {
-                    bad("this model has no tokenizer.json: ask with audio".into())
-                })?;
-                (None, tok.encode(&t).map_err(internal)?, t)
-            }
-            AskInput::Wav(p) => (
-                Some(load_wav_16k_mono(&p).map_err(|e| bad(e.to_string()))?),
-                Vec::new(),
-                format!("<audio {}>", p.display()),
-            ),
-            AskInput::Pcm { samples, rate } => (
-                Some(to_16k_mono(&samples, rate, 1).map_err(|e| bad(e.to_string()))?),
-                Vec::new(),
-                "<audio>".into(),
-            ),
-        };
-        let mut prompt = if session.cache.len == 0 {
-            self.system.clone()
-        } else {
-            Vec::new()
-        };
-        let rows = match &audio {
-            Some(s) => Some(
-                self.thinker
-                    .encode_audio(s)
-                    .map_err(|e| bad(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let h = self.thinker.text.config.hidden_size;
-        prompt.extend(
-            self.thinker
-                .tokens
-                .user_turn(rows.as_ref().map(|r| r.len() / h), &text_ids),
-        );
-        if let Some(r) = rows {
-            session.attach_audio(r);
-        }
-        let stop = StopRule {
-            max_new_tokens: self.max_tokens,
-            stop_ids: vec![self.thinker.tokens.im_end],
-        };
-        let mut sampler = Sampler::new(SamplingParams {
-            greedy: true,
-            ..Default::default()
-        })
-        .map_err(internal)?;
-        let stats = generate(&mut *session, &prompt, &mut sampler, &stop, |_| {
-            Ok(ControlFlow::Continue(()))
-        })
-        .map_err(|e| match e {
-            crate::Error::ContextOverflow { .. } => {
-                ProtocolError::new("busy", format!("{e}; send reset"))
-            }
-            other => internal(other),
-        })?;
-        // close the reply in the cache so the next turn follows it
-        let end = self.thinker.tokens.end_of_reply();
-        if session.cache.len + end.len() <= session.cache.capacity {
-            let _ = self.thinker.text.forward(
-                &end,
-                &mut session.cache,
-                crate::models::qwen3::Logits::Last,
-            );
-        }
-        let text = self
-            .tokenizer
-            .as_ref()
-            .and_then(|t| t.decode(&stats.generated).ok());
-        let reply =
-            json!({"text": text, "ids": stats.generated, "prompt_tokens": stats.prompt_tokens});
-        if let Ok(mut turns) = self.turns.lock() {
-            turns.push(json!({"user": question, "assistant": reply["text"], "ids": reply["ids"]}));
-        }
-        Ok(reply)
-    }
-}
-
-impl Handler for Daemon {
-    fn handle(&self, r: Request) -> std::result::Result<Value, ProtocolError> {
-        match r {
-            Request::Status => Ok(json!({
-                "state": if self.session.try_lock().is_ok() { "idle" } else { "thinking" },
-                "mode": "text",
-                "uptime_s": self.started.elapsed().as_secs_f64(),
-            })),
-            Request::Ask(input) => self.ask(input),
-            Request::Reset => {
-                let mut s = self
-                    .session
-                    .try_lock()
-                    .map_err(|_| ProtocolError::new("busy", "a reply is being generated"))?;
-                s.cache.len = 0;
-                if let Ok(mut t) = self.turns.lock() {
-                    t.clear();
-                }
-                Ok(json!(true))
-            }
-            Request::History => Ok(json!(
-                self.turns.lock().map(|t| t.clone()).unwrap_or_default()
-            )),
-            Request::Shutdown => {
-                STOP.store(true, Ordering::SeqCst);
-                Ok(json!(true))
-            }
-            other => Err(ProtocolError::new(
-                "busy",
-                format!(
-                    "{other:?} needs the audio pipeline, which this daemon build does not run yet"
-                ),
-            )),
-        }
-    }
-}
-
-pub fn run(a: &ServeArgs) -> Result<()> {
+/// The config file with the flags applied.
+fn load_config(a: &ServeArgs) -> Result<Config> {
     let path = a.config.clone().or_else(Config::default_path);
+    let mode = match a.mode.as_deref() {
+        None => None,
+        Some("always-on") => Some(Mode::AlwaysOn),
+        Some("push-to-talk") => Some(Mode::PushToTalk),
+        Some("text") => Some(Mode::Text),
+        Some(other) => bail!("--mode `{other}`: expected always-on, push-to-talk or text"),
+    };
     let overrides = |c: &mut Config| {
         if let Some(m) = &a.model {
             c.model.path = m.clone();
@@ -180,46 +67,113 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         if let Some(s) = &a.socket {
             c.control.socket = s.display().to_string();
         }
+        if let Some(m) = mode {
+            c.mode.default = m;
+        }
+        if let Some(b) = &a.backend {
+            c.model.backend = b.clone();
+        }
     };
-    let cfg = match path.as_ref().filter(|p| p.is_file()) {
+    match path.as_ref().filter(|p| p.is_file() || a.config.is_some()) {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Config::parse_with(&text, p, overrides)?
+            Ok(Config::parse_with(&text, p, overrides)?)
         }
         // no config file: the defaults and the flags (--model is then required)
-        None => Config::parse_with("", std::path::Path::new("<command line>"), overrides)?,
-    };
+        None => Ok(Config::parse_with(
+            "",
+            std::path::Path::new("<command line>"),
+            overrides,
+        )?),
+    }
+}
+
+pub fn run(a: &ServeArgs) -> Result<()> {
+    let cfg = load_config(a)?;
     let dir = super::model_dir(&cfg.model.path)?;
-    let thinker: &'static OmniThinker = Box::leak(Box::new(OmniThinker::load(&dir)?));
-    let tokenizer = Tokenizer::load(&dir).ok();
-    let system = match (&tokenizer, cfg.generation.system_prompt.is_empty()) {
-        (Some(t), false) => thinker
-            .tokens
-            .system_turn(&t.encode(&cfg.generation.system_prompt)?),
-        _ => Vec::new(),
+    let backend: super::engine::Backend = cfg
+        .model
+        .backend
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("model.backend: {e}"))?;
+    let adapter = (!cfg.model.adapter.is_empty()).then_some(cfg.model.adapter.as_str());
+    let gpu = super::engine::gpu_context(backend, adapter)?;
+    let mut thinker = OmniThinker::load(&dir)?;
+    if cfg.model.quant == "q8_0" {
+        thinker.text.quantize_q8_0();
+    }
+    let thinker: &'static OmniThinker = Box::leak(Box::new(thinker));
+    let tokenizer = Tokenizer::load(&dir).ok().map(Arc::new);
+    let extra_stop_ids = GenerationConfig::load(&dir)
+        .ok()
+        .and_then(|g| g.eos_token_id.map(|e| e.to_vec()))
+        .unwrap_or_default();
+    let input = match (&a.input_wav, cfg.mode.default) {
+        (_, Mode::Text) => None,
+        (Some(p), _) => Some(InputSpec::Wav {
+            path: p.clone(),
+            speed: 1.0,
+            tail: Duration::from_secs(2),
+        }),
+        (None, _) => Some(InputSpec::Device(cfg.audio.input_device.clone())),
     };
-    let daemon = Arc::new(Daemon {
+    let output = match (&a.output_wav, cfg.mode.default) {
+        (Some(_), _) => OutputSpec::Collect { rate: 48_000 },
+        (None, Mode::Text) => OutputSpec::Null { rate: 48_000 },
+        (None, _) => OutputSpec::Device(cfg.audio.output_device.clone()),
+    };
+    let socket = cfg.socket_path()?;
+    let allowed = cfg.control.allowed_uids.clone();
+    let pipeline = Arc::new(Pipeline::start(PipelineSetup {
+        cfg,
+        input,
+        output,
         thinker,
         tokenizer,
-        session: Mutex::new(thinker.session(cfg.model.context)),
-        system,
-        max_tokens: cfg.generation.max_tokens,
-        started: Instant::now(),
-        turns: Mutex::new(Vec::new()),
+        gpu,
+        extra_stop_ids,
+    })?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let daemon = Arc::new(Daemon {
+        pipeline: pipeline.clone(),
+        stop: stop.clone(),
     });
-    let socket = cfg.socket_path()?;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let server = ControlServer::bind(&socket, &cfg.control.allowed_uids, daemon)?;
-    eprintln!("omni serve: listening on {}", server.path().display());
-    while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
+    let server = ControlServer::bind(&socket, &allowed, daemon)?;
+    eprintln!(
+        "omni serve: listening on {} ({})",
+        server.path().display(),
+        pipeline.status()
+    );
+    while !stop.load(Ordering::SeqCst) && !SIGNALLED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    drop(server); // joins the accept thread and removes the socket
+    drop(server); // no new requests; the socket file is removed
+    pipeline.shutdown();
+    if let Some(p) = &a.output_wav {
+        write_wav(p, &pipeline.played_audio(), 48_000)?;
+    }
     eprintln!("omni serve: stopped");
+    Ok(())
+}
+
+fn write_wav(path: &std::path::Path, samples: &[f32], rate: u32) -> Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)
+        .with_context(|| format!("writing {}", path.display()))?;
+    for &s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
+    }
+    w.finalize()?;
     Ok(())
 }

@@ -7,10 +7,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::Value;
 
 use super::protocol::{MAX_LINE, ProtocolError, Request, error_line, ok_line, parse_line};
@@ -19,6 +20,12 @@ use crate::error::{Error, Result};
 /// What the daemon does with a request.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> std::result::Result<Value, ProtocolError>;
+
+    /// A stream of event lines for a `subscribe`d connection (None when the daemon is
+    /// stopping). The connection keeps taking requests while events flow.
+    fn subscribe(&self) -> std::result::Result<Receiver<Value>, ProtocolError> {
+        Err(ProtocolError::new("busy", "this daemon has no events"))
+    }
 }
 
 pub struct ControlServer {
@@ -134,14 +141,22 @@ impl Drop for ControlServer {
     }
 }
 
-/// Read lines (at most MAX_LINE bytes each) and answer each until the client leaves.
+/// Read lines (at most MAX_LINE bytes each) and answer each until the client leaves. After a
+/// `subscribe`, a second thread writes the events; both write whole lines under one lock.
 fn serve_client(stream: UnixStream, handler: &dyn Handler) {
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(read_half);
-    let mut out = &stream;
+    let out = Arc::new(Mutex::new(stream));
+    let gone = Arc::new(AtomicBool::new(false));
+    let mut events: Option<JoinHandle<()>> = None;
     let mut line = Vec::new();
+    let send = |text: &str| -> bool {
+        out.lock()
+            .map(|mut s| s.write_all(text.as_bytes()).is_ok())
+            .unwrap_or(false)
+    };
     loop {
         line.clear();
         // read one line, refusing to buffer more than the limit
@@ -149,10 +164,10 @@ fn serve_client(stream: UnixStream, handler: &dyn Handler) {
             .read_until(b'\n', &mut line)
         {
             Ok(n) => n,
-            Err(_) => return,
+            Err(_) => break,
         };
         if n == 0 {
-            return; // the client closed
+            break; // the client closed
         }
         let complete = line.last() == Some(&b'\n');
         if !complete && line.len() > MAX_LINE {
@@ -160,8 +175,8 @@ fn serve_client(stream: UnixStream, handler: &dyn Handler) {
                 "too_long",
                 format!("request exceeds the {MAX_LINE}-byte line limit; closing"),
             );
-            let _ = out.write_all(error_line(None, &e).as_bytes());
-            return;
+            let _ = send(&error_line(None, &e));
+            break;
         }
         if complete {
             line.pop();
@@ -170,14 +185,64 @@ fn serve_client(stream: UnixStream, handler: &dyn Handler) {
             continue;
         }
         let reply = match parse_line(&line) {
+            Ok(env) if env.request == Request::Subscribe => {
+                if events.is_none() {
+                    match handler.subscribe() {
+                        Ok(rx) => {
+                            // the reply goes out before the first event
+                            if !send(&ok_line(env.id.as_ref(), Value::Bool(true))) {
+                                break;
+                            }
+                            events = spawn_event_writer(rx, out.clone(), gone.clone());
+                            continue;
+                        }
+                        Err(e) => error_line(env.id.as_ref(), &e),
+                    }
+                } else {
+                    ok_line(env.id.as_ref(), Value::Bool(true))
+                }
+            }
             Ok(env) => match handler.handle(env.request) {
                 Ok(v) => ok_line(env.id.as_ref(), v),
                 Err(e) => error_line(env.id.as_ref(), &e),
             },
             Err((id, e)) => error_line(id.as_ref(), &e),
         };
-        if out.write_all(reply.as_bytes()).is_err() {
-            return; // the client vanished
+        if !send(&reply) {
+            break; // the client vanished
         }
     }
+    gone.store(true, Ordering::SeqCst);
+    if let Some(t) = events {
+        let _ = t.join();
+    }
+}
+
+/// Write each event as a line until the client or the daemon goes away.
+fn spawn_event_writer(
+    rx: Receiver<Value>,
+    out: Arc<Mutex<UnixStream>>,
+    gone: Arc<AtomicBool>,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("control-events".into())
+        .spawn(move || {
+            while !gone.load(Ordering::SeqCst) {
+                match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(v) => {
+                        let text = v.to_string() + "\n";
+                        let ok = out
+                            .lock()
+                            .map(|mut s| s.write_all(text.as_bytes()).is_ok())
+                            .unwrap_or(false);
+                        if !ok {
+                            return;
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })
+        .ok()
 }

@@ -134,7 +134,7 @@ impl Stamped {
 /// Fans events out to subscribers.
 pub struct EventBus {
     started: Instant,
-    subscribers: Mutex<Vec<Sender<Stamped>>>,
+    subscribers: Mutex<Vec<Sender<Value>>>,
     dropped: AtomicU64,
 }
 
@@ -147,8 +147,9 @@ impl EventBus {
         }
     }
 
-    /// A new subscriber's queue; it is forgotten once the receiver is dropped.
-    pub fn subscribe(&self) -> Receiver<Stamped> {
+    /// A new subscriber's queue of event lines (JSON objects with `event` and `t_ms`); it is
+    /// forgotten once the receiver is dropped.
+    pub fn subscribe(&self) -> Receiver<Value> {
         let (tx, rx) = bounded(SUBSCRIBER_QUEUE);
         if let Ok(mut s) = self.subscribers.lock() {
             s.push(tx);
@@ -161,11 +162,12 @@ impl EventBus {
             t_ms: self.started.elapsed().as_secs_f64() * 1e3,
             event,
         };
-        tracing::debug!(event = %stamped.to_json(), "event");
+        let line = stamped.to_json();
+        tracing::debug!(event = %line, "event");
         let Ok(mut subs) = self.subscribers.lock() else {
             return;
         };
-        subs.retain(|tx| match tx.try_send(stamped.clone()) {
+        subs.retain(|tx| match tx.try_send(line.clone()) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);

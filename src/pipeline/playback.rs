@@ -120,6 +120,11 @@ impl Playback {
         self.counters.flush.store(true, Ordering::SeqCst);
     }
 
+    /// The flag [`Playback::flush`] sets, for a stage that flushes from its own thread.
+    pub fn flusher(&self) -> Arc<AudioCounters> {
+        self.counters.clone()
+    }
+
     pub fn xruns(&self) -> u64 {
         self.counters.xruns.load(Ordering::Relaxed)
     }

@@ -94,6 +94,15 @@ impl Segmenter {
         }
     }
 
+    /// `n` samples of the stream pass unheard (muted, or push-to-talk collecting them): any
+    /// utterance in progress and the pre-roll are forgotten, positions stay the stream's.
+    pub fn skip(&mut self, n: u64) {
+        self.pos += self.partial.len() as u64 + n;
+        self.partial.clear();
+        self.before.clear();
+        self.current = None;
+    }
+
     /// Whether an utterance is open (speech heard and not yet ended).
     pub fn in_speech(&self) -> bool {
         self.current.is_some()

@@ -4,6 +4,7 @@
 //! tensors are read: the vision, talker and code2wav tensors of a full checkpoint stay unmapped
 //! until their stages exist.
 
+pub mod engine;
 pub mod gpu;
 pub mod prompt;
 
