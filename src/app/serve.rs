@@ -133,6 +133,8 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         tokenizer,
         gpu,
         extra_stop_ids,
+        ignore_eos: false,
+        bus: None,
     })?);
     let stop = Arc::new(AtomicBool::new(false));
     let daemon = Arc::new(Daemon {

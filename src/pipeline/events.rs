@@ -69,6 +69,8 @@ pub enum Event {
         text: Option<String>,
         ids: Vec<u32>,
         interrupted: bool,
+        /// interrupted: ms from the request (barge-in or `interrupt`) to the reply's end
+        stop_ms: Option<f64>,
     },
     Timing { turn: u64, timings: Timings },
     /// the conversation filled the context: it restarted from the system prompt
@@ -97,8 +99,9 @@ impl Event {
                 text,
                 ids,
                 interrupted,
+                stop_ms,
             } => json!({"event": "reply", "turn": turn, "text": text, "ids": ids,
-                        "interrupted": interrupted}),
+                        "interrupted": interrupted, "stop_ms": stop_ms}),
             Event::Timing { turn, timings: t } => json!({"event": "timing", "turn": turn,
                 "vad_hangover_ms": t.vad_hangover_ms, "mel_ms": t.mel_ms,
                 "encoder_ms": t.encoder_ms, "prefill_ms": t.prefill_ms,

@@ -138,13 +138,9 @@ impl Playback {
         self.out.as_ref().map_or("", |o| o.name.as_str())
     }
 
-    /// What a collecting sink has received.
-    pub fn collected(&self) -> Vec<f32> {
-        self.out
-            .as_ref()
-            .and_then(|o| o.collected.as_ref())
-            .and_then(|c| c.lock().ok().map(|v| v.clone()))
-            .unwrap_or_default()
+    /// What a collecting sink receives (it goes on being readable after the stop).
+    pub fn collected(&self) -> Option<Arc<std::sync::Mutex<Vec<f32>>>> {
+        self.out.as_ref().and_then(|o| o.collected.clone())
     }
 
     /// Let everything queued play out (at most `limit`), then stop the stream.

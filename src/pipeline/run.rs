@@ -32,6 +32,10 @@ pub struct PipelineSetup {
     pub gpu: Option<Arc<GpuContext>>,
     /// ids besides `<|im_end|>` that end a reply (generation_config.json's eos)
     pub extra_stop_ids: Vec<u32>,
+    /// replies run to max_tokens whatever the model says (benchmarks and barge-in tests)
+    pub ignore_eos: bool,
+    /// publish on this bus (a caller that subscribes before anything happens), else a new one
+    pub bus: Option<Arc<EventBus>>,
 }
 
 /// The running stages.
@@ -44,6 +48,7 @@ pub struct Pipeline {
     playback: Mutex<Option<Playback>>,
     input: Mutex<Option<AudioIn>>,
     input_counters: Option<Arc<super::audio_io::AudioCounters>>,
+    collected: Option<Arc<Mutex<Vec<f32>>>>,
     started: Instant,
     info: Value,
 }
@@ -67,7 +72,7 @@ impl Pipeline {
         let cfg = &setup.cfg;
         let mode = cfg.mode.default;
         let controls = Arc::new(Controls::new(mode, cfg.mode.barge_in));
-        let bus = Arc::new(EventBus::new());
+        let bus = setup.bus.clone().unwrap_or_default();
         let shared = Arc::new(ThinkShared::default());
         // devices first: a wrong device name fails before the model work starts
         let input = match (&setup.input, mode) {
@@ -106,6 +111,9 @@ impl Pipeline {
         let engine = session.describe();
         let mut stop_ids = vec![setup.thinker.tokens.im_end];
         stop_ids.extend(&setup.extra_stop_ids);
+        if setup.ignore_eos {
+            stop_ids.clear();
+        }
         let (jobs_tx, jobs_rx) = bounded::<Job>(JOB_QUEUE);
         let mut threads = vec![think::spawn(
             ThinkSetup {
@@ -158,7 +166,9 @@ impl Pipeline {
             Mode::Text => State::Idle,
             _ => State::Listening,
         }));
+        let collected = playback.collected();
         Ok(Pipeline {
+            collected,
             controls,
             bus,
             shared,
@@ -326,10 +336,9 @@ impl Pipeline {
 
     /// Collected playback (a `Collect` output), for tests.
     pub fn played_audio(&self) -> Vec<f32> {
-        self.playback
-            .lock()
-            .ok()
-            .and_then(|p| p.as_ref().map(|p| p.collected()))
+        self.collected
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|v| v.clone()))
             .unwrap_or_default()
     }
 

@@ -277,6 +277,7 @@ impl Thinker {
             text: text.clone(),
             ids: stats.generated.clone(),
             interrupted,
+            stop_ms,
         });
         self.bus.publish(Event::Timing {
             turn,
