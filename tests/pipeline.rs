@@ -177,11 +177,13 @@ fn reference(th: &OmniThinker, turns: &[Vec<f32>], max_tokens: usize) -> Vec<Vec
 #[test]
 fn always_on_answers_two_spoken_questions_in_order() {
     let tmp = tempfile::tempdir().unwrap();
-    let (wav, samples) = stream(tmp.path(), 1.0, &[("short.wav", 1.2), ("long.wav", 1.0)]);
+    // 2.5 s between the questions: at 4x, the first turn has 0.45 s after the VAD's hangover
+    // before the second question's speech would barge in
+    let (wav, samples) = stream(tmp.path(), 1.0, &[("short.wav", 2.5), ("long.wav", 1.0)]);
     let th = thinker();
     let o = Opts {
         mode: Mode::AlwaysOn,
-        speed: 8.0,
+        speed: 4.0,
         max_tokens: 48,
         context: 4096,
         ignore_eos: false,
@@ -194,6 +196,7 @@ fn always_on_answers_two_spoken_questions_in_order() {
     assert_eq!(count(&ev, "vad", "speech", "end"), 2, "two utterances");
     let want = reference(th, &utterances(&samples, &cfg), 48);
     let got = replies(&ev);
+    assert_eq!(got[0]["interrupted"], false);
     assert_eq!(got[0]["turn"], 1);
     assert_eq!(got[1]["turn"], 2);
     assert_eq!(ids(got[0]), want[0]);

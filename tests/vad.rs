@@ -100,3 +100,46 @@ fn silence_and_a_click_are_not_speech() {
     }
     assert!(utterances(&s, 480).is_empty(), "a 10 ms click");
 }
+
+/// Background noise that fades in (a fan starting; recorded through PulseAudio in
+/// tests/fixtures/omni/pulse_noise.wav), then a question over the noise: only the question is
+/// an utterance. webrtc-vad alone takes the fade-in for seconds of speech; the noise gate
+/// (vad.noise_margin_db) keeps it out, and turning the gate off brings the problem back.
+#[test]
+fn noise_that_fades_in_is_not_speech() {
+    let noise = clip("pulse_noise.wav");
+    let steady = &noise[noise.len() - 3 * RATE as usize..];
+    let question = clip("short.wav");
+    let mut s = noise.clone();
+    let start = s.len() as u64;
+    for (i, q) in question.iter().enumerate() {
+        s.push(q + steady[i % steady.len()]);
+    }
+    let end = s.len() as u64;
+    s.extend_from_slice(steady);
+    let run = |margin_db: f32| {
+        let mut cfg = Config::default().vad;
+        cfg.noise_margin_db = margin_db;
+        let mut seg = Segmenter::new(&cfg).unwrap();
+        let mut ev = Vec::new();
+        seg.push(&s, &mut ev);
+        seg.flush(&mut ev);
+        ev.iter()
+            .filter_map(|e| match e {
+                VadEvent::Utterance { start, end, .. } => Some((*start, *end)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let gated = run(Config::default().vad.noise_margin_db);
+    assert_eq!(gated.len(), 1, "{gated:?}");
+    let (s0, e0) = gated[0];
+    // within the pre-roll (300 ms) and a frame of silence of the question
+    assert!(s0 + 6000 >= start && s0 <= start + 480, "start {s0} vs {start}");
+    assert!(e0 + 4800 >= end && e0 <= end + 2 * 480, "end {e0} vs {end}");
+    let ungated = run(0.0);
+    assert!(
+        ungated.len() != 1 || ungated[0].0 + 16000 < start,
+        "without the gate the fade-in should count as speech: {ungated:?}"
+    );
+}

@@ -49,6 +49,8 @@ pub struct VadSection {
     pub pre_roll_ms: u32,
     pub hangover_ms: u32,
     pub min_speech_ms: u32,
+    pub noise_margin_db: f32,
+    pub min_level_dbfs: f32,
 }
 
 /// How turns start.
@@ -136,6 +138,8 @@ impl Config {
                 pre_roll_ms: 300,
                 hangover_ms: 700,
                 min_speech_ms: 250,
+                noise_margin_db: 10.0,
+                min_level_dbfs: -54.0,
             },
             mode: ModeSection {
                 default: Mode::AlwaysOn,
@@ -256,6 +260,18 @@ impl Config {
             return Err(format!(
                 "vad.hangover_ms {}: expected 1..=10000",
                 v.hangover_ms
+            ));
+        }
+        if !(0.0..=40.0).contains(&v.noise_margin_db) {
+            return Err(format!(
+                "vad.noise_margin_db {}: expected 0 ..= 40",
+                v.noise_margin_db
+            ));
+        }
+        if !(-120.0..=0.0).contains(&v.min_level_dbfs) {
+            return Err(format!(
+                "vad.min_level_dbfs {}: expected -120 ..= 0",
+                v.min_level_dbfs
             ));
         }
         if v.pre_roll_ms > 5_000 {

@@ -116,7 +116,13 @@ pub fn device_names(input: bool) -> Result<Vec<String>> {
         host.output_devices().map(|d| d.collect::<Vec<_>>())
     }
     .map_err(|e| Error::Invalid(format!("listing audio devices: {e}")))?;
-    Ok(devices.iter().map(device_name).collect())
+    Ok(devices
+        .iter()
+        .map(|d| match d.id() {
+            Ok(id) => format!("{id}  ({})", device_name(d)),
+            Err(_) => device_name(d),
+        })
+        .collect())
 }
 
 fn device_name(d: &cpal::Device) -> String {

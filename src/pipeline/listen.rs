@@ -144,6 +144,9 @@ fn ms(samples: u64) -> f64 {
 impl Listener {
     fn run(&mut self) {
         (self.setup.on_listening)();
+        // OMNI_DUMP_MIC=FILE.wav keeps what the VAD hears (16 kHz) for diagnosing detection
+        let dump_path = std::env::var_os("OMNI_DUMP_MIC");
+        let mut dump: Vec<f32> = Vec::new();
         let mut raw = vec![0.0f32; self.setup.rate as usize / 50]; // 20 ms
         let mut s16 = Vec::with_capacity(RATE as usize / 25);
         let mut events = Vec::new();
@@ -161,7 +164,13 @@ impl Listener {
             }
             s16.clear();
             self.resampler.push(&raw[..n], &mut s16);
+            if dump_path.is_some() {
+                dump.extend_from_slice(&s16);
+            }
             self.hear(&s16, &mut events);
+        }
+        if let Some(p) = dump_path {
+            write_dump(std::path::Path::new(&p), &dump);
         }
     }
 
@@ -306,4 +315,21 @@ impl Listener {
         }
         self.controls.input_ended.store(true, Ordering::SeqCst);
     }
+}
+
+fn write_dump(path: &std::path::Path, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let Ok(mut w) = hound::WavWriter::create(path, spec) else {
+        tracing::warn!("OMNI_DUMP_MIC: cannot write {}", path.display());
+        return;
+    };
+    for &s in samples {
+        let _ = w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16);
+    }
+    let _ = w.finalize();
 }

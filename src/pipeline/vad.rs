@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 /// Samples per VAD frame: 30 ms at 16 kHz.
 pub const FRAME: usize = 480;
 const FRAME_MS: u32 = 30;
+/// Frames over which the noise floor is the minimum: one second.
+const FLOOR_FRAMES: usize = 33;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum VadEvent {
@@ -32,6 +34,11 @@ pub struct Segmenter {
     pre_roll: usize,
     hangover_frames: u32,
     min_voiced_frames: u32,
+    /// noise gate: RMS ratio over the floor and the absolute minimum RMS
+    margin: f32,
+    min_rms: f32,
+    /// RMS of the last second's frames (the noise floor is their minimum)
+    recent: VecDeque<f32>,
     /// samples waiting to fill a frame
     partial: Vec<f32>,
     /// the last `pre_roll` samples while silent
@@ -67,6 +74,9 @@ impl Segmenter {
             pre_roll: (s.pre_roll_ms as usize * 16) / FRAME * FRAME,
             hangover_frames: s.hangover_ms.div_ceil(FRAME_MS).max(1),
             min_voiced_frames: s.min_speech_ms.div_ceil(FRAME_MS),
+            margin: 10f32.powf(s.noise_margin_db / 20.0),
+            min_rms: 10f32.powf(s.min_level_dbfs / 20.0),
+            recent: VecDeque::with_capacity(FLOOR_FRAMES + 1),
             partial: Vec::with_capacity(FRAME),
             before: VecDeque::new(),
             current: None,
@@ -108,13 +118,30 @@ impl Segmenter {
         self.current.is_some()
     }
 
+    /// The noise gate: louder than the last second's quietest frame by the margin, and above
+    /// the minimum level. webrtc-vad alone takes seconds to adapt to noise that appears (a fan
+    /// starting; tests/fixtures/omni/pulse_noise.wav); speech has dips between syllables, so
+    /// the floor stays below it while a steady noise raises the floor to itself.
+    fn above_floor(&mut self, frame: &[f32]) -> bool {
+        let rms = (frame.iter().map(|v| v * v).sum::<f32>() / frame.len() as f32).sqrt();
+        let floor = self.recent.iter().copied().fold(f32::INFINITY, f32::min);
+        self.recent.push_back(rms);
+        if self.recent.len() > FLOOR_FRAMES {
+            self.recent.pop_front();
+        }
+        if self.margin <= 1.0 {
+            return true;
+        }
+        rms >= self.min_rms && (floor.is_infinite() || rms >= floor * self.margin)
+    }
+
     fn frame(&mut self, frame: &[f32], out: &mut Vec<VadEvent>) {
         let pcm: Vec<i16> = frame
             .iter()
             .map(|&x| (x * 32768.0).clamp(-32768.0, 32767.0) as i16)
             .collect();
         // a frame the VAD cannot judge counts as silence
-        let voiced = self.vad.is_voice_segment(&pcm).unwrap_or(false);
+        let voiced = self.vad.is_voice_segment(&pcm).unwrap_or(false) && self.above_floor(frame);
         let at = self.pos;
         self.pos += FRAME as u64;
         match self.current.as_mut() {
