@@ -75,6 +75,29 @@ enum Command {
         #[command(flatten)]
         engine: EngineCli,
     },
+    /// Measure the daemon's latency from the end of speech to the first reply token, by stage
+    /// (GPU): log-mel, audio encoder, prefill, first decode
+    BenchLatency {
+        /// Omni model directory: its audio encoder (omni synth --preset qwen3-omni-audio makes
+        /// one of the real shape), and its decoder unless --synthetic
+        #[arg(long)]
+        model: String,
+        /// The thinker's decoder as random weights of this shape made in GPU memory, e.g.
+        /// qwen3-omni-30b-a3b
+        #[arg(long)]
+        synthetic: Option<String>,
+        /// q8_0
+        #[arg(long)]
+        quant: Option<String>,
+        /// Length of the spoken question in seconds
+        #[arg(long, default_value_t = 5.0)]
+        secs: f32,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Pick the GPU whose adapter name contains this text
+        #[arg(long)]
+        adapter: Option<String>,
+    },
     /// Measure load time, prefill and decode speed, memory and bandwidth use
     Bench {
         /// Model directory or Hugging Face repo id (local cache only)
@@ -304,6 +327,21 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             text,
             wav,
             events,
+        }),
+        Command::BenchLatency {
+            model,
+            synthetic,
+            quant,
+            secs,
+            repeats,
+            adapter,
+        } => app::bench_latency::run(&app::bench_latency::BenchLatencyArgs {
+            model,
+            synthetic,
+            quant,
+            secs,
+            repeats,
+            adapter,
         }),
         Command::BenchAudio {
             model,

@@ -48,24 +48,52 @@ impl Pulse {
     fn start(dir: &Path) -> Pulse {
         let runtime = dir.join("xdg");
         std::fs::create_dir_all(&runtime).unwrap();
-        std::fs::set_permissions(&runtime, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
+        std::fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let p = Pulse { runtime };
         // as root PulseAudio warns that it is not meant to run as root, and works
         p.run(
             "pulseaudio",
-            &["-D", "--exit-idle-time=-1", "--log-target=stderr", "-n", "--load=module-native-protocol-unix"],
+            &[
+                "-D",
+                "--exit-idle-time=-1",
+                "--log-target=stderr",
+                "-n",
+                "--load=module-native-protocol-unix",
+            ],
         );
         let t = Instant::now();
-        while !p.cmd("pactl").arg("info").output().is_ok_and(|o| o.status.success()) {
-            assert!(t.elapsed() < Duration::from_secs(10), "PulseAudio did not start");
+        while !p
+            .cmd("pactl")
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "PulseAudio did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        p.run("pactl", &["load-module", "module-null-sink", "sink_name=spk"]);
-        p.run("pactl", &["load-module", "module-null-sink", "sink_name=mic"]);
         p.run(
             "pactl",
-            &["load-module", "module-remap-source", "master=mic.monitor", "source_name=vmic"],
+            &["load-module", "module-null-sink", "sink_name=spk"],
+        );
+        p.run(
+            "pactl",
+            &["load-module", "module-null-sink", "sink_name=mic"],
+        );
+        p.run(
+            "pactl",
+            &[
+                "load-module",
+                "module-remap-source",
+                "master=mic.monitor",
+                "source_name=vmic",
+            ],
         );
         p.run("pactl", &["set-default-sink", "spk"]);
         p.run("pactl", &["set-default-source", "vmic"]);
@@ -117,7 +145,16 @@ fn noise(dir: &Path, secs: f64) -> PathBuf {
     let ok = Command::new("sox")
         .args(["-R", "-n", "-r", "16000", "-c", "1", "-b", "16"])
         .arg(&noise)
-        .args(["synth", &format!("{secs:.3}"), "whitenoise", "vol", "0.01", "fade", "t", "3"])
+        .args([
+            "synth",
+            &format!("{secs:.3}"),
+            "whitenoise",
+            "vol",
+            "0.01",
+            "fade",
+            "t",
+            "3",
+        ])
         .status()
         .expect("sox runs (apt-get install sox)");
     assert!(ok.success());
@@ -170,7 +207,13 @@ fn the_daemon_hears_questions_through_pulseaudio_and_its_earcons_play() {
     let recording = dir.join("speakers.wav");
     let mut rec = pulse
         .cmd("parecord")
-        .args(["-d", "spk.monitor", "--file-format=wav", "--rate=16000", "--channels=1"])
+        .args([
+            "-d",
+            "spk.monitor",
+            "--file-format=wav",
+            "--rate=16000",
+            "--channels=1",
+        ])
         .arg(&recording)
         .spawn()
         .unwrap();
@@ -182,7 +225,10 @@ fn the_daemon_hears_questions_through_pulseaudio_and_its_earcons_play() {
             let _ = std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut err);
             panic!("the daemon exited ({st}): {err}");
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "the daemon never listened");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon never listened"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut events = UnixStream::connect(&sock).unwrap();
@@ -249,11 +295,18 @@ fn the_daemon_hears_questions_through_pulseaudio_and_its_earcons_play() {
     assert_eq!(status["ok"]["xruns"]["input"], 0, "{status}");
     let t = Instant::now();
     while daemon.0.try_wait().unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(20), "the daemon did not stop");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the daemon did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(daemon.0.wait().unwrap().success());
-    assert_eq!(n("vad", "speech", "end"), 4, "exactly the utterances played");
+    assert_eq!(
+        n("vad", "speech", "end"),
+        4,
+        "exactly the utterances played"
+    );
     let durations: Vec<f64> = all
         .iter()
         .filter(|e| e["speech"] == "end")
@@ -295,7 +348,10 @@ fn an_unknown_audio_device_is_a_clear_error() {
     let (mut child, _) = serve(&pulse, tmp.path(), &cfg);
     let t = Instant::now();
     while child.0.try_wait().unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(30), "the daemon should refuse to start");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon should refuse to start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let status = child.0.wait().unwrap();

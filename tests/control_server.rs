@@ -1,7 +1,8 @@
 //! The control socket server: private directory and socket modes, 50 concurrent clients with
 //! good and malformed lines, a 10 MiB line (refused at the 1 MiB limit, that client closed),
 //! clients vanishing mid-line, stale and live socket files, a disallowed user: every client gets
-//! its answer or is refused, and the server keeps serving the others.
+//! its answer or is refused, and the server keeps serving the others. 50 subscribers get every
+//! event in order while half of them vanish mid-stream.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -178,4 +179,102 @@ fn only_the_daemons_user_and_listed_uids_are_allowed() {
 unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
+}
+
+/// A handler whose events come from the daemon's bus.
+struct WithEvents(Arc<qwen_omni::pipeline::events::EventBus>);
+
+impl Handler for WithEvents {
+    fn handle(&self, r: Request) -> Result<Value, ProtocolError> {
+        Fake.handle(r)
+    }
+    fn subscribe(&self) -> Result<crossbeam_channel::Receiver<Value>, ProtocolError> {
+        Ok(self.0.subscribe())
+    }
+}
+
+#[test]
+fn fifty_subscribers_get_every_event_while_others_vanish() {
+    use qwen_omni::pipeline::events::{Event, EventBus};
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = Arc::new(EventBus::new());
+    let srv = ControlServer::bind(
+        &tmp.path().join("omni.sock"),
+        &[],
+        Arc::new(WithEvents(bus.clone())),
+    )
+    .unwrap();
+    let clients: Vec<UnixStream> = (0..50)
+        .map(|_| {
+            let mut s = UnixStream::connect(srv.path()).unwrap();
+            assert_eq!(ask(&mut s, r#"{"cmd":"subscribe","id":7}"#)["ok"], true);
+            s
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    while bus.subscribers() < 50 {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "{} subscribed",
+            bus.subscribers()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut got = Vec::new();
+                let mut line = String::new();
+                while got.len() < 100 {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap() == 0 {
+                        break;
+                    }
+                    let v: Value = serde_json::from_str(&line).unwrap();
+                    got.push(v["message"].as_str().unwrap().to_string());
+                    // odd clients vanish after 10 events, mid-stream
+                    if i % 2 == 1 && got.len() == 10 {
+                        drop(r);
+                        drop(s);
+                        return got;
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    for k in 0..100 {
+        bus.publish(Event::Error {
+            message: format!("e{k}"),
+        });
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    for (i, r) in readers.into_iter().enumerate() {
+        let got = r.join().unwrap();
+        let want: Vec<String> = (0..if i % 2 == 1 { 10 } else { 100 })
+            .map(|k| format!("e{k}"))
+            .collect();
+        assert_eq!(got, want, "client {i}");
+    }
+    // the vanished subscribers are forgotten at the next event; requests still work
+    bus.publish(Event::Error {
+        message: "last".into(),
+    });
+    let t = std::time::Instant::now();
+    while bus.subscribers() > 25 {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "{} subscribers left",
+            bus.subscribers()
+        );
+        bus.publish(Event::Error {
+            message: "again".into(),
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut s = UnixStream::connect(srv.path()).unwrap();
+    assert_eq!(ask(&mut s, r#"{"cmd":"status"}"#)["ok"]["state"], "idle");
 }

@@ -108,7 +108,9 @@ fn events_until(rx: &Receiver<Value>, secs: u64, done: impl Fn(&[Value]) -> bool
         assert!(
             t.elapsed() < Duration::from_secs(secs),
             "timed out; events so far: {:#?}",
-            all.iter().filter(|e| e["event"] != "text").collect::<Vec<_>>()
+            all.iter()
+                .filter(|e| e["event"] != "text")
+                .collect::<Vec<_>>()
         );
         if let Ok(v) = rx.recv_timeout(Duration::from_millis(50)) {
             all.push(v);
@@ -168,7 +170,9 @@ fn reference(th: &OmniThinker, turns: &[Vec<f32>], max_tokens: usize) -> Vec<Vec
             Ok(std::ops::ControlFlow::Continue(()))
         })
         .unwrap();
-        session.step(&th.tokens.end_of_reply(), Want::Greedy).unwrap();
+        session
+            .step(&th.tokens.end_of_reply(), Want::Greedy)
+            .unwrap();
         out.push(g.generated);
     }
     out
@@ -238,7 +242,10 @@ fn always_on_answers_two_spoken_questions_in_order() {
         "{} samples played, 3 earcons of {earcon_len} expected",
         played.len()
     );
-    assert!(played.iter().any(|v| v.abs() > 0.3), "the earcons are audible");
+    assert!(
+        played.iter().any(|v| v.abs() > 0.3),
+        "the earcons are audible"
+    );
     assert_eq!(p.status()["turns"], 2);
 }
 
@@ -267,14 +274,19 @@ fn push_to_talk_takes_only_the_audio_between_start_and_stop() {
     });
     let ev: Vec<Value> = ev
         .into_iter()
-        .chain(std::iter::from_fn(|| rx.recv_timeout(Duration::from_millis(300)).ok()))
+        .chain(std::iter::from_fn(|| {
+            rx.recv_timeout(Duration::from_millis(300)).ok()
+        }))
         .collect();
     // one turn: the first question, trimmed by the VAD; the second (no button) is ignored
     assert_eq!(count(&ev, "vad", "speech", "end"), 1, "{ev:?}");
     assert_eq!(replies(&ev).len(), 1);
     let end = ev.iter().find(|e| e["speech"] == "end").unwrap();
     let dur = end["duration_ms"].as_f64().unwrap();
-    assert!((2000.0..3100.0).contains(&dur), "trimmed utterance of {dur} ms");
+    assert!(
+        (2000.0..3100.0).contains(&dur),
+        "trimmed utterance of {dur} ms"
+    );
     // two listening earcons: at start and when the button went down
     assert_eq!(count(&ev, "earcon", "name", "listening"), 2);
 }
@@ -317,7 +329,10 @@ fn barge_in_and_interrupt_stop_a_reply_within_100_ms() {
     let first = replies(&ev)[0];
     assert_eq!(first["interrupted"], true, "the second question barged in");
     let stop_ms = first["stop_ms"].as_f64().unwrap();
-    assert!(stop_ms < 100.0, "barge-in stopped the reply after {stop_ms} ms");
+    assert!(
+        stop_ms < 100.0,
+        "barge-in stopped the reply after {stop_ms} ms"
+    );
     // the second question's speech start came before the first reply ended
     let start2 = ev.iter().filter(|e| e["speech"] == "start").nth(1);
     assert!(start2.is_some(), "the barge-in's speech start is an event");
@@ -334,7 +349,10 @@ fn barge_in_and_interrupt_stop_a_reply_within_100_ms() {
     assert_eq!(second["turn"], 2);
     assert_eq!(second["interrupted"], true);
     let stop_ms = second["stop_ms"].as_f64().unwrap();
-    assert!(stop_ms < 100.0, "interrupt stopped the reply after {stop_ms} ms");
+    assert!(
+        stop_ms < 100.0,
+        "interrupt stopped the reply after {stop_ms} ms"
+    );
     assert!(!p.interrupt(), "nothing left to interrupt");
 }
 

@@ -135,7 +135,10 @@ fn noise_that_fades_in_is_not_speech() {
     assert_eq!(gated.len(), 1, "{gated:?}");
     let (s0, e0) = gated[0];
     // within the pre-roll (300 ms) and a frame of silence of the question
-    assert!(s0 + 6000 >= start && s0 <= start + 480, "start {s0} vs {start}");
+    assert!(
+        s0 + 6000 >= start && s0 <= start + 480,
+        "start {s0} vs {start}"
+    );
     assert!(e0 + 4800 >= end && e0 <= end + 2 * 480, "end {e0} vs {end}");
     let ungated = run(0.0);
     assert!(

@@ -44,7 +44,10 @@ pub fn run(audio: bool) -> Result<()> {
 /// `audio.output_device` match them (by name substring).
 fn list_audio() -> Result<()> {
     use crate::pipeline::audio_io::device_names;
-    for (input, what) in [(true, "capture (audio.input_device)"), (false, "playback (audio.output_device)")] {
+    for (input, what) in [
+        (true, "capture (audio.input_device)"),
+        (false, "playback (audio.output_device)"),
+    ] {
         println!("{what}:");
         let names = device_names(input)?;
         if names.is_empty() {

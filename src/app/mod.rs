@@ -5,6 +5,7 @@ pub mod ask;
 pub mod bench;
 pub mod bench_audio;
 pub mod bench_gpu;
+pub mod bench_latency;
 pub mod ctl;
 pub mod devices;
 pub mod engine;

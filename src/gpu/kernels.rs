@@ -3,8 +3,8 @@
 //! cache length. Model code builds lists of ops and hands them to [`Kernels::run`]; it never
 //! touches encoders or bind groups.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
@@ -309,9 +309,7 @@ impl Kernels {
         };
         let base = (wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
         let mut groups = if w.is_q8 { self.tuning.q8_groups } else { 1 };
-        while groups > 1
-            && matrix_rows.div_ceil(base * groups) * columns < self.tuning.q8_min_wgs
-        {
+        while groups > 1 && matrix_rows.div_ceil(base * groups) * columns < self.tuning.q8_min_wgs {
             groups -= 1;
         }
         let rows_per_wg = base * groups;
@@ -452,15 +450,14 @@ impl Kernels {
                 "Q8_0 matvec needs subgroup operations and 4-aligned inputs".into(),
             ));
         }
-        let (consts, rows_per_wg) =
-            self.subgroup_matvec_constants(
-                w,
-                f,
-                self.tuning.q8_rows,
-                norm.is_some(),
-                w.rows as u32,
-                1,
-            );
+        let (consts, rows_per_wg) = self.subgroup_matvec_constants(
+            w,
+            f,
+            self.tuning.q8_rows,
+            norm.is_some(),
+            w.rows as u32,
+            1,
+        );
         let eps = norm.map_or(0, |n| n.1.to_bits());
         w.chunks
             .iter()

@@ -202,7 +202,7 @@ impl AudioIn {
                 cpal::BufferSize::Default
             };
             let (prod, cons) = ring(rate);
-            match capture_stream(&device, format, config.clone(), channels, prod, &counters) {
+            match capture_stream(&device, format, config, channels, prod, &counters) {
                 Ok(stream) => {
                     stream.play().map_err(|e| {
                         Error::Invalid(format!("{key} `{name}`: cannot start: {e}"))
@@ -239,8 +239,8 @@ impl AudioIn {
                 let total = samples.len() + tail_samples;
                 let mut sent = 0usize;
                 while sent < total && !s.load(Ordering::SeqCst) {
-                    let due = ((t0.elapsed().as_secs_f64() * rate as f64 * speed) as usize)
-                        .min(total);
+                    let due =
+                        ((t0.elapsed().as_secs_f64() * rate as f64 * speed) as usize).min(total);
                     while sent < due {
                         let n = chunk.min(due - sent);
                         for i in sent..sent + n {
@@ -347,7 +347,7 @@ impl AudioOut {
                 config.buffer_size = cpal::BufferSize::Default;
             }
             let (prod, cons) = ring(rate);
-            match playback_stream(&device, format, config.clone(), channels, cons, &counters) {
+            match playback_stream(&device, format, config, channels, cons, &counters) {
                 Ok(stream) => {
                     stream.play().map_err(|e| {
                         Error::Invalid(format!("{key} `{name}`: cannot start: {e}"))

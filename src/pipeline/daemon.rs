@@ -54,7 +54,11 @@ impl Handler for Daemon {
             Request::Unmute => p.set_muted(false).map(|_| json!(true)),
             Request::Reset => p.reset().map(|_| json!(true)),
             Request::History => Ok(json!(
-                p.shared.history.lock().map(|h| h.clone()).unwrap_or_default()
+                p.shared
+                    .history
+                    .lock()
+                    .map(|h| h.clone())
+                    .unwrap_or_default()
             )),
             // answered by the server through `subscribe`
             Request::Subscribe => Ok(json!(true)),

@@ -56,13 +56,24 @@ pub struct Timings {
 pub enum Event {
     State(State),
     /// speech began; `at_ms` is its position in the input stream
-    SpeechStart { at_ms: f64 },
+    SpeechStart {
+        at_ms: f64,
+    },
     /// an utterance ended and goes to the thinker
-    SpeechEnd { at_ms: f64, duration_ms: f64 },
+    SpeechEnd {
+        at_ms: f64,
+        duration_ms: f64,
+    },
     /// speech too short to be a question (a click, a cough)
-    SpeechDiscarded { at_ms: f64 },
+    SpeechDiscarded {
+        at_ms: f64,
+    },
     /// a piece of the reply's text (or ids when the model has no tokenizer)
-    Text { turn: u64, delta: String, ids: Vec<u32> },
+    Text {
+        turn: u64,
+        delta: String,
+        ids: Vec<u32>,
+    },
     /// the reply ended: complete, interrupted (barge-in or `interrupt`) or cut by max_tokens
     ReplyDone {
         turn: u64,
@@ -72,19 +83,32 @@ pub enum Event {
         /// interrupted: ms from the request (barge-in or `interrupt`) to the reply's end
         stop_ms: Option<f64>,
     },
-    Timing { turn: u64, timings: Timings },
+    Timing {
+        turn: u64,
+        timings: Timings,
+    },
     /// the conversation filled the context: it restarted from the system prompt
-    ContextReset { turn: u64, needed: usize, context: usize },
+    ContextReset {
+        turn: u64,
+        needed: usize,
+        context: usize,
+    },
     /// an earcon was queued for playback
-    Earcon { name: &'static str },
-    Error { message: String },
+    Earcon {
+        name: &'static str,
+    },
+    Error {
+        message: String,
+    },
 }
 
 impl Event {
     pub fn to_json(&self) -> Value {
         match self {
             Event::State(s) => json!({"event": "state", "state": s.name()}),
-            Event::SpeechStart { at_ms } => json!({"event": "vad", "speech": "start", "at_ms": at_ms}),
+            Event::SpeechStart { at_ms } => {
+                json!({"event": "vad", "speech": "start", "at_ms": at_ms})
+            }
             Event::SpeechEnd { at_ms, duration_ms } => {
                 json!({"event": "vad", "speech": "end", "at_ms": at_ms, "duration_ms": duration_ms})
             }

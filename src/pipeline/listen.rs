@@ -154,8 +154,7 @@ impl Listener {
             self.follow_controls();
             let n = self.setup.ring.pop_slice(&mut raw);
             if n == 0 {
-                if self.setup.input.finished.load(Ordering::SeqCst) && self.setup.ring.is_empty()
-                {
+                if self.setup.input.finished.load(Ordering::SeqCst) && self.setup.ring.is_empty() {
                     self.end_of_input(&mut events);
                     break;
                 }
@@ -267,10 +266,10 @@ impl Listener {
             })
             .collect();
         let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
-            self.bus.publish(Event::SpeechDiscarded { at_ms: ms(start) });
+            self.bus
+                .publish(Event::SpeechDiscarded { at_ms: ms(start) });
             self.bus.publish(Event::Error {
-                message: "push-to-talk: no speech was heard between ptt_start and ptt_stop"
-                    .into(),
+                message: "push-to-talk: no speech was heard between ptt_start and ptt_stop".into(),
             });
             return;
         };
@@ -296,8 +295,9 @@ impl Listener {
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.bus.publish(Event::Error {
-                message: "busy: an utterance was dropped (questions are queued faster than answered)"
-                    .into(),
+                message:
+                    "busy: an utterance was dropped (questions are queued faster than answered)"
+                        .into(),
             }),
             Err(TrySendError::Disconnected(_)) => {}
         }

@@ -49,7 +49,11 @@ impl Earcons {
         Ok(Earcons {
             // rising for "I'm listening", falling for "here is the answer"
             listening: one(&cfg.listening, "listening", &[(660.0, 0.06), (880.0, 0.08)])?,
-            reply_ready: one(&cfg.reply_ready, "reply_ready", &[(880.0, 0.06), (660.0, 0.08)])?,
+            reply_ready: one(
+                &cfg.reply_ready,
+                "reply_ready",
+                &[(880.0, 0.06), (660.0, 0.08)],
+            )?,
         })
     }
 }

@@ -229,7 +229,10 @@ impl Pipeline {
     /// Stop the reply being generated (and its playback); true when one was.
     pub fn interrupt(&self) -> bool {
         let stopped = self.controls.request_interrupt();
-        if stopped && let Ok(p) = self.playback.lock() && let Some(p) = p.as_ref() {
+        if stopped
+            && let Ok(p) = self.playback.lock()
+            && let Some(p) = p.as_ref()
+        {
             p.flush();
         }
         stopped

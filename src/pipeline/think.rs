@@ -217,31 +217,25 @@ impl Thinker {
         let gen_start = Instant::now();
         let mut firsts: Vec<Instant> = Vec::with_capacity(2);
         let mut interrupted = false;
-        let stats = generate(
-            self.s.session.model(),
-            &prompt,
-            &mut sampler,
-            &stop,
-            |id| {
-                if firsts.len() < 2 {
-                    firsts.push(Instant::now());
-                }
-                let delta = match stream.as_mut() {
-                    Some(s) => s.push(id)?,
-                    None => String::new(),
-                };
-                bus.publish(Event::Text {
-                    turn,
-                    delta,
-                    ids: vec![id],
-                });
-                if controls.interrupt.load(Ordering::SeqCst) {
-                    interrupted = true;
-                    return Ok(ControlFlow::Break(()));
-                }
-                Ok(ControlFlow::Continue(()))
-            },
-        )
+        let stats = generate(self.s.session.model(), &prompt, &mut sampler, &stop, |id| {
+            if firsts.len() < 2 {
+                firsts.push(Instant::now());
+            }
+            let delta = match stream.as_mut() {
+                Some(s) => s.push(id)?,
+                None => String::new(),
+            };
+            bus.publish(Event::Text {
+                turn,
+                delta,
+                ids: vec![id],
+            });
+            if controls.interrupt.load(Ordering::SeqCst) {
+                interrupted = true;
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(ControlFlow::Continue(()))
+        })
         .map_err(internal)?;
         if let Some(first) = firsts.first() {
             t.prefill_ms = ms(first.duration_since(gen_start));
@@ -310,11 +304,19 @@ impl Thinker {
     }
 
     /// The prompt for `user` after what is cached, applying the context policy.
-    fn fit_prompt(&mut self, turn: u64, user: &[u32]) -> std::result::Result<Vec<u32>, ProtocolError> {
+    fn fit_prompt(
+        &mut self,
+        turn: u64,
+        user: &[u32],
+    ) -> std::result::Result<Vec<u32>, ProtocolError> {
         let model = self.s.session.model();
         let (cached, capacity) = (model.cached(), model.capacity());
         let first = cached == 0;
-        let mut prompt = if first { self.s.system.clone() } else { Vec::new() };
+        let mut prompt = if first {
+            self.s.system.clone()
+        } else {
+            Vec::new()
+        };
         prompt.extend_from_slice(user);
         let room = self.s.max_tokens.min(capacity / 2);
         if cached + prompt.len() + room <= capacity {

@@ -42,6 +42,8 @@ pub struct AudioEncoderGpu {
     proj1: GpuBiasedLinear,
     /// (output_dim, d_model)
     proj2: GpuBiasedLinear,
+    /// the last forward's host time (shapes, buffers, ops) and device time (submit to read), ms
+    last_split: std::sync::Mutex<Option<(f64, f64)>>,
 }
 
 /// Ops that share one row count. Each stage has Kernels of its own, and so its own `Step`
@@ -77,12 +79,14 @@ impl AudioEncoderGpu {
             proj1: GpuBiasedLinear::upload(ctx, &cpu.proj1)?,
             proj2: GpuBiasedLinear::upload(ctx, &cpu.proj2)?,
             config: c.clone(),
+            last_split: std::sync::Mutex::new(None),
         })
     }
 
     /// Encode one clip: `mel` (num_mel_bins, frames) f32, bin-major, to
     /// (output_tokens(frames), output_dim) f32 rows, as `AudioEncoder::forward`.
     pub fn forward(&self, mel: &[f32], frames: usize) -> Result<Vec<f32>> {
+        let t0 = std::time::Instant::now();
         let c = &self.config;
         check_mel(c, mel, frames)?;
         let clip = ClipShape::new(c, frames, self.ctx.max_binding());
@@ -101,8 +105,20 @@ impl AudioEncoderGpu {
             };
             s.kernels.encode(&mut enc, &s.ops, dims, None);
         }
+        let t1 = std::time::Instant::now();
         self.ctx.queue.submit([enc.finish()]);
-        acts.out.read_f32(&self.ctx, 0, clip.tokens * c.output_dim)
+        let out = acts.out.read_f32(&self.ctx, 0, clip.tokens * c.output_dim);
+        if let Ok(mut l) = self.last_split.lock() {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            *l = Some((ms(t1 - t0), ms(t1.elapsed())));
+        }
+        out
+    }
+
+    /// The last forward's time on the host (clip shape, activation buffers, ops and bind
+    /// groups, recording) and on the device (submit until the rows are read back), in ms.
+    pub fn last_split(&self) -> Option<(f64, f64)> {
+        self.last_split.lock().ok().and_then(|l| *l)
     }
 
     /// The whole forward, numbered as the recipe in aut.rs: the convolutions group by group,

@@ -180,6 +180,14 @@ impl AudioEngine<'_> {
             AudioEngine::Gpu(_) => "GPU",
         }
     }
+
+    /// GPU only: the last encode's host and device milliseconds.
+    pub fn last_split(&self) -> Option<(f64, f64)> {
+        match self {
+            AudioEngine::Cpu(_) => None,
+            AudioEngine::Gpu(e) => e.last_split(),
+        }
+    }
 }
 
 /// A conversation with the thinker on the CPU engine: a KV cache that keeps every turn, and
