@@ -34,11 +34,21 @@ pub fn quantize_row(x: &[f32], qs: &mut [i8], scales: &mut [u16]) {
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
         for (q, &v) in qb.iter_mut().zip(xb) {
-            // round half away from zero, as ggml's roundf
-            *q = (v * id).round().clamp(-127.0, 127.0) as i8;
+            *q = round_away(v * id).clamp(-127, 127) as i8;
         }
         *s = half::f16::from_f32(d).to_bits();
     }
+}
+
+/// `x.round() as i32` (half away from zero, as ggml's roundf) for |x| < 2^31, in operations
+/// that vectorise on any x86-64 (f32::round is a libm call per value there, which made the
+/// converter CPU-bound): truncate, then step away from zero when the exact remainder is at
+/// least one half.
+#[inline(always)]
+pub fn round_away(x: f32) -> i32 {
+    let t = x as i32;
+    let frac = x - t as f32; // exact: t is x's integer part
+    t + (frac >= 0.5) as i32 - (frac <= -0.5) as i32
 }
 
 /// Decode one row back to f32 (the f16 scale as stored, times each int8 value).
@@ -70,18 +80,19 @@ pub fn quantize_matrix(
     qs.par_chunks_mut(cols)
         .zip(sc.par_chunks_mut(nb * 2))
         .enumerate()
-        .for_each(|(r, (q, s))| {
-            let mut x = vec![0f32; cols];
-            row(r, &mut x);
-            // SAFETY: i8 and u8 have the same layout.
-            let qi =
-                unsafe { std::slice::from_raw_parts_mut(q.as_mut_ptr().cast::<i8>(), q.len()) };
-            let mut scales = vec![0u16; nb];
-            quantize_row(&x, qi, &mut scales);
-            for (dst, v) in s.chunks_exact_mut(2).zip(&scales) {
-                dst.copy_from_slice(&v.to_le_bytes());
-            }
-        });
+        .for_each_init(
+            || (vec![0f32; cols], vec![0u16; nb]),
+            |(x, scales), (r, (q, s))| {
+                row(r, x);
+                // SAFETY: i8 and u8 have the same layout.
+                let qi =
+                    unsafe { std::slice::from_raw_parts_mut(q.as_mut_ptr().cast::<i8>(), q.len()) };
+                quantize_row(x, qi, scales);
+                for (dst, v) in s.chunks_exact_mut(2).zip(scales.iter()) {
+                    dst.copy_from_slice(&v.to_le_bytes());
+                }
+            },
+        );
     (qs, sc)
 }
 
@@ -111,6 +122,29 @@ mod tests {
                     "block {b}: {a} vs {c} (bound {bound})"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn round_away_is_rounding_half_away_from_zero() {
+        let mut rng = crate::models::sampler::Rng::new(5);
+        let mut xs: Vec<f32> = (0..100_000)
+            .map(|_| (rng.next_f32() - 0.5) * 300.0)
+            .collect();
+        for k in -130..130 {
+            let h = k as f32 + 0.5;
+            xs.extend([
+                h,
+                -h,
+                h.next_down(),
+                h.next_up(),
+                k as f32,
+                0.49999997,
+                -0.49999997,
+            ]);
+        }
+        for x in xs {
+            assert_eq!(round_away(x), x.round() as i32, "{x}");
         }
     }
 
