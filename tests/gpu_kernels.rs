@@ -694,3 +694,82 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         assert!(e < 1e-3, "q8 dot normed {n}x{kk}: {e:.2e}");
     }
 }
+
+/// The grouped expert matvec (short MoE prefill steps) against the int8-activation twin: five
+/// experts of 37 rows, one with six slots (two passes of four), one with none; plain inputs
+/// shared by a token's two slots, and SwiGLU inputs one per slot.
+#[test]
+fn grouped_expert_matvec_matches_its_cpu_twin() {
+    use qwen_omni::quant;
+    let ctx = gpu();
+    let k = Kernels::new(&ctx);
+    let (experts, rows, top_k, t) = (5usize, 37usize, 2usize, 6usize);
+    // slot s = token * 2 + choice; expert 1 gets six slots, expert 3 none
+    let ids: Vec<u32> = vec![1, 0, 1, 2, 1, 4, 1, 0, 1, 2, 1, 4];
+    let mut groups = vec![0u32; experts + 1];
+    let mut order = Vec::new();
+    for e in 0..experts {
+        groups[e] = order.len() as u32;
+        order.extend(
+            (0..ids.len())
+                .filter(|&s| ids[s] as usize == e)
+                .map(|s| s as u32),
+        );
+    }
+    groups[experts] = order.len() as u32;
+    groups.extend(&order);
+    let gg = GpuBuffer::from_u32(&ctx, &groups, "groups").unwrap();
+    for &(kk, swiglu) in &[(96usize, false), (2048, false), (160, true)] {
+        let w = values(experts * rows * kk, 81);
+        let (qs, sc) = quant::quantize_matrix(experts * rows, kk, |r, out| {
+            out.copy_from_slice(&w[r * kk..(r + 1) * kk])
+        });
+        let gm = GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], experts * rows)], kk, "experts")
+            .unwrap();
+        // inputs: a row per token (shared by its slots), or gate|up per slot
+        let (x, x_div, x_stride) = if swiglu {
+            (values(ids.len() * 2 * kk, 82), 1, 2 * kk)
+        } else {
+            (values(t * kk, 83), top_k, kk)
+        };
+        let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
+        let gy = GpuBuffer::zeros(&ctx, ids.len() * rows, "y").unwrap();
+        let f = MatFlags {
+            accumulate: false,
+            swiglu_up_off: swiglu.then_some(kk),
+        };
+        let op = k
+            .matvec_grouped(&gm, rows, experts, &gx, 0, x_stride, x_div, &gy, &gg, 64, f)
+            .unwrap();
+        k.run(
+            [&op],
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
+        let got = gy.read_f32(&ctx, 0, ids.len() * rows).unwrap();
+        let nb = kk / 32;
+        for (s, &e) in ids.iter().enumerate() {
+            let e = e as usize;
+            let row = &x[(s / x_div) * x_stride..];
+            let xin: Vec<f32> = if swiglu {
+                (0..kk)
+                    .map(|i| row[i] / (1.0 + (-row[i]).exp()) * row[kk + i])
+                    .collect()
+            } else {
+                row[..kk].to_vec()
+            };
+            let want = q8_dot_twin(
+                &qs[e * rows * kk..(e + 1) * rows * kk],
+                &sc[e * rows * nb * 2..(e + 1) * rows * nb * 2],
+                rows,
+                kk,
+                &xin,
+            );
+            let e_rel = rel(&got[s * rows..(s + 1) * rows], &want);
+            assert!(e_rel < 1e-3, "K {kk} swiglu {swiglu} slot {s}: {e_rel:.2e}");
+        }
+    }
+}

@@ -95,6 +95,9 @@ pub struct Tuning {
     pub q8_unroll: u32,
     /// invocations per workgroup of the Q8_0 matvecs (64, 128 or 256)
     pub q8_wg: u32,
+    /// MoE prefill steps of at most this many tokens run the grouped matvec (Q8_0) instead of
+    /// the grouped matmul, whose 64-token tiles are mostly padding for short prompts
+    pub moe_small_t: u32,
     /// most row groups one subgroup of a Q8_0 matvec takes in turn (1..=4): every workgroup
     /// first quantises the whole input, so fewer, longer-running workgroups repeat that less
     pub q8_groups: u32,
@@ -119,6 +122,7 @@ impl Default for Tuning {
             // 64 workgroups left too few in flight (234.9)
             q8_groups: 4,
             q8_min_wgs: 264,
+            moe_small_t: 128,
         }
     }
 }
@@ -146,6 +150,10 @@ impl Tuning {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(d.q8_min_wgs),
+            moe_small_t: std::env::var("OMNI_MOE_SMALL_T")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.moe_small_t),
         }
     }
 }
@@ -632,6 +640,7 @@ impl Kernels {
         groups: &GpuBuffer,
         max_tokens: usize,
         f: MatFlags,
+        skip_up_to: u32,
     ) -> Result<Op> {
         let [c] = &w.chunks[..] else {
             return Err(crate::Error::Gpu(
@@ -676,7 +685,83 @@ impl Kernels {
             &params,
             true,
             &bufs,
-            Box::new(move |d| [nx, d.t.div_ceil(64).min(nt), e]),
+            // steps of at most `skip_up_to` tokens go to the grouped matvec instead
+            Box::new(move |d| {
+                if d.t <= skip_up_to {
+                    [0, 0, 0]
+                } else {
+                    [nx, d.t.div_ceil(64).min(nt), e]
+                }
+            }),
+        )
+    }
+
+    /// Whether [`Kernels::matvec_grouped`] can run the experts of `w` (Q8_0, int8
+    /// activations, rows whose TB slots fit the workgroup's copy).
+    pub fn has_matvec_grouped(&self, w: &GpuMatrix) -> bool {
+        self.q8_dot(w) && w.cols <= 4096 && w.chunks.len() == 1
+    }
+
+    /// Mixture-of-experts prefill for steps of at most `max_t` tokens (larger steps dispatch
+    /// nothing: the grouped matmul takes them): workgroup z is an expert, which reads its
+    /// weights once for the slots `groups` lists for it (matvec_q8_grouped.wgsl). Slot s takes
+    /// x row s / x_div (at x_off + row * x_stride) and writes y[s * rows_per_expert ..].
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec_grouped(
+        &self,
+        w: &GpuMatrix,
+        rows_per_expert: usize,
+        experts: usize,
+        x: &GpuBuffer,
+        x_off: usize,
+        x_stride: usize,
+        x_div: usize,
+        y: &GpuBuffer,
+        groups: &GpuBuffer,
+        max_t: u32,
+        f: MatFlags,
+    ) -> Result<Op> {
+        let [c] = &w.chunks[..] else {
+            return Err(crate::Error::Gpu(
+                "grouped expert matvec needs all experts in one binding".into(),
+            ));
+        };
+        let scales = c
+            .scales
+            .as_ref()
+            .filter(|_| self.has_matvec_grouped(w))
+            .ok_or_else(|| {
+                crate::Error::Gpu("grouped expert matvec needs Q8_0 rows <= 4096".into())
+            })?;
+        let up = f.swiglu_up_off.unwrap_or(0);
+        let rows = self.tuning.q8_rows.min(4);
+        let rpw = (self.tuning.q8_wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
+        let consts = [
+            ("SWIGLU", if f.swiglu_up_off.is_some() { 1.0 } else { 0.0 }),
+            ("ROWS", rows as f64),
+            ("RPW", rpw as f64),
+            ("WG", self.tuning.q8_wg as f64),
+        ];
+        let params = [
+            rows_per_expert as u32,
+            w.cols as u32,
+            w.stride as u32,
+            x_off as u32,
+            up as u32,
+            w.scale_stride as u32,
+            x_div as u32,
+            x_stride as u32,
+            experts as u32,
+        ];
+        let nx = (rows_per_expert as u32).div_ceil(rpw);
+        let e = experts as u32;
+        self.op(
+            "matvec_q8_grouped",
+            &consts,
+            &params,
+            false,
+            &[&c.buffer, &x.buffer, &y.buffer, scales, &groups.buffer],
+            Box::new(move |d| if d.t <= max_t { [nx, 1, e] } else { [0, 0, 0] }),
         )
     }
 

@@ -32,6 +32,10 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
     ),
     (
+        "matvec_q8_grouped",
+        include_str!("../../shaders/matmul/matvec_q8_grouped.wgsl"),
+    ),
+    (
         "sample",
         include_str!("../../shaders/elementwise/sample.wgsl"),
     ),

@@ -180,7 +180,27 @@ impl GpuMoe {
         };
         if prefill {
             ops.push(k.moe_group(&a.ids, e, kk, &a.groups)?);
-            let gu = &self.gate_up;
+            let (gu, d) = (&self.gate_up, &self.down);
+            // short steps: each expert's weights read once for its few slots (Q8_0 matrices;
+            // the others, and longer steps, take the grouped matmul)
+            let t = k.tuning.moe_small_t.min(a.max_t as u32);
+            let small_gu = if k.has_matvec_grouped(gu) { t } else { 0 };
+            let small_d = if k.has_matvec_grouped(d) { t } else { 0 };
+            if small_gu > 0 {
+                ops.push(k.matvec_grouped(
+                    gu,
+                    2 * inter,
+                    e,
+                    h,
+                    0,
+                    hidden,
+                    kk,
+                    &a.gu,
+                    &a.groups,
+                    t,
+                    none,
+                )?);
+            }
             ops.push(k.matmul_grouped(
                 gu,
                 2 * inter,
@@ -192,8 +212,23 @@ impl GpuMoe {
                 &a.groups,
                 a.max_t,
                 none,
+                small_gu,
             )?);
-            let d = &self.down;
+            if small_d > 0 {
+                ops.push(k.matvec_grouped(
+                    d,
+                    hidden,
+                    e,
+                    &a.gu,
+                    0,
+                    2 * inter,
+                    1,
+                    &a.out,
+                    &a.groups,
+                    t,
+                    swiglu,
+                )?);
+            }
             ops.push(k.matmul_grouped(
                 d,
                 hidden,
@@ -205,6 +240,7 @@ impl GpuMoe {
                 &a.groups,
                 a.max_t,
                 swiglu,
+                small_d,
             )?);
         } else {
             let input = if normed_input.is_some() { x } else { h };
