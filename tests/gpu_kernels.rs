@@ -706,17 +706,12 @@ fn grouped_expert_matvec_matches_its_cpu_twin() {
     let (experts, rows, top_k, t) = (5usize, 37usize, 2usize, 6usize);
     // slot s = token * 2 + choice; expert 1 gets six slots, expert 3 none
     let ids: Vec<u32> = vec![1, 0, 1, 2, 1, 4, 1, 0, 1, 2, 1, 4];
-    let mut groups = vec![0u32; experts + 1];
-    let mut order = Vec::new();
-    for e in 0..experts {
-        groups[e] = order.len() as u32;
-        order.extend(
-            (0..ids.len())
-                .filter(|&s| ids[s] as usize == e)
-                .map(|s| s as u32),
-        );
+    let (mut groups, mut order) = (Vec::new(), Vec::new());
+    for e in 0..experts as u32 {
+        groups.push(order.len() as u32);
+        order.extend((0..ids.len() as u32).filter(|&s| ids[s as usize] == e));
     }
-    groups[experts] = order.len() as u32;
+    groups.push(order.len() as u32);
     groups.extend(&order);
     let gg = GpuBuffer::from_u32(&ctx, &groups, "groups").unwrap();
     for &(kk, swiglu) in &[(96usize, false), (2048, false), (160, true)] {
