@@ -67,6 +67,30 @@ struct Opts {
     ignore_eos: bool,
 }
 
+impl Opts {
+    /// replies of at most `max_tokens`, ending at `<|im_end|>` as usual
+    fn short(mode: Mode, speed: f32, max_tokens: usize) -> Self {
+        Opts {
+            mode,
+            speed,
+            max_tokens,
+            context: 4096,
+            ignore_eos: false,
+        }
+    }
+
+    /// always-on in real time, replies that run for seconds until something stops them
+    fn endless() -> Self {
+        Opts {
+            mode: Mode::AlwaysOn,
+            speed: 1.0,
+            max_tokens: 60_000,
+            context: 65_536,
+            ignore_eos: true,
+        }
+    }
+}
+
 fn start(
     th: &'static OmniThinker,
     wav: &Path,
@@ -185,13 +209,7 @@ fn always_on_answers_two_spoken_questions_in_order() {
     // before the second question's speech would barge in
     let (wav, samples) = stream(tmp.path(), 1.0, &[("short.wav", 2.5), ("long.wav", 1.0)]);
     let th = thinker();
-    let o = Opts {
-        mode: Mode::AlwaysOn,
-        speed: 4.0,
-        max_tokens: 48,
-        context: 4096,
-        ignore_eos: false,
-    };
+    let o = Opts::short(Mode::AlwaysOn, 4.0, 48);
     let (p, rx, cfg) = start(th, &wav, o);
     let ev = events_until(&rx, 60, |e| {
         replies(e).len() == 2 && count(e, "earcon", "name", "reply_ready") == 2
@@ -255,13 +273,7 @@ fn push_to_talk_takes_only_the_audio_between_start_and_stop() {
     // at 4x: the first question ends at 0.76 s, the second starts at 1.51 s
     let (wav, _) = stream(tmp.path(), 1.0, &[("short.wav", 3.0), ("long.wav", 1.0)]);
     let th = thinker();
-    let o = Opts {
-        mode: Mode::PushToTalk,
-        speed: 4.0,
-        max_tokens: 16,
-        context: 4096,
-        ignore_eos: false,
-    };
+    let o = Opts::short(Mode::PushToTalk, 4.0, 16);
     let (p, rx, _) = start(th, &wav, o);
     p.push_to_talk(true).unwrap();
     assert_eq!(p.push_to_talk(true).unwrap_err().code, "busy");
@@ -296,13 +308,7 @@ fn muted_audio_is_never_heard() {
     let tmp = tempfile::tempdir().unwrap();
     let (wav, _) = stream(tmp.path(), 1.0, &[("short.wav", 1.0)]);
     let th = thinker();
-    let o = Opts {
-        mode: Mode::AlwaysOn,
-        speed: 4.0,
-        max_tokens: 16,
-        context: 4096,
-        ignore_eos: false,
-    };
+    let o = Opts::short(Mode::AlwaysOn, 4.0, 16);
     let (p, rx, _) = start(th, &wav, o);
     p.set_muted(true).unwrap();
     let ev = events_until(&rx, 30, |_| p.controls.input_ended.load(Ordering::SeqCst));
@@ -317,13 +323,7 @@ fn barge_in_and_interrupt_stop_a_reply_within_100_ms() {
     // the second question starts 1.2 s after the first ends: during the first reply
     let (wav, _) = stream(tmp.path(), 0.5, &[("short.wav", 1.2), ("long.wav", 0.5)]);
     let th = thinker();
-    let o = Opts {
-        mode: Mode::AlwaysOn,
-        speed: 1.0,
-        max_tokens: 60_000,
-        context: 65_536,
-        ignore_eos: true,
-    };
+    let o = Opts::endless();
     let (p, rx, _) = start(th, &wav, o);
     let ev = events_until(&rx, 60, |e| !replies(e).is_empty());
     let first = replies(&ev)[0];
@@ -361,13 +361,7 @@ fn a_full_queue_refuses_and_shutdown_stops_a_reply() {
     let tmp = tempfile::tempdir().unwrap();
     let (wav, _) = stream(tmp.path(), 0.2, &[]);
     let th = thinker();
-    let o = Opts {
-        mode: Mode::AlwaysOn,
-        speed: 1.0,
-        max_tokens: 60_000,
-        context: 65_536,
-        ignore_eos: true,
-    };
+    let o = Opts::endless();
     let (p, rx, _) = start(th, &wav, o);
     let audio = load_wav_16k_mono(&fixture("short.wav")).unwrap();
     // one reply running, JOB_QUEUE waiting, the next refused

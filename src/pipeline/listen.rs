@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 use ringbuf::traits::{Consumer, Observer};
-use rubato::{
-    Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
-    calculate_cutoff,
-};
+use rubato::{Resampler, SincFixedIn, SincInterpolationType};
 
 use super::audio_io::{AudioCounters, HeapCons};
 use super::events::{Event, EventBus};
@@ -42,15 +39,11 @@ impl StreamResampler {
                 chunk: 0,
             });
         }
-        let sinc_len = 64;
-        let window = WindowFunction::BlackmanHarris2;
-        let params = SincInterpolationParameters {
-            sinc_len,
-            f_cutoff: calculate_cutoff(sinc_len, window),
-            interpolation: SincInterpolationType::Linear,
-            oversampling_factor: 128,
-            window,
-        };
+        let params = crate::models::audio_encoder::wav::sinc_params(
+            64,
+            SincInterpolationType::Linear,
+            128,
+        );
         let chunk = (rate / 100).max(1) as usize;
         let inner = SincFixedIn::<f32>::new(RATE as f64 / rate as f64, 1.0, params, chunk, 1)
             .map_err(|e| Error::Invalid(format!("resampler for {rate} Hz: {e}")))?;

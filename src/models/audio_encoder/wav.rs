@@ -158,15 +158,7 @@ pub fn resample(mono: &[f32], rate: u32, to: u32) -> std::result::Result<Vec<f32
     let (p, q) = ((rate / common) as usize, (to / common) as usize);
     let wanted = ((mono.len() as u64 * to as u64 + rate as u64 / 2) / rate as u64) as usize;
 
-    let sinc_len = 256;
-    let window = WindowFunction::BlackmanHarris2;
-    let params = SincInterpolationParameters {
-        sinc_len,
-        f_cutoff: calculate_cutoff(sinc_len, window),
-        interpolation: SincInterpolationType::Cubic,
-        oversampling_factor: 256,
-        window,
-    };
+    let params = sinc_params(256, SincInterpolationType::Cubic, 256);
     let chunk = 4096;
     let ratio = to as f64 / rate as f64;
     let mut resampler =
@@ -203,6 +195,23 @@ pub fn resample(mono: &[f32], rate: u32, to: u32) -> std::result::Result<Vec<f32
         out.extend(&tail[0]);
     }
     Ok(out[skip..skip + wanted].iter().map(|&s| s as f32).collect())
+}
+
+/// A Blackman-Harris windowed sinc of `sinc_len` taps with its matching cutoff, oversampled
+/// `oversampling` times (rubato's parameters, shared by the file and streaming resamplers).
+pub fn sinc_params(
+    sinc_len: usize,
+    interpolation: SincInterpolationType,
+    oversampling: usize,
+) -> SincInterpolationParameters {
+    let window = WindowFunction::BlackmanHarris2;
+    SincInterpolationParameters {
+        sinc_len,
+        f_cutoff: calculate_cutoff(sinc_len, window),
+        interpolation,
+        oversampling_factor: oversampling,
+        window,
+    }
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
