@@ -127,6 +127,14 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     } else {
         None
     };
+    // a short prefill step by kernel too (a spoken question's prompt is 30-100 tokens)
+    let short = a.prompt_len.clamp(1, 64);
+    g.reset();
+    let prefill_kernels = if ctx.has_timestamps() {
+        Some(g.profile_prefill(short)?)
+    } else {
+        None
+    };
     let bw = measure_copy_bandwidth(ctx, 1 << 30, 7)?;
 
     let (pre, dr, da, ds) = (
@@ -218,25 +226,32 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         );
     }
     if let Some(k) = kernels {
-        let total: f64 = k.iter().map(|t| t.total_ns).sum();
-        println!();
-        println!("GPU time of one decode step by kernel (timestamp queries, one pass per op):");
-        println!();
-        println!("| kernel | calls | us | share |");
-        println!("|---|---:|---:|---:|");
-        for t in &k {
-            println!(
-                "| {} | {} | {:.1} | {:.1}% |",
-                t.name,
-                t.calls,
-                t.total_ns / 1e3,
-                100.0 * t.total_ns / total
-            );
-        }
-        println!("| total GPU time | | {:.1} | |", total / 1e3);
+        print_kernels("GPU time of one decode step by kernel", &k);
         println!("| wall time per token | | {:.1} | |", 1e6 / dr);
     }
+    if let Some(k) = prefill_kernels {
+        print_kernels(&format!("GPU time of one {short}-token prefill step by kernel"), &k);
+    }
     Ok(())
+}
+
+fn print_kernels(title: &str, k: &[crate::gpu::KernelTiming]) {
+    let total: f64 = k.iter().map(|t| t.total_ns).sum();
+    println!();
+    println!("{title} (timestamp queries, one pass per op):");
+    println!();
+    println!("| kernel | calls | us | share |");
+    println!("|---|---:|---:|---:|");
+    for t in k {
+        println!(
+            "| {} | {} | {:.1} | {:.1}% |",
+            t.name,
+            t.calls,
+            t.total_ns / 1e3,
+            100.0 * t.total_ns / total
+        );
+    }
+    println!("| total GPU time | | {:.1} | |", total / 1e3);
 }
 
 /// `n` decode steps, each queued before the previous step's id is read (two in flight, as

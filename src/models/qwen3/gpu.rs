@@ -1008,12 +1008,36 @@ impl Qwen3Gpu {
         prof.finish(&self.ctx)
     }
 
-    /// Dispatches in one decode step.
+    /// GPU time by kernel of one prefill step of `t` tokens (ids 0..t, which time the same as
+    /// any), after what is cached.
+    pub fn profile_prefill(&mut self, t: usize) -> Result<Vec<crate::gpu::KernelTiming>> {
+        let t = t.clamp(1, self.opts.max_prefill);
+        let ids: Vec<u32> = (0..t as u32).map(|i| i % self.vocab as u32).collect();
+        self.check(&ids)?;
+        self.acts.ids.write_u32(&self.ctx, 0, &ids);
+        let mut prof =
+            crate::gpu::profiler::Profiler::new(&self.ctx, self.prefill_ops.len() as u32)?;
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        self.kernels.encode(
+            &mut enc,
+            self.prefill_ops.iter(),
+            StepDims {
+                t: t as u32,
+                pos0: self.len as u32,
+            },
+            Some(&mut prof),
+        );
+        self.ctx.queue.submit([enc.finish()]);
+        self.len += t;
+        prof.finish(&self.ctx)
+    }
+
     /// Mean host time to record a step and to submit it, since the last call.
     pub fn take_host_step_time(&self) -> Option<(std::time::Duration, std::time::Duration)> {
         self.kernels.take_host_step_time()
     }
 
+    /// Dispatches in one decode step.
     pub fn decode_op_count(&self) -> usize {
         self.decode_ops.len() + self.choice_ops().count()
     }
