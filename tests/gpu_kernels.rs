@@ -768,3 +768,59 @@ fn grouped_expert_matvec_matches_its_cpu_twin() {
         }
     }
 }
+
+/// Short prefill steps of dense Q8_0 layers: matvecs over the step's tokens (written into a
+/// strided output at an offset, or added to it) against the int8-activation twin, below and
+/// above the token count where the tiled matmul takes over.
+#[test]
+fn short_prefill_linear_matches_its_cpu_twin() {
+    use qwen_omni::quant;
+    let ctx = gpu();
+    let mut k = Kernels::new(&ctx);
+    k.tuning.small_t = 8;
+    let (n, kk, y_ld, y_off) = (45usize, 160usize, 50usize, 3usize);
+    let w = values(n * kk, 91);
+    let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
+        out.copy_from_slice(&w[r * kk..(r + 1) * kk])
+    });
+    let gm = GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "w").unwrap();
+    for &(t, accumulate) in &[(1usize, false), (6, true), (8, false)] {
+        let x = values(t * kk, 92 + t as u64);
+        let y0 = values(t * y_ld, 93);
+        let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
+        let gy = GpuBuffer::from_f32(&ctx, &y0, "y").unwrap();
+        let f = MatFlags {
+            accumulate,
+            swiglu_up_off: None,
+        };
+        let ops = k.linear_prefill(&gm, &gx, kk, &gy, y_ld, y_off, f).unwrap();
+        k.run(
+            &ops,
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
+        let got = gy.read_f32(&ctx, 0, t * y_ld).unwrap();
+        for tok in 0..t {
+            let want = q8_dot_twin(&qs, &sc, n, kk, &x[tok * kk..(tok + 1) * kk]);
+            let row = &got[tok * y_ld..(tok + 1) * y_ld];
+            let g: Vec<f32> = (0..n)
+                .map(|r| {
+                    row[y_off + r]
+                        - if accumulate {
+                            y0[tok * y_ld + y_off + r]
+                        } else {
+                            0.0
+                        }
+                })
+                .collect();
+            let e = rel(&g, &want);
+            assert!(e < 1e-3, "t {t} token {tok} acc {accumulate}: {e:.2e}");
+            // untouched columns stay as they were
+            assert_eq!(row[0], y0[tok * y_ld]);
+            assert_eq!(row[y_ld - 1], y0[tok * y_ld + y_ld - 1]);
+        }
+    }
+}

@@ -4,8 +4,12 @@
 // short prompt gives each expert 2-5 tokens; this kernel does the work of the tokens there are.
 // Activations as in matvec_q8's DOT path: each slot's input row (optionally silu(gate) * up)
 // is quantised to int8 blocks in workgroup memory, then dot4I8Packed against the weights.
-// y[slot * rows + r] = W_e[r] . x(slot) for every slot s of expert e (rows of one expert).
+// y[slot * y_ld + y_off + r] = W_e[r] . x(slot) for every slot s of expert e.
+// DENSE: one matrix and the step's tokens as its slots (slot j = token j, count = step.t):
+// short prefill steps of dense layers, whose tiled matmuls would run on a few workgroups.
 override SWIGLU: bool = false;
+override DENSE: bool = false;
+override ACCUMULATE: bool = false;
 override ROWS: u32 = 2;     // rows per subgroup pass (1..4)
 override RPW: u32 = 16;     // rows per workgroup, a multiple of ROWS
 override WG: u32 = 256;
@@ -21,17 +25,18 @@ struct Params {
     x_div: u32,         // slots per x row
     x_stride: u32,      // floats between x rows
     experts: u32,
+    y_ld: u32,          // floats between output rows (slots or tokens)
+    y_off: u32,
     _p0: u32,
-    _p1: u32,
-    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;    // (experts * rows, stride / 4)
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> sc: array<u32>;         // (experts * rows, scale_stride)
-@group(0) @binding(5) var<storage, read> groups: array<u32>;     // offsets, then slot ids
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;    // (experts * rows, stride / 4)
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> sc: array<u32>;         // (experts * rows, scale_stride)
+@group(0) @binding(6) var<storage, read> groups: array<u32>;     // offsets, then slot ids
 
 var<workgroup> xq: array<vec4<u32>, 1024>;  // TB rows of x as int8 (TB * k <= 16384)
 var<workgroup> xd: array<f32, 512>;         // their block scales (TB * k / 32)
@@ -96,14 +101,22 @@ fn block(row: u32, b: u32) -> vec4<f32> {
     return out;
 }
 
+fn store(o: u32, v: f32) {
+    if (ACCUMULATE) { y[o] = y[o] + v; } else { y[o] = v; }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sgs: u32) {
     let e = wg.z;
-    let start = groups[e];
-    let count = groups[e + 1u] - start;
+    var start = 0u;
+    var count = step.t;
+    if (!DENSE) {
+        start = groups[e];
+        count = groups[e + 1u] - start;
+    }
     if (count == 0u) { return; }   // uniform: the expert got no token this step
     let first = wg.x * RPW;
     let nsg = WG / sgs;
@@ -112,7 +125,9 @@ fn main(@builtin(local_invocation_index) li: u32,
     for (var t0 = 0u; t0 < count; t0 += TB) {
         let n = min(TB, count - t0);
         workgroupBarrier();   // the previous pass is done with xq and slot_of
-        if (li < n) { slot_of[li] = groups[p.experts + 1u + start + t0 + li]; }
+        if (li < n) {
+            if (DENSE) { slot_of[li] = t0 + li; } else { slot_of[li] = groups[p.experts + 1u + start + t0 + li]; }
+        }
         workgroupBarrier();
         quantise(li, n);
         workgroupBarrier();
@@ -134,11 +149,11 @@ fn main(@builtin(local_invocation_index) li: u32,
             let t3s = subgroupAdd(a3);
             if (lane == 0u) {
                 for (var j = 0u; j < n; j++) {
-                    let o = slot_of[j] * p.rows;
-                    y[o + r0] = t0s[j];
-                    if (ROWS > 1u && r0 + 1u < p.rows) { y[o + r0 + 1u] = t1s[j]; }
-                    if (ROWS > 2u && r0 + 2u < p.rows) { y[o + r0 + 2u] = t2s[j]; }
-                    if (ROWS > 3u && r0 + 3u < p.rows) { y[o + r0 + 3u] = t3s[j]; }
+                    let o = slot_of[j] * p.y_ld + p.y_off + r0;
+                    store(o, t0s[j]);
+                    if (ROWS > 1u && r0 + 1u < p.rows) { store(o + 1u, t1s[j]); }
+                    if (ROWS > 2u && r0 + 2u < p.rows) { store(o + 2u, t2s[j]); }
+                    if (ROWS > 3u && r0 + 3u < p.rows) { store(o + 3u, t3s[j]); }
                 }
             }
         }

@@ -230,7 +230,10 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         println!("| wall time per token | | {:.1} | |", 1e6 / dr);
     }
     if let Some(k) = prefill_kernels {
-        print_kernels(&format!("GPU time of one {short}-token prefill step by kernel"), &k);
+        print_kernels(
+            &format!("GPU time of one {short}-token prefill step by kernel"),
+            &k,
+        );
     }
     Ok(())
 }

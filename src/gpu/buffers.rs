@@ -193,6 +193,9 @@ pub struct GpuMatrix {
     pub is_q8: bool,
     pub scale_stride: usize,
     pub chunks: Vec<MatrixChunk>,
+    /// Q8_0 kernels keep this matrix's input in f32 instead of rounding it to int8 blocks (the
+    /// MoE router: rounded activations flip near-tied expert choices)
+    pub exact_input: bool,
 }
 
 impl GpuMatrix {
@@ -260,6 +263,7 @@ impl GpuMatrix {
             row0 += n;
         }
         Ok(GpuMatrix {
+            exact_input: false,
             rows,
             cols,
             stride,
@@ -350,6 +354,7 @@ impl GpuMatrix {
             row0 += n;
         }
         Ok(GpuMatrix {
+            exact_input: false,
             rows,
             cols,
             stride,
@@ -397,6 +402,7 @@ impl GpuMatrix {
             row += n;
         }
         Ok(GpuMatrix {
+            exact_input: false,
             rows,
             cols,
             stride,

@@ -95,9 +95,10 @@ pub struct Tuning {
     pub q8_unroll: u32,
     /// invocations per workgroup of the Q8_0 matvecs (64, 128 or 256)
     pub q8_wg: u32,
-    /// MoE prefill steps of at most this many tokens run the grouped matvec (Q8_0) instead of
-    /// the grouped matmul, whose 64-token tiles are mostly padding for short prompts
-    pub moe_small_t: u32,
+    /// prefill steps of at most this many tokens run matvecs over the tokens (Q8_0: the grouped
+    /// expert matvec, and the dense layers' linear_prefill) instead of tiled matmuls, whose
+    /// 64-token tiles are mostly padding and few workgroups for short prompts
+    pub small_t: u32,
     /// most row groups one subgroup of a Q8_0 matvec takes in turn (1..=4): every workgroup
     /// first quantises the whole input, so fewer, longer-running workgroups repeat that less
     pub q8_groups: u32,
@@ -122,7 +123,7 @@ impl Default for Tuning {
             // 64 workgroups left too few in flight (234.9)
             q8_groups: 4,
             q8_min_wgs: 264,
-            moe_small_t: 128,
+            small_t: 128,
         }
     }
 }
@@ -150,10 +151,10 @@ impl Tuning {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(d.q8_min_wgs),
-            moe_small_t: std::env::var("OMNI_MOE_SMALL_T")
+            small_t: std::env::var("OMNI_SMALL_T")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(d.moe_small_t),
+                .unwrap_or(d.small_t),
         }
     }
 }
@@ -338,7 +339,11 @@ impl Kernels {
     /// Whether the Q8_0 matvec of `w` takes int8 activations: asked for, rows short enough for
     /// the workgroup's copy, subgroups of at least 4 (a block is quantised by 4 neighbours).
     fn q8_dot(&self, w: &GpuMatrix) -> bool {
-        self.tuning.q8_dot && w.is_q8 && w.cols <= 12288 && self.ctx.info.subgroup_min_size >= 4
+        self.tuning.q8_dot
+            && w.is_q8
+            && !w.exact_input
+            && w.cols <= 12288
+            && self.ctx.info.subgroup_min_size >= 4
     }
 
     /// Whether [`Kernels::matvec_normed`] is available (subgroups, rows a multiple of 8).
@@ -752,17 +757,100 @@ impl Kernels {
             x_div as u32,
             x_stride as u32,
             experts as u32,
+            rows_per_expert as u32,
+            0,
         ];
         let nx = (rows_per_expert as u32).div_ceil(rpw);
         let e = experts as u32;
-        self.op(
+        self.op_at(
             "matvec_q8_grouped",
             &consts,
             &params,
-            false,
-            &[&c.buffer, &x.buffer, &y.buffer, scales, &groups.buffer],
+            true,
+            &[
+                (2, &c.buffer),
+                (3, &x.buffer),
+                (4, &y.buffer),
+                (5, scales),
+                (6, &groups.buffer),
+            ],
             Box::new(move |d| if d.t <= max_t { [nx, 1, e] } else { [0, 0, 0] }),
         )
+    }
+
+    /// A prefill linear layer: y[t, y_off..] (+)= x[t] W^T for the step's tokens. Steps of at
+    /// most `tuning.small_t` tokens on a Q8_0 matrix run as matvecs over the tokens
+    /// (matvec_q8_grouped.wgsl, DENSE: the weights read once per four tokens, on as many
+    /// workgroups as rows allow); longer steps as tiled matmuls, which for a few tokens would
+    /// occupy a few workgroups only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_prefill(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        x_ld: usize,
+        y: &GpuBuffer,
+        y_ld: usize,
+        y_off: usize,
+        f: MatFlags,
+    ) -> Result<Vec<Op>> {
+        let small = self.tuning.small_t;
+        let few = small > 0
+            && f.swiglu_up_off.is_none()
+            && x_ld.is_multiple_of(4)
+            && w.is_q8
+            && w.chunks.iter().all(|c| c.scales.is_some())
+            && self.q8_dot(w)
+            && w.cols <= 4096;
+        if !few {
+            return self.matmul_above(w, x, x_ld, y, y_ld, y_off, f, 0);
+        }
+        let rows = self.tuning.q8_rows.min(4);
+        let rpw = (self.tuning.q8_wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
+        let consts = [
+            ("DENSE", 1.0),
+            ("ACCUMULATE", if f.accumulate { 1.0 } else { 0.0 }),
+            ("ROWS", rows as f64),
+            ("RPW", rpw as f64),
+            ("WG", self.tuning.q8_wg as f64),
+        ];
+        let mut ops = Vec::new();
+        for c in &w.chunks {
+            let params = [
+                c.rows as u32,
+                w.cols as u32,
+                w.stride as u32,
+                0,
+                0,
+                w.scale_stride as u32,
+                1,
+                x_ld as u32,
+                1,
+                y_ld as u32,
+                (y_off + c.row0) as u32,
+            ];
+            let nx = (c.rows as u32).div_ceil(rpw);
+            let scales = c
+                .scales
+                .as_ref()
+                .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
+            ops.push(self.op_at(
+                "matvec_q8_grouped",
+                &consts,
+                &params,
+                true,
+                &[
+                    (2, &c.buffer),
+                    (3, &x.buffer),
+                    (4, &y.buffer),
+                    (5, scales),
+                    (6, &x.buffer),
+                ],
+                Box::new(move |d| if d.t <= small { [nx, 1, 1] } else { [0, 0, 0] }),
+            )?);
+        }
+        ops.extend(self.matmul_above(w, x, x_ld, y, y_ld, y_off, f, small)?);
+        Ok(ops)
     }
 
     /// Group the step's slots by expert (counting sort of `ids`) into `groups`:
@@ -847,6 +935,23 @@ impl Kernels {
         y_off: usize,
         f: MatFlags,
     ) -> Result<Vec<Op>> {
+        self.matmul_above(w, x, x_ld, y, y_ld, y_off, f, 0)
+    }
+
+    /// [`Kernels::matmul`] for steps of more than `skip_up_to` tokens (shorter ones dispatch
+    /// nothing: [`Kernels::linear_prefill`] gives them to a matvec).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_above(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        x_ld: usize,
+        y: &GpuBuffer,
+        y_ld: usize,
+        y_off: usize,
+        f: MatFlags,
+        skip_up_to: u32,
+    ) -> Result<Vec<Op>> {
         let mut consts = Self::mat_constants(w, f);
         let up = f.swiglu_up_off.unwrap_or(0) as u32;
         let vec = w.cols.is_multiple_of(16) && x_ld.is_multiple_of(4) && up.is_multiple_of(4);
@@ -883,7 +988,13 @@ impl Kernels {
                     &params,
                     true,
                     &bufs,
-                    Box::new(move |d| [nx, d.t.div_ceil(64), 1]),
+                    Box::new(move |d| {
+                        if d.t <= skip_up_to {
+                            [0, 0, 0]
+                        } else {
+                            [nx, d.t.div_ceil(64), 1]
+                        }
+                    }),
                 )
             })
             .collect()

@@ -87,6 +87,7 @@ impl GpuMatrix {
             row0 += n;
         }
         Ok(GpuMatrix {
+            exact_input: false,
             rows,
             cols,
             stride,

@@ -39,11 +39,8 @@ impl StreamResampler {
                 chunk: 0,
             });
         }
-        let params = crate::models::audio_encoder::wav::sinc_params(
-            64,
-            SincInterpolationType::Linear,
-            128,
-        );
+        let params =
+            crate::models::audio_encoder::wav::sinc_params(64, SincInterpolationType::Linear, 128);
         let chunk = (rate / 100).max(1) as usize;
         let inner = SincFixedIn::<f32>::new(RATE as f64 / rate as f64, 1.0, params, chunk, 1)
             .map_err(|e| Error::Invalid(format!("resampler for {rate} Hz: {e}")))?;

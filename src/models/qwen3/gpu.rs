@@ -616,7 +616,7 @@ impl Qwen3Gpu {
                        f: MatFlags|
              -> Result<Vec<Op>> {
                 if prefill {
-                    k.matmul(w, x, x_ld, y, y_ld, y_off, f)
+                    k.linear_prefill(w, x, x_ld, y, y_ld, y_off, f)
                 } else {
                     k.matvec(w, x, 0, y, y_off, f)
                 }

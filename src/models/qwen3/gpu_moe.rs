@@ -85,8 +85,10 @@ impl GpuMoe {
             .collect();
         let down: Vec<&Linear> = m.experts.iter().map(|e| &e.down_proj).collect();
         let inter = m.experts.first().map_or(0, |e| e.gate_proj.out_features());
+        let mut router = one_binding(Stacked::upload(ctx, &[&m.gate], "moe_router")?, "router")?;
+        router.exact_input = true;
         Ok(GpuMoe {
-            router: one_binding(Stacked::upload(ctx, &[&m.gate], "moe_router")?, "router")?,
+            router,
             gate_up: one_binding(
                 Stacked::upload(ctx, &gate_up, "moe_gate_up")?,
                 "gate|up experts",
@@ -117,8 +119,10 @@ impl GpuMoe {
                 )))
             }
         };
+        let mut router = GpuMatrix::random(ctx, e, h, q8, std(h), None, seed, "moe_router")?;
+        router.exact_input = true;
         Ok(GpuMoe {
-            router: GpuMatrix::random(ctx, e, h, q8, std(h), None, seed, "moe_router")?,
+            router,
             gate_up: single(
                 GpuMatrix::random(ctx, e * 2 * i, h, q8, std(h), None, seed + 1, "moe_gate_up")?,
                 "gate|up experts",
@@ -164,7 +168,7 @@ impl GpuMoe {
         let normed_input = if prefill || !k.fuses_norm(&self.router) {
             ops.push(k.rms_norm(x, h, norm, hidden, 1, 0, eps)?);
             ops.extend(if prefill {
-                k.matmul(&self.router, h, hidden, &a.logits, e, 0, none)?
+                k.linear_prefill(&self.router, h, hidden, &a.logits, e, 0, none)?
             } else {
                 k.matvec(&self.router, h, 0, &a.logits, 0, none)?
             });
@@ -183,7 +187,7 @@ impl GpuMoe {
             let (gu, d) = (&self.gate_up, &self.down);
             // short steps: each expert's weights read once for its few slots (Q8_0 matrices;
             // the others, and longer steps, take the grouped matmul)
-            let t = k.tuning.moe_small_t.min(a.max_t as u32);
+            let t = k.tuning.small_t.min(a.max_t as u32);
             let small_gu = if k.has_matvec_grouped(gu) { t } else { 0 };
             let small_d = if k.has_matvec_grouped(d) { t } else { 0 };
             if small_gu > 0 {
