@@ -257,7 +257,10 @@ struct EngineCli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    // the daemon sets its logging up from its config (log.level, log.file)
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging(&cli.log);
+    }
     if let Some(n) = cli.threads
         && let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n)

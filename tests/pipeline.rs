@@ -119,6 +119,7 @@ fn start(
         extra_stop_ids: Vec::new(),
         ignore_eos: o.ignore_eos,
         bus: Some(bus),
+        model: "tiny".into(),
     })
     .unwrap();
     (Arc::new(p), rx, cfg)

@@ -89,8 +89,33 @@ fn load_config(a: &ServeArgs) -> Result<Config> {
     }
 }
 
+/// Logging as the config says: `log.level` (RUST_LOG overrides it) to stderr, and to
+/// `log.file` too (appended) when set.
+fn init_logging(cfg: &Config) -> Result<()> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
+        .map_err(|e| anyhow::anyhow!("log.level `{}`: {e}", cfg.log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if cfg.log.file.is_empty() {
+        let _ = builder.with_writer(std::io::stderr).try_init();
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.log.file)
+            .with_context(|| format!("log.file `{}`", cfg.log.file))?;
+        let _ = builder
+            .with_ansi(false)
+            .with_writer(std::io::stderr.and(std::sync::Mutex::new(file)))
+            .try_init();
+    }
+    Ok(())
+}
+
 pub fn run(a: &ServeArgs) -> Result<()> {
     let cfg = load_config(a)?;
+    init_logging(&cfg)?;
     let dir = super::model_dir(&cfg.model.path)?;
     let backend: super::engine::Backend = cfg
         .model
@@ -135,6 +160,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         extra_stop_ids,
         ignore_eos: false,
         bus: None,
+        model: dir.display().to_string(),
     })?);
     let stop = Arc::new(AtomicBool::new(false));
     let daemon = Arc::new(Daemon {

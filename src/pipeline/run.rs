@@ -36,6 +36,8 @@ pub struct PipelineSetup {
     pub ignore_eos: bool,
     /// publish on this bus (a caller that subscribes before anything happens), else a new one
     pub bus: Option<Arc<EventBus>>,
+    /// the model, as `status` names it
+    pub model: String,
 }
 
 /// The running stages.
@@ -156,6 +158,7 @@ impl Pipeline {
             )?);
         }
         let info = json!({
+            "model": setup.model,
             "engine": engine,
             "device": setup.gpu.as_ref().map(|g| g.info.name.clone()),
             "input": input_name,
@@ -325,6 +328,7 @@ impl Pipeline {
             "push_to_talk": c.ptt.load(Ordering::SeqCst),
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "turns": self.shared.turns.load(Ordering::SeqCst),
+            "model": self.info["model"],
             "engine": self.info["engine"], "device": self.info["device"],
             "input": self.info["input"], "output": self.info["output"],
             "context": self.info["context"],
