@@ -72,6 +72,18 @@ fn bad_configs_are_errors_naming_the_key() {
             "[model]\npath = \"/m\"\n[control]\nallowed_uids = [\"root\"]\n",
             "allowed_uids",
         ),
+        (
+            "[model]\npath = \"/m\"\n[audio]\nsample_rate = 100\n",
+            "audio.sample_rate",
+        ),
+        (
+            "[model]\npath = \"/m\"\n[audio]\nbuffer_frames = 1\n",
+            "audio.buffer_frames",
+        ),
+        (
+            "[model]\npath = \"/m\"\n[vad]\nnoise_margin_db = -3.0\n",
+            "vad.noise_margin_db",
+        ),
         ("[model\npath = 1", "test.toml"),
         ("[speakers]\nvolume = 1\n", "speakers"),
     ];

@@ -39,6 +39,7 @@ pub struct ModelSection {
 pub struct AudioSection {
     pub input_device: String,
     pub output_device: String,
+    pub sample_rate: u32,
     pub buffer_frames: u32,
 }
 
@@ -131,6 +132,7 @@ impl Config {
             audio: AudioSection {
                 input_device: String::new(),
                 output_device: String::new(),
+                sample_rate: 0,
                 buffer_frames: 1024,
             },
             vad: VadSection {
@@ -241,6 +243,12 @@ impl Config {
             return Err(format!(
                 "model.context {} is too small (at least 256 tokens)",
                 m.context
+            ));
+        }
+        let rate = self.audio.sample_rate;
+        if rate != 0 && !(8000..=192_000).contains(&rate) {
+            return Err(format!(
+                "audio.sample_rate {rate}: expected 0 (the device's own) or 8000..=192000"
             ));
         }
         if !(64..=16384).contains(&self.audio.buffer_frames) {

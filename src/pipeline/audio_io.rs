@@ -174,24 +174,30 @@ fn find_device(input: bool, want: &str, key: &str) -> Result<cpal::Device> {
 }
 
 impl AudioIn {
-    pub fn open(spec: &InputSpec, buffer_frames: u32) -> Result<Self> {
+    /// `rate` 0: the device's own rate.
+    pub fn open(spec: &InputSpec, rate: u32, buffer_frames: u32) -> Result<Self> {
         match spec {
-            InputSpec::Device(name) => Self::device(name, buffer_frames),
+            InputSpec::Device(name) => Self::device(name, rate, buffer_frames),
             InputSpec::Wav { path, speed, tail } => Self::wav(path, *speed, *tail),
         }
     }
 
-    fn device(want: &str, buffer_frames: u32) -> Result<Self> {
+    fn device(want: &str, rate: u32, buffer_frames: u32) -> Result<Self> {
         let key = "audio.input_device";
         let device = find_device(true, want, key)?;
         let name = device_name(&device);
         let supported = device
             .default_input_config()
             .map_err(|e| Error::Invalid(format!("{key} `{name}`: no usable format: {e}")))?;
-        let rate = supported.sample_rate();
+        let rate = if rate == 0 {
+            supported.sample_rate()
+        } else {
+            rate
+        };
         let channels = supported.channels().max(1) as usize;
         let counters = Arc::new(AudioCounters::default());
         let mut config: cpal::StreamConfig = supported.config();
+        config.sample_rate = rate;
         let format = supported.sample_format();
         let mut last_err = String::new();
         // a device that refuses the fixed buffer size gets its default
@@ -218,7 +224,9 @@ impl AudioIn {
                 Err(e) => last_err = e,
             }
         }
-        Err(Error::Invalid(format!("{key} `{name}`: {last_err}")))
+        Err(Error::Invalid(format!(
+            "{key} `{name}` at {rate} Hz: {last_err} (audio.sample_rate 0 takes the device's own)"
+        )))
     }
 
     fn wav(path: &Path, speed: f32, tail: Duration) -> Result<Self> {
@@ -320,25 +328,31 @@ where
 }
 
 impl AudioOut {
-    pub fn open(spec: &OutputSpec, buffer_frames: u32) -> Result<Self> {
+    /// `rate` 0: the device's own rate.
+    pub fn open(spec: &OutputSpec, rate: u32, buffer_frames: u32) -> Result<Self> {
         match spec {
-            OutputSpec::Device(name) => Self::device(name, buffer_frames),
+            OutputSpec::Device(name) => Self::device(name, rate, buffer_frames),
             OutputSpec::Collect { rate } => Self::headless(*rate, true),
             OutputSpec::Null { rate } => Self::headless(*rate, false),
         }
     }
 
-    fn device(want: &str, buffer_frames: u32) -> Result<Self> {
+    fn device(want: &str, rate: u32, buffer_frames: u32) -> Result<Self> {
         let key = "audio.output_device";
         let device = find_device(false, want, key)?;
         let name = device_name(&device);
         let supported = device
             .default_output_config()
             .map_err(|e| Error::Invalid(format!("{key} `{name}`: no usable format: {e}")))?;
-        let rate = supported.sample_rate();
+        let rate = if rate == 0 {
+            supported.sample_rate()
+        } else {
+            rate
+        };
         let channels = supported.channels().max(1) as usize;
         let counters = Arc::new(AudioCounters::default());
         let mut config: cpal::StreamConfig = supported.config();
+        config.sample_rate = rate;
         config.buffer_size = cpal::BufferSize::Fixed(buffer_frames);
         let format = supported.sample_format();
         let mut last_err = String::new();
@@ -364,7 +378,9 @@ impl AudioOut {
                 Err(e) => last_err = e,
             }
         }
-        Err(Error::Invalid(format!("{key} `{name}`: {last_err}")))
+        Err(Error::Invalid(format!(
+            "{key} `{name}` at {rate} Hz: {last_err} (audio.sample_rate 0 takes the device's own)"
+        )))
     }
 
     fn headless(rate: u32, keep: bool) -> Result<Self> {

@@ -79,9 +79,17 @@ impl Pipeline {
         // devices first: a wrong device name fails before the model work starts
         let input = match (&setup.input, mode) {
             (_, Mode::Text) | (None, _) => None,
-            (Some(spec), _) => Some(AudioIn::open(spec, cfg.audio.buffer_frames)?),
+            (Some(spec), _) => Some(AudioIn::open(
+                spec,
+                cfg.audio.sample_rate,
+                cfg.audio.buffer_frames,
+            )?),
         };
-        let output = AudioOut::open(&setup.output, cfg.audio.buffer_frames)?;
+        let output = AudioOut::open(
+            &setup.output,
+            cfg.audio.sample_rate,
+            cfg.audio.buffer_frames,
+        )?;
         let earcons = Earcons::load(&cfg.earcons, output.rate)?;
         let playback = Playback::start(output)?;
         let player = |sound: Option<Sound>, name: &'static str| -> Box<dyn Fn() + Send> {

@@ -134,6 +134,9 @@ impl Thinker {
         reply: Option<crossbeam_channel::Sender<TurnReply>>,
     ) {
         let turn = self.shared.turns.fetch_add(1, Ordering::SeqCst) + 1;
+        // one span per utterance or question: everything logged for the turn carries its number
+        let span = tracing::info_span!("turn", turn);
+        let _entered = span.enter();
         self.bus.publish(Event::State(State::Thinking));
         // a barge-in that stopped the previous reply does not stop this one
         self.controls.interrupt.store(false, Ordering::SeqCst);
@@ -277,6 +280,18 @@ impl Thinker {
             turn,
             timings: t.clone(),
         });
+        tracing::info!(
+            vad_hangover_ms = t.vad_hangover_ms,
+            mel_ms = t.mel_ms,
+            encoder_ms = t.encoder_ms,
+            prefill_ms = t.prefill_ms,
+            first_decode_ms = t.first_decode_ms,
+            to_first_token_ms = t.to_first_token_ms,
+            reply_ms = t.reply_ms,
+            tokens = t.tokens,
+            interrupted,
+            "reply"
+        );
         if let Ok(mut last) = self.shared.last_timings.lock() {
             *last = Some(t.clone());
         }
