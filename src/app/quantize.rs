@@ -72,6 +72,12 @@ pub fn run(model: &str, out: &Path, keep: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A mixture-of-experts router (`…layers.N.mlp.gate.weight` in Qwen3-MoE and the Omni
+/// thinker; dense FFNs name theirs `gate_proj`).
+fn is_moe_router(name: &str) -> bool {
+    name.ends_with(".mlp.gate.weight")
+}
+
 /// Which tensors become Q8_0: 2-D float matrices with rows of whole blocks, not matched by
 /// a --keep pattern (substring). Norms (1-D) stay as stored.
 fn quantisable(t: &TensorView, keep: &[String]) -> Option<bool> {
@@ -94,6 +100,14 @@ fn convert(
     let mut specs = Vec::new();
     let mut kept = Vec::new();
     for t in &tensors {
+        if is_moe_router(&t.name) && t.shape.len() == 2 {
+            kept.push(format!(
+                "{} (MoE router: rounding it flips near-tied expert choices)",
+                t.name
+            ));
+            specs.push(TensorSpec::new(&t.name, t.dtype, &t.shape));
+            continue;
+        }
         match quantisable(t, keep) {
             Some(true) => {
                 let (r, c) = (t.shape[0], t.shape[1]);
@@ -174,4 +188,19 @@ fn convert(
         }
     }
     Ok((total_in, kept))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn moe_routers_are_recognised_and_dense_gates_are_not() {
+        assert!(super::is_moe_router("model.layers.3.mlp.gate.weight"));
+        assert!(super::is_moe_router(
+            "thinker.model.layers.0.mlp.gate.weight"
+        ));
+        assert!(!super::is_moe_router("model.layers.3.mlp.gate_proj.weight"));
+        assert!(!super::is_moe_router(
+            "model.layers.3.mlp.experts.0.gate_proj.weight"
+        ));
+    }
 }

@@ -119,7 +119,8 @@ impl GpuMoe {
                 )))
             }
         };
-        let mut router = GpuMatrix::random(ctx, e, h, q8, std(h), None, seed, "moe_router")?;
+        // the router stays BF16 in Q8_0 models, as the converter keeps it
+        let mut router = GpuMatrix::random(ctx, e, h, false, std(h), None, seed, "moe_router")?;
         router.exact_input = true;
         Ok(GpuMoe {
             router,

@@ -46,6 +46,19 @@ impl FeedForward {
         }
     }
 
+    /// The matrices Q8_0 quantises: all but the MoE router, whose choices are discrete (its
+    /// weights and inputs stay exact; docs/kernels.md).
+    pub fn quantisable_mut(&mut self) -> Vec<&mut crate::nn::Linear> {
+        match self {
+            FeedForward::Dense(_) => self.matrices_mut(),
+            FeedForward::Moe(m) => m
+                .experts
+                .iter_mut()
+                .flat_map(|e| [&mut e.gate_proj, &mut e.up_proj, &mut e.down_proj])
+                .collect(),
+        }
+    }
+
     /// Every projection matrix, in the order of `matrices_mut`.
     pub fn matrices(&self) -> Vec<&crate::nn::Linear> {
         match self {

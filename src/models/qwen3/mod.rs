@@ -227,7 +227,7 @@ impl Qwen3Model {
                 &mut sa.v_proj,
                 &mut sa.o_proj,
             ];
-            all.extend(l.ffn.matrices_mut());
+            all.extend(l.ffn.quantisable_mut());
             for lin in all {
                 n += lin.quantize_q8_0() as usize;
             }
