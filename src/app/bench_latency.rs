@@ -129,7 +129,7 @@ pub fn run(a: &BenchLatencyArgs) -> Result<()> {
     println!(
         "| VAD hangover (config default, before the end of speech is decided) | {hangover} ms |"
     );
-    println!("| log-mel (CPU, one thread) | {:.1} ms |", median(t_mel));
+    println!("| log-mel (CPU) | {:.1} ms |", median(t_mel));
     println!("| audio encoder | {:.1} ms |", median(t_enc));
     println!(
         "| prefill of the prompt, first token chosen | {:.1} ms |",
