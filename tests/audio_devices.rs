@@ -367,3 +367,57 @@ fn an_unknown_audio_device_is_a_clear_error() {
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// The sound server goes away under the running daemon: it says so (status, an error event),
+/// keeps answering over the socket, and still stops cleanly on SIGTERM (closing a stream whose
+/// server is gone deadlocks inside ALSA's pulse plugin; the daemon must not wait on that).
+#[test]
+fn the_daemon_survives_its_sound_server_going_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(tmp.path());
+    let (mut daemon, sock) = serve(&pulse, tmp.path(), CONFIG);
+    let t = Instant::now();
+    while UnixStream::connect(&sock).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(pulse); // pulseaudio --kill
+    let status = |sock: &Path| -> Value {
+        let mut s = UnixStream::connect(sock).unwrap();
+        s.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    let t = Instant::now();
+    while status(&sock)["ok"]["audio_failed"]["input"] != true {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the failure is never reported"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // still serving: a spoken question from a file
+    let mut s = UnixStream::connect(&sock).unwrap();
+    let ask = format!(
+        "{{\"cmd\":\"ask\",\"wav\":\"{}\"}}\n",
+        fixture("short.wav").display()
+    );
+    s.write_all(ask.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert!(line.contains("\"ok\""), "{line}");
+    unsafe { kill(daemon.0.id() as i32, 15) };
+    let t = Instant::now();
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the daemon did not stop after its sound server went away"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(daemon.0.wait().unwrap().success());
+}

@@ -39,9 +39,8 @@ pub struct AudioCounters {
 
 /// Keeps a source or sink running; dropping it stops it.
 enum Keep {
-    // held, never read: the stream runs while it lives
-    #[allow(dead_code)]
-    Stream(cpal::Stream),
+    /// the stream runs while it lives (taken out when dropped)
+    Stream(Option<cpal::Stream>),
     Thread {
         stop: Arc<AtomicBool>,
         handle: Option<JoinHandle<()>>,
@@ -50,10 +49,32 @@ enum Keep {
 
 impl Drop for Keep {
     fn drop(&mut self) {
-        if let Keep::Thread { stop, handle } = self {
-            stop.store(true, Ordering::SeqCst);
-            if let Some(h) = handle.take() {
-                let _ = h.join();
+        match self {
+            Keep::Thread { stop, handle } => {
+                stop.store(true, Ordering::SeqCst);
+                if let Some(h) = handle.take() {
+                    let _ = h.join();
+                }
+            }
+            // Closing a stream joins cpal's worker thread, which deadlocks inside ALSA's pulse
+            // plugin when the sound server has gone away (seen: the daemon hung on SIGTERM).
+            // Close on a helper thread and wait a second at most; past that it is left behind
+            // and the process exits anyway.
+            Keep::Stream(stream) => {
+                if let Some(s) = stream.take() {
+                    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+                    let closer = std::thread::Builder::new()
+                        .name("audio-close".into())
+                        .spawn(move || {
+                            drop(s);
+                            let _ = tx.send(());
+                        });
+                    if closer.is_ok() && rx.recv_timeout(Duration::from_secs(1)).is_err() {
+                        tracing::warn!(
+                            "a sound stream did not close (sound server gone?); left behind"
+                        );
+                    }
+                }
             }
         }
     }
@@ -218,7 +239,7 @@ impl AudioIn {
                         rate,
                         name,
                         counters,
-                        _keep: Keep::Stream(stream),
+                        _keep: Keep::Stream(Some(stream)),
                     });
                 }
                 Err(e) => last_err = e,
@@ -372,7 +393,7 @@ impl AudioOut {
                         name,
                         counters,
                         collected: None,
-                        _keep: Keep::Stream(stream),
+                        _keep: Keep::Stream(Some(stream)),
                     });
                 }
                 Err(e) => last_err = e,

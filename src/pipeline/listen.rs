@@ -141,6 +141,14 @@ impl Listener {
         let mut s16 = Vec::with_capacity(RATE as usize / 25);
         let mut events = Vec::new();
         while !self.controls.stop.load(Ordering::SeqCst) {
+            if self.setup.input.failed.load(Ordering::SeqCst) {
+                // the device or its sound server went away: say so once and stop listening
+                // (questions over the socket are still answered)
+                self.bus.publish(Event::Error {
+                    message: "the capture device failed (unplugged, or its sound server stopped); the microphone is off until the daemon restarts".into(),
+                });
+                break;
+            }
             self.follow_controls();
             let n = self.setup.ring.pop_slice(&mut raw);
             if n == 0 {

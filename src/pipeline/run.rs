@@ -343,10 +343,25 @@ impl Pipeline {
             "xruns": {"input": self.input_counters.as_ref().map_or(0, |c| c.xruns.load(Ordering::Relaxed)),
                       "output": xruns_out},
             "samples_played": played,
+            "audio_failed": {
+                "input": self.input_counters.as_ref().is_some_and(|c| c.failed.load(Ordering::Relaxed)),
+                "output": self.output_failed(),
+            },
             "subscribers": self.bus.subscribers(),
             "events_dropped": self.bus.dropped(),
             "last_timings": timings,
         })
+    }
+
+    fn output_failed(&self) -> bool {
+        self.playback
+            .lock()
+            .ok()
+            .and_then(|p| {
+                p.as_ref()
+                    .map(|p| p.flusher().failed.load(Ordering::Relaxed))
+            })
+            .unwrap_or(false)
     }
 
     /// Collected playback (a `Collect` output), for tests.
