@@ -194,6 +194,83 @@ fn find_device(input: bool, want: &str, key: &str) -> Result<cpal::Device> {
         })
 }
 
+/// A started device stream and the pipeline's end of its ring.
+struct OpenDevice<R> {
+    stream: cpal::Stream,
+    ring: R,
+    rate: u32,
+    name: String,
+    counters: Arc<AudioCounters>,
+}
+
+/// Open the capture (`input`) or playback device matching `want` at `rate` (0: its own) with
+/// a fixed buffer of `buffer_frames`, or its default buffer if it refuses that; `build` makes
+/// the stream with a fresh ring and hands back the ring's other end. Errors name the config key.
+fn open_device<R>(
+    input: bool,
+    want: &str,
+    rate: u32,
+    buffer_frames: u32,
+    build: impl Fn(
+        &cpal::Device,
+        cpal::SampleFormat,
+        cpal::StreamConfig,
+        usize,
+        u32,
+        &Arc<AudioCounters>,
+    ) -> std::result::Result<(cpal::Stream, R), String>,
+) -> Result<OpenDevice<R>> {
+    let key = if input {
+        "audio.input_device"
+    } else {
+        "audio.output_device"
+    };
+    let device = find_device(input, want, key)?;
+    let name = device_name(&device);
+    let supported = if input {
+        device.default_input_config()
+    } else {
+        device.default_output_config()
+    }
+    .map_err(|e| Error::Invalid(format!("{key} `{name}`: no usable format: {e}")))?;
+    let rate = if rate == 0 {
+        supported.sample_rate()
+    } else {
+        rate
+    };
+    let channels = supported.channels().max(1) as usize;
+    let counters = Arc::new(AudioCounters::default());
+    let mut config: cpal::StreamConfig = supported.config();
+    config.sample_rate = rate;
+    let format = supported.sample_format();
+    let mut last_err = String::new();
+    // a device that refuses the fixed buffer size gets its default
+    for size in [
+        cpal::BufferSize::Fixed(buffer_frames),
+        cpal::BufferSize::Default,
+    ] {
+        config.buffer_size = size;
+        match build(&device, format, config, channels, rate, &counters) {
+            Ok((stream, ring)) => {
+                stream
+                    .play()
+                    .map_err(|e| Error::Invalid(format!("{key} `{name}`: cannot start: {e}")))?;
+                return Ok(OpenDevice {
+                    stream,
+                    ring,
+                    rate,
+                    name,
+                    counters,
+                });
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    Err(Error::Invalid(format!(
+        "{key} `{name}` at {rate} Hz: {last_err} (audio.sample_rate 0 takes the device's own)"
+    )))
+}
+
 impl AudioIn {
     /// `rate` 0: the device's own rate.
     pub fn open(spec: &InputSpec, rate: u32, buffer_frames: u32) -> Result<Self> {
@@ -204,50 +281,23 @@ impl AudioIn {
     }
 
     fn device(want: &str, rate: u32, buffer_frames: u32) -> Result<Self> {
-        let key = "audio.input_device";
-        let device = find_device(true, want, key)?;
-        let name = device_name(&device);
-        let supported = device
-            .default_input_config()
-            .map_err(|e| Error::Invalid(format!("{key} `{name}`: no usable format: {e}")))?;
-        let rate = if rate == 0 {
-            supported.sample_rate()
-        } else {
-            rate
-        };
-        let channels = supported.channels().max(1) as usize;
-        let counters = Arc::new(AudioCounters::default());
-        let mut config: cpal::StreamConfig = supported.config();
-        config.sample_rate = rate;
-        let format = supported.sample_format();
-        let mut last_err = String::new();
-        // a device that refuses the fixed buffer size gets its default
-        for fixed in [true, false] {
-            config.buffer_size = if fixed {
-                cpal::BufferSize::Fixed(buffer_frames)
-            } else {
-                cpal::BufferSize::Default
-            };
-            let (prod, cons) = ring(rate);
-            match capture_stream(&device, format, config, channels, prod, &counters) {
-                Ok(stream) => {
-                    stream.play().map_err(|e| {
-                        Error::Invalid(format!("{key} `{name}`: cannot start: {e}"))
-                    })?;
-                    return Ok(AudioIn {
-                        ring: Some(cons),
-                        rate,
-                        name,
-                        counters,
-                        _keep: Keep::Stream(Some(stream)),
-                    });
-                }
-                Err(e) => last_err = e,
-            }
-        }
-        Err(Error::Invalid(format!(
-            "{key} `{name}` at {rate} Hz: {last_err} (audio.sample_rate 0 takes the device's own)"
-        )))
+        let d = open_device(
+            true,
+            want,
+            rate,
+            buffer_frames,
+            |dev, fmt, cfg, ch, r, c| {
+                let (prod, cons) = ring(r);
+                capture_stream(dev, fmt, cfg, ch, prod, c).map(|s| (s, cons))
+            },
+        )?;
+        Ok(AudioIn {
+            ring: Some(d.ring),
+            rate: d.rate,
+            name: d.name,
+            counters: d.counters,
+            _keep: Keep::Stream(Some(d.stream)),
+        })
     }
 
     fn wav(path: &Path, speed: f32, tail: Duration) -> Result<Self> {
@@ -359,49 +409,24 @@ impl AudioOut {
     }
 
     fn device(want: &str, rate: u32, buffer_frames: u32) -> Result<Self> {
-        let key = "audio.output_device";
-        let device = find_device(false, want, key)?;
-        let name = device_name(&device);
-        let supported = device
-            .default_output_config()
-            .map_err(|e| Error::Invalid(format!("{key} `{name}`: no usable format: {e}")))?;
-        let rate = if rate == 0 {
-            supported.sample_rate()
-        } else {
-            rate
-        };
-        let channels = supported.channels().max(1) as usize;
-        let counters = Arc::new(AudioCounters::default());
-        let mut config: cpal::StreamConfig = supported.config();
-        config.sample_rate = rate;
-        config.buffer_size = cpal::BufferSize::Fixed(buffer_frames);
-        let format = supported.sample_format();
-        let mut last_err = String::new();
-        for fixed in [true, false] {
-            if !fixed {
-                config.buffer_size = cpal::BufferSize::Default;
-            }
-            let (prod, cons) = ring(rate);
-            match playback_stream(&device, format, config, channels, cons, &counters) {
-                Ok(stream) => {
-                    stream.play().map_err(|e| {
-                        Error::Invalid(format!("{key} `{name}`: cannot start: {e}"))
-                    })?;
-                    return Ok(AudioOut {
-                        ring: Some(prod),
-                        rate,
-                        name,
-                        counters,
-                        collected: None,
-                        _keep: Keep::Stream(Some(stream)),
-                    });
-                }
-                Err(e) => last_err = e,
-            }
-        }
-        Err(Error::Invalid(format!(
-            "{key} `{name}` at {rate} Hz: {last_err} (audio.sample_rate 0 takes the device's own)"
-        )))
+        let d = open_device(
+            false,
+            want,
+            rate,
+            buffer_frames,
+            |dev, fmt, cfg, ch, r, c| {
+                let (prod, cons) = ring(r);
+                playback_stream(dev, fmt, cfg, ch, cons, c).map(|s| (s, prod))
+            },
+        )?;
+        Ok(AudioOut {
+            ring: Some(d.ring),
+            rate: d.rate,
+            name: d.name,
+            counters: d.counters,
+            collected: None,
+            _keep: Keep::Stream(Some(d.stream)),
+        })
     }
 
     fn headless(rate: u32, keep: bool) -> Result<Self> {
