@@ -701,10 +701,65 @@ impl Kernels {
         )
     }
 
-    /// Whether [`Kernels::matvec_grouped`] can run the experts of `w` (Q8_0, int8
-    /// activations, rows whose TB slots fit the workgroup's copy).
+    /// Whether [`Kernels::matvec_grouped`] can run the experts of `w` (all in one binding).
     pub fn has_matvec_grouped(&self, w: &GpuMatrix) -> bool {
-        self.q8_dot(w) && w.cols <= 4096 && w.chunks.len() == 1
+        self.fits_matvec_q8_grouped(w) && w.chunks.len() == 1
+    }
+
+    /// Whether matvec_q8_grouped.wgsl takes `w`: Q8_0 with int8 activations, rows whose four
+    /// slots fit the workgroup's copy.
+    fn fits_matvec_q8_grouped(&self, w: &GpuMatrix) -> bool {
+        self.q8_dot(w) && w.cols <= 4096
+    }
+
+    /// One matvec_q8_grouped dispatch over chunk `c` of `w`: `consts` beyond the shape, the
+    /// shader's Params with `rows` first (rows per expert, or the chunk's), workgroup z for
+    /// each of `experts`, dispatched for steps of at most `max_t` tokens.
+    #[allow(clippy::too_many_arguments)]
+    fn matvec_q8_grouped_op(
+        &self,
+        c: &crate::gpu::buffers::MatrixChunk,
+        consts: &[(&'static str, f64)],
+        params: &[u32; 11],
+        x: &GpuBuffer,
+        y: &GpuBuffer,
+        groups: &GpuBuffer,
+        experts: u32,
+        max_t: u32,
+    ) -> Result<Op> {
+        let scales = c
+            .scales
+            .as_ref()
+            .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
+        let rows = self.tuning.q8_rows.min(4);
+        let rpw = (self.tuning.q8_wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
+        let mut all = consts.to_vec();
+        all.extend([
+            ("ROWS", rows as f64),
+            ("RPW", rpw as f64),
+            ("WG", self.tuning.q8_wg as f64),
+        ]);
+        let nx = params[0].div_ceil(rpw);
+        self.op_at(
+            "matvec_q8_grouped",
+            &all,
+            params,
+            true,
+            &[
+                (2, &c.buffer),
+                (3, &x.buffer),
+                (4, &y.buffer),
+                (5, scales),
+                (6, &groups.buffer),
+            ],
+            Box::new(move |d| {
+                if d.t <= max_t {
+                    [nx, 1, experts]
+                } else {
+                    [0, 0, 0]
+                }
+            }),
+        )
     }
 
     /// Mixture-of-experts prefill for steps of at most `max_t` tokens (larger steps dispatch
@@ -731,28 +786,17 @@ impl Kernels {
                 "grouped expert matvec needs all experts in one binding".into(),
             ));
         };
-        let scales = c
-            .scales
-            .as_ref()
-            .filter(|_| self.has_matvec_grouped(w))
-            .ok_or_else(|| {
-                crate::Error::Gpu("grouped expert matvec needs Q8_0 rows <= 4096".into())
-            })?;
-        let up = f.swiglu_up_off.unwrap_or(0);
-        let rows = self.tuning.q8_rows.min(4);
-        let rpw = (self.tuning.q8_wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
-        let consts = [
-            ("SWIGLU", if f.swiglu_up_off.is_some() { 1.0 } else { 0.0 }),
-            ("ROWS", rows as f64),
-            ("RPW", rpw as f64),
-            ("WG", self.tuning.q8_wg as f64),
-        ];
+        if !self.has_matvec_grouped(w) {
+            return Err(crate::Error::Gpu(
+                "grouped expert matvec needs Q8_0 rows <= 4096".into(),
+            ));
+        }
         let params = [
             rows_per_expert as u32,
             w.cols as u32,
             w.stride as u32,
             x_off as u32,
-            up as u32,
+            f.swiglu_up_off.unwrap_or(0) as u32,
             w.scale_stride as u32,
             x_div as u32,
             x_stride as u32,
@@ -760,21 +804,16 @@ impl Kernels {
             rows_per_expert as u32,
             0,
         ];
-        let nx = (rows_per_expert as u32).div_ceil(rpw);
-        let e = experts as u32;
-        self.op_at(
-            "matvec_q8_grouped",
-            &consts,
+        let swiglu = if f.swiglu_up_off.is_some() { 1.0 } else { 0.0 };
+        self.matvec_q8_grouped_op(
+            c,
+            &[("SWIGLU", swiglu)],
             &params,
-            true,
-            &[
-                (2, &c.buffer),
-                (3, &x.buffer),
-                (4, &y.buffer),
-                (5, scales),
-                (6, &groups.buffer),
-            ],
-            Box::new(move |d| if d.t <= max_t { [nx, 1, e] } else { [0, 0, 0] }),
+            x,
+            y,
+            groups,
+            experts as u32,
+            max_t,
         )
     }
 
@@ -798,21 +837,13 @@ impl Kernels {
         let few = small > 0
             && f.swiglu_up_off.is_none()
             && x_ld.is_multiple_of(4)
-            && w.is_q8
-            && w.chunks.iter().all(|c| c.scales.is_some())
-            && self.q8_dot(w)
-            && w.cols <= 4096;
+            && self.fits_matvec_q8_grouped(w);
         if !few {
             return self.matmul_above(w, x, x_ld, y, y_ld, y_off, f, 0);
         }
-        let rows = self.tuning.q8_rows.min(4);
-        let rpw = (self.tuning.q8_wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
         let consts = [
             ("DENSE", 1.0),
             ("ACCUMULATE", if f.accumulate { 1.0 } else { 0.0 }),
-            ("ROWS", rows as f64),
-            ("RPW", rpw as f64),
-            ("WG", self.tuning.q8_wg as f64),
         ];
         let mut ops = Vec::new();
         for c in &w.chunks {
@@ -829,25 +860,8 @@ impl Kernels {
                 y_ld as u32,
                 (y_off + c.row0) as u32,
             ];
-            let nx = (c.rows as u32).div_ceil(rpw);
-            let scales = c
-                .scales
-                .as_ref()
-                .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
-            ops.push(self.op_at(
-                "matvec_q8_grouped",
-                &consts,
-                &params,
-                true,
-                &[
-                    (2, &c.buffer),
-                    (3, &x.buffer),
-                    (4, &y.buffer),
-                    (5, scales),
-                    (6, &x.buffer),
-                ],
-                Box::new(move |d| if d.t <= small { [nx, 1, 1] } else { [0, 0, 0] }),
-            )?);
+            // the groups binding is unused with DENSE
+            ops.push(self.matvec_q8_grouped_op(c, &consts, &params, x, y, x, 1, small)?);
         }
         ops.extend(self.matmul_above(w, x, x_ld, y, y_ld, y_off, f, small)?);
         Ok(ops)
