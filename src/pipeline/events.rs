@@ -212,11 +212,6 @@ impl EventBus {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
-
-    /// Milliseconds since the bus started (the events' clock).
-    pub fn now_ms(&self) -> f64 {
-        self.started.elapsed().as_secs_f64() * 1e3
-    }
 }
 
 impl Default for EventBus {

@@ -25,6 +25,7 @@ pub use run::{Pipeline, PipelineSetup};
 
 use crate::config::Mode;
 use crate::control::protocol::ProtocolError;
+use events::State;
 
 /// Questions waiting for the thinker (utterances and socket questions together).
 pub const JOB_QUEUE: usize = 4;
@@ -33,6 +34,8 @@ pub const JOB_QUEUE: usize = 4;
 pub struct Controls {
     pub mode: Mode,
     pub barge_in: bool,
+    /// a capture device (or stand-in) runs: not text mode
+    pub has_microphone: bool,
     pub muted: AtomicBool,
     /// the push-to-talk button is held
     pub ptt: AtomicBool,
@@ -49,10 +52,11 @@ pub struct Controls {
 }
 
 impl Controls {
-    pub fn new(mode: Mode, barge_in: bool) -> Self {
+    pub fn new(mode: Mode, barge_in: bool, has_microphone: bool) -> Self {
         Controls {
             mode,
             barge_in,
+            has_microphone,
             muted: AtomicBool::new(false),
             ptt: AtomicBool::new(false),
             interrupt: AtomicBool::new(false),
@@ -60,6 +64,26 @@ impl Controls {
             generating: AtomicBool::new(false),
             input_ended: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+        }
+    }
+
+    /// The daemon's state while no reply is being generated.
+    pub fn idle_state(&self) -> State {
+        if !self.has_microphone {
+            State::Idle
+        } else if self.muted.load(Ordering::SeqCst) {
+            State::Muted
+        } else {
+            State::Listening
+        }
+    }
+
+    /// The daemon's state.
+    pub fn state(&self) -> State {
+        if self.generating.load(Ordering::SeqCst) {
+            State::Thinking
+        } else {
+            self.idle_state()
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use ringbuf::traits::{Observer, Producer};
 
 use super::audio_io::{AudioCounters, AudioOut, HeapProd};
@@ -111,21 +111,14 @@ impl Playback {
         self.tx.clone()
     }
 
-    /// Queue a sound; false when the queue is full (the sound is skipped, never waited for).
-    pub fn play(&self, s: Sound) -> bool {
-        match &self.tx {
-            Some(tx) => !matches!(tx.try_send(s), Err(TrySendError::Full(_))),
-            None => false,
-        }
-    }
-
     /// Discard everything queued or buffered (barge-in).
     pub fn flush(&self) {
         self.counters.flush.store(true, Ordering::SeqCst);
     }
 
-    /// The flag [`Playback::flush`] sets, for a stage that flushes from its own thread.
-    pub fn flusher(&self) -> Arc<AudioCounters> {
+    /// The output's counters: the flag [`Playback::flush`] sets (for a stage that flushes
+    /// from its own thread), xruns, failure.
+    pub fn counters(&self) -> Arc<AudioCounters> {
         self.counters.clone()
     }
 

@@ -73,7 +73,6 @@ impl Pipeline {
     pub fn start(setup: PipelineSetup) -> Result<Self> {
         let cfg = &setup.cfg;
         let mode = cfg.mode.default;
-        let controls = Arc::new(Controls::new(mode, cfg.mode.barge_in));
         let bus = setup.bus.clone().unwrap_or_default();
         let shared = Arc::new(ThinkShared::default());
         // devices first: a wrong device name fails before the model work starts
@@ -85,6 +84,7 @@ impl Pipeline {
                 cfg.audio.buffer_frames,
             )?),
         };
+        let controls = Arc::new(Controls::new(mode, cfg.mode.barge_in, input.is_some()));
         let output = AudioOut::open(
             &setup.output,
             cfg.audio.sample_rate,
@@ -173,10 +173,7 @@ impl Pipeline {
             "output": playback.device_name(),
             "context": ctx,
         });
-        bus.publish(Event::State(match mode {
-            Mode::Text => State::Idle,
-            _ => State::Listening,
-        }));
+        bus.publish(Event::State(controls.idle_state()));
         let collected = playback.collected();
         Ok(Pipeline {
             collected,
@@ -259,7 +256,7 @@ impl Pipeline {
     }
 
     fn has_microphone(&self) -> std::result::Result<(), ProtocolError> {
-        if self.input_counters.is_none() {
+        if !self.controls.has_microphone {
             return Err(ProtocolError::new(
                 "busy",
                 "no microphone in text mode (set mode.default to always-on or push-to-talk)",
@@ -272,11 +269,7 @@ impl Pipeline {
         self.has_microphone()?;
         self.controls.muted.store(muted, Ordering::SeqCst);
         if !self.controls.generating.load(Ordering::SeqCst) {
-            self.bus.publish(Event::State(if muted {
-                State::Muted
-            } else {
-                State::Listening
-            }));
+            self.bus.publish(Event::State(self.controls.idle_state()));
         }
         Ok(())
     }
@@ -302,15 +295,7 @@ impl Pipeline {
 
     pub fn status(&self) -> Value {
         let c = &self.controls;
-        let state = if c.generating.load(Ordering::SeqCst) {
-            State::Thinking
-        } else if self.input_counters.is_none() {
-            State::Idle
-        } else if c.muted.load(Ordering::SeqCst) {
-            State::Muted
-        } else {
-            State::Listening
-        };
+        let state = c.state();
         let timings = self
             .shared
             .last_timings
@@ -359,7 +344,7 @@ impl Pipeline {
             .ok()
             .and_then(|p| {
                 p.as_ref()
-                    .map(|p| p.flusher().failed.load(Ordering::Relaxed))
+                    .map(|p| p.counters().failed.load(Ordering::Relaxed))
             })
             .unwrap_or(false)
     }
@@ -407,6 +392,6 @@ impl Drop for Pipeline {
 
 /// The barge-in hook: discard what is queued for playback.
 fn playback_flush(p: &Playback) -> Box<dyn Fn() + Send> {
-    let counters = p.flusher();
+    let counters = p.counters();
     Box::new(move || counters.flush.store(true, Ordering::SeqCst))
 }

@@ -158,14 +158,7 @@ impl Thinker {
         if let Some(tx) = reply {
             let _ = tx.send(out);
         }
-        let idle = if self.controls.mode == crate::config::Mode::Text {
-            State::Idle
-        } else if self.controls.muted.load(Ordering::SeqCst) {
-            State::Muted
-        } else {
-            State::Listening
-        };
-        self.bus.publish(Event::State(idle));
+        self.bus.publish(Event::State(self.controls.idle_state()));
     }
 
     fn turn(
