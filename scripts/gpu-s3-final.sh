@@ -3,19 +3,9 @@
 # of speech to the first token (full-size audio encoder + synthetic Qwen3-Omni-30B-A3B thinker),
 # the audio front end, and the decode benchmarks with the final kernels.
 # Expects device-bin/ (omni + test binaries) and .gl/ carried; OUT set. Every step is timed out.
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=device-bin
-A="--backend gpu --adapter NVIDIA"
-[ -e /work/main/tests ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
+source "$(dirname "${BASH_SOURCE[0]}")/device-prelude.sh"
 mkdir -p target/release && cp $B/omni target/release/omni
-T=$OUT/tests.txt
-for t in gpu_kernels gpu_model gpu_moe gpu_audio_encoder omni_thinker; do
-    [ -x $B/$t ] || continue
-    echo "== $t" >> $T
-    OMNI_TEST_ADAPTER=NVIDIA timeout 120 $B/$t --test-threads=1 >> $T 2>&1; echo "exit $?" >> $T
-done
+run_gpu_tests gpu_kernels gpu_model gpu_moe gpu_audio_encoder omni_thinker
 timeout 120 $B/omni synth --preset qwen3-omni-audio --out /tmp/omni-audio > /dev/null 2>&1
 L=$OUT/latency.txt
 for q in "--quant q8_0" ""; do

@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # Session 3, run 6: where a short MoE prefill step's time goes (64-token prefill profile of
 # synthetic Qwen3-Omni-30B-A3B Q8_0 and BF16), and the latency bench repeated for its spread.
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=device-bin
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
+source "$(dirname "${BASH_SOURCE[0]}")/device-prelude.sh"
 P=$OUT/prefill-profile.txt
 for q in "--quant q8_0" ""; do
     echo "== $q" >> $P

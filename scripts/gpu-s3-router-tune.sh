@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # Session 3, run 9: the BF16 router matvec's shape at Qwen3-Omni-30B-A3B Q8_0 (in a Q8_0 model
 # it is the only 16-bit matvec, so the 16-bit tuning knobs reach it alone).
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=device-bin
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
+source "$(dirname "${BASH_SOURCE[0]}")/device-prelude.sh"
 V=$OUT/variants.txt
 for v in "X=1" "OMNI_MATVEC_ROWS=1" "OMNI_MATVEC_WG=64" "OMNI_MATVEC_ROWS=1 OMNI_MATVEC_WG=64" "OMNI_MATVEC_WG=128" "X=1"; do
     echo "== $v" >> $V

@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # Session 3, run 8: the MoE router kept in BF16 (exact routing) — decode and latency at
 # Qwen3-Omni-30B-A3B Q8_0 with the final kernels.
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=device-bin
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
+source "$(dirname "${BASH_SOURCE[0]}")/device-prelude.sh"
 D=$OUT/bench.txt
 echo "== qwen3-omni-30b-a3b q8_0" >> $D
 timeout 200 $B/omni bench --synthetic qwen3-omni-30b-a3b --quant q8_0 --backend gpu --adapter NVIDIA --repeats 3 --prompt-len 500 --gen-len 128 >> $D 2>&1; echo "exit $?" >> $D

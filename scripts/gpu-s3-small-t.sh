@@ -2,17 +2,8 @@
 # Session 3, run 7: short prefill steps as matvecs over the tokens (dense + experts) against
 # tiled matmuls (OMNI_SMALL_T=0) and thresholds 32 / 64; end of speech -> first token; the
 # 64-token prefill profile; decode with the router on f32 activations.
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=device-bin
-A="--backend gpu --adapter NVIDIA"
-[ -e /work/main/tests ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
-T=$OUT/tests.txt
-for t in gpu_kernels gpu_moe gpu_model; do
-    echo "== $t" >> $T
-    OMNI_TEST_ADAPTER=NVIDIA timeout 120 $B/$t --test-threads=1 >> $T 2>&1; echo "exit $?" >> $T
-done
+source "$(dirname "${BASH_SOURCE[0]}")/device-prelude.sh"
+run_gpu_tests gpu_kernels gpu_moe gpu_model
 timeout 120 $B/omni synth --preset qwen3-omni-audio --out /tmp/omni-audio > /dev/null 2>&1
 L=$OUT/latency.txt
 for v in "X=1" "OMNI_SMALL_T=0"; do

@@ -3,19 +3,9 @@
 # Qwen3-Omni-30B-A3B thinker decoder (Q8_0, BF16, tuning variants), the full-size audio
 # encoder on clips of 5 s and 30 s, and the dense Qwen3 benchmarks as a regression check.
 # Expects device-bin/ (omni + test binaries) and .gl/ carried; OUT set. Every step is timed out.
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=device-bin
-A="--backend gpu --adapter NVIDIA"
-[ -e /work/main/tests ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > $OUT/devices.txt 2>&1
+source "$(dirname "${BASH_SOURCE[0]}")/device-prelude.sh"
 mkdir -p target/release && cp $B/omni target/release/omni  # the CLI tests run the binary they were built with
-T=$OUT/tests.txt
-for t in gpu_kernels gpu_model gpu_moe gpu_audio_encoder omni_thinker; do
-    [ -x $B/$t ] || continue
-    echo "== $t" >> $T
-    OMNI_TEST_ADAPTER=NVIDIA timeout 120 $B/$t --test-threads=1 >> $T 2>&1; echo "exit $?" >> $T
-done
+run_gpu_tests gpu_kernels gpu_model gpu_moe gpu_audio_encoder omni_thinker
 M=$OUT/omni-30b.txt
 for q in q8_0 bf16; do
     Q=""; [ $q = q8_0 ] && Q="--quant q8_0"
