@@ -5,6 +5,8 @@
 //! reply within 100 ms, backpressure on the job queue, earcons reaching the output, shutdown
 //! in the middle of a reply.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,9 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use qwen_omni::config::{Config, Mode};
 use qwen_omni::models::audio_encoder::wav::load_wav_16k_mono;
-use qwen_omni::models::generation::{StopRule, TextModel, Want, generate};
 use qwen_omni::models::omni::OmniThinker;
-use qwen_omni::models::sampler::{Sampler, SamplingParams};
 use qwen_omni::pipeline::audio_io::{InputSpec, OutputSpec};
 use qwen_omni::pipeline::events::EventBus;
 use qwen_omni::pipeline::vad::{Segmenter, VadEvent};
@@ -172,37 +172,6 @@ fn utterances(samples: &[f32], cfg: &Config) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Greedy replies to `turns` of audio in one conversation, each closed as the daemon closes it.
-fn reference(th: &OmniThinker, turns: &[Vec<f32>], max_tokens: usize) -> Vec<Vec<u32>> {
-    let mut session = th.session(4096);
-    let mut out = Vec::new();
-    for audio in turns {
-        let rows = th.encode_audio(audio).unwrap();
-        let prompt = th
-            .tokens
-            .user_turn(Some(rows.len() / th.text.config.hidden_size), &[]);
-        session.attach_audio(rows);
-        let mut sampler = Sampler::new(SamplingParams {
-            greedy: true,
-            ..Default::default()
-        })
-        .unwrap();
-        let stop = StopRule {
-            max_new_tokens: max_tokens,
-            stop_ids: vec![th.tokens.im_end],
-        };
-        let g = generate(&mut session, &prompt, &mut sampler, &stop, |_| {
-            Ok(std::ops::ControlFlow::Continue(()))
-        })
-        .unwrap();
-        session
-            .step(&th.tokens.end_of_reply(), Want::Greedy)
-            .unwrap();
-        out.push(g.generated);
-    }
-    out
-}
-
 #[test]
 fn always_on_answers_two_spoken_questions_in_order() {
     let tmp = tempfile::tempdir().unwrap();
@@ -217,7 +186,7 @@ fn always_on_answers_two_spoken_questions_in_order() {
     });
     // exactly the two questions, answered in order, as the thinker answers them in process
     assert_eq!(count(&ev, "vad", "speech", "end"), 2, "two utterances");
-    let want = reference(th, &utterances(&samples, &cfg), 48);
+    let want = common::omni_greedy_turns(th, &utterances(&samples, &cfg), 48);
     let got = replies(&ev);
     assert_eq!(got[0]["interrupted"], false);
     assert_eq!(got[0]["turn"], 1);

@@ -3,14 +3,14 @@
 //! microphone get an error while the daemon keeps serving, and `shutdown` or SIGTERM stop it
 //! cleanly (exit 0, socket removed).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use qwen_omni::models::generation::{StopRule, generate};
 use qwen_omni::models::omni::OmniThinker;
-use qwen_omni::models::sampler::{Sampler, SamplingParams};
 use serde_json::{Value, json};
 
 fn fixture(p: &str) -> std::path::PathBuf {
@@ -79,28 +79,9 @@ fn answers_a_spoken_question_and_stops_on_shutdown() {
     let ids: Vec<u32> = serde_json::from_value(reply["ok"]["ids"].clone()).unwrap();
     // the same turn in process: audio-only user turn, greedy, stopping at <|im_end|>
     let th = OmniThinker::load(&fixture("tiny")).unwrap();
-    let rows = th
-        .encode_audio(&qwen_omni::models::audio_encoder::wav::load_wav_16k_mono(&wav).unwrap())
-        .unwrap();
-    let prompt = th
-        .tokens
-        .user_turn(Some(rows.len() / th.text.config.hidden_size), &[]);
-    let mut session = th.session(8192);
-    session.attach_audio(rows);
-    let mut sampler = Sampler::new(SamplingParams {
-        greedy: true,
-        ..Default::default()
-    })
-    .unwrap();
-    let stop = StopRule {
-        max_new_tokens: 512,
-        stop_ids: vec![th.tokens.im_end],
-    };
-    let want = generate(&mut session, &prompt, &mut sampler, &stop, |_| {
-        Ok(std::ops::ControlFlow::Continue(()))
-    })
-    .unwrap();
-    assert_eq!(ids, want.generated);
+    let audio = qwen_omni::models::audio_encoder::wav::load_wav_16k_mono(&wav).unwrap();
+    let want = common::omni_greedy_turns(&th, &[audio], 512);
+    assert_eq!(ids, want[0]);
     assert_eq!(reply["id"], 1);
     // a second turn follows the first in the same cache
     let second = request(&sock, json!({"cmd": "ask", "wav": fixture("long.wav")}));

@@ -223,3 +223,42 @@ pub fn device_greedy(
     }
     got
 }
+
+/// Greedy replies of the Omni `thinker` to `turns` of 16 kHz audio in one conversation (audio-
+/// only user turns, stopping at `<|im_end|>`, each reply closed as the daemon closes it): what
+/// the daemon must answer.
+pub fn omni_greedy_turns(
+    th: &qwen_omni::models::omni::OmniThinker,
+    turns: &[Vec<f32>],
+    max_tokens: usize,
+) -> Vec<Vec<u32>> {
+    use qwen_omni::models::generation::{StopRule, TextModel, Want, generate};
+    use qwen_omni::models::sampler::{Sampler, SamplingParams};
+    let mut session = th.session(4096);
+    let mut out = Vec::new();
+    for audio in turns {
+        let rows = th.encode_audio(audio).unwrap();
+        let prompt = th
+            .tokens
+            .user_turn(Some(rows.len() / th.text.config.hidden_size), &[]);
+        session.attach_audio(rows);
+        let mut sampler = Sampler::new(SamplingParams {
+            greedy: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let stop = StopRule {
+            max_new_tokens: max_tokens,
+            stop_ids: vec![th.tokens.im_end],
+        };
+        let g = generate(&mut session, &prompt, &mut sampler, &stop, |_| {
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+        session
+            .step(&th.tokens.end_of_reply(), Want::Greedy)
+            .unwrap();
+        out.push(g.generated);
+    }
+    out
+}
