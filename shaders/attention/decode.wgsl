@@ -8,11 +8,24 @@
 // normalise, rotate and store the new key and value rows into the cache before reading them
 // (workgroups of one kv head write identical values). This saves the separate
 // qk_norm_rope_kv dispatch per layer in decode.
+//
+// The kernel moves a few KB, so its time is latency: the chain of dependent memory round trips
+// and barriers. It is written to keep that chain short: HD is a pipeline constant, so every
+// loop has a fixed trip count the compiler unrolls and its loads are in flight together; all
+// loads of a phase (q, k, v, both norm weights, cos/sin) are issued before any is used; cache
+// rows are read as vec4; reductions read shared memory in unrolled loops instead of trees of
+// barriers. (The first version, with loops bounded by a uniform and a tree per norm, took
+// ~13 us per layer on an H200, most of a 30B-A3B decode step's non-matvec time.)
 override FUSED_QK: bool = false;
+override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
+override V4: u32 = HD / 4u;     // vec4 per cache row
+override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
+override PER_SLICE: u32 = (CHUNK + SLICES - 1u) / SLICES;
+
 struct Params {
     heads: u32,
     kv_heads: u32,
-    head_dim: u32,     // <= 256
+    head_dim: u32,     // = HD
     chunks: u32,       // chunk pitch of `part` (cache capacity / 64, rounded up)
     scale_bits: u32,   // f32 bits of 1 / sqrt(head_dim)
     pitch: u32,        // FUSED_QK: floats per q|k|v row
@@ -22,127 +35,157 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<f32>;              // (heads, head_dim) | raw q|k|v
-@group(0) @binding(3) var<storage, read_write> kc: array<f32>;       // (ctx, kv_heads, head_dim)
-@group(0) @binding(4) var<storage, read_write> vc: array<f32>;       // (ctx, kv_heads, head_dim)
-@group(0) @binding(5) var<storage, read_write> part: array<f32>;     // (heads, chunks, head_dim + 2)
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;      // (heads, head_dim)
-@group(0) @binding(7) var<storage, read> q_norm: array<f32>;         // FUSED_QK: (head_dim)
-@group(0) @binding(8) var<storage, read> k_norm: array<f32>;         // FUSED_QK: (head_dim)
-@group(0) @binding(9) var<storage, read> cs: array<f32>;             // FUSED_QK: (positions, 2, head_dim / 2)
+@group(0) @binding(2) var<storage, read> q: array<f32>;              // (heads, HD) | raw q|k|v
+@group(0) @binding(3) var<storage, read_write> kc: array<vec4<f32>>; // (ctx, kv_heads, HD / 4)
+@group(0) @binding(4) var<storage, read_write> vc: array<vec4<f32>>; // (ctx, kv_heads, HD / 4)
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;     // (heads, chunks, HD + 2)
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>; // (heads, HD / 4)
+@group(0) @binding(7) var<storage, read> q_norm: array<f32>;         // FUSED_QK: (HD)
+@group(0) @binding(8) var<storage, read> k_norm: array<f32>;         // FUSED_QK: (HD)
+@group(0) @binding(9) var<storage, read> cs: array<f32>;             // FUSED_QK: (positions, 2, HD / 2)
 
 const CHUNK: u32 = 64u;
 
-var<workgroup> qs: array<f32, 256>;   // the scaled query
-var<workgroup> dots: array<f32, 256>; // 64 rows x 4 partial dot products
-var<workgroup> sc: array<f32, 64>;    // the chunk's scores (-inf past kv_len)
-var<workgroup> pe: array<f32, 64>;    // their exponentials relative to the chunk's max
-var<workgroup> ov: array<f32, 256>;   // (slices, head_dim) partial outputs
+var<workgroup> raw: array<vec4<f32>, 128>;  // FUSED_QK: raw q head | raw k head at vec4 64
+var<workgroup> qs: array<vec4<f32>, 64>;    // the scaled, rotated query
+var<workgroup> dots: array<f32, 256>;       // 64 rows x 4 partial dot products
+var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
+var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
+var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
+var<workgroup> stats: vec2<f32>;            // the chunk's max and exponential sum
 
-// FUSED_QK: RMS-normalise q[src .. src + head_dim] (with q_norm or k_norm), rotate it for
-// position `pos` and leave it times `mul` in dots[0 .. head_dim]. Every invocation calls it.
-fn rotate_normed(li: u32, src: u32, pos: u32, is_q: bool, mul: f32) {
-    let hd = p.head_dim;
-    let half = hd / 2u;
-    var v = 0.0;
-    if (li < hd) { v = q[src + li]; }
-    ov[li] = v * v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s / 2u) {
-        if (li < s) { ov[li] = ov[li] + ov[li + s]; }
-        workgroupBarrier();
+fn raw_at(at: u32, i: u32) -> f32 {
+    return raw[at + i / 4u][i % 4u];
+}
+
+// 1 / rms of the head at raw[at ..] with the QK-norm eps (every invocation reads the same
+// words: broadcast loads, unrolled)
+fn inv_rms(at: u32) -> f32 {
+    var ss = 0.0;
+    for (var i = 0u; i < V4; i++) { ss = ss + dot(raw[at + i], raw[at + i]); }
+    return 1.0 / sqrt(ss / f32(HD) + bitcast<f32>(p.eps_bits));
+}
+
+// element i of the RMS-normalised (weight wi, partner weight wp) and rotated head at raw[at..]
+// for cos/sin (c, s): the first half pairs with the second
+fn rotated(at: u32, i: u32, inv: f32, wi: f32, wp: f32, c: f32, s: f32) -> f32 {
+    let half = HD / 2u;
+    let x = raw_at(at, i) * inv * wi;
+    if (i < half) {
+        return x * c - raw_at(at, i + half) * inv * wp * s;
     }
-    let inv = 1.0 / sqrt(ov[0] / f32(hd) + bitcast<f32>(p.eps_bits));
-    workgroupBarrier();
-    if (li < half) {
-        var w1 = k_norm[li];
-        var w2 = k_norm[half + li];
-        if (is_q) { w1 = q_norm[li]; w2 = q_norm[half + li]; }
-        let x1 = q[src + li] * inv * w1;
-        let x2 = q[src + half + li] * inv * w2;
-        let c = cs[pos * hd + li];
-        let sn = cs[pos * hd + half + li];
-        dots[li] = (x1 * c - x2 * sn) * mul;
-        dots[half + li] = (x2 * c + x1 * sn) * mul;
-    }
-    workgroupBarrier();
+    return x * c + raw_at(at, i - half) * inv * wp * s;
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let h = wg.x;
     let c = wg.y;
-    let hd = p.head_dim;
     let n = step.kv_len;
     let kvh = h / (p.heads / p.kv_heads);
     let row0 = c * CHUNK;
     let scale = bitcast<f32>(p.scale_bits);
+    let stores_new = FUSED_QK && row0 + CHUNK >= n;
     if (FUSED_QK) {
         let pos = n - 1u;
-        let kv_src = (p.heads + kvh) * hd;
-        rotate_normed(li, h * hd, pos, true, scale);
-        if (li < hd) { qs[li] = dots[li]; }
-        if (row0 + CHUNK >= n) {
-            // this chunk holds the new row: store its key and value first
-            rotate_normed(li, kv_src, pos, false, 1.0);
-            let dst = (pos * p.kv_heads + kvh) * hd;
-            if (li < hd) {
-                kc[dst + li] = dots[li];
-                vc[dst + li] = q[(p.heads + p.kv_heads + kvh) * hd + li];
+        let half = HD / 2u;
+        // one round trip: every load of the prologue is issued before any is used
+        var wq = 0.0;
+        var wqp = 0.0;
+        var wk = 0.0;
+        var wkp = 0.0;
+        var cv = 0.0;
+        var sv = 0.0;
+        var v = 0.0;
+        if (li < HD) {
+            let partner = select(li - half, li + half, li < half);
+            let j = li % half;
+            raw[li / 4u][li % 4u] = q[h * HD + li];
+            wq = q_norm[li];
+            wqp = q_norm[partner];
+            cv = cs[pos * HD + j];
+            sv = cs[pos * HD + half + j];
+            if (stores_new) {
+                raw[64u + li / 4u][li % 4u] = q[(p.heads + kvh) * HD + li];
+                wk = k_norm[li];
+                wkp = k_norm[partner];
+                v = q[(p.heads + p.kv_heads + kvh) * HD + li];
             }
-            storageBarrier();
         }
-    } else if (li < hd) {
-        qs[li] = q[h * hd + li] * scale;
+        workgroupBarrier();
+        if (li < HD) {
+            let rq = rotated(0u, li, inv_rms(0u), wq, wqp, cv, sv);
+            qs[li / 4u][li % 4u] = rq * scale;
+            if (stores_new) {
+                let dst = (pos * p.kv_heads + kvh) * V4 + li / 4u;
+                kc[dst][li % 4u] = rotated(64u, li, inv_rms(64u), wk, wkp, cv, sv);
+                vc[dst][li % 4u] = v;
+            }
+        }
+        storageBarrier();
+    } else if (li < V4) {
+        let b = h * HD + 4u * li;
+        qs[li] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * scale;
     }
     workgroupBarrier();
-    // scores: four invocations per cache row, interleaved dims (adjacent loads)
+    // scores: four invocations per cache row, each a quarter of the row's vec4s (interleaved,
+    // adjacent loads)
     let r = li / 4u;
     let j = li % 4u;
     var s = 0.0;
     if (row0 + r < n) {
-        let kb = ((row0 + r) * p.kv_heads + kvh) * hd;
-        for (var d = j; d < hd; d += 4u) { s = s + qs[d] * kc[kb + d]; }
+        let kb = ((row0 + r) * p.kv_heads + kvh) * V4;
+        for (var u = j; u < V4; u += 4u) { s = s + dot(qs[u], kc[kb + u]); }
     }
     dots[li] = s;
     workgroupBarrier();
     if (li < CHUNK) {
         var v = -3.4e38;
         if (row0 + li < n) { v = (dots[4u * li] + dots[4u * li + 1u]) + (dots[4u * li + 2u] + dots[4u * li + 3u]); }
-        sc[li] = v;
+        sc[li / 4u][li % 4u] = v;
     }
     workgroupBarrier();
-    var m = -3.4e38;
-    for (var i = 0u; i < CHUNK; i++) { m = max(m, sc[i]); }
-    // each row's exponential once (rows past kv_len weigh 0)
-    if (li < CHUNK) { pe[li] = select(0.0, exp(sc[li] - m), row0 + li < n); }
+    if (li < CHUNK) {
+        var m4 = sc[0];
+        for (var i = 1u; i < CHUNK / 4u; i++) { m4 = max(m4, sc[i]); }
+        let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
+        // each row's exponential once (rows past kv_len weigh 0)
+        pe[li / 4u][li % 4u] = select(0.0, exp(sc[li / 4u][li % 4u] - m), row0 + li < n);
+        if (li == 0u) { stats.x = m; }
+    }
     workgroupBarrier();
-    // weighted values: `slices` groups of invocations split the rows, one dim each
-    let slices = 256u / hd;
-    let d = li % hd;
-    let slice = li / hd;
+    // weighted values: SLICES groups of invocations split the rows, one vec4 of dims each
+    let slice = li / V4;
+    let u = li % V4;
     let rows = min(CHUNK, n - row0);
-    if (slice < slices) {
-        var acc = 0.0;
-        for (var i = slice; i < rows; i += slices) {
-            acc = acc + pe[i] * vc[((row0 + i) * p.kv_heads + kvh) * hd + d];
+    if (slice < SLICES) {
+        var acc = vec4<f32>(0.0);
+        for (var k = 0u; k < PER_SLICE; k++) {
+            let i = slice + k * SLICES;
+            if (i < rows) {
+                acc = acc + pe[i / 4u][i % 4u] * vc[((row0 + i) * p.kv_heads + kvh) * V4 + u];
+            }
         }
-        ov[slice * hd + d] = acc;
+        ov[slice * V4 + u] = acc;
     }
     workgroupBarrier();
-    if (li < hd) {
-        var o = 0.0;
-        for (var k = 0u; k < slices; k++) { o = o + ov[k * hd + li]; }
-        var l = 0.0;
-        for (var i = 0u; i < rows; i++) { l = l + pe[i]; }
+    if (li < V4) {
+        var o = vec4<f32>(0.0);
+        for (var k = 0u; k < SLICES; k++) { o = o + ov[k * V4 + li]; }
+        var l4 = vec4<f32>(0.0);
+        for (var i = 0u; i < CHUNK / 4u; i++) { l4 = l4 + pe[i]; }
+        let l = (l4.x + l4.y) + (l4.z + l4.w);
         if (n <= CHUNK) {
-            out[h * hd + li] = o / l;
+            out[h * V4 + li] = o / l;
         } else {
-            let b = (h * p.chunks + c) * (hd + 2u);
-            part[b + li] = o;
+            let b = (h * p.chunks + c) * (HD + 2u) + 4u * li;
+            part[b] = o.x;
+            part[b + 1u] = o.y;
+            part[b + 2u] = o.z;
+            part[b + 3u] = o.w;
             if (li == 0u) {
-                part[b + hd] = m;
-                part[b + hd + 1u] = l;
+                part[(h * p.chunks + c) * (HD + 2u) + HD] = stats.x;
+                part[(h * p.chunks + c) * (HD + 2u) + HD + 1u] = l;
             }
         }
     }

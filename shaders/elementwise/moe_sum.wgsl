@@ -1,5 +1,9 @@
 // x[t][r] += sum_j w[t * k + j] * y[(t * k + j) * hidden + r]: the routed experts' outputs,
-// weighted, added to the residual stream (the step's t tokens).
+// weighted, added to the residual stream (the step's t tokens). K is a pipeline constant so the
+// loop unrolls and its 2K loads are in flight together (a loop bounded by a uniform waited for
+// each load in turn: ~6.6 us per layer on an H200 for 8 KB of data).
+override K: u32 = 8u;
+
 struct Params {
     hidden: u32,
     k: u32,
@@ -20,8 +24,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let t = i / p.hidden;
     let r = i % p.hidden;
     var acc = 0.0;
-    for (var j = 0u; j < p.k; j++) {
-        let s = t * p.k + j;
+    for (var j = 0u; j < K; j++) {
+        let s = t * K + j;
         acc = acc + w[s] * y[s * p.hidden + r];
     }
     x[i] = x[i] + acc;

@@ -23,6 +23,14 @@ override MOE: bool = false;
 override DOT: bool = false;
 // DOT: blocks per lane per loop pass (1 or 2): 2 keeps twice the weight loads in flight
 override UNROLL: u32 = 1u;
+// The row length fixed at pipeline creation (0: p.k at run time). Fixed, the loops over a row
+// have constant trip counts: the compiler unrolls them and issues all of a lane's weight loads
+// before the first is used, instead of one pass's loads per memory round trip.
+override KC: u32 = 0u;
+
+fn kdim() -> u32 {
+    return select(p.k, KC, KC > 0u);
+}
 
 struct Params {
     rows: u32,
@@ -108,7 +116,7 @@ fn block_dot_i8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 
 // DOT: quantise x into xq / xd; returns the sum of squares of x (RMS_NORM) over the whole
 // workgroup. Every invocation takes 8 consecutive values; four neighbours make a block.
 fn quantise_x(li: u32, lane: u32, sgs: u32) -> f32 {
-    let n8 = p.k / 8u;
+    let n8 = kdim() / 8u;
     var ss = 0.0;
     // a uniform loop: the shuffles need every lane
     for (var base = 0u; base < n8; base += WG) {
@@ -148,7 +156,7 @@ fn quantise_x(li: u32, lane: u32, sgs: u32) -> f32 {
 fn store(row: u32, v: f32, total_ss: f32) {
     if (row >= p.rows) { return; }
     var r = v;
-    if (RMS_NORM) { r = r / sqrt(total_ss / f32(p.k) + bitcast<f32>(p.eps_bits)); }
+    if (RMS_NORM) { r = r / sqrt(total_ss / f32(kdim()) + bitcast<f32>(p.eps_bits)); }
     let o = y_base + row;
     if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
 }
@@ -180,7 +188,7 @@ fn main(@builtin(local_invocation_index) li: u32,
     let first = (wg.x + wg.y * nwg.x) * RPW;
     let nsg = WG / sgs;
     let last = p.rows - 1u;
-    let nb = p.k / 32u;
+    let nb = kdim() / 32u;
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);

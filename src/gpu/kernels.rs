@@ -104,6 +104,9 @@ pub struct Tuning {
     pub q8_groups: u32,
     /// ... as long as the matvec keeps at least this many workgroups
     pub q8_min_wgs: u32,
+    /// Q8_0 matvecs get their row length as a pipeline constant (fixed loop trip counts the
+    /// compiler unrolls, more weight loads in flight); `OMNI_Q8_FIXED_K=0` reads it at run time
+    pub q8_fixed_k: bool,
 }
 
 impl Default for Tuning {
@@ -124,6 +127,7 @@ impl Default for Tuning {
             q8_groups: 4,
             q8_min_wgs: 264,
             small_t: 128,
+            q8_fixed_k: true,
         }
     }
 }
@@ -151,6 +155,7 @@ impl Tuning {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(d.q8_min_wgs),
+            q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             small_t: std::env::var("OMNI_SMALL_T")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -332,6 +337,9 @@ impl Kernels {
         if w.is_q8 {
             c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
             c.push(("UNROLL", self.tuning.q8_unroll as f64));
+            if self.tuning.q8_fixed_k {
+                c.push(("KC", w.cols as f64));
+            }
         }
         (c, rows_per_wg)
     }
@@ -909,7 +917,10 @@ impl Kernels {
         }
         self.op(
             "moe_route",
-            &[("RENORM", if renorm { 1.0 } else { 0.0 })],
+            &[
+                ("RENORM", if renorm { 1.0 } else { 0.0 }),
+                ("E", experts as f64),
+            ],
             &[experts as u32, k as u32],
             false,
             &[&logits.buffer, &ids.buffer, &weights.buffer],
@@ -929,7 +940,7 @@ impl Kernels {
         let h = hidden as u32;
         self.op(
             "moe_sum",
-            &[],
+            &[("K", k as f64)],
             &[h, k as u32],
             true,
             &[&y.buffer, &weights.buffer, &x.buffer],
@@ -1343,9 +1354,10 @@ impl Kernels {
         ctx_len: usize,
         fused: Option<FusedQk>,
     ) -> Result<Vec<Op>> {
-        if head_dim > 256 || head_dim == 0 || (fused.is_some() && !head_dim.is_multiple_of(2)) {
+        // vec4 cache rows; the fused RoPE pairs halves
+        if head_dim > 256 || head_dim == 0 || !head_dim.is_multiple_of(4) {
             return Err(crate::Error::Gpu(format!(
-                "decode attention supports head_dim 1..=256 (even when fused), not {head_dim}"
+                "decode attention supports head_dim 4..=256 in steps of 4, not {head_dim}"
             )));
         }
         if part.len < Self::attn_decode_scratch(heads, head_dim, ctx_len) {
@@ -1372,7 +1384,10 @@ impl Kernels {
             .map_or((q, q, q), |f| (f.q_norm, f.k_norm, f.rope));
         let split = self.op(
             "attn_decode",
-            &[("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 })],
+            &[
+                ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
+                ("HD", head_dim as f64),
+            ],
             &params,
             true,
             &[
