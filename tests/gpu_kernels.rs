@@ -246,6 +246,8 @@ fn decode_and_prefill_attention_match_cpu() {
         (6, 2, 12, 0, 70),
         (4, 1, 32, 5, 19),
         (2, 1, 128, 3, 66),
+        // prefill with head_dim 256 (16-row key tiles) over a cache prefix
+        (2, 1, 256, 40, 20),
     ] {
         let ctx_len = pos0 + t + 3;
         let kvw = kv_heads * hd;

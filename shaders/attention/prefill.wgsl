@@ -1,89 +1,163 @@
-// Causal attention for a block of new tokens over the cache (prefill), flash-style: one
-// invocation per query token, 64 queries of one head per workgroup, keys streamed through
-// workgroup memory 16 at a time with an online softmax, so no T x T matrix is ever stored.
+// Causal attention for a block of new tokens over the cache (prefill), flash-style with an
+// online softmax, so no T x T matrix is ever stored. One workgroup per (block of BQ = 16
+// queries, head); key rows stream through workgroup memory BK at a time:
+//   1. the K tile is loaded; S = Q K^T (BQ x BK, two scores per invocation);
+//   2. the V tile is loaded into the same buffer while 16 invocations update each query's
+//      running max and sum and turn its scores into probabilities;
+//   3. every invocation rescales and accumulates its slice of one query's output.
 // Query j (0 <= j < step.t) sits at position step.pos0 + j and sees cache rows 0..=pos0 + j.
-const MAX_HD: u32 = 128u;
-const KB: u32 = 16u;
+// HD is a pipeline constant (a multiple of 4, at most 256): every loop has a fixed trip count
+// and the accumulators live in registers. (The first version kept per-invocation arrays of
+// head_dim floats indexed in loops, which spill to local memory: 16.5 ms of a 64-token step of
+// Qwen3-Omni-30B-A3B on an H200.)
+override HD: u32 = 128u;
+override V4: u32 = HD / 4u;     // vec4 per row
+override BK: u32 = 32u;         // key rows per tile: min(32, 4096 / HD), a 16 KB tile
+override PER: u32 = (V4 + 15u) / 16u;   // output vec4s per invocation (16 per query), <= 4
+const BQ: u32 = 16u;
 
 struct Params {
     heads: u32,
     kv_heads: u32,
-    head_dim: u32,
+    head_dim: u32,   // = HD
     scale_bits: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<f32>;           // (t, heads, head_dim)
-@group(0) @binding(3) var<storage, read> kc: array<f32>;          // (ctx, kv_heads, head_dim)
-@group(0) @binding(4) var<storage, read> vc: array<f32>;          // (ctx, kv_heads, head_dim)
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (t, heads, head_dim)
+@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;           // (t, heads, V4)
+@group(0) @binding(3) var<storage, read> kc: array<vec4<f32>>;          // (ctx, kv_heads, V4)
+@group(0) @binding(4) var<storage, read> vc: array<vec4<f32>>;          // (ctx, kv_heads, V4)
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;   // (t, heads, V4)
 
-var<workgroup> ks: array<f32, 2048>;  // (KB, MAX_HD)
-var<workgroup> vs: array<f32, 2048>;
+var<workgroup> qs: array<vec4<f32>, 1024>;   // (BQ, V4) scaled queries
+var<workgroup> tile: array<vec4<f32>, 1024>; // (BK, V4) keys, then values
+var<workgroup> s: array<f32, 512>;           // (BQ, BK) scores, then probabilities
+var<workgroup> corr: array<f32, 16>;         // per query: rescale of the running output
 
-@compute @workgroup_size(64)
+// Where this workgroup reads (set once in main).
+var<private> kvh: u32;
+var<private> n_keys: u32;
+
+// element e (< BK * V4, else unused) of the tile of cache rows from k0: zeros past n_keys
+fn fetch(e: u32, k0: u32, values: bool) -> vec4<f32> {
+    let r = e / V4;
+    if (e >= BK * V4 || k0 + r >= n_keys) { return vec4<f32>(0.0); }
+    let at = ((k0 + r) * p.kv_heads + kvh) * V4 + e % V4;
+    if (values) { return vc[at]; }
+    return kc[at];
+}
+
+fn put(e: u32, v: vec4<f32>) {
+    if (e < BK * V4) { tile[e] = v; }
+}
+
+@compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let h = wg.y;
-    let hd = p.head_dim;
-    let kvh = h / (p.heads / p.kv_heads);
-    let j = wg.x * 64u + li;
-    let live = j < step.t;
-    let qpos = step.pos0 + j;
+    kvh = h / (p.heads / p.kv_heads);
+    let j0 = wg.x * BQ;
     let scale = bitcast<f32>(p.scale_bits);
-    var qv: array<f32, MAX_HD>;
-    var acc: array<f32, MAX_HD>;
-    for (var d = 0u; d < hd; d++) {
-        acc[d] = 0.0;
-        qv[d] = select(0.0, q[(j * p.heads + h) * hd + d] * scale, live);
+    for (var i = 0u; i < 4u; i++) {
+        let e = li + i * 256u;
+        if (e < BQ * V4) {
+            let j = j0 + e / V4;
+            var v = vec4<f32>(0.0);
+            if (j < step.t) { v = q[(j * p.heads + h) * V4 + e % V4] * scale; }
+            qs[e] = v;
+        }
     }
+    // the last key any query of this block needs
+    n_keys = step.pos0 + min(step.t, j0 + BQ);
+    // phase 1: query sq with keys sk and sk + 16; phase 3: query sq, output vec4s sk + 16 i
+    let sq = li / 16u;
+    let sk = li % 16u;
+    let qpos = step.pos0 + j0 + sq;
+    // output vec4s of phase 3 (past V4: clamped reads, not stored)
+    let u0 = min(sk, V4 - 1u);
+    let u1 = min(sk + 16u, V4 - 1u);
+    let u2 = min(sk + 32u, V4 - 1u);
+    let u3 = min(sk + 48u, V4 - 1u);
+    // named accumulators, not an array indexed in a loop (which may live in local memory)
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    // phase 2 state (invocations 0..15, one query each)
     var m = -3.4e38;
     var l = 0.0;
-    // last key any query of this workgroup needs
-    let last_j = min(step.t, wg.x * 64u + 64u) - 1u;
-    let n_keys = step.pos0 + last_j + 1u;
-    var k0 = 0u;
-    loop {
-        if (k0 >= n_keys) { break; }
-        for (var e = li; e < KB * hd; e += 64u) {
-            let r = e / hd;
-            let d = e % hd;
-            let pos = k0 + r;
-            var kv = 0.0;
-            var vv = 0.0;
-            if (pos < n_keys) {
-                let off = (pos * p.kv_heads + kvh) * hd + d;
-                kv = kc[off];
-                vv = vc[off];
-            }
-            ks[r * MAX_HD + d] = kv;
-            vs[r * MAX_HD + d] = vv;
-        }
+    for (var k0 = 0u; k0 < n_keys; k0 += BK) {
+        // keys and values of the tile in flight together; values wait in registers
+        let k_0 = fetch(li, k0, false);
+        let k_1 = fetch(li + 256u, k0, false);
+        let k_2 = fetch(li + 512u, k0, false);
+        let k_3 = fetch(li + 768u, k0, false);
+        let v_0 = fetch(li, k0, true);
+        let v_1 = fetch(li + 256u, k0, true);
+        let v_2 = fetch(li + 512u, k0, true);
+        let v_3 = fetch(li + 768u, k0, true);
+        put(li, k_0);
+        put(li + 256u, k_1);
+        put(li + 512u, k_2);
+        put(li + 768u, k_3);
         workgroupBarrier();
-        if (live) {
-            for (var r = 0u; r < KB; r++) {
-                let pos = k0 + r;
-                if (pos <= qpos) {
-                    var s = 0.0;
-                    for (var d = 0u; d < hd; d++) { s = s + qv[d] * ks[r * MAX_HD + d]; }
-                    let m_new = max(m, s);
-                    let corr = exp(m - m_new);
-                    let e = exp(s - m_new);
-                    l = l * corr + e;
-                    for (var d = 0u; d < hd; d++) {
-                        acc[d] = acc[d] * corr + e * vs[r * MAX_HD + d];
-                    }
-                    m = m_new;
-                }
+        for (var half = 0u; half < 2u; half++) {
+            let kk = sk + half * 16u;
+            if (kk < BK) {
+                var d = 0.0;
+                for (var u = 0u; u < V4; u++) { d = d + dot(qs[sq * V4 + u], tile[kk * V4 + u]); }
+                // causal mask (also hides rows past n_keys)
+                s[sq * BK + kk] = select(-3.4e38, d, k0 + kk <= qpos);
             }
         }
         workgroupBarrier();
-        k0 = k0 + KB;
+        put(li, v_0);
+        put(li + 256u, v_1);
+        put(li + 512u, v_2);
+        put(li + 768u, v_3);
+        let nk = min(BK, n_keys - k0);
+        if (li < BQ) {
+            var mt = m;
+            for (var kk = 0u; kk < nk; kk++) { mt = max(mt, s[li * BK + kk]); }
+            let c = exp(m - mt);
+            var sum = 0.0;
+            for (var kk = 0u; kk < nk; kk++) {
+                let v = s[li * BK + kk];
+                let e = select(0.0, exp(v - mt), v > -3.0e38);
+                s[li * BK + kk] = e;
+                sum = sum + e;
+            }
+            l = l * c + sum;
+            m = mt;
+            corr[li] = c;
+        }
+        workgroupBarrier();
+        // rescale, then this tile's probabilities times the values of its first nk rows
+        let c = corr[sq];
+        a0 = a0 * c;
+        a1 = a1 * c;
+        a2 = a2 * c;
+        a3 = a3 * c;
+        for (var kk = 0u; kk < nk; kk++) {
+            let pk = s[sq * BK + kk];
+            let row = kk * V4;
+            a0 = a0 + pk * tile[row + u0];
+            if (PER > 1u) { a1 = a1 + pk * tile[row + u1]; }
+            if (PER > 2u) { a2 = a2 + pk * tile[row + u2]; }
+            if (PER > 3u) { a3 = a3 + pk * tile[row + u3]; }
+        }
+        workgroupBarrier();
     }
-    if (live) {
-        let inv = 1.0 / l;
-        for (var d = 0u; d < hd; d++) {
-            out[(j * p.heads + h) * hd + d] = acc[d] * inv;
-        }
+    // the sums live with invocations 0..15: share them through `corr`
+    if (li < BQ) { corr[li] = l; }
+    workgroupBarrier();
+    let j = j0 + sq;
+    if (j < step.t) {
+        let inv = 1.0 / corr[sq];
+        let o = (j * p.heads + h) * V4;
+        if (sk < V4) { out[o + sk] = a0 * inv; }
+        if (sk + 16u < V4) { out[o + sk + 16u] = a1 * inv; }
+        if (sk + 32u < V4) { out[o + sk + 32u] = a2 * inv; }
+        if (sk + 48u < V4) { out[o + sk + 48u] = a3 * inv; }
     }
 }

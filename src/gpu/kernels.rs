@@ -1425,15 +1425,22 @@ impl Kernels {
         kv_heads: usize,
         head_dim: usize,
     ) -> Result<Op> {
+        if head_dim > 256 || head_dim == 0 || !head_dim.is_multiple_of(4) {
+            return Err(crate::Error::Gpu(format!(
+                "prefill attention supports head_dim 4..=256 in steps of 4, not {head_dim}"
+            )));
+        }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
+        // a tile of key rows is 16 KB
+        let bk = (4096 / head_dim).min(32);
         self.op(
             "attn_prefill",
-            &[],
+            &[("HD", head_dim as f64), ("BK", bk as f64)],
             &[h, kv_heads as u32, head_dim as u32, scale],
             true,
             &[&q.buffer, &kc.buffer, &vc.buffer, &out.buffer],
-            Box::new(move |d| [d.t.div_ceil(64), h, 1]),
+            Box::new(move |d| [d.t.div_ceil(16), h, 1]),
         )
     }
 
