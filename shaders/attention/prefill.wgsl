@@ -6,6 +6,10 @@
 //      running max and sum and turn its scores into probabilities;
 //   3. every invocation rescales and accumulates its slice of one query's output.
 // Query j (0 <= j < step.t) sits at position step.pos0 + j and sees cache rows 0..=pos0 + j.
+// WINDOW > 0 (the AuT audio encoder): no cache and no causal mask; query j sees the keys of
+// its window of WINDOW tokens, [j / WINDOW * WINDOW, min(that + WINDOW, t)). Rows may be
+// strided (q_ld / kv_ld vec4s apart, k and v at an offset), so q, k and v can be the column
+// blocks of one (t, 3 x heads x head_dim) projection bound three times.
 // HD is a pipeline constant (a multiple of 4, at most 256): every loop has a fixed trip count
 // and the accumulators live in registers. (The first version kept per-invocation arrays of
 // head_dim floats indexed in loops, which spill to local memory: 16.5 ms of a 64-token step of
@@ -14,6 +18,7 @@ override HD: u32 = 128u;
 override V4: u32 = HD / 4u;     // vec4 per row
 override BK: u32 = 32u;         // key rows per tile: min(32, 4096 / HD), a 16 KB tile
 override PER: u32 = (V4 + 15u) / 16u;   // output vec4s per invocation (16 per query), <= 4
+override WINDOW: u32 = 0u;
 const BQ: u32 = 16u;
 
 struct Params {
@@ -21,13 +26,17 @@ struct Params {
     kv_heads: u32,
     head_dim: u32,   // = HD
     scale_bits: u32,
+    q_ld: u32,       // vec4s per query row (heads x V4 unless strided)
+    kv_ld: u32,      // vec4s per key / value row
+    k_off: u32,      // vec4s before the first key / value
+    v_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;           // (t, heads, V4)
-@group(0) @binding(3) var<storage, read> kc: array<vec4<f32>>;          // (ctx, kv_heads, V4)
-@group(0) @binding(4) var<storage, read> vc: array<vec4<f32>>;          // (ctx, kv_heads, V4)
+@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;           // (t, q_ld)
+@group(0) @binding(3) var<storage, read> kc: array<vec4<f32>>;          // k_off + (ctx, kv_ld)
+@group(0) @binding(4) var<storage, read> vc: array<vec4<f32>>;          // v_off + (ctx, kv_ld)
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;   // (t, heads, V4)
 
 var<workgroup> qs: array<vec4<f32>, 1024>;   // (BQ, V4) scaled queries
@@ -37,15 +46,15 @@ var<workgroup> corr: array<f32, 16>;         // per query: rescale of the runnin
 
 // Where this workgroup reads (set once in main).
 var<private> kvh: u32;
-var<private> n_keys: u32;
+var<private> n_keys: u32;   // keys past this are never read (the end of the last window)
 
 // element e (< BK * V4, else unused) of the tile of cache rows from k0: zeros past n_keys
 fn fetch(e: u32, k0: u32, values: bool) -> vec4<f32> {
     let r = e / V4;
     if (e >= BK * V4 || k0 + r >= n_keys) { return vec4<f32>(0.0); }
-    let at = ((k0 + r) * p.kv_heads + kvh) * V4 + e % V4;
-    if (values) { return vc[at]; }
-    return kc[at];
+    let at = (k0 + r) * p.kv_ld + kvh * V4 + e % V4;
+    if (values) { return vc[p.v_off + at]; }
+    return kc[p.k_off + at];
 }
 
 fn put(e: u32, v: vec4<f32>) {
@@ -63,16 +72,24 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         if (e < BQ * V4) {
             let j = j0 + e / V4;
             var v = vec4<f32>(0.0);
-            if (j < step.t) { v = q[(j * p.heads + h) * V4 + e % V4] * scale; }
+            if (j < step.t) { v = q[j * p.q_ld + h * V4 + e % V4] * scale; }
             qs[e] = v;
         }
     }
-    // the last key any query of this block needs
+    // the keys any query of this block needs: [first, n_keys)
     n_keys = step.pos0 + min(step.t, j0 + BQ);
+    var first = 0u;
+    // (divisor never 0: the compiler folds constant divisions even in dead branches)
+    let wd = max(WINDOW, 1u);
+    if (WINDOW > 0u) {
+        first = j0 / wd * wd;
+        n_keys = min((min(step.t, j0 + BQ) - 1u) / wd * wd + wd, step.t);
+    }
     // phase 1: query sq with keys sk and sk + 16; phase 3: query sq, output vec4s sk + 16 i
     let sq = li / 16u;
     let sk = li % 16u;
     let qpos = step.pos0 + j0 + sq;
+    let qwin = (j0 + sq) / wd;
     // output vec4s of phase 3 (past V4: clamped reads, not stored)
     let u0 = min(sk, V4 - 1u);
     let u1 = min(sk + 16u, V4 - 1u);
@@ -86,7 +103,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     // phase 2 state (invocations 0..15, one query each)
     var m = -3.4e38;
     var l = 0.0;
-    for (var k0 = 0u; k0 < n_keys; k0 += BK) {
+    for (var k0 = first; k0 < n_keys; k0 += BK) {
         // keys and values of the tile in flight together; values wait in registers
         let k_0 = fetch(li, k0, false);
         let k_1 = fetch(li + 256u, k0, false);
@@ -106,8 +123,10 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             if (kk < BK) {
                 var d = 0.0;
                 for (var u = 0u; u < V4; u++) { d = d + dot(qs[sq * V4 + u], tile[kk * V4 + u]); }
-                // causal mask (also hides rows past n_keys)
-                s[sq * BK + kk] = select(-3.4e38, d, k0 + kk <= qpos);
+                // causal mask (also hides rows past n_keys), or the query's window
+                var live = k0 + kk <= qpos;
+                if (WINDOW > 0u) { live = (k0 + kk) / wd == qwin && k0 + kk < n_keys; }
+                s[sq * BK + kk] = select(-3.4e38, d, live);
             }
         }
         workgroupBarrier();

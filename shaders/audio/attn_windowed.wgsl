@@ -1,3 +1,5 @@
+// Fallback for head sizes that are not a multiple of 4 (the flash kernel, attention/prefill.wgsl
+// with WINDOW, takes the rest): one invocation per query, its head in private arrays.
 // Bidirectional attention inside fixed windows (the AuT encoder, aut/layers.rs
 // `windowed_attention`): query j of head h sees keys [w0, min(w0 + window, t)) with
 // w0 = ⌊j / window⌋ · window, no causal mask. One invocation per (query, head), 64 queries of

@@ -6,10 +6,10 @@
 //! buffers, because the shaders run without bounds checks (docs/kernels.md).
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{grid, grid256};
+use crate::gpu::kernels::{AttnLayout, grid, grid256};
 use crate::gpu::{GpuBuffer, Kernels, Op};
 
-/// Head sizes the attention shader holds in registers (`MAX_HD` of attn_windowed.wgsl).
+/// Head sizes the scalar fallback holds in registers (`MAX_HD` of attn_windowed.wgsl).
 const ATTN_MAX_HEAD_DIM: usize = 128;
 
 /// A batch of `chunks` feature maps of (freq, time, channels), channels innermost: the layout
@@ -233,10 +233,48 @@ impl Kernels {
         head_dim: usize,
         window: usize,
     ) -> Result<Op> {
-        if head_dim == 0 || head_dim > ATTN_MAX_HEAD_DIM || window == 0 {
+        if window == 0 || window > u32::MAX as usize {
             return Err(Error::Gpu(format!(
-                "windowed attention supports head_dim 1..={ATTN_MAX_HEAD_DIM} and windows of \
-                 at least one token, not head_dim {head_dim}, window {window}"
+                "windowed attention needs windows of at least one token, not {window}"
+            )));
+        }
+        if !head_dim.is_multiple_of(4) {
+            return self.attn_windowed_scalar(qkv, out, heads, head_dim, window);
+        }
+        // the flash kernel reads q, k and v as column blocks of the one projection
+        let width = (heads * head_dim / 4) as u32;
+        let layout = AttnLayout {
+            q_ld: 3 * width,
+            kv_ld: 3 * width,
+            k_off: width,
+            v_off: 2 * width,
+        };
+        self.flash_attention(
+            qkv,
+            qkv,
+            qkv,
+            out,
+            heads,
+            heads,
+            head_dim,
+            layout,
+            window as u32,
+        )
+    }
+
+    /// [`Kernels::attn_windowed`] for head sizes that are not a multiple of 4: one invocation
+    /// per query (slow; the real encoder's heads are 64 wide).
+    fn attn_windowed_scalar(
+        &self,
+        qkv: &GpuBuffer,
+        out: &GpuBuffer,
+        heads: usize,
+        head_dim: usize,
+        window: usize,
+    ) -> Result<Op> {
+        if head_dim == 0 || head_dim > ATTN_MAX_HEAD_DIM {
+            return Err(Error::Gpu(format!(
+                "windowed attention supports head_dim 1..={ATTN_MAX_HEAD_DIM}, not {head_dim}"
             )));
         }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();

@@ -164,6 +164,16 @@ impl Tuning {
     }
 }
 
+/// Where [`Kernels::flash_attention`] finds its rows, in vec4s: query rows `q_ld` apart, key and
+/// value rows `kv_ld` apart from `k_off` / `v_off`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnLayout {
+    pub q_ld: u32,
+    pub kv_ld: u32,
+    pub k_off: u32,
+    pub v_off: u32,
+}
+
 pub struct Kernels {
     pub ctx: Arc<GpuContext>,
     /// the `Step` uniform shared by every op
@@ -1425,6 +1435,31 @@ impl Kernels {
         kv_heads: usize,
         head_dim: usize,
     ) -> Result<Op> {
+        let v4 = (head_dim / 4) as u32;
+        let layout = AttnLayout {
+            q_ld: heads as u32 * v4,
+            kv_ld: kv_heads as u32 * v4,
+            k_off: 0,
+            v_off: 0,
+        };
+        self.flash_attention(q, kc, vc, out, heads, kv_heads, head_dim, layout, 0)
+    }
+
+    /// The flash attention kernel (`attn_prefill.wgsl`): causal over the cache when `window`
+    /// is 0, else bidirectional inside windows of `window` tokens (the AuT encoder).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn flash_attention(
+        &self,
+        q: &GpuBuffer,
+        kc: &GpuBuffer,
+        vc: &GpuBuffer,
+        out: &GpuBuffer,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        layout: AttnLayout,
+        window: u32,
+    ) -> Result<Op> {
         if head_dim > 256 || head_dim == 0 || !head_dim.is_multiple_of(4) {
             return Err(crate::Error::Gpu(format!(
                 "prefill attention supports head_dim 4..=256 in steps of 4, not {head_dim}"
@@ -1436,8 +1471,21 @@ impl Kernels {
         let bk = (4096 / head_dim).min(32);
         self.op(
             "attn_prefill",
-            &[("HD", head_dim as f64), ("BK", bk as f64)],
-            &[h, kv_heads as u32, head_dim as u32, scale],
+            &[
+                ("HD", head_dim as f64),
+                ("BK", bk as f64),
+                ("WINDOW", window as f64),
+            ],
+            &[
+                h,
+                kv_heads as u32,
+                head_dim as u32,
+                scale,
+                layout.q_ld,
+                layout.kv_ld,
+                layout.k_off,
+                layout.v_off,
+            ],
             true,
             &[&q.buffer, &kc.buffer, &vc.buffer, &out.buffer],
             Box::new(move |d| [d.t.div_ceil(16), h, 1]),

@@ -209,7 +209,7 @@ impl PipelineCache {
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!(
-                "shader `{name}` failed to build: {err}"
+                "shader `{name}` (constants {constants:?}) failed to build: {err:?}"
             )));
         }
         let pipeline = Arc::new(pipeline);
