@@ -6,10 +6,11 @@
 // ahead of it (larger, or equal with a lower index), counted against the shared array: the
 // top k are those of rank < k, with no sequential rounds of reductions (a first version with
 // k arg-max rounds cost 20 us per layer on an H200).
-// E (the expert count) is a pipeline constant: the rank loop has a fixed trip count, so the
-// compiler unrolls it and the shared-memory reads overlap.
+// The rank loop reads the probabilities four at a time (padded with -1, below any of them).
+// E, when not 0, is the expert count as a pipeline constant (a fixed trip count the compiler
+// unrolls); `OMNI_ROUTE_E=0` reads it at run time instead.
 override RENORM: bool = true;
-override E: u32 = 128u;
+override E: u32 = 0u;
 
 struct Params {
     experts: u32,
@@ -23,7 +24,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> ids: array<u32>;      // (t, k)
 @group(0) @binding(3) var<storage, read_write> weights: array<f32>;  // (t, k)
 
-var<workgroup> lg: array<f32, 1024>;
+var<workgroup> lg: array<vec4<f32>, 256>;
 var<workgroup> red: array<f32, 256>;
 var<workgroup> chosen: array<f32, 64>;
 
@@ -46,29 +47,36 @@ fn reduce(li: u32, lane: u32, sgs: u32, v: f32, is_max: bool) -> f32 {
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
     let t = wg.x;
-    let n = p.experts;
+    let n = select(p.experts, E, E > 0u);
+    let n4 = (n + 3u) / 4u;
     var m = -3.4e38;
     for (var i = li; i < n; i += 256u) {
         let v = logits[t * n + i];
-        lg[i] = v;
+        lg[i / 4u][i % 4u] = v;
         m = max(m, v);
     }
     let mx = reduce(li, lane, sgs, m, true);
     var s = 0.0;
-    for (var i = li; i < n; i += 256u) {
-        let e = exp(lg[i] - mx);
-        lg[i] = e;
-        s = s + e;
+    for (var i = li; i < 4u * n4; i += 256u) {
+        var e = -1.0;
+        if (i < n) {
+            e = exp(lg[i / 4u][i % 4u] - mx);
+            s = s + e;
+        }
+        lg[i / 4u][i % 4u] = e;
     }
     let total = reduce(li, lane, sgs, s, false);
     // ranks by probability, as the CPU twin sorts (equal exponentials keep index order)
     for (var i = li; i < n; i += 256u) {
-        let v = lg[i];
-        var rank = 0u;
-        for (var j = 0u; j < E; j++) {
+        let v = lg[i / 4u][i % 4u];
+        var ahead = vec4<u32>(0u);
+        for (var j = 0u; j < n4; j++) {
             let u = lg[j];
-            if (u > v || (u == v && j < i)) { rank = rank + 1u; }
+            let jj = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+            let before = (u > vec4<f32>(v)) | ((u == vec4<f32>(v)) & (jj < vec4<u32>(i)));
+            ahead = ahead + select(vec4<u32>(0u), vec4<u32>(1u), before);
         }
+        let rank = (ahead.x + ahead.y) + (ahead.z + ahead.w);
         if (rank < p.k) {
             let pr = v / total;
             ids[t * p.k + rank] = i;

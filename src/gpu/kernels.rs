@@ -107,6 +107,9 @@ pub struct Tuning {
     /// Q8_0 matvecs get their row length as a pipeline constant (fixed loop trip counts the
     /// compiler unrolls, more weight loads in flight); `OMNI_Q8_FIXED_K=0` reads it at run time
     pub q8_fixed_k: bool,
+    /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
+    /// run time
+    pub route_fixed_e: bool,
 }
 
 impl Default for Tuning {
@@ -128,6 +131,7 @@ impl Default for Tuning {
             q8_min_wgs: 264,
             small_t: 128,
             q8_fixed_k: true,
+            route_fixed_e: true,
         }
     }
 }
@@ -156,6 +160,7 @@ impl Tuning {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
+            route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             small_t: std::env::var("OMNI_SMALL_T")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -929,7 +934,7 @@ impl Kernels {
             "moe_route",
             &[
                 ("RENORM", if renorm { 1.0 } else { 0.0 }),
-                ("E", experts as f64),
+                ("E", if self.tuning.route_fixed_e { experts as f64 } else { 0.0 }),
             ],
             &[experts as u32, k as u32],
             false,
