@@ -21,8 +21,10 @@ override MOE: bool = false;
 // weight instead of 4). Costs the activation's rounding (~0.4% of a block's largest value per
 // element); CPU twin: tests' `q8_dot_twin`. K <= 12288.
 override DOT: bool = false;
-// DOT: blocks per lane per loop pass (1 or 2): 2 keeps twice the weight loads in flight
-override UNROLL: u32 = 1u;
+// DOT + PREFETCH: each lane issues the weight loads of its first block (for the first row group)
+// before the workgroup quantises x, so they are in flight during that prologue (~1 us of an
+// L2 round trip, a reduction and a barrier) instead of after it.
+override PREFETCH: bool = true;
 // The row length fixed at pipeline creation (0: p.k at run time). Fixed, the loops over a row
 // have constant trip counts: the compiler unrolls them and issues all of a lane's weight loads
 // before the first is used, instead of one pass's loads per memory round trip.
@@ -100,17 +102,38 @@ fn block_dot(row: u32, b: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: 
     return d * (lo + hi);
 }
 
-// DOT: block b of `row` against the int8 inputs xa | xb with scale dx.
-fn block_dot_i8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
+// DOT: block b of `row`: eight words of int8 weights and the block's scale
+struct Blk {
+    qa: vec4<u32>,
+    qb: vec4<u32>,
+    d: f32,
+}
+
+fn fetch(row: u32, b: u32) -> Blk {
     let base = (w_row0 + row) * (p.stride / 4u) + 2u * b;
-    let qa = w[base];
-    let qb = w[base + 1u];
     let s2 = unpack2x16float(sc[(w_row0 + row) * p.scale_stride + b / 2u]);
-    let d = select(s2.x, s2.y, (b & 1u) == 1u);
-    let s = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y) + dot4I8Packed(qa.z, xa.z)
-          + dot4I8Packed(qa.w, xa.w) + dot4I8Packed(qb.x, xb.x) + dot4I8Packed(qb.y, xb.y)
-          + dot4I8Packed(qb.z, xb.z) + dot4I8Packed(qb.w, xb.w);
-    return d * dx * f32(s);
+    return Blk(w[base], w[base + 1u], select(s2.x, s2.y, (b & 1u) == 1u));
+}
+
+// DOT: a block against the int8 inputs xa | xb with scale dx
+fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
+    let s = dot4I8Packed(k.qa.x, xa.x) + dot4I8Packed(k.qa.y, xa.y) + dot4I8Packed(k.qa.z, xa.z)
+          + dot4I8Packed(k.qa.w, xa.w) + dot4I8Packed(k.qb.x, xb.x) + dot4I8Packed(k.qb.y, xb.y)
+          + dot4I8Packed(k.qb.z, xb.z) + dot4I8Packed(k.qb.w, xb.w);
+    return k.d * dx * f32(s);
+}
+
+// DOT: the four rows' blocks b added to acc (rows past the end repeat the last)
+fn dot_rows(acc: vec4<f32>, k0: Blk, k1: Blk, k2: Blk, k3: Blk, b: u32) -> vec4<f32> {
+    let xa = xq[2u * b];
+    let xb = xq[2u * b + 1u];
+    let dx = xd[b];
+    var r = acc;
+    r.x = r.x + dot_i8(k0, xa, xb, dx);
+    if (ROWS > 1u) { r.y = r.y + dot_i8(k1, xa, xb, dx); }
+    if (ROWS > 2u) { r.z = r.z + dot_i8(k2, xa, xb, dx); }
+    if (ROWS > 3u) { r.w = r.w + dot_i8(k3, xa, xb, dx); }
+    return r;
 }
 
 // DOT: quantise x into xq / xd; returns the sum of squares of x (RMS_NORM) over the whole
@@ -183,41 +206,40 @@ fn main(@builtin(local_invocation_index) li: u32,
         u_base = p.up_off + xr;
         y_base = p.y_off + slot * p.rows;
     }
-    var wg_ss = 0.0;
-    if (DOT) { wg_ss = quantise_x(li, lane, sgs); }
     let first = (wg.x + wg.y * nwg.x) * RPW;
     let nsg = WG / sgs;
     let last = p.rows - 1u;
     let nb = kdim() / 32u;
+    let rstart = first + (li / sgs) * ROWS;
+    // DOT + PREFETCH: the first row group's first blocks, loaded before the prologue
+    var p0: Blk;
+    var p1: Blk;
+    var p2: Blk;
+    var p3: Blk;
+    let prefetched = DOT && PREFETCH && lane < nb && rstart < min(first + RPW, p.rows);
+    if (prefetched) {
+        p0 = fetch(rstart, lane);
+        if (ROWS > 1u) { p1 = fetch(min(rstart + 1u, last), lane); }
+        if (ROWS > 2u) { p2 = fetch(min(rstart + 2u, last), lane); }
+        if (ROWS > 3u) { p3 = fetch(min(rstart + 3u, last), lane); }
+    }
+    var wg_ss = 0.0;
+    if (DOT) { wg_ss = quantise_x(li, lane, sgs); }
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
-    for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
+    for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
         var ss = 0.0;
         // rows past the end repeat the last row (in bounds) and are not stored
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        for (var b = lane; b < nb && DOT; b += sgs * UNROLL) {
-            let xa = xq[2u * b];
-            let xb = xq[2u * b + 1u];
-            let dx = xd[b];
-            acc.x = acc.x + block_dot_i8(r0, b, xa, xb, dx);
-            if (ROWS > 1u) { acc.y = acc.y + block_dot_i8(r1, b, xa, xb, dx); }
-            if (ROWS > 2u) { acc.z = acc.z + block_dot_i8(r2, b, xa, xb, dx); }
-            if (ROWS > 3u) { acc.w = acc.w + block_dot_i8(r3, b, xa, xb, dx); }
-            if (UNROLL > 1u) {
-                // a second block per lane in the same straight-line code, so its loads are in
-                // flight with the first's; past the end it re-reads the last block with x = 0
-                let b2 = min(b + sgs, nb - 1u);
-                let live = b + sgs < nb;
-                let ya = select(vec4<u32>(0u), xq[2u * b2], live);
-                let yb = select(vec4<u32>(0u), xq[2u * b2 + 1u], live);
-                let dy = xd[b2];
-                acc.x = acc.x + block_dot_i8(r0, b2, ya, yb, dy);
-                if (ROWS > 1u) { acc.y = acc.y + block_dot_i8(r1, b2, ya, yb, dy); }
-                if (ROWS > 2u) { acc.z = acc.z + block_dot_i8(r2, b2, ya, yb, dy); }
-                if (ROWS > 3u) { acc.w = acc.w + block_dot_i8(r3, b2, ya, yb, dy); }
-            }
+        var b0 = lane;
+        if (prefetched && r0 == rstart) {
+            acc = dot_rows(acc, p0, p1, p2, p3, lane);
+            b0 = lane + sgs;
+        }
+        for (var b = b0; b < nb && DOT; b += sgs) {
+            acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b), b);
         }
         for (var b = lane; b < nb && !DOT; b += sgs) {
             let i = 8u * b;
