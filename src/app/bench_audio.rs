@@ -97,6 +97,16 @@ pub fn run(a: &BenchAudioArgs) -> Result<()> {
             );
         }
     }
+    // where the device time goes, for the first clip length
+    if let Some(&secs) = a.secs.first() {
+        let m = mel::log_mel(&synthetic_clip(secs, 7));
+        if let Some(k) = encoder.profile(&m)? {
+            super::bench_gpu::print_kernels(
+                &format!("GPU time of one {secs} s encode by kernel"),
+                &k,
+            );
+        }
+    }
     Ok(())
 }
 

@@ -238,7 +238,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     Ok(())
 }
 
-fn print_kernels(title: &str, k: &[crate::gpu::KernelTiming]) {
+pub(crate) fn print_kernels(title: &str, k: &[crate::gpu::KernelTiming]) {
     let total: f64 = k.iter().map(|t| t.total_ns).sum();
     println!();
     println!("{title} (timestamp queries, one pass per op):");

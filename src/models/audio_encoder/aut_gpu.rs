@@ -86,6 +86,22 @@ impl AudioEncoderGpu {
     /// Encode one clip: `mel` (num_mel_bins, frames) f32, bin-major, to
     /// (output_tokens(frames), output_dim) f32 rows, as `AudioEncoder::forward`.
     pub fn forward(&self, mel: &[f32], frames: usize) -> Result<Vec<f32>> {
+        Ok(self.run(mel, frames, false)?.0)
+    }
+
+    /// [`AudioEncoderGpu::forward`] with one compute pass per op and its GPU time by kernel
+    /// (timestamp queries; the adapter must offer them).
+    pub fn profile(&self, mel: &[f32], frames: usize) -> Result<Vec<crate::gpu::KernelTiming>> {
+        let (_, timings) = self.run(mel, frames, true)?;
+        timings.ok_or_else(|| crate::Error::Gpu("no kernel timings".into()))
+    }
+
+    fn run(
+        &self,
+        mel: &[f32],
+        frames: usize,
+        profile: bool,
+    ) -> Result<(Vec<f32>, Option<Vec<crate::gpu::KernelTiming>>)> {
         let t0 = std::time::Instant::now();
         let c = &self.config;
         check_mel(c, mel, frames)?;
@@ -97,22 +113,33 @@ impl AudioEncoderGpu {
         let acts = Activations::new(&self.ctx, c, &clip, &image)?;
         // Kernels made per call (in the stages): concurrent forwards share no Step uniform.
         let stages = self.stages(&acts, &clip)?;
+        let mut prof = if profile {
+            let count = stages.iter().map(|s| s.ops.len() as u32).sum();
+            Some(crate::gpu::profiler::Profiler::new(&self.ctx, count)?)
+        } else {
+            None
+        };
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         for s in &stages {
             let dims = StepDims {
                 t: s.rows as u32,
                 pos0: 0,
             };
-            s.kernels.encode(&mut enc, &s.ops, dims, None);
+            s.kernels.encode(&mut enc, &s.ops, dims, prof.as_mut());
         }
         let t1 = std::time::Instant::now();
         self.ctx.queue.submit([enc.finish()]);
-        let out = acts.out.read_f32(&self.ctx, 0, clip.tokens * c.output_dim);
+        let out = acts.out.read_f32(&self.ctx, 0, clip.tokens * c.output_dim)?;
         if let Ok(mut l) = self.last_split.lock() {
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             *l = Some((ms(t1 - t0), ms(t1.elapsed())));
         }
-        out
+        let timings = prof.map(|p| p.finish(&self.ctx)).transpose()?;
+        Ok((out, timings))
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.ctx.has_timestamps()
     }
 
     /// The last forward's time on the host (clip shape, activation buffers, ops and bind

@@ -174,6 +174,15 @@ impl AudioEngine<'_> {
         }
     }
 
+    /// GPU time by kernel of one encode (the GPU engine on an adapter with timestamp
+    /// queries), else None.
+    pub fn profile(&self, m: &mel::Mel) -> Result<Option<Vec<crate::gpu::KernelTiming>>> {
+        match self {
+            AudioEngine::Gpu(e) if e.has_timestamps() => Ok(Some(e.profile(&m.data, m.frames)?)),
+            _ => Ok(None),
+        }
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             AudioEngine::Cpu(_) => "CPU",
