@@ -650,20 +650,17 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
     let ctx = gpu();
     let mut k = Kernels::new(&ctx);
     k.tuning.q8_dot = true;
-    // (rows, K, rows per subgroup, first blocks loaded before the prologue, workgroup size):
-    // odd shapes, rows shorter than a subgroup's blocks, K at the workgroup copy's limit
-    for &(n, kk, rows, prefetch, wg) in &[
-        (13usize, 64usize, 1u32, true, 256u32),
-        (70, 96, 4, false, 256),
-        (70, 96, 4, true, 256),
-        (9, 4096, 2, true, 64),
-        (33, 800, 3, false, 128),
-        (33, 800, 3, true, 128),
-        (40, 12288, 4, true, 256),
-        (300, 160, 2, true, 64),
+    // (rows, K, rows per subgroup, workgroup size): odd shapes, rows shorter than a subgroup's
+    // blocks, K at the workgroup copy's limit
+    for &(n, kk, rows, wg) in &[
+        (13usize, 64usize, 1u32, 256u32),
+        (70, 96, 4, 256),
+        (9, 4096, 2, 64),
+        (33, 800, 3, 128),
+        (40, 12288, 4, 256),
+        (300, 160, 2, 64),
     ] {
         k.tuning.q8_rows = rows;
-        k.tuning.q8_prefetch = prefetch;
         k.tuning.q8_wg = wg;
         // several row groups per subgroup where the rows allow it
         k.tuning.q8_groups = if n >= 300 { 3 } else { 1 };

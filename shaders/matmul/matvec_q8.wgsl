@@ -21,10 +21,6 @@ override MOE: bool = false;
 // weight instead of 4). Costs the activation's rounding (~0.4% of a block's largest value per
 // element); CPU twin: tests' `q8_dot_twin`. K <= 12288.
 override DOT: bool = false;
-// DOT + PREFETCH: each lane issues the weight loads of its first block (for the first row group)
-// before the workgroup quantises x, so they are in flight during that prologue (~1 us of an
-// L2 round trip, a reduction and a barrier) instead of after it.
-override PREFETCH: bool = true;
 // The row length fixed at pipeline creation (0: p.k at run time). Fixed, the loops over a row
 // have constant trip counts: the compiler unrolls them and issues all of a lane's weight loads
 // before the first is used, instead of one pass's loads per memory round trip.
@@ -211,18 +207,6 @@ fn main(@builtin(local_invocation_index) li: u32,
     let last = p.rows - 1u;
     let nb = kdim() / 32u;
     let rstart = first + (li / sgs) * ROWS;
-    // DOT + PREFETCH: the first row group's first blocks, loaded before the prologue
-    var p0: Blk;
-    var p1: Blk;
-    var p2: Blk;
-    var p3: Blk;
-    let prefetched = DOT && PREFETCH && lane < nb && rstart < min(first + RPW, p.rows);
-    if (prefetched) {
-        p0 = fetch(rstart, lane);
-        if (ROWS > 1u) { p1 = fetch(min(rstart + 1u, last), lane); }
-        if (ROWS > 2u) { p2 = fetch(min(rstart + 2u, last), lane); }
-        if (ROWS > 3u) { p3 = fetch(min(rstart + 3u, last), lane); }
-    }
     var wg_ss = 0.0;
     if (DOT) { wg_ss = quantise_x(li, lane, sgs); }
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
@@ -233,12 +217,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        var b0 = lane;
-        if (prefetched && r0 == rstart) {
-            acc = dot_rows(acc, p0, p1, p2, p3, lane);
-            b0 = lane + sgs;
-        }
-        for (var b = b0; b < nb && DOT; b += sgs) {
+        for (var b = lane; b < nb && DOT; b += sgs) {
             acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b), b);
         }
         for (var b = lane; b < nb && !DOT; b += sgs) {

@@ -91,9 +91,6 @@ pub struct Tuning {
     /// Qwen3-Omni-30B-A3B on an H200; adds the activations' rounding to the weights' (tests
     /// bound it); `OMNI_Q8_DOT=0` turns it off
     pub q8_dot: bool,
-    /// the int8-activation Q8_0 matvec loads each lane's first weight blocks before the
-    /// workgroup quantises x (`OMNI_Q8_PREFETCH=0`: after)
-    pub q8_prefetch: bool,
     /// invocations per workgroup of the Q8_0 matvecs (64, 128 or 256)
     pub q8_wg: u32,
     /// prefill steps of at most this many tokens run matvecs over the tokens (Q8_0: the grouped
@@ -124,7 +121,6 @@ impl Default for Tuning {
             q8_moe_rows: 4,
             matvec_wg: 256,
             q8_dot: true,
-            q8_prefetch: true,
             q8_wg: 256,
             // H200, s3 run 2: 8B 263.9 -> 268.9 tok/s, 30B-A3B 287.1 -> 288.2; 4 groups with only
             // 64 workgroups left too few in flight (234.9)
@@ -153,7 +149,6 @@ impl Tuning {
             q8_moe_rows: get("OMNI_Q8_MOE_ROWS", &[1, 2, 3, 4], d.q8_moe_rows),
             matvec_wg: get("OMNI_MATVEC_WG", &[64, 128, 256], d.matvec_wg),
             q8_dot: std::env::var("OMNI_Q8_DOT").map_or(d.q8_dot, |v| v != "0"),
-            q8_prefetch: std::env::var("OMNI_Q8_PREFETCH").map_or(d.q8_prefetch, |v| v != "0"),
             q8_wg: get("OMNI_Q8_WG", &[64, 128, 256], d.q8_wg),
             q8_groups: get("OMNI_Q8_GROUPS", &[1, 2, 3, 4], d.q8_groups),
             q8_min_wgs: std::env::var("OMNI_Q8_MIN_WGS")
@@ -352,7 +347,6 @@ impl Kernels {
         ]);
         if w.is_q8 {
             c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
-            c.push(("PREFETCH", if self.tuning.q8_prefetch { 1.0 } else { 0.0 }));
             if self.tuning.q8_fixed_k {
                 c.push(("KC", w.cols as f64));
             }
