@@ -1,8 +1,9 @@
 // The shared body of the prefill matmul: Y[t][y_off + row0 + n] (+)= sum_k X[t][k] * W[n][k]
 // for the rows of one weight chunk. The pipeline cache prepends a weight-format part
 // (matmul_w16.wgsl: BF16 / F16; matmul_wq8.wgsl: Q8_0) that declares `w` (and `sc`) and
-// `wval(n, k)` (one weight, any shape) and `load_w_tile(li, n0, k0)` (the VEC path); everything
-// else is here, once.
+// `wval(n, k)` (one weight, any shape) and, for the VEC path, `WReg`, `fetch_w(li, n0, k0)`
+// (global loads into registers) and `put_w(li, WReg)` (into the tile); everything else is here,
+// once.
 // 64 (t) x 128 (n) output tile per workgroup (16 x 16 invocations, 4 x 8 outputs each held in
 // eight vec4 registers), K in steps of 16 through workgroup memory. (A 128 x 128 tile with
 // 8 x 8 private arrays ran 6x slower on an H200: the arrays spilled; named vec4 registers do
@@ -10,7 +11,11 @@
 // silu(X[t][k]) * X[t][up_off + k].
 // VEC (K a multiple of 16, x_ld and up_off multiples of 4): each invocation fills the tiles with
 // one or two 16-byte loads along K instead of twelve scalar loads across rows, which left the
-// kernel bound by L1 transactions (22.9% of f32 peak on an H200 before).
+// kernel bound by L1 transactions (22.9% of f32 peak on an H200 before). The VEC path is double
+// buffered through registers: the next k-step's loads are issued before this step's products,
+// so their latency hides behind the arithmetic instead of stalling every step (a short-T
+// matmul on few workgroups, like the audio encoder's 65-token layers, was a chain of 80 such
+// stalls).
 override ACCUMULATE: bool = false;
 override SWIGLU: bool = false;
 override VEC: bool = false;
@@ -73,33 +78,42 @@ fn xval(t: u32, k: u32) -> f32 {
     return v;
 }
 
-// X[t][k .. k + 4] (VEC: k, x_ld and up_off multiples of 4)
-fn xval4(t: u32, k: u32) -> vec4<f32> {
-    if (t >= t_count) { return vec4<f32>(0.0); }
-    let r = x_row(t);
-    let v = x[(r * p.x_ld + k) / 4u];
-    if (SWIGLU) {
-        return v / (vec4<f32>(1.0) + exp(-v)) * x[(r * p.x_ld + p.up_off + k) / 4u];
-    }
-    return v;
+// VEC: invocation li's four values of the X tile, X[t0 + li / 4][k0 + 4 (li % 4) ..] (and the
+// up half when SWIGLU), raw, in registers a k-step ahead. `row` is the invocation's X row for
+// the whole kernel (found once: GATHER reads it from the slot list), or none past the tokens.
+struct XReg {
+    a: vec4<f32>,
+    u: vec4<f32>,
 }
 
-// The 64 x 16 X tile into xs[kk][t / 4].
-fn load_x_tile(li: u32, t0: u32, k0: u32) {
-    if (VEC) {
-        let tl = li / 4u;
-        let kq = 4u * (li % 4u);
-        let v = xval4(t0 + tl, k0 + kq);
-        for (var j = 0u; j < 4u; j++) {
-            xs[(kq + j) * 16u + tl / 4u][tl % 4u] = v[j];
-        }
-    } else {
-        let kk = li / 16u;
-        let q = li % 16u;
-        let k = k0 + kk;
-        let tb = t0 + q * 4u;
-        xs[kk * 16u + q] = vec4<f32>(xval(tb, k), xval(tb + 1u, k), xval(tb + 2u, k), xval(tb + 3u, k));
+fn fetch_x(li: u32, row: u32, live: bool, k0: u32) -> XReg {
+    var r = XReg(vec4<f32>(0.0), vec4<f32>(0.0));
+    if (live) {
+        let k = k0 + 4u * (li % 4u);
+        r.a = x[(row * p.x_ld + k) / 4u];
+        if (SWIGLU) { r.u = x[(row * p.x_ld + p.up_off + k) / 4u]; }
     }
+    return r;
+}
+
+// ... into xs[kk][t / 4], SwiGLU applied
+fn put_x(li: u32, r: XReg) {
+    let tl = li / 4u;
+    let kq = 4u * (li % 4u);
+    var v = r.a;
+    if (SWIGLU) { v = v / (vec4<f32>(1.0) + exp(-v)) * r.u; }
+    for (var j = 0u; j < 4u; j++) {
+        xs[(kq + j) * 16u + tl / 4u][tl % 4u] = v[j];
+    }
+}
+
+// The 64 x 16 X tile into xs[kk][t / 4], one value at a time (any shape).
+fn load_x_tile_scalar(li: u32, t0: u32, k0: u32) {
+    let kk = li / 16u;
+    let q = li % 16u;
+    let k = k0 + kk;
+    let tb = t0 + q * 4u;
+    xs[kk * 16u + q] = vec4<f32>(xval(tb, k), xval(tb + 1u, k), xval(tb + 2u, k), xval(tb + 3u, k));
 }
 
 // The 128 x 16 W tile into ws[kk][n / 4] (columns n .. n+64 in the first 16 vec4, the rest after).
@@ -155,12 +169,32 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var d1 = vec4<f32>(0.0);
     var d2 = vec4<f32>(0.0);
     var d3 = vec4<f32>(0.0);
+    // VEC: this invocation's X row, and the first k-step's registers
+    let x_live = t0 + li / 4u < t_count;
+    var x_r = 0u;
+    var xreg = XReg(vec4<f32>(0.0), vec4<f32>(0.0));
+    var wreg: WReg;
+    if (VEC) {
+        if (x_live) { x_r = x_row(t0 + li / 4u); }
+        xreg = fetch_x(li, x_r, x_live, 0u);
+        wreg = fetch_w(li, n0, 0u);
+    }
     var k0 = 0u;
     loop {
         if (k0 >= p.k) { break; }
-        load_x_tile(li, t0, k0);
-        if (VEC) { load_w_tile(li, n0, k0); } else { load_w_tile_scalar(li, n0, k0); }
+        if (VEC) {
+            put_x(li, xreg);
+            put_w(li, wreg);
+        } else {
+            load_x_tile_scalar(li, t0, k0);
+            load_w_tile_scalar(li, n0, k0);
+        }
         workgroupBarrier();
+        // the next step's loads, in flight during this step's products
+        if (VEC && k0 + 16u < p.k) {
+            xreg = fetch_x(li, x_r, x_live, k0 + 16u);
+            wreg = fetch_w(li, n0, k0 + 16u);
+        }
         for (var kk = 0u; kk < 16u; kk++) {
             let a = xs[kk * 16u + lid.y];
             let b = ws[kk * 32u + lid.x];

@@ -14,18 +14,27 @@ fn wval(n: u32, k: u32) -> f32 {
     return f32(q) * scale(n, k);
 }
 
-// VEC: invocations 0..128 load the 16 int8 weights (16 bytes) of row n0 + li at k0 (one
-// block, one scale); the other half waits.
-fn load_w_tile(li: u32, n0: u32, k0: u32) {
-    if (li >= 128u) { return; }
-    var q = vec4<u32>(0u);
-    var d = 0.0;
-    if (n0 + li < p.rows) {
-        q = w[((w_row0 + n0 + li) * p.stride + k0 / 4u) / 4u];
-        d = scale(n0 + li, k0);
+// VEC: invocations 0..128 fetch the 16 int8 weights (16 bytes) of row n0 + li at k0 (one
+// block, one scale) into registers a k-step ahead (`fetch_w`), then put them into the tile
+// (`put_w`); the other half waits.
+struct WReg {
+    q: vec4<u32>,
+    d: f32,
+}
+
+fn fetch_w(li: u32, n0: u32, k0: u32) -> WReg {
+    var r = WReg(vec4<u32>(0u), 0.0);
+    if (li < 128u && n0 + li < p.rows) {
+        r.q = w[((w_row0 + n0 + li) * p.stride + k0 / 4u) / 4u];
+        r.d = scale(n0 + li, k0);
     }
+    return r;
+}
+
+fn put_w(li: u32, r: WReg) {
+    if (li >= 128u) { return; }
     for (var j = 0u; j < 4u; j++) {
-        let v = vec4<f32>(unpack4xI8(q[j])) * d;
+        let v = vec4<f32>(unpack4xI8(r.q[j])) * r.d;
         store_w(4u * j, li, v.x);
         store_w(4u * j + 1u, li, v.y);
         store_w(4u * j + 2u, li, v.z);
