@@ -112,6 +112,53 @@ fn matmul_matches_cpu_for_odd_token_counts_and_chunks() {
     }
 }
 
+/// Split-K (the audio encoder's short steps): K cut into slices whose partial tiles a second
+/// pass sums, with the residual added (ACCUMULATE) and in chunks; the scratch caps the slices
+/// (one case fits only 2). Same tolerance as the plain matmul: only the summation order moves.
+#[test]
+fn split_k_matmul_matches_cpu_with_accumulate_and_chunks() {
+    let ctx = gpu();
+    for &(t, n, kk, chunk, scratch) in &[
+        (65usize, 200usize, 1280usize, 150usize, 16 * 65 * 200usize),
+        (3, 130, 528, 1000, 16 * 3 * 130),
+        (70, 64, 4096, 64, 2 * 70 * 64),
+    ] {
+        let mut k = Kernels::new(&ctx);
+        let part = GpuBuffer::zeros(&ctx, scratch, "split").unwrap();
+        k.split_k(&part, t);
+        let w = encode(DType::BF16, &values(n * kk, 31));
+        let x = values(t * kk, 32);
+        let y0 = values(t * n, 33);
+        let gm = GpuMatrix::upload_chunked(&ctx, DType::BF16, &w, n, kk, chunk, "w").unwrap();
+        let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
+        let gy = GpuBuffer::from_f32(&ctx, &y0, "y").unwrap();
+        let acc = MatFlags {
+            accumulate: true,
+            ..Default::default()
+        };
+        let ops = k.matmul(&gm, &gx, kk, &gy, n, 0, acc).unwrap();
+        assert!(
+            ops.iter().any(|o| o.name == "matmul_reduce"),
+            "t{t} {n}x{kk}: K was not split"
+        );
+        k.run(
+            &ops,
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
+        let got = gy.read_f32(&ctx, 0, t * n).unwrap();
+        let mut want = vec![0f32; t * n];
+        cpu::matmul(&x, t, MatRef::new(DType::BF16, &w, n, kk), &mut want);
+        for (w, y) in want.iter_mut().zip(&y0) {
+            *w += y;
+        }
+        check(&format!("split-K matmul t{t} {n}x{kk}"), &got, &want);
+    }
+}
+
 #[test]
 fn rms_norm_rope_silu_add_copy_match_cpu() {
     let ctx = gpu();

@@ -24,6 +24,15 @@ override VEC: bool = false;
 // expert); slot s reads X row s / x_div and writes Y row s; W is that expert's block of `rows`
 // rows. Each expert's weights are then read once per step, whatever the token count.
 override GATHER: bool = false;
+// SPLIT > 1 (split-K, not with GATHER): workgroup z takes slice z of K (whole 16-steps) and
+// writes its partial tile to `part` (SPLIT, t, rows); matmul_reduce sums the slices into Y.
+// Short-T matmuls (the audio encoder's 65-token layers: 20 workgroups of 320 k-steps for a
+// 1280 x 5120 matrix) otherwise run as a few long serial chains on a mostly idle GPU.
+override SPLIT: u32 = 1u;
+// AHEAD (VEC): the next k-step's loads are issued before this step's products (register
+// double buffering); measured per weight format (on for 16-bit weights, off for Q8_0, whose
+// extra registers cost more than the hidden latency on an H200).
+override AHEAD: bool = true;
 
 struct Params {
     rows: u32,          // n: rows in this chunk
@@ -46,6 +55,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (t, y_ld)
 
 @group(0) @binding(6) var<storage, read> groups: array<u32>;   // GATHER: offsets, slot ids
+@group(0) @binding(7) var<storage, read_write> part: array<f32>; // SPLIT: (SPLIT, t, rows)
 
 // The rows this workgroup covers (set once in main).
 var<private> w_row0: u32;   // first weight row (the expert's block)
@@ -131,8 +141,16 @@ fn load_w_tile_scalar(li: u32, n0: u32, k0: u32) {
     ws[kk * 32u + 16u + q] = vec4<f32>(wval(nc, k), wval(nc + 1u, k), wval(nc + 2u, k), wval(nc + 3u, k));
 }
 
-fn store(t: u32, n0: u32, v: vec4<f32>) {
+fn store(t: u32, n0: u32, v: vec4<f32>, slice: u32) {
     if (t >= t_count) { return; }
+    if (SPLIT > 1u) {
+        for (var j = 0u; j < 4u; j++) {
+            let at = (slice * t_count + t) * p.rows + n0 + j;
+            // (steps longer than the host sized the scratch for must not write past it)
+            if (n0 + j < p.rows && at < arrayLength(&part)) { part[at] = v[j]; }
+        }
+        return;
+    }
     let yr = y_row(t);
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
@@ -169,6 +187,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var d1 = vec4<f32>(0.0);
     var d2 = vec4<f32>(0.0);
     var d3 = vec4<f32>(0.0);
+    // SPLIT: this workgroup's slice of K
+    var k_begin = 0u;
+    var k_end = p.k;
+    if (SPLIT > 1u) {
+        let per = (p.k / 16u + SPLIT - 1u) / SPLIT * 16u;
+        k_begin = min(wg.z * per, p.k);
+        k_end = min(k_begin + per, p.k);
+    }
     // VEC: this invocation's X row, and the first k-step's registers
     let x_live = t0 + li / 4u < t_count;
     var x_r = 0u;
@@ -176,13 +202,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var wreg: WReg;
     if (VEC) {
         if (x_live) { x_r = x_row(t0 + li / 4u); }
-        xreg = fetch_x(li, x_r, x_live, 0u);
-        wreg = fetch_w(li, n0, 0u);
+        if (AHEAD) {
+            xreg = fetch_x(li, x_r, x_live, k_begin);
+            wreg = fetch_w(li, n0, k_begin);
+        }
     }
-    var k0 = 0u;
+    var k0 = k_begin;
     loop {
-        if (k0 >= p.k) { break; }
+        if (k0 >= k_end) { break; }
         if (VEC) {
+            if (!AHEAD) {
+                xreg = fetch_x(li, x_r, x_live, k0);
+                wreg = fetch_w(li, n0, k0);
+            }
             put_x(li, xreg);
             put_w(li, wreg);
         } else {
@@ -191,7 +223,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
         workgroupBarrier();
         // the next step's loads, in flight during this step's products
-        if (VEC && k0 + 16u < p.k) {
+        if (VEC && AHEAD && k0 + 16u < k_end) {
             xreg = fetch_x(li, x_r, x_live, k0 + 16u);
             wreg = fetch_w(li, n0, k0 + 16u);
         }
@@ -213,12 +245,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     }
     let t = t0 + lid.y * 4u;
     let n = n0 + lid.x * 4u;
-    store(t, n, c0);
-    store(t + 1u, n, c1);
-    store(t + 2u, n, c2);
-    store(t + 3u, n, c3);
-    store(t, n + 64u, d0);
-    store(t + 1u, n + 64u, d1);
-    store(t + 2u, n + 64u, d2);
-    store(t + 3u, n + 64u, d3);
+    store(t, n, c0, wg.z);
+    store(t + 1u, n, c1, wg.z);
+    store(t + 2u, n, c2, wg.z);
+    store(t + 3u, n, c3, wg.z);
+    store(t, n + 64u, d0, wg.z);
+    store(t + 1u, n + 64u, d1, wg.z);
+    store(t + 2u, n + 64u, d2, wg.z);
+    store(t + 3u, n + 64u, d3, wg.z);
 }

@@ -175,10 +175,21 @@ pub(crate) struct AttnLayout {
     pub v_off: u32,
 }
 
+/// Scratch for split-K matmuls ([`Kernels::split_k`]): partial tiles of steps of `tokens`
+/// tokens, `floats` long.
+struct SplitK {
+    buffer: wgpu::Buffer,
+    floats: usize,
+    tokens: u32,
+}
+
 pub struct Kernels {
     pub ctx: Arc<GpuContext>,
     /// the `Step` uniform shared by every op
     step: wgpu::Buffer,
+    /// bound where a shader declares a storage buffer an op does not use (the split-K scratch)
+    unused: wgpu::Buffer,
+    split: Option<SplitK>,
     pub tuning: Tuning,
     /// host time spent recording and submitting steps, and how many (for `omni bench`: a
     /// decode step whose recording outlasts its GPU time is bound by the CPU, not the GPU;
@@ -196,9 +207,17 @@ impl Kernels {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let unused = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Kernels {
             ctx: ctx.clone(),
             step,
+            unused,
+            split: None,
             tuning: Tuning::from_env(),
             host_ns: AtomicU64::new(0),
             host_submit_ns: AtomicU64::new(0),
@@ -296,6 +315,38 @@ impl Kernels {
             c.push(("IS_F16", b(w.is_f16)));
         }
         c
+    }
+
+    /// The tiled matmul's constants: `vec` for 16-byte loads along K, register double
+    /// buffering for 16-bit weights only (H200, session 4: 16-bit prefill +2% and the audio
+    /// encoder +6% with it, Q8_0 prefill -6 to -11%).
+    fn matmul_constants(w: &GpuMatrix, f: MatFlags, vec: bool) -> Vec<(&'static str, f64)> {
+        let mut c = Self::mat_constants(w, f);
+        c.push(("VEC", if vec { 1.0 } else { 0.0 }));
+        c.push(("AHEAD", if w.is_q8 { 0.0 } else { 1.0 }));
+        c
+    }
+
+    /// Let this instance's matmuls split K across workgroups when their tiles alone would
+    /// leave most of the GPU idle: their steps are always `tokens` long (the audio encoder's
+    /// stages), and `scratch` holds the partial tiles (a split is capped to fit it).
+    pub fn split_k(&mut self, scratch: &GpuBuffer, tokens: usize) {
+        self.split = Some(SplitK {
+            buffer: scratch.buffer.clone(),
+            floats: scratch.len,
+            tokens: tokens as u32,
+        });
+    }
+
+    /// K slices for a matmul of `tiles` output tiles over `rows` weight rows and K = `k`:
+    /// enough for about two workgroups per compute unit (264 on an H200), each slice at
+    /// least 4 k-steps, the partials within the scratch; 1 without a scratch.
+    fn k_slices(&self, tiles: u32, rows: usize, k: usize) -> u32 {
+        let Some(sp) = &self.split else { return 1 };
+        let want = 264u32.div_ceil(tiles.max(1));
+        let by_k = (k / 64).max(1) as u32;
+        let by_scratch = (sp.floats / (sp.tokens as usize * rows).max(1)).max(1) as u32;
+        want.min(by_k).min(by_scratch).clamp(1, 32)
     }
 
     /// y[y_off..] (+)= W x[x_off..] (one row of activations), one op per weight chunk.
@@ -670,10 +721,9 @@ impl Kernels {
                 "grouped expert matmul needs all experts in one binding".into(),
             ));
         };
-        let mut consts = Self::mat_constants(w, f);
         let up = f.swiglu_up_off.unwrap_or(0) as u32;
         let vec = w.cols.is_multiple_of(16) && x_ld.is_multiple_of(4) && up.is_multiple_of(4);
-        consts.push(("VEC", if vec { 1.0 } else { 0.0 }));
+        let mut consts = Self::matmul_constants(w, f, vec);
         consts.push(("GATHER", 1.0));
         let params = [
             rows_per_expert as u32,
@@ -698,6 +748,7 @@ impl Kernels {
             (3, &x.buffer),
             (4, &y.buffer),
             (6, &groups.buffer),
+            (7, &self.unused),
         ];
         if let Some(sc) = &c.scales {
             bufs.push((5, sc));
@@ -987,52 +1038,80 @@ impl Kernels {
         f: MatFlags,
         skip_up_to: u32,
     ) -> Result<Vec<Op>> {
-        let mut consts = Self::mat_constants(w, f);
         let up = f.swiglu_up_off.unwrap_or(0) as u32;
         let vec = w.cols.is_multiple_of(16) && x_ld.is_multiple_of(4) && up.is_multiple_of(4);
-        consts.push(("VEC", if vec { 1.0 } else { 0.0 }));
-        w.chunks
-            .iter()
-            .map(|c| {
-                let params = [
-                    c.rows as u32,
-                    w.cols as u32,
-                    w.stride as u32,
-                    x_ld as u32,
-                    y_ld as u32,
-                    c.row0 as u32,
-                    up,
-                    y_off as u32,
-                    w.scale_stride as u32,
-                ];
-                let nx = (c.rows as u32).div_ceil(128);
-                // w, x, y, the Q8_0 scales, the GATHER groups (unused here)
-                let mut bufs = vec![
-                    (2, &c.buffer),
-                    (3, &x.buffer),
-                    (4, &y.buffer),
-                    (6, &x.buffer),
-                ];
-                if let Some(sc) = &c.scales {
-                    bufs.push((5, sc));
-                }
-                let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
-                self.op_at(
-                    name,
-                    &consts,
-                    &params,
+        let mut ops = Vec::new();
+        for c in &w.chunks {
+            let params = [
+                c.rows as u32,
+                w.cols as u32,
+                w.stride as u32,
+                x_ld as u32,
+                y_ld as u32,
+                c.row0 as u32,
+                up,
+                y_off as u32,
+                w.scale_stride as u32,
+            ];
+            let nx = (c.rows as u32).div_ceil(128);
+            let slices = match &self.split {
+                Some(sp) => self.k_slices(nx * sp.tokens.div_ceil(64), c.rows, w.cols),
+                None => 1,
+            };
+            let mut consts = Self::matmul_constants(w, f, vec);
+            consts.push(("SPLIT", slices as f64));
+            // w, x, y, the Q8_0 scales, the GATHER groups (unused here), the split scratch
+            let scratch = match (&self.split, slices > 1) {
+                (Some(sp), true) => &sp.buffer,
+                _ => &self.unused,
+            };
+            let mut bufs = vec![
+                (2, &c.buffer),
+                (3, &x.buffer),
+                (4, &y.buffer),
+                (6, &x.buffer),
+                (7, scratch),
+            ];
+            if let Some(sc) = &c.scales {
+                bufs.push((5, sc));
+            }
+            let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
+            ops.push(self.op_at(
+                name,
+                &consts,
+                &params,
+                true,
+                &bufs,
+                Box::new(move |d| {
+                    if d.t <= skip_up_to {
+                        [0, 0, 0]
+                    } else {
+                        [nx, d.t.div_ceil(64), slices]
+                    }
+                }),
+            )?);
+            if slices > 1 {
+                let n = c.rows as u32;
+                ops.push(self.op(
+                    "matmul_reduce",
+                    &[
+                        ("SPLIT", slices as f64),
+                        ("ACCUMULATE", if f.accumulate { 1.0 } else { 0.0 }),
+                    ],
+                    &[n, y_ld as u32, y_off as u32, c.row0 as u32],
                     true,
-                    &bufs,
+                    &[scratch, &y.buffer],
                     Box::new(move |d| {
                         if d.t <= skip_up_to {
                             [0, 0, 0]
                         } else {
-                            [nx, d.t.div_ceil(64), 1]
+                            grid256(d.t * n)
                         }
                     }),
-                )
-            })
-            .collect()
+                )?);
+            }
+        }
+        Ok(ops)
     }
 
     /// From the fused q/k/v projection (t, (heads + 2 kv_heads) * head_dim): QK-norm and RoPE

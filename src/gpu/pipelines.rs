@@ -28,6 +28,10 @@ const COMPOSED: &[(&str, &str, &str)] = &[
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
     (
+        "matmul_reduce",
+        include_str!("../../shaders/matmul/matmul_reduce.wgsl"),
+    ),
+    (
         "matvec_q8",
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
     ),

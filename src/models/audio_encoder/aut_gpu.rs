@@ -158,7 +158,9 @@ impl AudioEncoderGpu {
         for first in (0..clip.chunks).step_by(clip.image.chunks) {
             stages.extend(self.convolutions(a, clip, first)?);
         }
-        let k = Kernels::new(&self.ctx);
+        let mut k = Kernels::new(&self.ctx);
+        // a 5 s clip is 65 tokens: one or two 64-row tiles, so K is split across workgroups
+        k.split_k(&a.split, clip.tokens);
         let mut ops = Vec::new();
         // conv_out over the kept rows only: the padded steps of the last chunk are never
         // computed

@@ -89,6 +89,8 @@ pub(super) struct Activations {
     pub(super) proj: GpuBuffer,
     /// (tokens, output_dim)
     pub(super) out: GpuBuffer,
+    /// split-K partial tiles of the token stage's matmuls (`Kernels::split_k`)
+    pub(super) split: GpuBuffer,
 }
 
 impl Activations {
@@ -117,6 +119,12 @@ impl Activations {
             ffn: zeros(n * c.encoder_ffn_dim, "audio_ffn")?,
             proj: zeros(n * d, "audio_proj")?,
             out: zeros(n * c.output_dim, "audio_out")?,
+            // up to 16 slices of a d_model-wide output, or fewer of a wider one, within a
+            // binding (smaller: fewer slices)
+            split: zeros(
+                (16 * n * d).min(ctx.max_binding() as usize / 4).max(4),
+                "audio_split",
+            )?,
         })
     }
 }
