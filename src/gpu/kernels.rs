@@ -328,8 +328,9 @@ impl Kernels {
     }
 
     /// Let this instance's matmuls split K across workgroups when their tiles alone would
-    /// leave most of the GPU idle: their steps are always `tokens` long (the audio encoder's
-    /// stages), and `scratch` holds the partial tiles (a split is capped to fit it).
+    /// leave most of the GPU idle. The slices are chosen for steps of `tokens` tokens (the
+    /// audio encoder's stages; a thinker's largest prefill step); shorter steps use the same
+    /// slices. `scratch` holds the partial tiles (a split is capped to fit it).
     pub fn split_k(&mut self, scratch: &GpuBuffer, tokens: usize) {
         self.split = Some(SplitK {
             buffer: scratch.buffer.clone(),
