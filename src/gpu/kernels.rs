@@ -340,10 +340,15 @@ impl Kernels {
     }
 
     /// K slices for a matmul of `tiles` output tiles over `rows` weight rows and K = `k`:
-    /// enough for about two workgroups per compute unit (264 on an H200), each slice at
-    /// least 4 k-steps, the partials within the scratch; 1 without a scratch.
+    /// none when the tiles already fill a large GPU (128 or more: H200, session 4, splitting
+    /// the 8B's 256-tile o_proj / down at 500 tokens cost 5% of prefill), else enough for
+    /// about two workgroups per compute unit (264 on an H200), each slice at least 4 k-steps,
+    /// the partials within the scratch; 1 without a scratch.
     fn k_slices(&self, tiles: u32, rows: usize, k: usize) -> u32 {
         let Some(sp) = &self.split else { return 1 };
+        if tiles >= 128 {
+            return 1;
+        }
         let want = 264u32.div_ceil(tiles.max(1));
         let by_k = (k / 64).max(1) as u32;
         let by_scratch = (sp.floats / (sp.tokens as usize * rows).max(1)).max(1) as u32;
