@@ -123,6 +123,9 @@ enum Command {
         /// Repeat prefill + decode and report the median
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Tokens of the prefill step profiled by kernel (GPU; at most --prompt-len)
+        #[arg(long, default_value_t = 64)]
+        profile_prefill: usize,
         /// The GPU's f32 FMA peak in TFLOP/s (known cards are built in)
         #[arg(long)]
         peak_tflops: Option<f64>,
@@ -302,6 +305,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             gen_len,
             bandwidth_mib,
             repeats,
+            profile_prefill,
             peak_tflops,
             engine,
         } => app::bench::run(&app::bench::BenchArgs {
@@ -315,6 +319,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             adapter: engine.adapter,
             quant: engine.quant,
             peak_tflops,
+            profile_prefill,
         }),
         Command::Devices { audio } => app::devices::run(audio),
         Command::Serve(a) => app::serve::run(&a),

@@ -26,6 +26,8 @@ pub struct BenchArgs {
     pub quant: Option<String>,
     /// the GPU's f32 FMA peak in TFLOP/s, for the prefill share (known cards are built in)
     pub peak_tflops: Option<f64>,
+    /// tokens of the prefill step profiled by kernel (GPU)
+    pub profile_prefill: usize,
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {

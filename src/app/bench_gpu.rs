@@ -127,8 +127,9 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     } else {
         None
     };
-    // a short prefill step by kernel too (a spoken question's prompt is 30-100 tokens)
-    let short = a.prompt_len.clamp(1, 64);
+    // a prefill step by kernel too (64 tokens by default: a spoken question's prompt is
+    // 30-100 tokens)
+    let short = a.profile_prefill.min(a.prompt_len).max(1);
     g.reset();
     let prefill_kernels = if ctx.has_timestamps() {
         Some(g.profile_prefill(short)?)
