@@ -41,8 +41,8 @@ struct Params {
 
 var<workgroup> qs: array<vec4<f32>, 1024>;   // (BQ, V4) scaled queries
 var<workgroup> tile: array<vec4<f32>, 1024>; // (BK, V4) keys, then values
-var<workgroup> s: array<f32, 512>;           // (BQ, BK) scores, then probabilities
-var<workgroup> corr: array<f32, 16>;         // per query: rescale of the running output
+var<workgroup> s: array<f32, 512>;           // (BQ, BK) scores
+var<workgroup> pb: array<f32, 512>;          // (BQ, BK) probabilities
 
 // Where this workgroup reads (set once in main).
 var<private> kvh: u32;
@@ -55,6 +55,12 @@ fn fetch(e: u32, k0: u32, values: bool) -> vec4<f32> {
     let at = (k0 + r) * p.kv_ld + kvh * V4 + e % V4;
     if (values) { return vc[p.v_off + at]; }
     return kc[p.k_off + at];
+}
+
+// whether key `key` is visible to the query at position qpos (window qwin when WINDOW)
+fn visible(key: u32, qpos: u32, qwin: u32) -> bool {
+    if (WINDOW > 0u) { return key / max(WINDOW, 1u) == qwin && key < n_keys; }
+    return key <= qpos;
 }
 
 fn put(e: u32, v: vec4<f32>) {
@@ -100,7 +106,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    // phase 2 state (invocations 0..15, one query each)
+    // the query's running max and exponential sum
     var m = -3.4e38;
     var l = 0.0;
     for (var k0 = first; k0 < n_keys; k0 += BK) {
@@ -118,61 +124,57 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         put(li + 512u, k_2);
         put(li + 768u, k_3);
         workgroupBarrier();
-        for (var half = 0u; half < 2u; half++) {
-            let kk = sk + half * 16u;
-            if (kk < BK) {
-                var d = 0.0;
-                for (var u = 0u; u < V4; u++) { d = d + dot(qs[sq * V4 + u], tile[kk * V4 + u]); }
-                // causal mask (also hides rows past n_keys), or the query's window
-                var live = k0 + kk <= qpos;
-                if (WINDOW > 0u) { live = (k0 + kk) / wd == qwin && k0 + kk < n_keys; }
-                s[sq * BK + kk] = select(-3.4e38, d, live);
-            }
+        // phase 1: two scores per invocation, the query's vec4s read once for both (at BK 16
+        // the second is a duplicate, not stored)
+        let kk1 = min(sk + 16u, BK - 1u);
+        var d0 = 0.0;
+        var d1 = 0.0;
+        for (var u = 0u; u < V4; u++) {
+            let qv = qs[sq * V4 + u];
+            d0 = d0 + dot(qv, tile[sk * V4 + u]);
+            d1 = d1 + dot(qv, tile[kk1 * V4 + u]);
         }
+        let live0 = sk < BK && visible(k0 + sk, qpos, qwin);
+        let live1 = sk + 16u < BK && visible(k0 + kk1, qpos, qwin);
+        if (sk < BK) { s[sq * BK + sk] = select(-3.4e38, d0, live0); }
+        if (sk + 16u < BK) { s[sq * BK + kk1] = select(-3.4e38, d1, live1); }
         workgroupBarrier();
         put(li, v_0);
         put(li + 256u, v_1);
         put(li + 512u, v_2);
         put(li + 768u, v_3);
-        let nk = min(BK, n_keys - k0);
-        if (li < BQ) {
-            var mt = m;
-            for (var kk = 0u; kk < nk; kk++) { mt = max(mt, s[li * BK + kk]); }
-            let c = exp(m - mt);
-            var sum = 0.0;
-            for (var kk = 0u; kk < nk; kk++) {
-                let v = s[li * BK + kk];
-                let e = select(0.0, exp(v - mt), v > -3.0e38);
-                s[li * BK + kk] = e;
-                sum = sum + e;
-            }
-            l = l * c + sum;
-            m = mt;
-            corr[li] = c;
-        }
+        // phase 2, on every invocation: the query's new running max over the tile (all 16
+        // invocations of a query compute the same), and its own two probabilities
+        var mt = m;
+        for (var i = 0u; i < BK; i++) { mt = max(mt, s[sq * BK + i]); }
+        let c = exp(m - mt);
+        m = mt;
+        if (sk < BK) { pb[sq * BK + sk] = select(0.0, exp(d0 - mt), live0); }
+        if (sk + 16u < BK) { pb[sq * BK + kk1] = select(0.0, exp(d1 - mt), live1); }
         workgroupBarrier();
-        // rescale, then this tile's probabilities times the values of its first nk rows
-        let c = corr[sq];
+        // phase 3: rescale, then this tile's probabilities times the values of its first nk
+        // rows; the probabilities' sum comes along (the same on every invocation of a query)
+        let nk = min(BK, n_keys - k0);
         a0 = a0 * c;
         a1 = a1 * c;
         a2 = a2 * c;
         a3 = a3 * c;
+        var sum = 0.0;
         for (var kk = 0u; kk < nk; kk++) {
-            let pk = s[sq * BK + kk];
+            let pk = pb[sq * BK + kk];
+            sum = sum + pk;
             let row = kk * V4;
             a0 = a0 + pk * tile[row + u0];
             if (PER > 1u) { a1 = a1 + pk * tile[row + u1]; }
             if (PER > 2u) { a2 = a2 + pk * tile[row + u2]; }
             if (PER > 3u) { a3 = a3 + pk * tile[row + u3]; }
         }
+        l = l * c + sum;
         workgroupBarrier();
     }
-    // the sums live with invocations 0..15: share them through `corr`
-    if (li < BQ) { corr[li] = l; }
-    workgroupBarrier();
     let j = j0 + sq;
     if (j < step.t) {
-        let inv = 1.0 / corr[sq];
+        let inv = 1.0 / l;
         let o = (j * p.heads + h) * V4;
         if (sk < V4) { out[o + sk] = a0 * inv; }
         if (sk + 16u < V4) { out[o + sk + 16u] = a1 * inv; }
