@@ -194,4 +194,35 @@ fn long_moe_prefill_step_matches_the_cpu_engine() {
         .forward(&ids, &mut cache, qwen_omni::models::qwen3::Logits::All)
         .unwrap();
     assert_close("90-token MoE prefill", &got, &want, GPU_VS_CPU_REL);
+    // Q8_0 experts through the grouped tiled matmul (32-token tiles; f32 activations, so the
+    // CPU Q8_0 engine's tolerance): ~30 slots per expert, some past one tile
+    let mut q = Qwen3Model::load(&moe_fixture()).unwrap();
+    assert!(q.quantize_q8_0() > 0);
+    for tile in [32, 64] {
+        let tiled = qwen_omni::gpu::Tuning {
+            q8_dot: false,
+            small_t: 0,
+            gather_tile: tile,
+            ..Default::default()
+        };
+        let opts = GpuModelOptions {
+            ctx: 128,
+            max_prefill: 96,
+            all_logits: true,
+        };
+        let mut g = Qwen3Gpu::new_tuned(&ctx, &q, opts, tiled).unwrap();
+        let got = g
+            .prefill(&ids, Some(qwen_omni::models::qwen3::Logits::All))
+            .unwrap();
+        let mut cache = q.new_cache(128);
+        let want = q
+            .forward(&ids, &mut cache, qwen_omni::models::qwen3::Logits::All)
+            .unwrap();
+        assert_close(
+            &format!("90-token Q8_0 MoE prefill, {tile}-token tiles"),
+            &got,
+            &want,
+            GPU_VS_CPU_REL,
+        );
+    }
 }

@@ -33,6 +33,10 @@ override SPLIT: u32 = 1u;
 // double buffering); measured per weight format (on for 16-bit weights, off for Q8_0, whose
 // extra registers cost more than the hidden latency on an H200).
 override AHEAD: bool = true;
+// TY: invocation rows, 4 tokens each: 16 (a 64-token tile) or 8 (32 tokens, 128 invocations;
+// VEC with Q8_0 weights only, whose tile loads need just 128 invocations). MoE experts of a
+// 500-token prompt get ~31 slots each: half of a 64-token tile is padding.
+override TY: u32 = 16u;
 
 struct Params {
     rows: u32,          // n: rows in this chunk
@@ -113,7 +117,7 @@ fn put_x(li: u32, r: XReg) {
     var v = r.a;
     if (SWIGLU) { v = v / (vec4<f32>(1.0) + exp(-v)) * r.u; }
     for (var j = 0u; j < 4u; j++) {
-        xs[(kq + j) * 16u + tl / 4u][tl % 4u] = v[j];
+        xs[(kq + j) * TY + tl / 4u][tl % 4u] = v[j];
     }
 }
 
@@ -161,12 +165,12 @@ fn store(t: u32, n0: u32, v: vec4<f32>, slice: u32) {
     }
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(16, TY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>) {
     let n0 = wg.x * 128u;
-    let t0 = wg.y * 64u;
+    let t0 = wg.y * 4u * TY;
     w_row0 = 0u;
     t_count = step.t;
     g_start = 0u;
@@ -228,7 +232,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             wreg = fetch_w(li, n0, k0 + 16u);
         }
         for (var kk = 0u; kk < 16u; kk++) {
-            let a = xs[kk * 16u + lid.y];
+            let a = xs[kk * TY + lid.y];
             let b = ws[kk * 32u + lid.x];
             let e = ws[kk * 32u + 16u + lid.x];
             c0 = c0 + a.x * b;

@@ -108,6 +108,8 @@ pub struct Tuning {
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
+    /// tokens per tile of the Q8_0 grouped expert matmul (32 or 64; `OMNI_GATHER_TILE`)
+    pub gather_tile: u32,
 }
 
 impl Default for Tuning {
@@ -129,6 +131,7 @@ impl Default for Tuning {
             small_t: 128,
             q8_fixed_k: true,
             route_fixed_e: true,
+            gather_tile: 32,
         }
     }
 }
@@ -157,6 +160,7 @@ impl Tuning {
                 .unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
+            gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             small_t: std::env::var("OMNI_SMALL_T")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -731,6 +735,9 @@ impl Kernels {
         let vec = w.cols.is_multiple_of(16) && x_ld.is_multiple_of(4) && up.is_multiple_of(4);
         let mut consts = Self::matmul_constants(w, f, vec);
         consts.push(("GATHER", 1.0));
+        // tokens per tile: 32 for Q8_0 experts (a 500-token prompt gives each ~31 slots)
+        let tile_t = if w.is_q8 && vec { self.tuning.gather_tile } else { 64 };
+        consts.push(("TY", (tile_t / 4) as f64));
         let params = [
             rows_per_expert as u32,
             w.cols as u32,
@@ -746,7 +753,7 @@ impl Kernels {
         ];
         let nx = (rows_per_expert as u32).div_ceil(128);
         // an expert receives at most one slot per token
-        let nt = (max_tokens as u32).div_ceil(64);
+        let nt = (max_tokens as u32).div_ceil(tile_t);
         let e = experts as u32;
         let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
         let mut bufs = vec![
@@ -770,7 +777,7 @@ impl Kernels {
                 if d.t <= skip_up_to {
                     [0, 0, 0]
                 } else {
-                    [nx, d.t.div_ceil(64).min(nt), e]
+                    [nx, d.t.div_ceil(tile_t).min(nt), e]
                 }
             }),
         )
