@@ -41,8 +41,8 @@ struct Params {
 
 var<workgroup> qs: array<vec4<f32>, 1024>;   // (BQ, V4) scaled queries
 var<workgroup> tile: array<vec4<f32>, 1024>; // (BK, V4) keys, then values
-var<workgroup> s: array<f32, 512>;           // (BQ, BK) scores
-var<workgroup> pb: array<f32, 512>;          // (BQ, BK) probabilities
+var<workgroup> s: array<vec4<f32>, 128>;    // (BQ, BK / 4) scores
+var<workgroup> pb: array<vec4<f32>, 128>;   // (BQ, BK / 4) probabilities
 
 // Where this workgroup reads (set once in main).
 var<private> kvh: u32;
@@ -57,6 +57,12 @@ fn fetch(e: u32, k0: u32, values: bool) -> vec4<f32> {
     return kc[p.k_off + at];
 }
 
+// p4's four probabilities times column u of the four value rows from tile row r
+fn four_rows(p4: vec4<f32>, r: u32, u: u32) -> vec4<f32> {
+    return (p4.x * tile[r + u] + p4.y * tile[r + V4 + u])
+         + (p4.z * tile[r + 2u * V4 + u] + p4.w * tile[r + 3u * V4 + u]);
+}
+
 // whether key `key` is visible to the query at position qpos (window qwin when WINDOW)
 fn visible(key: u32, qpos: u32, qwin: u32) -> bool {
     if (WINDOW > 0u) { return key / max(WINDOW, 1u) == qwin && key < n_keys; }
@@ -68,10 +74,13 @@ fn put(e: u32, v: vec4<f32>) {
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) num_blocks: vec3<u32>) {
     let h = wg.y;
     kvh = h / (p.heads / p.kv_heads);
-    let j0 = wg.x * BQ;
+    // the longest causal rows first (the last query blocks see the most keys), so the
+    // dispatch does not end on a tail of long workgroups
+    let j0 = (num_blocks.x - 1u - wg.x) * BQ;
     let scale = bitcast<f32>(p.scale_bits);
     for (var i = 0u; i < 4u; i++) {
         let e = li + i * 256u;
@@ -136,8 +145,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         }
         let live0 = sk < BK && visible(k0 + sk, qpos, qwin);
         let live1 = sk + 16u < BK && visible(k0 + kk1, qpos, qwin);
-        if (sk < BK) { s[sq * BK + sk] = select(-3.4e38, d0, live0); }
-        if (sk + 16u < BK) { s[sq * BK + kk1] = select(-3.4e38, d1, live1); }
+        if (sk < BK) { s[(sq * BK + sk) / 4u][sk % 4u] = select(-3.4e38, d0, live0); }
+        if (sk + 16u < BK) { s[(sq * BK + kk1) / 4u][kk1 % 4u] = select(-3.4e38, d1, live1); }
         workgroupBarrier();
         put(li, v_0);
         put(li + 256u, v_1);
@@ -146,11 +155,13 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         // phase 2, on every invocation: the query's new running max over the tile (all 16
         // invocations of a query compute the same), and its own two probabilities
         var mt = m;
-        for (var i = 0u; i < BK; i++) { mt = max(mt, s[sq * BK + i]); }
+        var m4 = vec4<f32>(mt);
+        for (var i = 0u; i < BK / 4u; i++) { m4 = max(m4, s[sq * BK / 4u + i]); }
+        mt = max(max(m4.x, m4.y), max(m4.z, m4.w));
         let c = exp(m - mt);
         m = mt;
-        if (sk < BK) { pb[sq * BK + sk] = select(0.0, exp(d0 - mt), live0); }
-        if (sk + 16u < BK) { pb[sq * BK + kk1] = select(0.0, exp(d1 - mt), live1); }
+        if (sk < BK) { pb[(sq * BK + sk) / 4u][sk % 4u] = select(0.0, exp(d0 - mt), live0); }
+        if (sk + 16u < BK) { pb[(sq * BK + kk1) / 4u][kk1 % 4u] = select(0.0, exp(d1 - mt), live1); }
         workgroupBarrier();
         // phase 3: rescale, then this tile's probabilities times the values of its first nk
         // rows; the probabilities' sum comes along (the same on every invocation of a query)
@@ -159,15 +170,16 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         a1 = a1 * c;
         a2 = a2 * c;
         a3 = a3 * c;
+        // four keys per pass (probabilities past nk are 0 and those value rows zeros)
         var sum = 0.0;
-        for (var kk = 0u; kk < nk; kk++) {
-            let pk = pb[sq * BK + kk];
-            sum = sum + pk;
-            let row = kk * V4;
-            a0 = a0 + pk * tile[row + u0];
-            if (PER > 1u) { a1 = a1 + pk * tile[row + u1]; }
-            if (PER > 2u) { a2 = a2 + pk * tile[row + u2]; }
-            if (PER > 3u) { a3 = a3 + pk * tile[row + u3]; }
+        for (var i = 0u; i < (nk + 3u) / 4u; i++) {
+            let p4 = pb[sq * BK / 4u + i];
+            sum = sum + (p4.x + p4.y) + (p4.z + p4.w);
+            let r = 4u * i * V4;
+            a0 = a0 + four_rows(p4, r, u0);
+            if (PER > 1u) { a1 = a1 + four_rows(p4, r, u1); }
+            if (PER > 2u) { a2 = a2 + four_rows(p4, r, u2); }
+            if (PER > 3u) { a3 = a3 + four_rows(p4, r, u3); }
         }
         l = l * c + sum;
         workgroupBarrier();
