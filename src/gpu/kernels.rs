@@ -110,8 +110,6 @@ pub struct Tuning {
     pub route_fixed_e: bool,
     /// tokens per tile of the Q8_0 grouped expert matmul (32 or 64; `OMNI_GATHER_TILE`)
     pub gather_tile: u32,
-    /// register double buffering in the Q8_0 grouped expert matmul (`OMNI_GATHER_AHEAD=1`)
-    pub gather_ahead: bool,
 }
 
 impl Default for Tuning {
@@ -134,7 +132,6 @@ impl Default for Tuning {
             q8_fixed_k: true,
             route_fixed_e: true,
             gather_tile: 32,
-            gather_ahead: false,
         }
     }
 }
@@ -164,7 +161,6 @@ impl Tuning {
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
-            gather_ahead: std::env::var("OMNI_GATHER_AHEAD").map_or(d.gather_ahead, |v| v == "1"),
             small_t: std::env::var("OMNI_SMALL_T")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -742,11 +738,6 @@ impl Kernels {
         // tokens per tile: 32 for Q8_0 experts (a 500-token prompt gives each ~31 slots)
         let tile_t = if w.is_q8 && vec { self.tuning.gather_tile } else { 64 };
         consts.push(("TY", (tile_t / 4) as f64));
-        if w.is_q8 && self.tuning.gather_ahead {
-            for c in consts.iter_mut().filter(|c| c.0 == "AHEAD") {
-                c.1 = 1.0;
-            }
-        }
         let params = [
             rows_per_expert as u32,
             w.cols as u32,
