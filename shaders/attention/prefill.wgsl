@@ -118,18 +118,16 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     // the query's running max and exponential sum
     var m = -3.4e38;
     var l = 0.0;
-    // keys and values of a tile in flight together, in registers until their turn in the
-    // tile buffer; the next tile's are fetched once this one's values are stored, so their
-    // latency hides behind this tile's softmax and value products
-    var k_0 = fetch(li, first, false);
-    var k_1 = fetch(li + 256u, first, false);
-    var k_2 = fetch(li + 512u, first, false);
-    var k_3 = fetch(li + 768u, first, false);
-    var v_0 = fetch(li, first, true);
-    var v_1 = fetch(li + 256u, first, true);
-    var v_2 = fetch(li + 512u, first, true);
-    var v_3 = fetch(li + 768u, first, true);
     for (var k0 = first; k0 < n_keys; k0 += BK) {
+        // keys and values of the tile in flight together; values wait in registers
+        let k_0 = fetch(li, k0, false);
+        let k_1 = fetch(li + 256u, k0, false);
+        let k_2 = fetch(li + 512u, k0, false);
+        let k_3 = fetch(li + 768u, k0, false);
+        let v_0 = fetch(li, k0, true);
+        let v_1 = fetch(li + 256u, k0, true);
+        let v_2 = fetch(li + 512u, k0, true);
+        let v_3 = fetch(li + 768u, k0, true);
         put(li, k_0);
         put(li + 256u, k_1);
         put(li + 512u, k_2);
@@ -154,16 +152,6 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         put(li + 256u, v_1);
         put(li + 512u, v_2);
         put(li + 768u, v_3);
-        if (k0 + BK < n_keys) {
-            k_0 = fetch(li, k0 + BK, false);
-            k_1 = fetch(li + 256u, k0 + BK, false);
-            k_2 = fetch(li + 512u, k0 + BK, false);
-            k_3 = fetch(li + 768u, k0 + BK, false);
-            v_0 = fetch(li, k0 + BK, true);
-            v_1 = fetch(li + 256u, k0 + BK, true);
-            v_2 = fetch(li + 512u, k0 + BK, true);
-            v_3 = fetch(li + 768u, k0 + BK, true);
-        }
         // phase 2, on every invocation: the query's new running max over the tile (all 16
         // invocations of a query compute the same), and its own two probabilities
         var mt = m;
