@@ -110,6 +110,9 @@ pub struct Tuning {
     pub route_fixed_e: bool,
     /// tokens per tile of the Q8_0 grouped expert matmul (32 or 64; `OMNI_GATHER_TILE`)
     pub gather_tile: u32,
+    /// matmuls of at least this many output tiles are never split along K
+    /// (`OMNI_SPLIT_MAX_TILES`)
+    pub split_max_tiles: u32,
 }
 
 impl Default for Tuning {
@@ -132,6 +135,7 @@ impl Default for Tuning {
             q8_fixed_k: true,
             route_fixed_e: true,
             gather_tile: 32,
+            split_max_tiles: 128,
         }
     }
 }
@@ -161,6 +165,10 @@ impl Tuning {
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
+            split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.split_max_tiles),
             small_t: std::env::var("OMNI_SMALL_T")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -350,7 +358,7 @@ impl Kernels {
     /// the partials within the scratch; 1 without a scratch.
     fn k_slices(&self, tiles: u32, rows: usize, k: usize) -> u32 {
         let Some(sp) = &self.split else { return 1 };
-        if tiles >= 128 {
+        if tiles >= self.tuning.split_max_tiles {
             return 1;
         }
         let want = 264u32.div_ceil(tiles.max(1));
