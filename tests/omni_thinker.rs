@@ -126,6 +126,35 @@ fn spoken_question_gives_the_reference_greedy_answer() {
     assert_eq!(run_greedy(&mut s, &p.ids, p.greedy.len()), p.greedy);
 }
 
+/// A checkpoint whose config asks for speech output (`enable_audio_output`) but that holds no
+/// talker or code2wav tensors (a thinker-only export) still answers in text: the same greedy
+/// ids from a copy of the fixture with those tensors removed.
+#[test]
+fn a_checkpoint_without_talker_tensors_still_serves_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(dir().join("config.json"), tmp.path().join("config.json")).unwrap();
+    let bytes = std::fs::read(dir().join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("thinker."))
+        .collect();
+    assert!(kept.len() < st.len(), "the fixture has talker / code2wav tensors to drop");
+    safetensors::tensor::serialize_to_file(kept, None, &tmp.path().join("model.safetensors"))
+        .unwrap();
+    let th = OmniThinker::load(tmp.path()).unwrap();
+    assert!(th.enable_audio_output, "the config still asks for speech output");
+    let r = reference();
+    let p = &r.prompts["audio_prompt"];
+    let rows = th
+        .encode_audio(&load_wav_16k_mono(&wav("short.wav")).unwrap())
+        .unwrap();
+    let mut s = th.session(p.ids.len() + 40);
+    s.attach_audio(rows);
+    assert_eq!(run_greedy(&mut s, &p.ids, p.greedy.len()), p.greedy);
+}
+
 #[test]
 fn a_second_turn_continues_the_first_turns_cache() {
     let th = OmniThinker::load(&dir()).unwrap();
