@@ -229,6 +229,24 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     if let Some(k) = kernels {
         print_kernels("GPU time of one decode step by kernel", &k);
         println!("| wall time per token | | {:.1} | |", 1e6 / dr);
+        // the matvec kernel's own streaming rate, free of the step's launch costs: its
+        // longest call is the lm_head, the largest matrix
+        if let Some(m) = k
+            .iter()
+            .filter(|t| t.name.starts_with("matvec"))
+            .max_by(|a, b| a.max_ns.total_cmp(&b.max_ns))
+        {
+            let lm = g.lm_head_bytes() as f64;
+            println!();
+            println!(
+                "Largest {} call (the lm_head, {}): {:.1} us = {:.0} GB/s read = {:.1}% of the copy bandwidth",
+                m.name,
+                human_bytes(lm as usize),
+                m.max_ns / 1e3,
+                lm / m.max_ns,
+                100.0 * lm / m.max_ns * 1e9 / bw
+            );
+        }
     }
     if let Some(k) = prefill_kernels {
         print_kernels(

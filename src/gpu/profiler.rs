@@ -14,6 +14,8 @@ pub struct KernelTiming {
     pub name: String,
     pub calls: usize,
     pub total_ns: f64,
+    /// the longest single call
+    pub max_ns: f64,
 }
 
 pub struct Profiler {
@@ -87,19 +89,21 @@ impl Profiler {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
-        let mut by_name: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+        let mut by_name: BTreeMap<&str, (usize, f64, f64)> = BTreeMap::new();
         for (i, name) in self.names.iter().enumerate() {
             let dt = ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period;
             let e = by_name.entry(name).or_default();
             e.0 += 1;
             e.1 += dt;
+            e.2 = e.2.max(dt);
         }
         let mut v: Vec<KernelTiming> = by_name
             .into_iter()
-            .map(|(name, (calls, total_ns))| KernelTiming {
+            .map(|(name, (calls, total_ns, max_ns))| KernelTiming {
                 name: name.to_string(),
                 calls,
                 total_ns,
+                max_ns,
             })
             .collect();
         v.sort_by(|a, b| b.total_ns.total_cmp(&a.total_ns));
