@@ -259,6 +259,13 @@ struct EngineCli {
 }
 
 fn main() -> ExitCode {
+    // A file-size limit (`ulimit -f`) would otherwise kill the process mid-file (SIGXFSZ);
+    // ignored, the write fails with EFBIG like a full disk, and the error is reported and the
+    // partial output removed.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     // the daemon sets its logging up from its config (log.level, log.file)
     if !matches!(cli.command, Command::Serve(_)) {

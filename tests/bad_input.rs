@@ -348,6 +348,37 @@ fn synth_refuses_unknown_preset_and_nonempty_output() {
     assert!(e.contains("not empty"), "{e}");
 }
 
+/// A disk that fills up mid-write: a file-size limit (ulimit -f, below the 2.5 MB Q8_0 output
+/// of the real-vocab fixture) makes the weights' write fail like a full disk. The error names
+/// the file, and neither the output directory nor its `.partial` stand-in is left behind.
+#[test]
+fn quantising_onto_a_full_disk_leaves_no_directory_that_looks_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q8");
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -f 1024 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_omni"),
+            "quantize",
+            "--model",
+            fixture("real-vocab").to_str().unwrap(),
+            "--out",
+            q.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "quantize succeeded past the limit: {err}");
+    assert_eq!(o.status.code(), Some(1), "an error exit, not a signal: {err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("too large"),
+        "the error names the file and the cause: {err}"
+    );
+    assert!(!q.exists(), "no output directory");
+    assert!(!tmp.path().join("q8.partial").exists(), "no partial directory");
+}
+
 #[test]
 fn quantising_a_quantised_model_and_a_missing_scale_tensor_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();

@@ -88,6 +88,26 @@ fn quantisable(t: &TensorView, keep: &[String]) -> Option<bool> {
     Some(t.shape[1].is_multiple_of(BLOCK))
 }
 
+/// Bytes for the writer thread: a quantised tensor, or a slice of the mapped input.
+enum Chunk<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+}
+
+impl Chunk<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Borrowed(b) => b,
+        }
+    }
+}
+
+fn send<'a>(tx: &crossbeam_channel::Sender<Chunk<'a>>, c: Chunk<'a>) -> Result<()> {
+    tx.send(c)
+        .map_err(|_| anyhow::anyhow!("the writer stopped"))
+}
+
 /// Write all tensors and side files into `tmp`; returns (bytes read, names kept as stored with why).
 fn convert(
     dir: &Path,
@@ -141,31 +161,60 @@ fn convert(
         } else {
             format!("model-{:05}-of-{:05}.safetensors", si + 1, shards.len())
         };
-        let mut w = SafetensorsWriter::create(&tmp.join(&name), shard)?;
-        for spec in shard {
-            weight_map.insert(spec.name.clone(), name.clone().into());
-            if let Some((sname, bytes)) = pending_scales.take() {
-                if sname == spec.name {
-                    w.write(&bytes)?;
-                    continue;
+        let w = SafetensorsWriter::create(&tmp.join(&name), shard)?;
+        // A writer thread takes each tensor's bytes while the next one is quantised (two in
+        // flight), so the disk and the cores work at the same time.
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = crossbeam_channel::bounded::<Chunk<'_>>(2);
+            let writer = scope.spawn(move || -> Result<()> {
+                let mut w = w;
+                for c in rx {
+                    w.write(c.bytes())?;
                 }
-                pending_scales = Some((sname, bytes));
-            }
-            let t = by_name
-                .get(spec.name.as_str())
-                .context("internal: tensor plan out of step")?;
-            if spec.dtype == DType::I8 {
-                let m = MatRef::new(t.dtype, t.bytes(), t.shape[0], t.shape[1]);
-                let (qs, sc) =
-                    quant::quantize_matrix(t.shape[0], t.shape[1], |r, out| m.row_to_f32(r, out));
-                w.write(&qs)?;
-                pending_scales = Some((scale_name(&t.name), sc));
-            } else {
-                w.write(t.bytes())?;
-            }
-            bar.inc(t.byte_len() as u64);
-        }
-        w.finish()?;
+                Ok(w.finish()?)
+            });
+            let produced = (|| -> Result<()> {
+                for (i, spec) in shard.iter().enumerate() {
+                    weight_map.insert(spec.name.clone(), name.clone().into());
+                    // the disk reads the next tensor while this one is quantised
+                    if let Some(next) = shard[i + 1..]
+                        .iter()
+                        .find_map(|s| by_name.get(s.name.as_str()))
+                    {
+                        next.advise_willneed();
+                    }
+                    if let Some((sname, bytes)) = pending_scales.take() {
+                        if sname == spec.name {
+                            send(&tx, Chunk::Owned(bytes))?;
+                            continue;
+                        }
+                        pending_scales = Some((sname, bytes));
+                    }
+                    let t = by_name
+                        .get(spec.name.as_str())
+                        .context("internal: tensor plan out of step")?;
+                    if spec.dtype == DType::I8 {
+                        let m = MatRef::new(t.dtype, t.bytes(), t.shape[0], t.shape[1]);
+                        let (qs, sc) = quant::quantize_matrix(t.shape[0], t.shape[1], |r, out| {
+                            m.row_to_f32(r, out)
+                        });
+                        send(&tx, Chunk::Owned(qs))?;
+                        pending_scales = Some((scale_name(&t.name), sc));
+                    } else {
+                        send(&tx, Chunk::Borrowed(t.bytes()))?;
+                    }
+                    bar.inc(t.byte_len() as u64);
+                }
+                Ok(())
+            })();
+            drop(tx);
+            let written = writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+            // the writer's error (a full disk) is the cause when both failed
+            written?;
+            produced
+        })?;
     }
     bar.finish();
     if shards.len() > 1 {

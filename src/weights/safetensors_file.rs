@@ -35,6 +35,16 @@ impl std::fmt::Debug for TensorView {
 }
 
 impl TensorView {
+    /// Ask the kernel to start reading this tensor's pages now (asynchronous readahead), so a
+    /// pass over it later finds them in memory instead of faulting them in page by page.
+    pub fn advise_willneed(&self) {
+        const PAGE: usize = 4096;
+        let start = self.start / PAGE * PAGE;
+        let _ = self
+            .mmap
+            .advise_range(memmap2::Advice::WillNeed, start, self.end - start);
+    }
+
     /// The raw little-endian bytes, borrowed from the mapping.
     pub fn bytes(&self) -> &[u8] {
         &self.mmap[self.start..self.end]
