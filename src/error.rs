@@ -10,7 +10,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     // The cause is in the message, not a chained source: `{:#}` printed it twice.
     #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
 
     #[error("model {path}: {msg}")]
     ModelDir { path: PathBuf, msg: String },

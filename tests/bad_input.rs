@@ -369,14 +369,24 @@ fn quantising_onto_a_full_disk_leaves_no_directory_that_looks_valid() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "quantize succeeded past the limit: {err}");
-    assert_eq!(o.status.code(), Some(1), "an error exit, not a signal: {err}");
+    assert!(
+        !o.status.success(),
+        "quantize succeeded past the limit: {err}"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an error exit, not a signal: {err}"
+    );
     assert!(
         err.contains("model.safetensors") && err.contains("too large"),
         "the error names the file and the cause: {err}"
     );
     assert!(!q.exists(), "no output directory");
-    assert!(!tmp.path().join("q8.partial").exists(), "no partial directory");
+    assert!(
+        !tmp.path().join("q8.partial").exists(),
+        "no partial directory"
+    );
 }
 
 #[test]

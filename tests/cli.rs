@@ -353,7 +353,29 @@ fn quant_report_measures_weight_and_output_error_within_the_format_bounds() {
     }
     assert_eq!(kinds, 8, "{out}");
     assert!(
-        out.contains("top-1 agreement") && out.contains("KL(BF16 || Q8_0)"),
+        out.contains("top-1 agreement") && out.contains("KL(orig || Q8_0)"),
         "{out}"
     );
+    // the output table compares every matrix quantised with the lm_head kept: both rows
+    // present with cosines near 1 (the same per-weight bound, through a 2-layer model)
+    for row in [
+        "| every matrix Q8_0 |",
+        "| lm_head kept in the original dtype |",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} row: {out}"));
+        let cos: f64 = line
+            .split('|')
+            .nth(2)
+            .unwrap()
+            .trim()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(cos > 0.999, "{line}");
+    }
 }

@@ -140,11 +140,17 @@ fn a_checkpoint_without_talker_tensors_still_serves_text() {
         .into_iter()
         .filter(|(n, _)| n.starts_with("thinker."))
         .collect();
-    assert!(kept.len() < st.len(), "the fixture has talker / code2wav tensors to drop");
+    assert!(
+        kept.len() < st.len(),
+        "the fixture has talker / code2wav tensors to drop"
+    );
     safetensors::tensor::serialize_to_file(kept, None, &tmp.path().join("model.safetensors"))
         .unwrap();
     let th = OmniThinker::load(tmp.path()).unwrap();
-    assert!(th.enable_audio_output, "the config still asks for speech output");
+    assert!(
+        th.enable_audio_output,
+        "the config still asks for speech output"
+    );
     let r = reference();
     let p = &r.prompts["audio_prompt"];
     let rows = th

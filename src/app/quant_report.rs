@@ -115,38 +115,71 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     };
     let lb = base.forward(&prompt, &mut base.new_cache(prompt.len()), Logits::All)?;
     let lq = q8.forward(&prompt, &mut q8.new_cache(prompt.len()), Logits::All)?;
+    // the same with the lm_head kept in its original dtype: what quantising it costs
+    let mut kept = q8;
+    kept.lm_head = Qwen3Model::load(&dir)?.lm_head;
+    let lk = kept.forward(&prompt, &mut kept.new_cache(prompt.len()), Logits::All)?;
     let v = base.config.vocab_size;
-    let (mut cos_sum, mut cos_min, mut agree, mut kl_sum, mut kl_max) =
-        (0f64, 1f64, 0usize, 0f64, 0f64);
-    for (b, q) in lb.chunks(v).zip(lq.chunks(v)) {
-        let c = cosine(b, q);
-        cos_sum += c;
-        cos_min = cos_min.min(c);
-        agree += (crate::cpu::argmax(b) == crate::cpu::argmax(q)) as usize;
-        let kl = kl_divergence(b, q);
-        kl_sum += kl;
-        kl_max = kl_max.max(kl);
-    }
-    let n = prompt.len() as f64;
     println!();
-    println!("| output over {} positions | value |", prompt.len());
-    println!("|---|---|");
     println!(
-        "| logits cosine, mean (lowest) | {:.6} ({:.6}) |",
-        cos_sum / n,
-        cos_min
-    );
-    println!(
-        "| top-1 agreement | {:.1}% ({agree} of {}) |",
-        100.0 * agree as f64 / n,
+        "| output over {} positions | logits cosine, mean (lowest) | top-1 agreement | KL(orig || Q8_0), mean (highest), nats |",
         prompt.len()
     );
-    println!(
-        "| KL(BF16 || Q8_0), mean (highest), nats | {:.3e} ({:.3e}) |",
-        kl_sum / n,
-        kl_max
-    );
+    println!("|---|---|---|---|");
+    for (what, q) in [
+        ("every matrix Q8_0", &lq),
+        ("lm_head kept in the original dtype", &lk),
+    ] {
+        let m = OutputMetrics::of(&lb, q, v);
+        println!(
+            "| {what} | {:.6} ({:.6}) | {:.1}% ({} of {}) | {:.3e} ({:.3e}) |",
+            m.cos_mean,
+            m.cos_min,
+            100.0 * m.agree as f64 / m.rows as f64,
+            m.agree,
+            m.rows,
+            m.kl_mean,
+            m.kl_max
+        );
+    }
     Ok(())
+}
+
+/// How far quantised logits are from the original ones, position by position.
+struct OutputMetrics {
+    rows: usize,
+    cos_mean: f64,
+    cos_min: f64,
+    agree: usize,
+    kl_mean: f64,
+    kl_max: f64,
+}
+
+impl OutputMetrics {
+    fn of(base: &[f32], quant: &[f32], vocab: usize) -> Self {
+        let mut m = OutputMetrics {
+            rows: 0,
+            cos_mean: 0.0,
+            cos_min: 1.0,
+            agree: 0,
+            kl_mean: 0.0,
+            kl_max: 0.0,
+        };
+        for (b, q) in base.chunks(vocab).zip(quant.chunks(vocab)) {
+            let c = cosine(b, q);
+            m.rows += 1;
+            m.cos_mean += c;
+            m.cos_min = m.cos_min.min(c);
+            m.agree += (crate::cpu::argmax(b) == crate::cpu::argmax(q)) as usize;
+            let kl = kl_divergence(b, q);
+            m.kl_mean += kl;
+            m.kl_max = m.kl_max.max(kl);
+        }
+        let n = m.rows.max(1) as f64;
+        m.cos_mean /= n;
+        m.kl_mean /= n;
+        m
+    }
 }
 
 /// (MSE / mean square of the original, cosine) between a weight and its Q8_0 form; None when

@@ -746,7 +746,11 @@ impl Kernels {
         let mut consts = Self::matmul_constants(w, f, vec);
         consts.push(("GATHER", 1.0));
         // tokens per tile: 32 for Q8_0 experts (a 500-token prompt gives each ~31 slots)
-        let tile_t = if w.is_q8 && vec { self.tuning.gather_tile } else { 64 };
+        let tile_t = if w.is_q8 && vec {
+            self.tuning.gather_tile
+        } else {
+            64
+        };
         consts.push(("TY", (tile_t / 4) as f64));
         let params = [
             rows_per_expert as u32,
@@ -1003,7 +1007,14 @@ impl Kernels {
             "moe_route",
             &[
                 ("RENORM", if renorm { 1.0 } else { 0.0 }),
-                ("E", if self.tuning.route_fixed_e { experts as f64 } else { 0.0 }),
+                (
+                    "E",
+                    if self.tuning.route_fixed_e {
+                        experts as f64
+                    } else {
+                        0.0
+                    },
+                ),
             ],
             &[experts as u32, k as u32],
             false,

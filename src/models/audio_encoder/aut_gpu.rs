@@ -129,7 +129,9 @@ impl AudioEncoderGpu {
         }
         let t1 = std::time::Instant::now();
         self.ctx.queue.submit([enc.finish()]);
-        let out = acts.out.read_f32(&self.ctx, 0, clip.tokens * c.output_dim)?;
+        let out = acts
+            .out
+            .read_f32(&self.ctx, 0, clip.tokens * c.output_dim)?;
         if let Ok(mut l) = self.last_split.lock() {
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             *l = Some((ms(t1 - t0), ms(t1.elapsed())));
