@@ -174,21 +174,14 @@ fn convert(
                 Ok(w.finish()?)
             });
             let produced = (|| -> Result<()> {
-                // a reader thread pulls the next tensor's pages in (it sleeps in page faults,
-                // not on a core) while this one is quantised
-                let mut reader: Option<std::thread::ScopedJoinHandle<'_, ()>> = None;
                 for (i, spec) in shard.iter().enumerate() {
                     weight_map.insert(spec.name.clone(), name.clone().into());
+                    // the disk reads the next tensor while this one is quantised
                     if let Some(next) = shard[i + 1..]
                         .iter()
                         .find_map(|s| by_name.get(s.name.as_str()))
                     {
-                        if let Some(r) = reader.take() {
-                            let _ = r.join();
-                        }
-                        let next: &TensorView = next;
                         next.advise_willneed();
-                        reader = Some(scope.spawn(move || next.touch_pages()));
                     }
                     if let Some((sname, bytes)) = pending_scales.take() {
                         if sname == spec.name {

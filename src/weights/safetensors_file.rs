@@ -45,14 +45,6 @@ impl TensorView {
             .advise_range(memmap2::Advice::WillNeed, start, self.end - start);
     }
 
-    /// Read every page of this tensor in (one byte per page), so later passes find them in
-    /// memory.
-    pub fn touch_pages(&self) {
-        const PAGE: usize = 4096;
-        let sum: u64 = self.bytes().iter().step_by(PAGE).map(|&b| b as u64).sum();
-        std::hint::black_box(sum);
-    }
-
     /// The raw little-endian bytes, borrowed from the mapping.
     pub fn bytes(&self) -> &[u8] {
         &self.mmap[self.start..self.end]
