@@ -97,19 +97,27 @@ fn matmul_matches_cpu_for_odd_token_counts_and_chunks() {
         let ops = k
             .matmul(&gm, &gx, kk, &gy, n, 0, MatFlags::default())
             .unwrap();
-        k.run(
-            &ops,
-            StepDims {
-                t: t as u32,
-                pos0: 0,
-            },
-        )
-        .unwrap();
-        let got = gy.read_f32(&ctx, 0, t * n).unwrap();
+        let got = run_read(&k, &ops, t, &gy, t * n);
         let mut want = vec![0f32; t * n];
         cpu::matmul(&x, t, MatRef::new(DType::BF16, &w, n, kk), &mut want);
         check(&format!("matmul t{t} {n}x{kk}"), &got, &want);
     }
+}
+
+/// Run `ops` for a step of `t` tokens at position 0 and read `len` floats of `out`.
+fn run_read(
+    k: &Kernels,
+    ops: &[qwen_omni::gpu::Op],
+    t: usize,
+    out: &GpuBuffer,
+    len: usize,
+) -> Vec<f32> {
+    let dims = StepDims {
+        t: t as u32,
+        pos0: 0,
+    };
+    k.run(ops, dims).unwrap();
+    out.read_f32(&k.ctx, 0, len).unwrap()
 }
 
 /// Split-K (the audio encoder's short steps): K cut into slices whose partial tiles a second
@@ -141,15 +149,7 @@ fn split_k_matmul_matches_cpu_with_accumulate_and_chunks() {
             ops.iter().any(|o| o.name == "matmul_reduce"),
             "t{t} {n}x{kk}: K was not split"
         );
-        k.run(
-            &ops,
-            StepDims {
-                t: t as u32,
-                pos0: 0,
-            },
-        )
-        .unwrap();
-        let got = gy.read_f32(&ctx, 0, t * n).unwrap();
+        let got = run_read(&k, &ops, t, &gy, t * n);
         let mut want = vec![0f32; t * n];
         cpu::matmul(&x, t, MatRef::new(DType::BF16, &w, n, kk), &mut want);
         for (w, y) in want.iter_mut().zip(&y0) {
