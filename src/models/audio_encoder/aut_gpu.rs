@@ -3,8 +3,10 @@
 //! recipe at the top of aut.rs). Only the padded mel chunks go up and the output rows come
 //! back; every intermediate stays on the device.
 //!
-//! Ops are built per call: their buffers are sized by the clip (chunks, tokens), building
-//! them costs a bind group per op (the pipelines are cached), and no clip length is favoured.
+//! The token stage (conv_out onwards, ~15 ops a layer) is built once per capacity bucket (64,
+//! 128, 256 ... tokens) and kept: its ops read the row count from their Step uniform, so one
+//! set serves every clip up to the bucket (building it cost 7-9 ms of host time per 5 s clip
+//! on the H200 machine). The few convolution ops are built per clip, sized by its chunks.
 //! The first convolution (one input channel) runs directly; the other two as im2col and the
 //! matmul kernel, whose tiles reuse each weight across 64 positions where a direct kernel
 //! would read the whole 480·4320 kernel once per position.
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use self::blocks::{
     GpuBiasedLinear, GpuConvDirect, GpuConvMatmul, GpuEncoderLayer, GpuLayerNorm, upload_matrix,
 };
-use self::clip::{Activations, ClipShape};
+use self::clip::{ClipShape, ConvActs, TokenActs};
 use super::aut::{AudioEncoder, AudioEncoderConfig, check_mel, chunk_image, sinusoid_positions};
 use crate::error::Result;
 use crate::gpu::audio_kernels::MapShape;
@@ -44,6 +46,19 @@ pub struct AudioEncoderGpu {
     proj2: GpuBiasedLinear,
     /// the last forward's host time (shapes, buffers, ops) and device time (submit to read), ms
     last_split: std::sync::Mutex<Option<(f64, f64)>>,
+    /// token stages built so far, by (capacity, chunk steps, window); a forward holds its
+    /// stage's lock from recording to read-back (the stage's Step uniform and buffers)
+    token_stages: std::sync::Mutex<TokenStages>,
+}
+
+type TokenStages =
+    std::collections::HashMap<(usize, usize, usize), Arc<std::sync::Mutex<TokenStage>>>;
+
+/// The ops from conv_out to the output head for clips of up to `capacity` tokens, with the
+/// buffers they are bound to.
+struct TokenStage {
+    stage: Stage,
+    acts: TokenActs,
 }
 
 /// Ops that share one row count. Each stage has Kernels of its own, and so its own `Step`
@@ -80,6 +95,7 @@ impl AudioEncoderGpu {
             proj2: GpuBiasedLinear::upload(ctx, &cpu.proj2)?,
             config: c.clone(),
             last_split: std::sync::Mutex::new(None),
+            token_stages: std::sync::Mutex::new(TokenStages::new()),
         })
     }
 
@@ -110,11 +126,22 @@ impl AudioEncoderGpu {
         let image: Vec<f32> = (0..clip.chunks)
             .flat_map(|i| chunk_image(mel, frames, i * c.chunk_frames(), padded, c).data)
             .collect();
-        let acts = Activations::new(&self.ctx, c, &clip, &image)?;
-        // Kernels made per call (in the stages): concurrent forwards share no Step uniform.
-        let stages = self.stages(&acts, &clip)?;
+        let token_stage = self.token_stage(&clip)?;
+        let token_stage = token_stage
+            .lock()
+            .map_err(|_| crate::Error::Gpu("audio encoder stage lock poisoned".into()))?;
+        let conv = ConvActs::new(&self.ctx, &clip, &image)?;
+        // the convolution ops per call (their Kernels, so concurrent forwards share no Step)
+        let mut stages = Vec::new();
+        for first in (0..clip.chunks).step_by(clip.image.chunks) {
+            stages.extend(self.convolutions(&conv, &token_stage.acts.flat, &clip, first)?);
+        }
         let mut prof = if profile {
-            let count = stages.iter().map(|s| s.ops.len() as u32).sum();
+            let count = stages
+                .iter()
+                .chain([&token_stage.stage])
+                .map(|s| s.ops.len() as u32)
+                .sum();
             Some(crate::gpu::profiler::Profiler::new(&self.ctx, count)?)
         } else {
             None
@@ -127,9 +154,16 @@ impl AudioEncoderGpu {
             };
             s.kernels.encode(&mut enc, &s.ops, dims, prof.as_mut());
         }
+        let dims = StepDims {
+            t: clip.tokens as u32,
+            pos0: 0,
+        };
+        let ts = &token_stage.stage;
+        ts.kernels.encode(&mut enc, &ts.ops, dims, prof.as_mut());
         let t1 = std::time::Instant::now();
         self.ctx.queue.submit([enc.finish()]);
-        let out = acts
+        let out = token_stage
+            .acts
             .out
             .read_f32(&self.ctx, 0, clip.tokens * c.output_dim)?;
         if let Ok(mut l) = self.last_split.lock() {
@@ -150,19 +184,33 @@ impl AudioEncoderGpu {
         self.last_split.lock().ok().and_then(|l| *l)
     }
 
-    /// The whole forward, numbered as the recipe in aut.rs: the convolutions group by group,
-    /// then everything else over the clip's tokens.
-    fn stages(&self, a: &Activations, clip: &ClipShape) -> Result<Vec<Stage>> {
+    /// The token stage for `clip`: from the cache, or built for the clip's capacity bucket
+    /// (the next power of two of its tokens, at least 64).
+    fn token_stage(&self, clip: &ClipShape) -> Result<Arc<std::sync::Mutex<TokenStage>>> {
+        let capacity = clip.tokens.next_power_of_two().max(64);
+        let key = (capacity, clip.steps(), clip.window);
+        let mut cache = self
+            .token_stages
+            .lock()
+            .map_err(|_| crate::Error::Gpu("audio encoder cache lock poisoned".into()))?;
+        if let Some(s) = cache.get(&key) {
+            return Ok(s.clone());
+        }
+        let acts = TokenActs::new(&self.ctx, &self.config, capacity, clip.steps())?;
+        let stage = self.token_ops(&acts, capacity, clip)?;
+        let s = Arc::new(std::sync::Mutex::new(TokenStage { stage, acts }));
+        cache.insert(key, s.clone());
+        Ok(s)
+    }
+
+    /// Steps 3-5 of the recipe in aut.rs over the clip's tokens (conv_out, positions, the
+    /// layers with windowed attention, the output head), for up to `capacity` tokens.
+    fn token_ops(&self, a: &TokenActs, capacity: usize, clip: &ClipShape) -> Result<Stage> {
         let c = &self.config;
         let d = c.d_model;
-        // 1-2. convolutions per chunk (the image is already cut and padded)
-        let mut stages = Vec::new();
-        for first in (0..clip.chunks).step_by(clip.image.chunks) {
-            stages.extend(self.convolutions(a, clip, first)?);
-        }
         let mut k = Kernels::new(&self.ctx);
         // a 5 s clip is 65 tokens: one or two 64-row tiles, so K is split across workgroups
-        k.split_k(&a.split, clip.tokens);
+        k.split_k(&a.split, capacity);
         let mut ops = Vec::new();
         // conv_out over the kept rows only: the padded steps of the last chunk are never
         // computed
@@ -179,18 +227,23 @@ impl AudioEncoderGpu {
         self.ln_post.op(&k, &a.x, &a.normed, d, &mut ops)?;
         self.proj1.ops(&k, &a.normed, d, &a.proj, true, &mut ops)?;
         self.proj2.ops(&k, &a.proj, d, &a.out, false, &mut ops)?;
-        stages.push(Stage {
+        Ok(Stage {
             kernels: k,
             ops,
-            rows: clip.tokens,
-        });
-        Ok(stages)
+            rows: capacity,
+        })
     }
 
     /// The three convolutions of the chunks of one group, from chunk `first` on, through
     /// the scratch maps; the last writes the group's rows of `flat`. Two stages: the second
     /// and third convolutions multiply different numbers of patch rows.
-    fn convolutions(&self, a: &Activations, clip: &ClipShape, first: usize) -> Result<[Stage; 2]> {
+    fn convolutions(
+        &self,
+        a: &ConvActs,
+        flat: &GpuBuffer,
+        clip: &ClipShape,
+        first: usize,
+    ) -> Result<[Stage; 2]> {
         let chunks = clip.image.chunks.min(clip.chunks - first);
         let group = |m: MapShape| MapShape { chunks, ..m };
         let (image, conv1, conv2, conv3) = (
@@ -212,7 +265,7 @@ impl AudioEncoderGpu {
         let mut ops = Vec::new();
         self.conv2d3
             .ops(&k3, &a.conv2, conv2, &a.patches, &a.conv3, &mut ops)?;
-        ops.push(k3.flatten_time_rows(&a.conv3, conv3, &a.flat, first)?);
+        ops.push(k3.flatten_time_rows(&a.conv3, conv3, flat, first)?);
         let third = Stage {
             kernels: k3,
             ops,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::clip::Activations;
+use super::clip::TokenActs;
 use crate::error::Result;
 use crate::gpu::audio_kernels::MapShape;
 use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op};
@@ -201,7 +201,7 @@ impl GpuEncoderLayer {
     pub(super) fn ops(
         &self,
         k: &Kernels,
-        a: &Activations,
+        a: &TokenActs,
         c: &AudioEncoderConfig,
         window: usize,
         ops: &mut Vec<Op>,

@@ -63,8 +63,8 @@ impl ClipShape {
     }
 }
 
-/// The device buffers of one forward.
-pub(super) struct Activations {
+/// The convolutions' device buffers of one forward (sized by the clip's chunk group).
+pub(super) struct ConvActs {
     /// (chunks, num_mel_bins, padded frames): the mel cut into chunks, zero-padded
     pub(super) image: GpuBuffer,
     /// one group's maps of the three convolutions (`ClipShape`), reused by every group
@@ -73,6 +73,24 @@ pub(super) struct Activations {
     pub(super) conv3: GpuBuffer,
     /// (group positions, channels · 9): the patches of the second or third convolution
     pub(super) patches: GpuBuffer,
+}
+
+impl ConvActs {
+    pub(super) fn new(ctx: &GpuContext, clip: &ClipShape, image: &[f32]) -> Result<Self> {
+        let zeros = |len: usize, label: &str| GpuBuffer::zeros(ctx, len, label);
+        Ok(ConvActs {
+            image: GpuBuffer::from_f32(ctx, image, "audio_image")?,
+            conv1: zeros(clip.conv1.size(), "audio_conv1")?,
+            conv2: zeros(clip.conv2.size(), "audio_conv2")?,
+            conv3: zeros(clip.conv3.size(), "audio_conv3")?,
+            patches: zeros(clip.conv2.size() * 9, "audio_patches")?,
+        })
+    }
+}
+
+/// The token stage's device buffers, sized for clips of up to `capacity` tokens (kept with
+/// the stage's ops and reused by every such clip).
+pub(super) struct TokenActs {
     /// (chunks · steps, conv_out_features): the third convolution, one row per time step
     pub(super) flat: GpuBuffer,
     /// (tokens, d_model): the residual stream
@@ -93,25 +111,20 @@ pub(super) struct Activations {
     pub(super) split: GpuBuffer,
 }
 
-impl Activations {
+impl TokenActs {
+    /// Buffers for up to `capacity` tokens in chunks of `steps`.
     pub(super) fn new(
         ctx: &GpuContext,
         c: &AudioEncoderConfig,
-        clip: &ClipShape,
-        image: &[f32],
+        capacity: usize,
+        steps: usize,
     ) -> Result<Self> {
-        let (d, n) = (c.d_model, clip.tokens);
+        let (d, n) = (c.d_model, capacity);
+        // the most chunks `capacity` tokens span (only the last chunk is short)
+        let chunks = (n.max(1) - 1) / steps.max(1) + 1;
         let zeros = |len: usize, label: &str| GpuBuffer::zeros(ctx, len, label);
-        Ok(Activations {
-            image: GpuBuffer::from_f32(ctx, image, "audio_image")?,
-            conv1: zeros(clip.conv1.size(), "audio_conv1")?,
-            conv2: zeros(clip.conv2.size(), "audio_conv2")?,
-            conv3: zeros(clip.conv3.size(), "audio_conv3")?,
-            patches: zeros(clip.conv2.size() * 9, "audio_patches")?,
-            flat: zeros(
-                clip.chunks * clip.steps() * c.conv_out_features(),
-                "audio_flat",
-            )?,
+        Ok(TokenActs {
+            flat: zeros(chunks * steps * c.conv_out_features(), "audio_flat")?,
             x: zeros(n * d, "audio_x")?,
             normed: zeros(n * d, "audio_normed")?,
             qkv: zeros(n * 3 * d, "audio_qkv")?,
