@@ -230,6 +230,7 @@ impl AudioEncoderGpu {
         Ok(Stage {
             kernels: k,
             ops,
+            // the most rows it serves; each forward dispatches it with its clip's token count
             rows: capacity,
         })
     }
