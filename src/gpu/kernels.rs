@@ -769,23 +769,14 @@ impl Kernels {
         // an expert receives at most one slot per token
         let nt = (max_tokens as u32).div_ceil(tile_t);
         let e = experts as u32;
-        let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
-        let mut bufs = vec![
-            (2, &c.buffer),
-            (3, &x.buffer),
-            (4, &y.buffer),
-            (6, &groups.buffer),
-            (7, &self.unused),
-        ];
-        if let Some(sc) = &c.scales {
-            bufs.push((5, sc));
-        }
-        self.op_at(
-            name,
+        self.tiled_matmul_op(
+            w,
+            c,
             &consts,
             &params,
-            true,
-            &bufs,
+            x,
+            y,
+            (&groups.buffer, &self.unused),
             // steps of at most `skip_up_to` tokens go to the grouped matvec instead
             Box::new(move |d| {
                 if d.t <= skip_up_to {
@@ -1094,28 +1085,19 @@ impl Kernels {
             };
             let mut consts = Self::matmul_constants(w, f, vec);
             consts.push(("SPLIT", slices as f64));
-            // w, x, y, the Q8_0 scales, the GATHER groups (unused here), the split scratch
             let scratch = match (&self.split, slices > 1) {
                 (Some(sp), true) => &sp.buffer,
                 _ => &self.unused,
             };
-            let mut bufs = vec![
-                (2, &c.buffer),
-                (3, &x.buffer),
-                (4, &y.buffer),
-                (6, &x.buffer),
-                (7, scratch),
-            ];
-            if let Some(sc) = &c.scales {
-                bufs.push((5, sc));
-            }
-            let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
-            ops.push(self.op_at(
-                name,
+            // the GATHER groups are unused here: x stands in
+            ops.push(self.tiled_matmul_op(
+                w,
+                c,
                 &consts,
                 &params,
-                true,
-                &bufs,
+                x,
+                y,
+                (&x.buffer, scratch),
                 Box::new(move |d| {
                     if d.t <= skip_up_to {
                         [0, 0, 0]
@@ -1146,6 +1128,35 @@ impl Kernels {
             }
         }
         Ok(ops)
+    }
+
+    /// One tiled-matmul op (matmul_body.wgsl behind the weight format's part) over chunk `c`
+    /// of `w`: weights, x, y, the Q8_0 scales, and `extra` = (the GATHER slot list, the
+    /// split-K scratch), with stand-ins where the op uses neither.
+    #[allow(clippy::too_many_arguments)]
+    fn tiled_matmul_op(
+        &self,
+        w: &GpuMatrix,
+        c: &crate::gpu::buffers::MatrixChunk,
+        consts: &[(&'static str, f64)],
+        params: &[u32],
+        x: &GpuBuffer,
+        y: &GpuBuffer,
+        extra: (&wgpu::Buffer, &wgpu::Buffer),
+        groups: GroupsFn,
+    ) -> Result<Op> {
+        let mut bufs = vec![
+            (2, &c.buffer),
+            (3, &x.buffer),
+            (4, &y.buffer),
+            (6, extra.0),
+            (7, extra.1),
+        ];
+        if let Some(sc) = &c.scales {
+            bufs.push((5, sc));
+        }
+        let name = if w.is_q8 { "matmul_q8" } else { "matmul" };
+        self.op_at(name, consts, params, true, &bufs, groups)
     }
 
     /// From the fused q/k/v projection (t, (heads + 2 kv_heads) * head_dim): QK-norm and RoPE
