@@ -52,7 +52,7 @@ var<workgroup> dots: array<f32, 256>;       // 64 rows x 4 partial dot products
 var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
 var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
 var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
-var<workgroup> stats: vec2<f32>;            // the chunk's max and exponential sum
+var<workgroup> chunk_max: f32;              // the chunk's max score
 
 fn raw_at(at: u32, i: u32) -> f32 {
     return raw[at + i / 4u][i % 4u];
@@ -151,7 +151,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
         // each row's exponential once (rows past kv_len weigh 0)
         pe[li / 4u][li % 4u] = select(0.0, exp(sc[li / 4u][li % 4u] - m), row0 + li < n);
-        if (li == 0u) { stats.x = m; }
+        if (li == 0u) { chunk_max = m; }
     }
     workgroupBarrier();
     // weighted values: SLICES groups of invocations split the rows, one vec4 of dims each
@@ -184,7 +184,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             part[b + 2u] = o.z;
             part[b + 3u] = o.w;
             if (li == 0u) {
-                part[(h * p.chunks + c) * (HD + 2u) + HD] = stats.x;
+                part[(h * p.chunks + c) * (HD + 2u) + HD] = chunk_max;
                 part[(h * p.chunks + c) * (HD + 2u) + HD + 1u] = l;
             }
         }

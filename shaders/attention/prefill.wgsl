@@ -2,9 +2,10 @@
 // online softmax, so no T x T matrix is ever stored. One workgroup per (block of BQ = 16
 // queries, head); key rows stream through workgroup memory BK at a time:
 //   1. the K tile is loaded; S = Q K^T (BQ x BK, two scores per invocation);
-//   2. the V tile is loaded into the same buffer while 16 invocations update each query's
-//      running max and sum and turn its scores into probabilities;
-//   3. every invocation rescales and accumulates its slice of one query's output.
+//   2. the V tile goes into the same buffer while every invocation takes its query's new
+//      running max over the tile and turns its two scores into probabilities;
+//   3. every invocation rescales and accumulates its slice of one query's output (and the
+//      query's exponential sum). Workgroups of the longest causal rows are dispatched first.
 // Query j (0 <= j < step.t) sits at position step.pos0 + j and sees cache rows 0..=pos0 + j.
 // WINDOW > 0 (the AuT audio encoder): no cache and no causal mask; query j sees the keys of
 // its window of WINDOW tokens, [j / WINDOW * WINDOW, min(that + WINDOW, t)). Rows may be
