@@ -117,7 +117,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let lq = q8.forward(&prompt, &mut q8.new_cache(prompt.len()), Logits::All)?;
     // the same with the lm_head kept in its original dtype: what quantising it costs
     let mut kept = q8;
-    kept.lm_head = Qwen3Model::load(&dir)?.lm_head;
+    kept.lm_head = base.lm_head.clone();
     let lk = kept.forward(&prompt, &mut kept.new_cache(prompt.len()), Logits::All)?;
     let v = base.config.vocab_size;
     println!();

@@ -33,6 +33,7 @@ pub struct Q8Weight {
     pub scales: Bytes,
 }
 
+#[derive(Clone)]
 pub struct Linear {
     /// (out_features, in_features) as stored: a float tensor, or the I8 values of a Q8_0 one
     pub weight: TensorView,
