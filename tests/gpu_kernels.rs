@@ -397,14 +397,7 @@ fn fused_residual_add_and_swiglu_input_match_cpu_in_matvec_and_matmul() {
         } else {
             k.matmul(&gm, &gx, 2 * inter, &gy, n, 0, f).unwrap()
         };
-        k.run(
-            &ops,
-            StepDims {
-                t: t as u32,
-                pos0: 0,
-            },
-        )
-        .unwrap();
+        let got = run_read(&k, &ops, t, &gy, t * n);
         let mut want = resid.clone();
         for tok in 0..t {
             let mut g = gu[tok * 2 * inter..tok * 2 * inter + inter].to_vec();
@@ -413,11 +406,7 @@ fn fused_residual_add_and_swiglu_input_match_cpu_in_matvec_and_matmul() {
             cpu::matvec(MatRef::new(DType::BF16, &w, n, inter), &g, &mut y);
             cpu::add_in_place(&mut want[tok * n..(tok + 1) * n], &y);
         }
-        check(
-            &format!("fused down t{t} n{n} inter{inter}"),
-            &gy.read_f32(&ctx, 0, t * n).unwrap(),
-            &want,
-        );
+        check(&format!("fused down t{t} n{n} inter{inter}"), &got, &want);
     }
 }
 
@@ -621,21 +610,10 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
             k.matmul(&gm, &gx, kk, &gy, n, 0, MatFlags::default())
                 .unwrap()
         };
-        k.run(
-            &ops,
-            StepDims {
-                t: t as u32,
-                pos0: 0,
-            },
-        )
-        .unwrap();
+        let got = run_read(&k, &ops, t, &gy, t * n);
         let mut want = vec![0f32; t * n];
         cpu::matmul(&x, t, mat, &mut want);
-        check(
-            &format!("q8 t{t} {n}x{kk} rows {rows}"),
-            &gy.read_f32(&ctx, 0, t * n).unwrap(),
-            &want,
-        );
+        check(&format!("q8 t{t} {n}x{kk} rows {rows}"), &got, &want);
         if t == 1 {
             // the folded-norm variant
             let g = values(kk, 63);
@@ -721,8 +699,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         let gx = GpuBuffer::from_f32(&ctx, &x, "x").unwrap();
         let gy = GpuBuffer::zeros(&ctx, n, "y").unwrap();
         let ops = k.matvec(&gm, &gx, 0, &gy, 0, MatFlags::default()).unwrap();
-        k.run(&ops, StepDims { t: 1, pos0: 0 }).unwrap();
-        let got = gy.read_f32(&ctx, 0, n).unwrap();
+        let got = run_read(&k, &ops, 1, &gy, n);
         let want = q8_dot_twin(&qs, &sc, n, kk, &x);
         let e = rel(&got, &want);
         assert!(e < 1e-3, "q8 dot {n}x{kk}: {e:.2e}");
@@ -730,8 +707,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         let g = values(kk, 73);
         let gg = GpuBuffer::from_f32(&ctx, &g, "g").unwrap();
         let ops = k.matvec_normed(&gm, &gx, &gg, 1e-6, &gy, 0).unwrap();
-        k.run(&ops, StepDims { t: 1, pos0: 0 }).unwrap();
-        let got = gy.read_f32(&ctx, 0, n).unwrap();
+        let got = run_read(&k, &ops, 1, &gy, n);
         let xg: Vec<f32> = x.iter().zip(&g).map(|(a, b)| a * b).collect();
         let inv_rms = 1.0 / (x.iter().map(|v| v * v).sum::<f32>() / kk as f32 + 1e-6).sqrt();
         let want: Vec<f32> = q8_dot_twin(&qs, &sc, n, kk, &xg)
@@ -842,15 +818,7 @@ fn short_prefill_linear_matches_its_cpu_twin() {
             swiglu_up_off: None,
         };
         let ops = k.linear_prefill(&gm, &gx, kk, &gy, y_ld, y_off, f).unwrap();
-        k.run(
-            &ops,
-            StepDims {
-                t: t as u32,
-                pos0: 0,
-            },
-        )
-        .unwrap();
-        let got = gy.read_f32(&ctx, 0, t * y_ld).unwrap();
+        let got = run_read(&k, &ops, t, &gy, t * y_ld);
         for tok in 0..t {
             let want = q8_dot_twin(&qs, &sc, n, kk, &x[tok * kk..(tok + 1) * kk]);
             let row = &got[tok * y_ld..(tok + 1) * y_ld];
