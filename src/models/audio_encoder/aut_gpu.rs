@@ -147,19 +147,18 @@ impl AudioEncoderGpu {
             None
         };
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        for s in &stages {
+        // the kept token stage runs over this clip's tokens, not its capacity
+        let runs = stages
+            .iter()
+            .map(|s| (s, s.rows))
+            .chain([(&token_stage.stage, clip.tokens)]);
+        for (s, rows) in runs {
             let dims = StepDims {
-                t: s.rows as u32,
+                t: rows as u32,
                 pos0: 0,
             };
             s.kernels.encode(&mut enc, &s.ops, dims, prof.as_mut());
         }
-        let dims = StepDims {
-            t: clip.tokens as u32,
-            pos0: 0,
-        };
-        let ts = &token_stage.stage;
-        ts.kernels.encode(&mut enc, &ts.ops, dims, prof.as_mut());
         let t1 = std::time::Instant::now();
         self.ctx.queue.submit([enc.finish()]);
         let out = token_stage
