@@ -719,6 +719,108 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
     }
 }
 
+/// A chain of Q8_0 matvecs (gpu/matvec_q8.rs): a producer writes its final output quantised
+/// (with the next RMSNorm's weight folded in, or as SwiGLU pairs of a stacked gate | up
+/// matrix), and the consumer reads those blocks instead of quantising x itself. Against the
+/// same int8-activation twin and budget as above, on the producer's own f32 output: the chain
+/// changes where the rounding happens, not what it is. Rows per workgroup vary with the rows
+/// per subgroup; the last workgroup is partly empty.
+#[test]
+fn chained_q8_0_matvecs_match_their_cpu_twin() {
+    use qwen_omni::gpu::{Q8Input, QuantOut, quantised_len};
+    use qwen_omni::quant;
+    let ctx = gpu();
+    let mut k = Kernels::new(&ctx);
+    k.tuning.q8_min_wgs = 1;
+    let q8 = |n: usize, kk: usize, seed: u64| {
+        let w = values(n * kk, seed);
+        let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
+            out.copy_from_slice(&w[r * kk..(r + 1) * kk])
+        });
+        let gm = GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "q8").unwrap();
+        (qs, sc, gm)
+    };
+    for &(rows, groups) in &[(4u32, 1u32), (2, 2), (4, 4)] {
+        k.tuning.q8_rows = rows;
+        k.tuning.q8_groups = groups;
+        // 1. residual producer (accumulating) -> normed consumer
+        let (mid, kk, n) = (224usize, 160usize, 45usize);
+        let (_, _, a) = q8(mid, kk, 91);
+        let (bq, bs, b) = q8(n, mid, 92);
+        let x = values(kk, 93);
+        let r0 = values(mid, 94);
+        let g = values(mid, 95);
+        let (gx, gg) = (
+            GpuBuffer::from_f32(&ctx, &x, "x").unwrap(),
+            GpuBuffer::from_f32(&ctx, &g, "g").unwrap(),
+        );
+        let gr = GpuBuffer::from_f32(&ctx, &r0, "residual").unwrap();
+        let qa = GpuBuffer::zeros(&ctx, quantised_len(mid), "qa").unwrap();
+        let gy = GpuBuffer::zeros(&ctx, n, "y").unwrap();
+        let out = QuantOut::Normed(&qa, &gg);
+        assert!(k.q8_chain_fits(&a, Some(&out)), "rows {rows} groups {groups}");
+        let acc = MatFlags {
+            accumulate: true,
+            swiglu_up_off: None,
+        };
+        let input = Q8Input::F32 {
+            x: &gx,
+            x_off: 0,
+            norm: None,
+        };
+        let mut ops = k.matvec_q8_linked(&a, input, &gr, 0, acc, Some(out)).unwrap();
+        let input = Q8Input::Quantised {
+            q: &qa,
+            norm_eps: Some(1e-6),
+        };
+        ops.extend(k.matvec_q8_linked(&b, input, &gy, 0, MatFlags::default(), None).unwrap());
+        let got = run_read(&k, &ops, 1, &gy, n);
+        let h = gr.read_f32(&ctx, 0, mid).unwrap();
+        let hg: Vec<f32> = h.iter().zip(&g).map(|(a, b)| a * b).collect();
+        let inv_rms = 1.0 / (h.iter().map(|v| v * v).sum::<f32>() / mid as f32 + 1e-6).sqrt();
+        let want: Vec<f32> = q8_dot_twin(&bq, &bs, n, mid, &hg)
+            .iter()
+            .map(|v| v * inv_rms)
+            .collect();
+        let e = rel(&got, &want);
+        assert!(e < 1e-3, "chained normed, rows {rows} groups {groups}: {e:.2e}");
+
+        // 2. stacked gate | up producer -> SwiGLU consumer; the producer's f32 rows stay where
+        // a plain matvec puts them
+        let inter = 192usize;
+        let (_, _, gu) = q8(2 * inter, kk, 96);
+        let (dq, ds, d) = q8(n, inter, 97);
+        let qb = GpuBuffer::zeros(&ctx, quantised_len(inter), "qb").unwrap();
+        let ggu = GpuBuffer::zeros(&ctx, 2 * inter, "gate_up").unwrap();
+        let plain = GpuBuffer::zeros(&ctx, 2 * inter, "plain").unwrap();
+        let out = QuantOut::SwiGlu(&qb);
+        assert!(k.q8_chain_fits(&gu, Some(&out)), "rows {rows} groups {groups}");
+        let input = Q8Input::F32 {
+            x: &gx,
+            x_off: 0,
+            norm: None,
+        };
+        let mut ops = k
+            .matvec_q8_linked(&gu, input, &ggu, 0, MatFlags::default(), Some(out))
+            .unwrap();
+        ops.extend(k.matvec(&gu, &gx, 0, &plain, 0, MatFlags::default()).unwrap());
+        let input = Q8Input::Quantised {
+            q: &qb,
+            norm_eps: None,
+        };
+        ops.extend(k.matvec_q8_linked(&d, input, &gy, 0, MatFlags::default(), None).unwrap());
+        let got = run_read(&k, &ops, 1, &gy, n);
+        let v = ggu.read_f32(&ctx, 0, 2 * inter).unwrap();
+        assert_eq!(v, plain.read_f32(&ctx, 0, 2 * inter).unwrap(), "paired rows moved");
+        let s: Vec<f32> = (0..inter)
+            .map(|i| v[i] / (1.0 + (-v[i]).exp()) * v[inter + i])
+            .collect();
+        let want = q8_dot_twin(&dq, &ds, n, inter, &s);
+        let e = rel(&got, &want);
+        assert!(e < 1e-3, "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}");
+    }
+}
+
 /// The grouped expert matvec (short MoE prefill steps) against the int8-activation twin: five
 /// experts of 37 rows, one with six slots (two passes of four), one with none; plain inputs
 /// shared by a token's two slots, and SwiGLU inputs one per slot.

@@ -275,6 +275,17 @@ fn q8_0_model_on_the_gpu_matches_the_cpu_q8_0_engine() {
     // the default decode path also rounds the activations to int8 blocks (dot4I8Packed):
     let mut fast = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
     fast.prefill(&ids, None).unwrap();
+    // ... with its matvecs chained (each quantises its output for the next, gpu/matvec_q8.rs);
+    // unchained, every matvec quantises its own input: the same roundings of the same values,
+    // so only the order of the norms' sums of squares differs
+    assert!(fast.q8_chained(), "the fixture's decode should chain its Q8_0 matvecs");
+    let unchained = qwen_omni::gpu::Tuning {
+        q8_chain: false,
+        ..Default::default()
+    };
+    let mut plain = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), unchained).unwrap();
+    assert!(!plain.q8_chained());
+    plain.prefill(&ids, None).unwrap();
     let mut next = qwen_omni::cpu::argmax(&want[want.len() - cpu.config.vocab_size..]) as u32;
     for s in 0..12 {
         let ours = g.decode(Some(next), true).unwrap();
@@ -288,6 +299,8 @@ fn q8_0_model_on_the_gpu_matches_the_cpu_q8_0_engine() {
             &want,
             common::tol::Q8_LOGITS_REL,
         );
+        let p = plain.decode(Some(next), true).unwrap();
+        assert_close(&format!("q8 chained decode step {s}"), &f, &p, GPU_VS_CPU_REL);
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }

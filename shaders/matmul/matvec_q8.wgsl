@@ -25,6 +25,18 @@ override DOT: bool = false;
 // have constant trip counts: the compiler unrolls them and issues all of a lane's weight loads
 // before the first is used, instead of one pass's loads per memory round trip.
 override KC: u32 = 0u;
+// XIN: the input arrives quantised by the matvec that produced it (QOUT): `qin` holds the K / 32
+// blocks of eight int8 words, then each block's scale, then (RMS_NORM) each block's sum of
+// squares of the un-normed values; the norm weight or SwiGLU was applied before rounding. The
+// workgroup has no prologue (no copy of x, no barrier) and starts streaming weights at once.
+// Same numbers as DOT's own quantisation of x.
+override XIN: bool = false;
+// QOUT: the workgroup also writes its rows quantised for the next matvec (XIN), after they are
+// final (ACCUMULATE included). 1: the value times the next RMSNorm's weight `g`, and each
+// block's sum of squares; 2: SwiGLU pairs, for a stacked gate|up matrix whose halves are
+// `qlen` rows: the workgroup's row blocks of 32 alternate gate block j / up block j (logical
+// row r is weight row pair_row(r)) and the quantised value is silu(gate) * up.
+override QOUT: u32 = 0u;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -45,6 +57,7 @@ struct Params {
     chunk_rows: u32,
     x_div: u32,
     x_stride: u32,
+    qlen: u32,          // QOUT: length of the quantised output vector (the next matvec's K)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -55,16 +68,30 @@ struct Params {
 @group(0) @binding(5) var<storage, read> sc: array<u32>;         // (rows, scale_stride)
 
 @group(0) @binding(6) var<storage, read> route: array<u32>;      // MOE: expert id per slot
+@group(0) @binding(7) var<storage, read> qin: array<vec4<u32>>;  // XIN: quantised x
+@group(0) @binding(8) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
 
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
 var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
+var<workgroup> yo: array<f32, 1024>;       // QOUT: the workgroup's final rows (RPW <= 1024)
+var<workgroup> qmax: array<f32, 256>;      // QOUT: per-invocation largest |value| of 4
+var<workgroup> qss: array<f32, 256>;       // QOUT: per-invocation sum of squares of 4
 
 // Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
 var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
 var<private> x_base: u32;  // offset of x (the gate half when SWIGLU)
 var<private> u_base: u32;  // offset of the up half (SWIGLU)
 var<private> y_base: u32;  // output offset of row 0
+var<private> wg_first: u32;  // QOUT: the workgroup's first (logical) row
+
+// The weight / output row of logical row r: QOUT 2 interleaves gate and up blocks of 32.
+fn pair_row(r: u32) -> u32 {
+    if (QOUT == 2u) {
+        return ((r / 32u) % 2u) * p.qlen + (r / 64u) * 32u + r % 32u;
+    }
+    return r;
+}
 
 fn xin(i: u32) -> vec4<f32> {
     let a = x[x_base / 4u + i];
@@ -86,8 +113,9 @@ fn q4(word: u32) -> vec4<f32> {
 
 // Block b of `row` against its 32 inputs x0..x7 (named values, not an array: an array indexed
 // in a loop may live in local memory).
-fn block_dot(row: u32, b: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+fn block_dot(lrow: u32, b: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
              x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
+    let row = pair_row(lrow);
     let base = (w_row0 + row) * (p.stride / 4u) + 2u * b;
     let qa = w[base];
     let qb = w[base + 1u];
@@ -105,7 +133,8 @@ struct Blk {
     d: f32,
 }
 
-fn fetch(row: u32, b: u32) -> Blk {
+fn fetch(lrow: u32, b: u32) -> Blk {
+    let row = pair_row(lrow);
     let base = (w_row0 + row) * (p.stride / 4u) + 2u * b;
     let s2 = unpack2x16float(sc[(w_row0 + row) * p.scale_stride + b / 2u]);
     return Blk(w[base], w[base + 1u], select(s2.x, s2.y, (b & 1u) == 1u));
@@ -119,11 +148,10 @@ fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
     return k.d * dx * f32(s);
 }
 
-// DOT: the four rows' blocks b added to acc (rows past the end repeat the last)
-fn dot_rows(acc: vec4<f32>, k0: Blk, k1: Blk, k2: Blk, k3: Blk, b: u32) -> vec4<f32> {
-    let xa = xq[2u * b];
-    let xb = xq[2u * b + 1u];
-    let dx = xd[b];
+// DOT: the four rows' blocks added to acc against x block xa | xb with scale dx (rows past
+// the end repeat the last)
+fn dot_rows(acc: vec4<f32>, k0: Blk, k1: Blk, k2: Blk, k3: Blk, xa: vec4<u32>, xb: vec4<u32>,
+            dx: f32) -> vec4<f32> {
     var r = acc;
     r.x = r.x + dot_i8(k0, xa, xb, dx);
     if (ROWS > 1u) { r.y = r.y + dot_i8(k1, xa, xb, dx); }
@@ -176,8 +204,55 @@ fn store(row: u32, v: f32, total_ss: f32) {
     if (row >= p.rows) { return; }
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(kdim()) + bitcast<f32>(p.eps_bits)); }
-    let o = y_base + row;
-    if (ACCUMULATE) { y[o] = y[o] + r; } else { y[o] = r; }
+    let o = y_base + pair_row(row);
+    if (ACCUMULATE) { r = y[o] + r; }
+    y[o] = r;
+    if (QOUT > 0u) { yo[row - wg_first] = r; }
+}
+
+// QOUT: quantise the workgroup's final rows (in `yo`) into `qout` as blocks of 32 with the
+// Q8_0 rule, as quantise_x does for its own input: invocation li takes four values, eight
+// neighbours make a block (the workgroup's rows are whole blocks: the host checks).
+fn quantise_out(li: u32) {
+    workgroupBarrier();
+    let rows = select(0u, min(RPW, p.rows - wg_first), wg_first < p.rows);
+    let n = select(rows, rows / 2u, QOUT == 2u);
+    let i = 4u * li;
+    let mine = i < n;
+    var v = vec4<f32>(0.0);
+    var t = vec4<f32>(0.0);
+    var at = p.row0 + wg_first + i;
+    if (mine) {
+        if (QOUT == 1u) {
+            v = vec4<f32>(yo[i], yo[i + 1u], yo[i + 2u], yo[i + 3u]);
+            t = v * g[at / 4u];
+        } else {
+            at = (p.row0 + wg_first) / 2u + i;
+            let gi = (i / 32u) * 64u + i % 32u;
+            let a = vec4<f32>(yo[gi], yo[gi + 1u], yo[gi + 2u], yo[gi + 3u]);
+            let u = vec4<f32>(yo[gi + 32u], yo[gi + 33u], yo[gi + 34u], yo[gi + 35u]);
+            t = a / (vec4<f32>(1.0) + exp(-a)) * u;
+        }
+    }
+    qmax[li] = max(max(abs(t.x), abs(t.y)), max(abs(t.z), abs(t.w)));
+    qss[li] = dot(v, v);
+    workgroupBarrier();
+    if (mine) {
+        let b0 = li - li % 8u;
+        var m = 0.0;
+        var s = 0.0;
+        for (var j = 0u; j < 8u; j++) {
+            m = max(m, qmax[b0 + j]);
+            s = s + qss[b0 + j];
+        }
+        let inv = select(0.0, 127.0 / m, m > 0.0);
+        qout[at / 4u] = pack4xI8(vec4<i32>(round(t * inv)));
+        if (li % 8u == 0u) {
+            let nbq = p.qlen / 32u;
+            qout[8u * nbq + at / 32u] = bitcast<u32>(m / 127.0);
+            if (QOUT == 1u) { qout[8u * nbq + 4u * ((nbq + 3u) / 4u) + at / 32u] = bitcast<u32>(s); }
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -203,12 +278,14 @@ fn main(@builtin(local_invocation_index) li: u32,
         y_base = p.y_off + slot * p.rows;
     }
     let first = (wg.x + wg.y * nwg.x) * RPW;
+    wg_first = first;
     let nsg = WG / sgs;
     let last = p.rows - 1u;
     let nb = kdim() / 32u;
     let rstart = first + (li / sgs) * ROWS;
     var wg_ss = 0.0;
-    if (DOT) { wg_ss = quantise_x(li, lane, sgs); }
+    if (DOT && !XIN) { wg_ss = quantise_x(li, lane, sgs); }
+    let nq4 = (nb + 3u) / 4u;
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
@@ -217,10 +294,17 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        for (var b = lane; b < nb && DOT; b += sgs) {
-            acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b), b);
+        for (var b = lane; b < nb && XIN; b += sgs) {
+            let dx = bitcast<f32>(qin[2u * nb + b / 4u][b % 4u]);
+            if (RMS_NORM) { ss = ss + bitcast<f32>(qin[2u * nb + nq4 + b / 4u][b % 4u]); }
+            acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
+                           qin[2u * b], qin[2u * b + 1u], dx);
         }
-        for (var b = lane; b < nb && !DOT; b += sgs) {
+        for (var b = lane; b < nb && DOT && !XIN; b += sgs) {
+            acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
+                           xq[2u * b], xq[2u * b + 1u], xd[b]);
+        }
+        for (var b = lane; b < nb && !DOT && !XIN; b += sgs) {
             let i = 8u * b;
             var x0 = xin(i);
             var x1 = xin(i + 1u);
@@ -249,7 +333,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         }
         let total = subgroupAdd(acc);
         var total_ss = subgroupAdd(ss);
-        if (DOT) { total_ss = wg_ss; }
+        if (DOT && !XIN) { total_ss = wg_ss; }
         if (lane == 0u) {
             store(r0, total.x, total_ss);
             if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
@@ -257,4 +341,5 @@ fn main(@builtin(local_invocation_index) li: u32,
             if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
         }
     }
+    if (QOUT > 0u) { quantise_out(li); }
 }

@@ -105,6 +105,9 @@ pub struct Tuning {
     /// Q8_0 matvecs get their row length as a pipeline constant (fixed loop trip counts the
     /// compiler unrolls, more weight loads in flight); `OMNI_Q8_FIXED_K=0` reads it at run time
     pub q8_fixed_k: bool,
+    /// decode chains dense layers' Q8_0 matvecs: each writes its output quantised for the next
+    /// (gpu/matvec_q8.rs); `OMNI_Q8_CHAIN=0` lets every matvec quantise its own input
+    pub q8_chain: bool,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -133,6 +136,7 @@ impl Default for Tuning {
             q8_min_wgs: 264,
             small_t: 128,
             q8_fixed_k: true,
+            q8_chain: true,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -165,6 +169,7 @@ impl Tuning {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
+            q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")
@@ -202,7 +207,7 @@ pub struct Kernels {
     /// the `Step` uniform shared by every op
     step: wgpu::Buffer,
     /// bound where a shader declares a storage buffer an op does not use (the split-K scratch)
-    unused: wgpu::Buffer,
+    pub(crate) unused: wgpu::Buffer,
     split: Option<SplitK>,
     pub tuning: Tuning,
     /// host time spent recording and submitting steps, and how many (for `omni bench`: a
@@ -389,7 +394,10 @@ impl Kernels {
     /// the rows per workgroup: ROWS per subgroup of the smallest size the adapter may pick (a
     /// larger subgroup loops over its share).
     /// `columns`: workgroups per row range (the slots of a MoE matvec, else 1).
-    fn subgroup_matvec_constants(
+    /// `multiple`: rows per workgroup are raised to a multiple of it where the row groups allow
+    /// (the quantised output's blocks; the caller checks).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn subgroup_matvec_constants(
         &self,
         w: &GpuMatrix,
         f: MatFlags,
@@ -397,6 +405,7 @@ impl Kernels {
         rms_norm: bool,
         matrix_rows: u32,
         columns: u32,
+        multiple: u32,
     ) -> (Vec<(&'static str, f64)>, u32) {
         let wg = if w.is_q8 {
             self.tuning.q8_wg
@@ -407,6 +416,10 @@ impl Kernels {
         let mut groups = if w.is_q8 { self.tuning.q8_groups } else { 1 };
         while groups > 1 && matrix_rows.div_ceil(base * groups) * columns < self.tuning.q8_min_wgs {
             groups -= 1;
+        }
+        let cap = if w.is_q8 { 4 } else { 1 };
+        while !(base * groups).is_multiple_of(multiple.max(1)) && groups < cap {
+            groups += 1;
         }
         let rows_per_wg = base * groups;
         let mut c = Self::mat_constants(w, f);
@@ -427,7 +440,7 @@ impl Kernels {
 
     /// Whether the Q8_0 matvec of `w` takes int8 activations: asked for, rows short enough for
     /// the workgroup's copy, subgroups of at least 4 (a block is quantised by 4 neighbours).
-    fn q8_dot(&self, w: &GpuMatrix) -> bool {
+    pub(crate) fn q8_dot(&self, w: &GpuMatrix) -> bool {
         self.tuning.q8_dot
             && w.is_q8
             && !w.exact_input
@@ -494,6 +507,7 @@ impl Kernels {
                 norm.is_some(),
                 w.rows as u32,
                 1,
+                1,
             )
         } else {
             (Self::mat_constants(w, f), 8)
@@ -546,51 +560,8 @@ impl Kernels {
         f: MatFlags,
         norm: Option<(&GpuBuffer, f32)>,
     ) -> Result<Vec<Op>> {
-        let up = f.swiglu_up_off.unwrap_or(0);
-        if !self.ctx.has_subgroups() || !x_off.is_multiple_of(4) || !up.is_multiple_of(4) {
-            return Err(crate::Error::Gpu(
-                "Q8_0 matvec needs subgroup operations and 4-aligned inputs".into(),
-            ));
-        }
-        let (consts, rows_per_wg) = self.subgroup_matvec_constants(
-            w,
-            f,
-            self.tuning.q8_rows,
-            norm.is_some(),
-            w.rows as u32,
-            1,
-        );
-        let eps = norm.map_or(0, |n| n.1.to_bits());
-        w.chunks
-            .iter()
-            .map(|c| {
-                let params = [
-                    c.rows as u32,
-                    w.cols as u32,
-                    w.stride as u32,
-                    x_off as u32,
-                    y_off as u32,
-                    c.row0 as u32,
-                    up as u32,
-                    eps,
-                    w.scale_stride as u32,
-                ];
-                let wg = (c.rows as u32).div_ceil(rows_per_wg);
-                let scales = c
-                    .scales
-                    .as_ref()
-                    .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
-                let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
-                self.op(
-                    "matvec_q8",
-                    &consts,
-                    &params,
-                    false,
-                    &[&c.buffer, &x.buffer, &y.buffer, g, scales, &x.buffer],
-                    Box::new(move |_| grid(wg)),
-                )
-            })
-            .collect()
+        let input = super::matvec_q8::Q8Input::F32 { x, x_off, norm };
+        self.matvec_q8_linked(w, input, y, y_off, f, None)
     }
 
     /// Mixture-of-experts matvec for the step's t tokens and k choices each (t * k slots):
@@ -640,6 +611,7 @@ impl Kernels {
             norm.is_some(),
             rows_per_expert as u32,
             k as u32,
+            1,
         );
         consts.push(("MOE", 1.0));
         let eps = norm.map_or(0, |n| n.1.to_bits());
@@ -673,13 +645,24 @@ impl Kernels {
                         c.rows as u32,
                         x_div as u32,
                         x_stride as u32,
+                        0, // qlen: no QOUT
                     ]);
                     self.op(
                         "matvec_q8",
                         &consts,
                         &params,
                         false,
-                        &[&c.buffer, &x.buffer, &y.buffer, g, scales, &route.buffer],
+                        // XIN's and QOUT's buffers unused
+                        &[
+                            &c.buffer,
+                            &x.buffer,
+                            &y.buffer,
+                            g,
+                            scales,
+                            &route.buffer,
+                            &x.buffer,
+                            &self.unused,
+                        ],
                         groups,
                     )
                 } else {

@@ -9,7 +9,10 @@ use super::layer::FeedForward;
 use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, StepDims};
+use crate::gpu::{
+    GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut, StepDims,
+    quantised_len,
+};
 use crate::models::sampler::SamplingParams;
 use crate::nn::Linear;
 use crate::tensor::DType;
@@ -202,6 +205,8 @@ pub struct Qwen3Gpu {
     lm_head_bytes: usize,
     acts: Acts,
     decode_ops: Vec<Op>,
+    /// decode's Q8_0 matvecs hand their outputs on quantised (gpu/matvec_q8.rs)
+    q8_chained: bool,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
     /// how many ops at the start of each program gather the embedding rows
@@ -611,7 +616,32 @@ impl Qwen3Gpu {
             accumulate: true,
             swiglu_up_off: None,
         };
+        // Decode chains the dense layers' Q8_0 matvecs (gpu/matvec_q8.rs): o_proj and down write
+        // their residual output quantised with the next RMSNorm folded in (`qa`), gate_up its
+        // SwiGLU (`qb`), and the next matvec reads those instead of quantising in every workgroup.
+        let qa = GpuBuffer::zeros(ctx, quantised_len(hidden.next_multiple_of(32)), "q8_chain_a")?;
+        let qb = GpuBuffer::zeros(ctx, quantised_len(inter.next_multiple_of(32)), "q8_chain_b")?;
+        let normed_out = QuantOut::Normed(&qa, &norm);
+        let chain = k.tuning.q8_chain
+            && layers.iter().all(|l| {
+                let GpuFfn::Dense {
+                    gate_up_proj,
+                    down_proj,
+                } = &l.ffn
+                else {
+                    return false;
+                };
+                l.qkv_proj.parts.iter().all(|p| k.q8_chain_fits(&p.1, None))
+                    && k.q8_chain_fits(&l.o_proj, Some(&normed_out))
+                    && gate_up_proj.parts.len() == 1
+                    && gate_up_proj.parts[0].0 == 0
+                    && k.q8_chain_fits(&gate_up_proj.parts[0].1, Some(&QuantOut::SwiGlu(&qb)))
+                    && k.q8_chain_fits(down_proj, Some(&normed_out))
+            });
+        // the lm_head reads the last layer's quantised output too (not when it stays 16-bit)
+        let chain_head = chain && k.q8_chain_fits(head, None);
         let program = |prefill: bool| -> Result<Vec<Op>> {
+            let chain = chain && !prefill;
             let ac = &acts;
             let mut ops = k.embedding(&embed, &ac.ids, &ac.x)?;
             // y[:, y_off..] (+)= x W^T, as matvec (decode) or matmul (prefill)
@@ -629,14 +659,22 @@ impl Qwen3Gpu {
                     k.matvec(w, x, 0, y, y_off, f)
                 }
             };
-            for l in &layers {
+            for (li, l) in layers.iter().enumerate() {
                 // 1. attention block (decode folds the RMSNorm into the projection when it can)
                 let fold = !prefill && l.qkv_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
                 if !fold {
                     ops.push(k.rms_norm(&ac.x, &ac.h, &l.input_layernorm, hidden, 1, 0, eps)?);
                 }
+                // the previous layer's down projection quantised this layer's normed input
+                let chained_in = chain && li > 0;
                 for (off, part) in &l.qkv_proj.parts {
-                    if fold {
+                    if chained_in {
+                        let input = Q8Input::Quantised {
+                            q: &qa,
+                            norm_eps: Some(eps),
+                        };
+                        ops.extend(k.matvec_q8_linked(part, input, &ac.qkv, *off, none, None)?);
+                    } else if fold {
                         ops.extend(k.matvec_normed(
                             part,
                             &ac.x,
@@ -673,7 +711,17 @@ impl Qwen3Gpu {
                         cap,
                     )?);
                 }
-                ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
+                if chain {
+                    let input = Q8Input::F32 {
+                        x: &ac.attn,
+                        x_off: 0,
+                        norm: None,
+                    };
+                    let out = QuantOut::Normed(&qa, &l.post_attention_layernorm);
+                    ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
+                } else {
+                    ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
+                }
                 // 2. feed-forward block, added to the residual
                 let (gate_up_proj, down_proj) = match &l.ffn {
                     GpuFfn::Dense {
@@ -689,6 +737,26 @@ impl Qwen3Gpu {
                         continue;
                     }
                 };
+                if chain {
+                    let input = Q8Input::Quantised {
+                        q: &qa,
+                        norm_eps: Some(eps),
+                    };
+                    let out = QuantOut::SwiGlu(&qb);
+                    let gu = &gate_up_proj.parts[0].1;
+                    ops.extend(k.matvec_q8_linked(gu, input, &ac.gu, 0, none, Some(out))?);
+                    // the next layer's input norm, or the final one before the lm_head
+                    let next = match layers.get(li + 1) {
+                        Some(n) => Some(QuantOut::Normed(&qa, &n.input_layernorm)),
+                        None => chain_head.then_some(QuantOut::Normed(&qa, &norm)),
+                    };
+                    let input = Q8Input::Quantised {
+                        q: &qb,
+                        norm_eps: None,
+                    };
+                    ops.extend(k.matvec_q8_linked(down_proj, input, &ac.x, 0, acc, next)?);
+                    continue;
+                }
                 let fold = !prefill && gate_up_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
                 if !fold {
                     ops.push(k.rms_norm(
@@ -725,8 +793,16 @@ impl Qwen3Gpu {
         };
         let embed_op_count = k.embedding(&embed, &acts.ids, &acts.x)?.len();
         let mut decode_ops = program(false)?;
-        decode_ops.push(k.rms_norm(&acts.x, &acts.last, &norm, hidden, 1, 1, eps)?);
-        decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
+        if chain_head {
+            let input = Q8Input::Quantised {
+                q: &qa,
+                norm_eps: Some(eps),
+            };
+            decode_ops.extend(k.matvec_q8_linked(head, input, &acts.logits, 0, none, None)?);
+        } else {
+            decode_ops.push(k.rms_norm(&acts.x, &acts.last, &norm, hidden, 1, 1, eps)?);
+            decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
+        }
         // the step's last ops choose the next id on the device: argmax, or the sampler
         let argmax_ops = k.argmax(
             &acts.logits,
@@ -761,6 +837,7 @@ impl Qwen3Gpu {
             lm_head_bytes,
             acts,
             decode_ops,
+            q8_chained: chain,
             prefill_ops,
             prefill_all_ops,
             embedding_ops: embed_op_count,
@@ -1014,6 +1091,11 @@ impl Qwen3Gpu {
         self.ctx.queue.submit([enc.finish()]);
         self.len += 1;
         prof.finish(&self.ctx)
+    }
+
+    /// Whether decode chains its Q8_0 matvecs (each quantises its output for the next).
+    pub fn q8_chained(&self) -> bool {
+        self.q8_chained
     }
 
     /// GPU time by kernel of one prefill step of `t` tokens (ids 0..t, which time the same as

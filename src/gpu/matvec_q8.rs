@@ -1,0 +1,203 @@
+//! The Q8_0 decode matvec (shaders/matmul/matvec_q8.wgsl) and its chained form: a matvec can
+//! write its output already quantised to int8 blocks (QOUT) for the next one, which then reads
+//! them (XIN) instead of quantising its f32 input itself. Self-quantising, every workgroup
+//! first turns the whole input into int8 blocks (for a 12288-long SwiGLU input: 96 KB read and
+//! 12288 exponentials per workgroup) behind a barrier before its first weight load; chained,
+//! the producer's workgroups quantise only their own rows once, and the consumer's stream
+//! weights from their first instruction.
+//!
+//! A quantised vector of K values (`quantised_len`) is K / 32 blocks of eight u32 words of
+//! int8 values, then the blocks' f32 scales, then their f32 sums of squares of the un-normed
+//! values (for a consumer that folds an RMSNorm), each section padded to whole vec4s.
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::grid;
+use crate::gpu::{GpuBuffer, GpuMatrix, Kernels, MatFlags, Op};
+
+/// u32 words of a quantised vector of `k` values (`k` a multiple of 32).
+pub fn quantised_len(k: usize) -> usize {
+    let nb = k / 32;
+    8 * nb + 8 * nb.div_ceil(4)
+}
+
+/// What a Q8_0 matvec reads.
+#[derive(Clone, Copy)]
+pub enum Q8Input<'a> {
+    /// f32 values at `x_off`, optionally RMS-normed with the weight `norm.0` (quantised by each
+    /// workgroup when int8 activations are on)
+    F32 {
+        x: &'a GpuBuffer,
+        x_off: usize,
+        norm: Option<(&'a GpuBuffer, f32)>,
+    },
+    /// a vector the previous matvec quantised (`QuantOut`); `norm_eps`: it was normed with
+    /// the weight folded in, and the output is divided by its RMS (eps added)
+    Quantised {
+        q: &'a GpuBuffer,
+        norm_eps: Option<f32>,
+    },
+}
+
+/// What a chained Q8_0 matvec also writes, quantised, into its `QuantOut` buffer.
+#[derive(Clone, Copy)]
+pub enum QuantOut<'a> {
+    /// its (final, accumulated) output times the next RMSNorm's weight, with sums of squares
+    Normed(&'a GpuBuffer, &'a GpuBuffer),
+    /// silu(gate) * up of a stacked gate | up matrix (halves of equal rows)
+    SwiGlu(&'a GpuBuffer),
+}
+
+impl QuantOut<'_> {
+    fn buffer(&self) -> &GpuBuffer {
+        match self {
+            QuantOut::Normed(q, _) | QuantOut::SwiGlu(q) => q,
+        }
+    }
+
+    /// QOUT of matvec_q8.wgsl, and the multiple the rows per workgroup must be
+    fn mode(&self) -> (u32, u32) {
+        match self {
+            QuantOut::Normed(..) => (1, 32),
+            QuantOut::SwiGlu(_) => (2, 64),
+        }
+    }
+}
+
+impl Kernels {
+    /// Whether `w` can be a link of a chain of quantised matvecs: Q8_0 with int8 activations,
+    /// one chunk, and, writing `out`, rows in whole blocks per workgroup.
+    pub fn q8_chain_fits(&self, w: &GpuMatrix, out: Option<&QuantOut>) -> bool {
+        if !self.q8_dot(w) || w.chunks.len() != 1 {
+            return false;
+        }
+        let Some(out) = out else { return true };
+        let (_, multiple) = out.mode();
+        let (_, rpw) = self.subgroup_matvec_constants(
+            w,
+            MatFlags::default(),
+            self.tuning.q8_rows,
+            false,
+            w.rows as u32,
+            1,
+            multiple,
+        );
+        w.rows.is_multiple_of(multiple as usize)
+            && rpw.is_multiple_of(multiple)
+            && rpw <= 1024
+            && rpw <= 4 * self.tuning.q8_wg
+    }
+
+    /// y[y_off..] (+)= W x for Q8_0 `w` (matvec_q8.wgsl), x as `input` says; with `out`, the
+    /// output also goes quantised into `out`'s buffer for the next matvec of a chain
+    /// (needs [`Kernels::q8_chain_fits`]).
+    pub fn matvec_q8_linked(
+        &self,
+        w: &GpuMatrix,
+        input: Q8Input,
+        y: &GpuBuffer,
+        y_off: usize,
+        f: MatFlags,
+        out: Option<QuantOut>,
+    ) -> Result<Vec<Op>> {
+        let up = f.swiglu_up_off.unwrap_or(0);
+        let (x, x_off, eps, rms) = match input {
+            Q8Input::F32 { x, x_off, norm } => {
+                (x, x_off, norm.map_or(0, |n| n.1.to_bits()), norm.is_some())
+            }
+            Q8Input::Quantised { q, norm_eps } => {
+                (q, 0, norm_eps.map_or(0, f32::to_bits), norm_eps.is_some())
+            }
+        };
+        let quantised_in = matches!(input, Q8Input::Quantised { .. });
+        if !self.ctx.has_subgroups() || !x_off.is_multiple_of(4) || !up.is_multiple_of(4) {
+            return Err(Error::Gpu(
+                "Q8_0 matvec needs subgroup operations and 4-aligned inputs".into(),
+            ));
+        }
+        let chained = quantised_in || out.is_some();
+        if chained && !self.q8_chain_fits(w, out.as_ref()) {
+            return Err(Error::Gpu(format!(
+                "a {}x{} matrix cannot be a link of a quantised matvec chain",
+                w.rows, w.cols
+            )));
+        }
+        if quantised_in && (f.swiglu_up_off.is_some() || x.len < quantised_len(w.cols)) {
+            return Err(Error::Gpu(
+                "a quantised input holds its SwiGLU already and needs its whole length".into(),
+            ));
+        }
+        let (qout_mode, multiple) = out.as_ref().map_or((0, 1), QuantOut::mode);
+        let (mut consts, rows_per_wg) = self.subgroup_matvec_constants(
+            w,
+            f,
+            self.tuning.q8_rows,
+            rms,
+            w.rows as u32,
+            1,
+            multiple,
+        );
+        consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
+        consts.push(("QOUT", qout_mode as f64));
+        // the quantised output's length: the next matvec's K
+        let qlen = match out {
+            Some(QuantOut::SwiGlu(_)) => w.rows / 2,
+            Some(QuantOut::Normed(..)) => w.rows,
+            None => 0,
+        };
+        if let Some(o) = &out {
+            if o.buffer().len < quantised_len(qlen) {
+                return Err(Error::Gpu("quantised output buffer too short".into()));
+            }
+        }
+        // the norm weight: the next RMSNorm's when QOUT folds it, else this matvec's own
+        let g = match (out, input) {
+            (Some(QuantOut::Normed(_, g)), _) => g,
+            (_, Q8Input::F32 { norm: Some(n), .. }) => n.0,
+            _ => x,
+        };
+        let qout = out.as_ref().map_or(&self.unused, |o| &o.buffer().buffer);
+        w.chunks
+            .iter()
+            .map(|c| {
+                let params = [
+                    c.rows as u32,
+                    w.cols as u32,
+                    w.stride as u32,
+                    x_off as u32,
+                    y_off as u32,
+                    c.row0 as u32,
+                    up as u32,
+                    eps,
+                    w.scale_stride as u32,
+                    0,
+                    0,
+                    0,
+                    qlen as u32,
+                ];
+                let wg = (c.rows as u32).div_ceil(rows_per_wg);
+                let scales = c
+                    .scales
+                    .as_ref()
+                    .ok_or_else(|| Error::Gpu("Q8_0 chunk without scales".into()))?;
+                self.op(
+                    "matvec_q8",
+                    &consts,
+                    &params,
+                    false,
+                    // binding 6 (the MoE route) unused; 7 the quantised input (x when none)
+                    &[
+                        &c.buffer,
+                        &x.buffer,
+                        &y.buffer,
+                        &g.buffer,
+                        scales,
+                        &x.buffer,
+                        &x.buffer,
+                        qout,
+                    ],
+                    Box::new(move |_| grid(wg)),
+                )
+            })
+            .collect()
+    }
+}
