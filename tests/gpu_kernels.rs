@@ -277,8 +277,29 @@ fn embedding_gathers_across_chunks_and_argmax_takes_first_maximum() {
     assert_eq!(next.read_u32(&ctx, 0, 1).unwrap(), vec![1234]);
 }
 
+/// A vector `q` quantised on the device (gpu/matvec_q8.rs layout) against the Q8_0 rule applied
+/// to its f32 values `f`: scales m / 127 to an ulp, each int8 within one step (the device's
+/// 127 / m may differ from the CPU's by an ulp and move a value on a rounding boundary).
+fn check_quantised(what: &str, f: &[f32], q: &[u32]) {
+    let nb = f.len() / 32;
+    for b in 0..nb {
+        let blk = &f[b * 32..(b + 1) * 32];
+        let m = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = f32::from_bits(q[8 * nb + b]);
+        assert!((d - m / 127.0).abs() <= 1e-6 * m, "{what}: block {b} scale {d} vs {m}/127");
+        let inv = if m > 0.0 { 127.0 / m } else { 0.0 };
+        for (i, v) in blk.iter().enumerate() {
+            let word = q[(b * 32 + i) / 4];
+            let got = (word >> (8 * (i % 4))) as u8 as i8 as f32;
+            let want = (v * inv).round_ties_even();
+            assert!((got - want).abs() <= 1.0, "{what}: block {b} value {i}: {got} vs {want}");
+        }
+    }
+}
+
 #[test]
 fn decode_and_prefill_attention_match_cpu() {
+    use qwen_omni::gpu::quantised_len;
     let ctx = gpu();
     let k = Kernels::new(&ctx);
     for &(heads, kv_heads, hd, pos0, t) in &[
@@ -318,12 +339,21 @@ fn decode_and_prefill_attention_match_cpu() {
                 "attn_part",
             )
             .unwrap();
+            // head sizes in whole blocks of 32 also write the output quantised (chained o_proj)
+            let quantised = hd.is_multiple_of(32);
+            let qo = GpuBuffer::zeros(&ctx, quantised_len(heads * hd), "q").unwrap();
+            let qout = quantised.then_some(&qo);
             k.run(
-                &k.attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len)
+                &k.attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len, qout)
                     .unwrap(),
                 dims,
             )
             .unwrap();
+            if quantised {
+                let f = out.read_f32(&ctx, 0, heads * hd).unwrap();
+                let q = qo.read_u32(&ctx, 0, quantised_len(heads * hd)).unwrap();
+                check_quantised(&format!("attention h{heads} hd{hd} pos0 {pos0}"), &f, &q);
+            }
         } else {
             k.run(
                 &[k.attn_prefill(&gq, &gk, &gv, &out, heads, kv_heads, hd)

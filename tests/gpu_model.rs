@@ -115,33 +115,45 @@ fn context_overflow_and_bad_ids_are_errors() {
 /// 151936 x 448 BF16 = 136 MB, above lavapipe's 128 MiB binding limit (on GPUs with larger
 /// limits the test caps the limit at 128 MiB, so the same split runs everywhere).
 fn wide_model(dir: &std::path::Path) {
+    write_model(dir, (151_936, 448, 4, 2, 32, 64, 1), false);
+}
+
+/// A tied Qwen3 model of (vocab, hidden, heads, kv heads, head_dim, intermediate, layers)
+/// with uniform random BF16 weights; norm weights 1, or random in [0.5, 1.5) with
+/// `random_norms`.
+fn write_model(
+    dir: &std::path::Path,
+    (v, h, heads, kvh, hd, inter, layers): (usize, usize, usize, usize, usize, usize, usize),
+    random_norms: bool,
+) {
     use qwen_omni::tensor::{DType, f32_to_bf16};
     use qwen_omni::weights::{SafetensorsWriter, TensorSpec};
-    let (v, h, heads, kvh, hd, inter) = (151_936usize, 448usize, 4usize, 2usize, 32usize, 64usize);
     std::fs::create_dir_all(dir).unwrap();
     let cfg = serde_json::json!({
         "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "vocab_size": v, "hidden_size": h,
-        "intermediate_size": inter, "num_hidden_layers": 1, "num_attention_heads": heads,
+        "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": heads,
         "num_key_value_heads": kvh, "head_dim": hd, "hidden_act": "silu", "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16"
     });
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let p = "model.layers.0";
-    let shapes: Vec<(String, Vec<usize>)> = vec![
-        ("model.embed_tokens.weight".into(), vec![v, h]),
-        (format!("{p}.input_layernorm.weight"), vec![h]),
-        (format!("{p}.self_attn.q_proj.weight"), vec![heads * hd, h]),
-        (format!("{p}.self_attn.k_proj.weight"), vec![kvh * hd, h]),
-        (format!("{p}.self_attn.v_proj.weight"), vec![kvh * hd, h]),
-        (format!("{p}.self_attn.o_proj.weight"), vec![h, heads * hd]),
-        (format!("{p}.self_attn.q_norm.weight"), vec![hd]),
-        (format!("{p}.self_attn.k_norm.weight"), vec![hd]),
-        (format!("{p}.post_attention_layernorm.weight"), vec![h]),
-        (format!("{p}.mlp.gate_proj.weight"), vec![inter, h]),
-        (format!("{p}.mlp.up_proj.weight"), vec![inter, h]),
-        (format!("{p}.mlp.down_proj.weight"), vec![h, inter]),
-        ("model.norm.weight".into(), vec![h]),
-    ];
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![v, h])];
+    for l in 0..layers {
+        let p = format!("model.layers.{l}");
+        shapes.extend([
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![heads * hd, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kvh * hd, h]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kvh * hd, h]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, heads * hd]),
+            (format!("{p}.self_attn.q_norm.weight"), vec![hd]),
+            (format!("{p}.self_attn.k_norm.weight"), vec![hd]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![inter, h]),
+            (format!("{p}.mlp.up_proj.weight"), vec![inter, h]),
+            (format!("{p}.mlp.down_proj.weight"), vec![h, inter]),
+        ]);
+    }
+    shapes.push(("model.norm.weight".into(), vec![h]));
     let specs: Vec<TensorSpec> = shapes
         .iter()
         .map(|(n, s)| TensorSpec::new(n, DType::BF16, s))
@@ -157,10 +169,10 @@ fn wide_model(dir: &std::path::Path) {
         };
         let bytes: Vec<u8> = (0..count)
             .flat_map(|_| {
-                let x = if s.len() == 1 {
-                    1.0
-                } else {
-                    (rng.next_f32() * 2.0 - 1.0) * scale
+                let x = match (s.len(), random_norms) {
+                    (1, false) => 1.0,
+                    (1, true) => 0.5 + rng.next_f32(),
+                    _ => (rng.next_f32() * 2.0 - 1.0) * scale,
                 };
                 let x = if n.contains("embed") { x * 8.0 } else { x };
                 f32_to_bf16(x).to_le_bytes()
@@ -169,6 +181,42 @@ fn wide_model(dir: &std::path::Path) {
         w.write(&bytes).unwrap();
     }
     w.finish().unwrap();
+}
+
+/// Decode with the whole Q8_0 chain (gpu/matvec_q8.rs): head_dim 32, so the attention also
+/// hands o_proj its output quantised, through one chunk and past it (the combining pass
+/// writes it then). Against the CPU Q8_0 engine within the Q8_0 budget, and against the same
+/// model unchained, where every matvec quantises its own input: the same roundings of the same
+/// values, so within the f32 budget.
+#[test]
+fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
+    let ctx = gpu();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hd32");
+    write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
+    let mut cpu = Qwen3Model::load(&dir).unwrap();
+    assert!(cpu.quantize_q8_0() > 0);
+    let mut chained = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    assert!(chained.q8_chained() && chained.q8_chained_attention());
+    let unchained = qwen_omni::gpu::Tuning {
+        q8_chain: false,
+        ..Default::default()
+    };
+    let mut plain = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), unchained).unwrap();
+    let ids = [3u32, 1, 4, 1, 5];
+    let mut cache = cpu.new_cache(96);
+    let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
+    chained.prefill(&ids, None).unwrap();
+    plain.prefill(&ids, None).unwrap();
+    let mut next = qwen_omni::cpu::argmax(&want) as u32;
+    for s in 0..70 {
+        let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
+        let got = chained.decode(Some(next), true).unwrap();
+        let other = plain.decode(Some(next), true).unwrap();
+        assert_close(&format!("chained step {s}"), &got, &want, common::tol::Q8_LOGITS_REL);
+        assert_close(&format!("chained vs not, step {s}"), &got, &other, GPU_VS_CPU_REL);
+        next = qwen_omni::cpu::argmax(&want) as u32;
+    }
 }
 
 #[test]

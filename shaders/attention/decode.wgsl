@@ -17,6 +17,9 @@
 // barriers. (The first version, with loops bounded by a uniform and a tree per norm, took
 // ~13 us per layer on an H200, most of a 30B-A3B decode step's non-matvec time.)
 override FUSED_QK: bool = false;
+// QOUT: a final output (a single chunk) is also written quantised for the o_proj matvec
+// (gpu/matvec_q8.rs, XIN): blocks of 32 dims, eight invocations' vec4s each, Q8_0 rule.
+override QOUT: bool = false;
 override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
 override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
@@ -43,6 +46,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read> q_norm: array<f32>;         // FUSED_QK: (HD)
 @group(0) @binding(8) var<storage, read> k_norm: array<f32>;         // FUSED_QK: (HD)
 @group(0) @binding(9) var<storage, read> cs: array<f32>;             // FUSED_QK: (positions, 2, HD / 2)
+@group(0) @binding(10) var<storage, read_write> qout: array<u32>;    // QOUT: the output quantised
 
 const CHUNK: u32 = 64u;
 
@@ -53,6 +57,7 @@ var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
 var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
 var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
 var<workgroup> chunk_max: f32;              // the chunk's max score
+var<workgroup> qmax: array<f32, 64>;        // QOUT: per-vec4 largest |value|
 
 fn raw_at(at: u32, i: u32) -> f32 {
     return raw[at + i / 4u][i % 4u];
@@ -169,6 +174,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         ov[slice * V4 + u] = acc;
     }
     workgroupBarrier();
+    var fin = vec4<f32>(0.0);
     if (li < V4) {
         var o = vec4<f32>(0.0);
         for (var k = 0u; k < SLICES; k++) { o = o + ov[k * V4 + li]; }
@@ -176,7 +182,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         for (var i = 0u; i < CHUNK / 4u; i++) { l4 = l4 + pe[i]; }
         let l = (l4.x + l4.y) + (l4.z + l4.w);
         if (n <= CHUNK) {
-            out[h * V4 + li] = o / l;
+            fin = o / l;
+            out[h * V4 + li] = fin;
         } else {
             let b = (h * p.chunks + c) * (HD + 2u) + 4u * li;
             part[b] = o.x;
@@ -188,5 +195,23 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
                 part[(h * p.chunks + c) * (HD + 2u) + HD + 1u] = l;
             }
         }
+    }
+    // n is uniform: the whole workgroup takes this branch or none
+    if (QOUT && n <= CHUNK) { quantise_out(li, h, fin); }
+}
+
+// QOUT: invocation li < V4 holds dims 4 li .. 4 li + 3 of head h; eight make a block.
+fn quantise_out(li: u32, h: u32, v: vec4<f32>) {
+    let a = abs(v);
+    if (li < V4) { qmax[li] = max(max(a.x, a.y), max(a.z, a.w)); }
+    workgroupBarrier();
+    if (li < V4) {
+        let b0 = li - li % 8u;
+        var m = 0.0;
+        for (var j = 0u; j < 8u; j++) { m = max(m, qmax[b0 + j]); }
+        let inv = select(0.0, 127.0 / m, m > 0.0);
+        let at = h * HD + 4u * li;
+        qout[at / 4u] = pack4xI8(vec4<i32>(round(v * inv)));
+        if (li % 8u == 0u) { qout[8u * (p.heads * HD / 32u) + at / 32u] = bitcast<u32>(m / 127.0); }
     }
 }

@@ -47,6 +47,8 @@ pub struct MatFlags {
 /// One dispatch, ready to record.
 pub struct Op {
     pub name: &'static str,
+    /// what the profiler tells this op's calls apart by beside the name (a matrix's shape)
+    pub detail: String,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: GroupsFn,
@@ -108,6 +110,9 @@ pub struct Tuning {
     /// decode chains dense layers' Q8_0 matvecs: each writes its output quantised for the next
     /// (gpu/matvec_q8.rs); `OMNI_Q8_CHAIN=0` lets every matvec quantise its own input
     pub q8_chain: bool,
+    /// ... starting at the attention, which writes its output quantised for o_proj
+    /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
+    pub q8_chain_attn: bool,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -137,6 +142,7 @@ impl Default for Tuning {
             small_t: 128,
             q8_fixed_k: true,
             q8_chain: true,
+            q8_chain_attn: true,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -170,6 +176,8 @@ impl Tuning {
                 .unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
+            q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
+                .map_or(d.q8_chain_attn, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")
@@ -312,6 +320,7 @@ impl Kernels {
                 entries: &entries,
             });
         Ok(Op {
+            detail: String::new(),
             name,
             pipeline,
             bind_group,
@@ -1400,7 +1409,8 @@ impl Kernels {
 
     /// Decode attention of one query per head over cache rows 0..kv_len: a split pass over
     /// chunks of 64 rows and, when there are several, a combining pass.
-    /// `part` holds [`Kernels::attn_decode_scratch`] floats.
+    /// `part` holds [`Kernels::attn_decode_scratch`] floats. With `qout`, the output also goes
+    /// there quantised (gpu/matvec_q8.rs) for a chained o_proj.
     #[allow(clippy::too_many_arguments)]
     pub fn attn_decode(
         &self,
@@ -1413,9 +1423,10 @@ impl Kernels {
         kv_heads: usize,
         head_dim: usize,
         ctx_len: usize,
+        qout: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
         self.attn_decode_impl(
-            q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None,
+            q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None, qout,
         )
     }
 
@@ -1436,6 +1447,7 @@ impl Kernels {
         kv_heads: usize,
         head_dim: usize,
         ctx_len: usize,
+        qout: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
         let fused = FusedQk {
             q_norm: norms.0,
@@ -1454,6 +1466,7 @@ impl Kernels {
             head_dim,
             ctx_len,
             Some(fused),
+            qout,
         )
     }
 
@@ -1470,7 +1483,21 @@ impl Kernels {
         head_dim: usize,
         ctx_len: usize,
         fused: Option<FusedQk>,
+        qout: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
+        if let Some(qo) = qout {
+            // whole blocks of 32 per head, and room for every head's blocks
+            let k = heads * head_dim;
+            if !head_dim.is_multiple_of(32) || qo.len < super::quantised_len(k) {
+                return Err(crate::Error::Gpu(format!(
+                    "a quantised attention output needs head_dim a multiple of 32 (not \
+                     {head_dim}) and a buffer of {} words",
+                    super::quantised_len(k)
+                )));
+            }
+        }
+        let qout_const = ("QOUT", if qout.is_some() { 1.0 } else { 0.0 });
+        let qout_buf = qout.map_or(&self.unused, |q| &q.buffer);
         // vec4 cache rows; the fused RoPE pairs halves
         if head_dim > 256 || head_dim == 0 || !head_dim.is_multiple_of(4) {
             return Err(crate::Error::Gpu(format!(
@@ -1504,6 +1531,7 @@ impl Kernels {
             &[
                 ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
                 ("HD", head_dim as f64),
+                qout_const,
             ],
             &params,
             true,
@@ -1516,15 +1544,16 @@ impl Kernels {
                 &qn.buffer,
                 &kn.buffer,
                 &rope.buffer,
+                qout_buf,
             ],
             Box::new(move |d| [h, d.kv_len().div_ceil(64), 1]),
         )?;
         let combine = self.op(
             "attn_combine",
-            &[],
+            &[qout_const],
             &params,
             true,
-            &[&part.buffer, &out.buffer],
+            &[&part.buffer, &out.buffer, qout_buf],
             Box::new(move |d| [if d.kv_len() > 64 { h } else { 0 }, 1, 1]),
         )?;
         Ok(vec![split, combine])
@@ -1623,7 +1652,7 @@ impl Kernels {
             }
             Some(prof) => {
                 for op in ops {
-                    let tw = prof.next(op.name);
+                    let tw = prof.next(op.name, &op.detail);
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(op.name),
                         timestamp_writes: tw,

@@ -179,7 +179,7 @@ impl Kernels {
                     .scales
                     .as_ref()
                     .ok_or_else(|| Error::Gpu("Q8_0 chunk without scales".into()))?;
-                self.op(
+                let mut op = self.op(
                     "matvec_q8",
                     &consts,
                     &params,
@@ -196,7 +196,15 @@ impl Kernels {
                         qout,
                     ],
                     Box::new(move |_| grid(wg)),
-                )
+                )?;
+                let link = match (quantised_in, qout_mode) {
+                    (false, 0) => "",
+                    (true, 0) => " (quantised in)",
+                    (false, _) => " (quantised out)",
+                    (true, _) => " (quantised in, out)",
+                };
+                op.detail = format!("{}x{}{link}", c.rows, w.cols);
+                Ok(op)
             })
             .collect()
     }

@@ -21,7 +21,7 @@ pub struct KernelTiming {
 pub struct Profiler {
     query_set: wgpu::QuerySet,
     capacity: u32,
-    names: Vec<&'static str>,
+    names: Vec<String>,
 }
 
 impl Profiler {
@@ -47,12 +47,21 @@ impl Profiler {
     }
 
     /// Timestamp writes for the next op's pass (None once full).
-    pub fn next(&mut self, name: &'static str) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+    /// Timings are totalled per name, or per "name detail" where a detail is given.
+    pub fn next(
+        &mut self,
+        name: &'static str,
+        detail: &str,
+    ) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
         let i = self.names.len() as u32;
         if i >= self.capacity {
             return None;
         }
-        self.names.push(name);
+        self.names.push(if detail.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name} {detail}")
+        });
         Some(wgpu::ComputePassTimestampWrites {
             query_set: &self.query_set,
             beginning_of_pass_write_index: Some(2 * i),

@@ -207,6 +207,8 @@ pub struct Qwen3Gpu {
     decode_ops: Vec<Op>,
     /// decode's Q8_0 matvecs hand their outputs on quantised (gpu/matvec_q8.rs)
     q8_chained: bool,
+    /// ... from the attention on (its output quantised for o_proj)
+    q8_chained_attention: bool,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
     /// how many ops at the start of each program gather the embedding rows
@@ -640,6 +642,9 @@ impl Qwen3Gpu {
             });
         // the lm_head reads the last layer's quantised output too (not when it stays 16-bit)
         let chain_head = chain && k.q8_chain_fits(head, None);
+        // the attention hands o_proj its output quantised (`qo`) where heads are whole blocks
+        let qo = GpuBuffer::zeros(ctx, quantised_len((heads * hd).next_multiple_of(32)), "q8_chain_o")?;
+        let chain_attn = chain && hd.is_multiple_of(32) && k.tuning.q8_chain_attn;
         let program = |prefill: bool| -> Result<Vec<Op>> {
             let chain = chain && !prefill;
             let ac = &acts;
@@ -709,13 +714,21 @@ impl Qwen3Gpu {
                         kvh,
                         hd,
                         cap,
+                        chain_attn.then_some(&qo),
                     )?);
                 }
                 if chain {
-                    let input = Q8Input::F32 {
-                        x: &ac.attn,
-                        x_off: 0,
-                        norm: None,
+                    let input = if chain_attn {
+                        Q8Input::Quantised {
+                            q: &qo,
+                            norm_eps: None,
+                        }
+                    } else {
+                        Q8Input::F32 {
+                            x: &ac.attn,
+                            x_off: 0,
+                            norm: None,
+                        }
                     };
                     let out = QuantOut::Normed(&qa, &l.post_attention_layernorm);
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
@@ -838,6 +851,7 @@ impl Qwen3Gpu {
             acts,
             decode_ops,
             q8_chained: chain,
+            q8_chained_attention: chain_attn,
             prefill_ops,
             prefill_all_ops,
             embedding_ops: embed_op_count,
@@ -1096,6 +1110,11 @@ impl Qwen3Gpu {
     /// Whether decode chains its Q8_0 matvecs (each quantises its output for the next).
     pub fn q8_chained(&self) -> bool {
         self.q8_chained
+    }
+
+    /// Whether that chain starts at the attention (head_dim a multiple of 32).
+    pub fn q8_chained_attention(&self) -> bool {
+        self.q8_chained_attention
     }
 
     /// GPU time by kernel of one prefill step of `t` tokens (ids 0..t, which time the same as
