@@ -37,6 +37,10 @@ override XIN: bool = false;
 // `qlen` rows: the workgroup's row blocks of 32 alternate gate block j / up block j (logical
 // row r is weight row pair_row(r)) and the quantised value is silu(gate) * up.
 override QOUT: u32 = 0u;
+// PF_WGS: that many workgroups after the matvec's own read the next matrix's first `pf_len`
+// vec4s and discard them: dispatched last, they fill the DRAM idle while the matvec's last
+// workgroups finish, and the next matvec finds those weights in L2.
+override PF_WGS: u32 = 0u;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -58,6 +62,7 @@ struct Params {
     x_div: u32,
     x_stride: u32,
     qlen: u32,          // QOUT: length of the quantised output vector (the next matvec's K)
+    pf_len: u32,        // PF_WGS: vec4s to read ahead
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -70,6 +75,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read> route: array<u32>;      // MOE: expert id per slot
 @group(0) @binding(7) var<storage, read> qin: array<vec4<u32>>;  // XIN: quantised x
 @group(0) @binding(8) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
+@group(0) @binding(9) var<storage, read> pf: array<vec4<u32>>;   // PF_WGS: read ahead
 
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
@@ -277,7 +283,14 @@ fn main(@builtin(local_invocation_index) li: u32,
         u_base = p.up_off + xr;
         y_base = p.y_off + slot * p.rows;
     }
-    let first = (wg.x + wg.y * nwg.x) * RPW;
+    let lin = wg.x + wg.y * nwg.x;
+    let own = (p.rows + RPW - 1u) / RPW;
+    // workgroup-uniform: the workgroups past the matvec's own read ahead and do nothing else
+    if (PF_WGS > 0u && lin >= own) {
+        read_ahead(li, lin - own);
+        return;
+    }
+    let first = lin * RPW;
     wg_first = first;
     let nsg = WG / sgs;
     let last = p.rows - 1u;
@@ -342,4 +355,15 @@ fn main(@builtin(local_invocation_index) li: u32,
         }
     }
     if (QOUT > 0u) { quantise_out(li); }
+}
+
+// PF_WGS: workgroup `id` reads its share of `pf`; the loads must look used, so their xor goes
+// to y under a condition that never holds (pf_len is never ~0).
+fn read_ahead(li: u32, id: u32) {
+    // max: naga folds a division by a zero constant even where it never runs
+    let per = (p.pf_len + PF_WGS - 1u) / max(PF_WGS, 1u);
+    let end = min(p.pf_len, (id + 1u) * per);
+    var acc = vec4<u32>(0u);
+    for (var i = id * per + li; i < end; i += WG) { acc = acc ^ pf[i]; }
+    if (p.pf_len == 0xffffffffu && (acc.x ^ acc.y ^ acc.z ^ acc.w) == 1u) { y[0] = 0.0; }
 }

@@ -98,6 +98,7 @@ impl Kernels {
         y_off: usize,
         f: MatFlags,
         out: Option<QuantOut>,
+        read_ahead: Option<&GpuMatrix>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
         let (x, x_off, eps, rms) = match input {
@@ -138,6 +139,18 @@ impl Kernels {
         );
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
+        // the next matrix's first chunk, up to `read_ahead_mb`, by extra workgroups
+        let pf_wgs = if read_ahead.is_some() && w.chunks.len() == 1 {
+            self.tuning.mv_read_ahead_wgs
+        } else {
+            0
+        };
+        let pf = read_ahead.and_then(|m| m.chunks.first()).filter(|_| pf_wgs > 0);
+        let pf_len = pf.map_or(0, |c| {
+            (c.buffer.size() / 16).min((self.tuning.mv_read_ahead_mb as u64) << 16) as u32
+        });
+        let pf_buf = pf.map_or(&x.buffer, |c| &c.buffer);
+        consts.push(("PF_WGS", pf_wgs as f64));
         // the quantised output's length: the next matvec's K
         let qlen = match out {
             Some(QuantOut::SwiGlu(_)) => w.rows / 2,
@@ -173,8 +186,9 @@ impl Kernels {
                     0,
                     0,
                     qlen as u32,
+                    pf_len,
                 ];
-                let wg = (c.rows as u32).div_ceil(rows_per_wg);
+                let wg = (c.rows as u32).div_ceil(rows_per_wg) + pf_wgs;
                 let scales = c
                     .scales
                     .as_ref()
@@ -194,6 +208,7 @@ impl Kernels {
                         &x.buffer,
                         &x.buffer,
                         qout,
+                        pf_buf,
                     ],
                     Box::new(move |_| grid(wg)),
                 )?;
