@@ -41,6 +41,10 @@ override QOUT: u32 = 0u;
 // vec4s and discard them: dispatched last, they fill the DRAM idle while the matvec's last
 // workgroups finish, and the next matvec finds those weights in L2.
 override PF_WGS: u32 = 0u;
+// SGC: the subgroup size where the adapter has only one (0: read at run time). Known with KC,
+// a lane's block loop has a constant trip count: the compiler unrolls it and issues every
+// iteration's weight loads together, instead of one round trip to memory per iteration.
+override SGC: u32 = 0u;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -299,6 +303,8 @@ fn main(@builtin(local_invocation_index) li: u32,
     var wg_ss = 0.0;
     if (DOT && !XIN) { wg_ss = quantise_x(li, lane, sgs); }
     let nq4 = (nb + 3u) / 4u;
+    let step = select(sgs, SGC, SGC > 0u);
+    let trips = (nb + step - 1u) / step;
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
@@ -307,15 +313,21 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        for (var b = lane; b < nb && XIN; b += sgs) {
-            let dx = bitcast<f32>(qin[2u * nb + b / 4u][b % 4u]);
-            if (RMS_NORM) { ss = ss + bitcast<f32>(qin[2u * nb + nq4 + b / 4u][b % 4u]); }
-            acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
-                           qin[2u * b], qin[2u * b + 1u], dx);
+        for (var i = 0u; i < trips && XIN; i++) {
+            let b = lane + i * step;
+            if (b < nb) {
+                let dx = bitcast<f32>(qin[2u * nb + b / 4u][b % 4u]);
+                if (RMS_NORM) { ss = ss + bitcast<f32>(qin[2u * nb + nq4 + b / 4u][b % 4u]); }
+                acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
+                               qin[2u * b], qin[2u * b + 1u], dx);
+            }
         }
-        for (var b = lane; b < nb && DOT && !XIN; b += sgs) {
-            acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
-                           xq[2u * b], xq[2u * b + 1u], xd[b]);
+        for (var i = 0u; i < trips && DOT && !XIN; i++) {
+            let b = lane + i * step;
+            if (b < nb) {
+                acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
+                               xq[2u * b], xq[2u * b + 1u], xd[b]);
+            }
         }
         for (var b = lane; b < nb && !DOT && !XIN; b += sgs) {
             let i = 8u * b;

@@ -110,6 +110,9 @@ pub struct Tuning {
     /// decode chains dense layers' Q8_0 matvecs: each writes its output quantised for the next
     /// (gpu/matvec_q8.rs); `OMNI_Q8_CHAIN=0` lets every matvec quantise its own input
     pub q8_chain: bool,
+    /// Q8_0 matvecs get the subgroup size as a constant where the adapter has only one
+    /// (`OMNI_Q8_FIXED_SG=0`: read at run time)
+    pub q8_fixed_sg: bool,
     /// ... starting at the attention, which writes its output quantised for o_proj
     /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
     pub q8_chain_attn: bool,
@@ -149,6 +152,7 @@ impl Default for Tuning {
             small_t: 128,
             q8_fixed_k: true,
             q8_chain: true,
+            q8_fixed_sg: true,
             q8_chain_attn: true,
             read_ahead_rows: 0,
             mv_read_ahead_wgs: 0,
@@ -186,6 +190,7 @@ impl Tuning {
                 .unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
+            q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             mv_read_ahead_wgs: std::env::var("OMNI_MV_READ_AHEAD")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -468,6 +473,10 @@ impl Kernels {
         ]);
         if w.is_q8 {
             c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
+            let info = &self.ctx.info;
+            if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
+                c.push(("SGC", info.subgroup_min_size as f64));
+            }
             if self.tuning.q8_fixed_k {
                 c.push(("KC", w.cols as f64));
             }
@@ -683,13 +692,14 @@ impl Kernels {
                         x_div as u32,
                         x_stride as u32,
                         0, // qlen: no QOUT
+                        0, // pf_len: no read-ahead
                     ]);
                     self.op(
                         "matvec_q8",
                         &consts,
                         &params,
                         false,
-                        // XIN's and QOUT's buffers unused
+                        // XIN's, QOUT's and the read-ahead's buffers unused
                         &[
                             &c.buffer,
                             &x.buffer,
@@ -699,6 +709,7 @@ impl Kernels {
                             &route.buffer,
                             &x.buffer,
                             &self.unused,
+                            &x.buffer,
                         ],
                         groups,
                     )
