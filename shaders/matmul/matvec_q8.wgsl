@@ -81,19 +81,12 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
 @group(0) @binding(9) var<storage, read> pf: array<vec4<u32>>;   // PF_WGS: read ahead
 
-// Workgroup arrays are sized by the host to what the variant uses (1 where unused): the driver
-// reserves what is declared, and workgroup memory it reserves comes out of the L1 cache
-// (H200: a variant that declared every array ran the 30B-A3B decode 2.5% slower).
-override XQ_N: u32 = 768u;   // K / 16 (DOT without XIN), K <= 12288
-override XD_N: u32 = 384u;   // K / 32
-override YO_N: u32 = 1024u;  // RPW (QOUT)
-override QM_N: u32 = 256u;   // WG (QOUT)
-var<workgroup> xq: array<vec4<u32>, XQ_N>;  // DOT: x as int8, 16 per vec4
-var<workgroup> xd: array<f32, XD_N>;        // DOT: x's block scales
-var<workgroup> part_ss: array<f32, 64>;     // DOT: per-subgroup sums of squares
-var<workgroup> yo: array<f32, YO_N>;        // QOUT: the workgroup's final rows
-var<workgroup> qmax: array<f32, QM_N>;      // QOUT: per-invocation largest |value| of 4
-var<workgroup> qss: array<f32, QM_N>;       // QOUT: per-invocation sum of squares of 4
+var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
+var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
+var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
+var<workgroup> yo: array<f32, 1024>;       // QOUT: the workgroup's final rows (RPW <= 1024)
+var<workgroup> qmax: array<f32, 256>;      // QOUT: per-invocation largest |value| of 4
+var<workgroup> qss: array<f32, 256>;       // QOUT: per-invocation sum of squares of 4
 
 // Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
 var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk

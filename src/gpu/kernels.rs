@@ -477,14 +477,6 @@ impl Kernels {
             if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
                 c.push(("SGC", info.subgroup_min_size as f64));
             }
-            // the int8 copy of x, for the longest row the variant may see (a quantised input
-            // (XIN) needs none: matvec_q8.rs sets them to 1)
-            let k = if self.tuning.q8_fixed_k { w.cols } else { 12288 };
-            let dot = self.q8_dot(w);
-            c.push(("XQ_N", if dot { k.div_ceil(16).max(1) as f64 } else { 1.0 }));
-            c.push(("XD_N", if dot { k.div_ceil(32).max(1) as f64 } else { 1.0 }));
-            c.push(("YO_N", 1.0));
-            c.push(("QM_N", 1.0));
             if self.tuning.q8_fixed_k {
                 c.push(("KC", w.cols as f64));
             }

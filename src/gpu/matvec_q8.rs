@@ -138,20 +138,6 @@ impl Kernels {
             multiple,
         );
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
-        // workgroup arrays only for what this variant uses
-        let mut size = |name: &str, v: u32| {
-            if let Some(c) = consts.iter_mut().find(|c| c.0 == name) {
-                c.1 = v.max(1) as f64;
-            }
-        };
-        if quantised_in {
-            size("XQ_N", 1);
-            size("XD_N", 1);
-        }
-        if out.is_some() {
-            size("YO_N", rows_per_wg);
-            size("QM_N", self.tuning.q8_wg);
-        }
         consts.push(("QOUT", qout_mode as f64));
         // the next matrix's first chunk, up to `read_ahead_mb`, by extra workgroups
         let pf_wgs = if read_ahead.is_some() && w.chunks.len() == 1 {
