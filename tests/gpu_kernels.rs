@@ -770,11 +770,9 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let gm = GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "q8").unwrap();
         (qs, sc, gm)
     };
-    for &(rows, groups, read_ahead) in &[(4u32, 1u32, 0u32), (2, 2, 3), (4, 4, 1)] {
+    for &(rows, groups) in &[(4u32, 1u32), (2, 2), (4, 4)] {
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
-        // producers also read the consumer's weights ahead with spare workgroups: no effect
-        k.tuning.mv_read_ahead_wgs = read_ahead;
         // 1. residual producer (accumulating) -> normed consumer
         let (mid, kk, n) = (224usize, 160usize, 45usize);
         let (_, _, a) = q8(mid, kk, 91);
@@ -791,7 +789,6 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let gy = GpuBuffer::zeros(&ctx, n, "y").unwrap();
         let out = QuantOut::Normed(&qa, &gg);
         assert!(k.q8_chain_fits(&a, Some(&out)), "rows {rows} groups {groups}");
-        let ahead = Some(&b);
         let acc = MatFlags {
             accumulate: true,
             swiglu_up_off: None,
@@ -801,12 +798,12 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
             x_off: 0,
             norm: None,
         };
-        let mut ops = k.matvec_q8_linked(&a, input, &gr, 0, acc, Some(out), ahead).unwrap();
+        let mut ops = k.matvec_q8_linked(&a, input, &gr, 0, acc, Some(out)).unwrap();
         let input = Q8Input::Quantised {
             q: &qa,
             norm_eps: Some(1e-6),
         };
-        ops.extend(k.matvec_q8_linked(&b, input, &gy, 0, MatFlags::default(), None, None).unwrap());
+        ops.extend(k.matvec_q8_linked(&b, input, &gy, 0, MatFlags::default(), None).unwrap());
         let got = run_read(&k, &ops, 1, &gy, n);
         let h = gr.read_f32(&ctx, 0, mid).unwrap();
         let hg: Vec<f32> = h.iter().zip(&g).map(|(a, b)| a * b).collect();
@@ -828,21 +825,20 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let plain = GpuBuffer::zeros(&ctx, 2 * inter, "plain").unwrap();
         let out = QuantOut::SwiGlu(&qb);
         assert!(k.q8_chain_fits(&gu, Some(&out)), "rows {rows} groups {groups}");
-        let ahead = Some(&d);
         let input = Q8Input::F32 {
             x: &gx,
             x_off: 0,
             norm: None,
         };
         let mut ops = k
-            .matvec_q8_linked(&gu, input, &ggu, 0, MatFlags::default(), Some(out), ahead)
+            .matvec_q8_linked(&gu, input, &ggu, 0, MatFlags::default(), Some(out))
             .unwrap();
         ops.extend(k.matvec(&gu, &gx, 0, &plain, 0, MatFlags::default()).unwrap());
         let input = Q8Input::Quantised {
             q: &qb,
             norm_eps: None,
         };
-        ops.extend(k.matvec_q8_linked(&d, input, &gy, 0, MatFlags::default(), None, None).unwrap());
+        ops.extend(k.matvec_q8_linked(&d, input, &gy, 0, MatFlags::default(), None).unwrap());
         let got = run_read(&k, &ops, 1, &gy, n);
         let v = ggu.read_f32(&ctx, 0, 2 * inter).unwrap();
         assert_eq!(v, plain.read_f32(&ctx, 0, 2 * inter).unwrap(), "paired rows moved");

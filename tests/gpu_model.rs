@@ -196,19 +196,10 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
     let mut cpu = Qwen3Model::load(&dir).unwrap();
     assert!(cpu.quantize_q8_0() > 0);
-    // (its matvecs also read the next matrix ahead with spare workgroups: no effect on the
-    // numbers)
-    let read_ahead = qwen_omni::gpu::Tuning {
-        mv_read_ahead_wgs: 4,
-        ..Default::default()
-    };
-    let mut chained = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), read_ahead).unwrap();
+    let mut chained = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
     assert!(chained.q8_chained() && chained.q8_chained_attention());
-    // (its attention also reads o_proj's weights ahead with spare workgroups: no effect on
-    // the numbers)
     let unchained = qwen_omni::gpu::Tuning {
         q8_chain: false,
-        read_ahead_rows: 2,
         ..Default::default()
     };
     let mut plain = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), unchained).unwrap();

@@ -20,10 +20,6 @@ override FUSED_QK: bool = false;
 // QOUT: a final output (a single chunk) is also written quantised for the o_proj matvec
 // (gpu/matvec_q8.rs, XIN): blocks of 32 dims, eight invocations' vec4s each, Q8_0 rule.
 override QOUT: bool = false;
-// PF_ROWS: that many extra rows of `heads` workgroups (after the chunks) read the next matrix
-// (o_proj's weights, `pf`) and discard it: the attention leaves DRAM idle for ~10 us, and the
-// o_proj matvec that follows then finds its weights in L2.
-override PF_ROWS: u32 = 0u;
 override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
 override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
@@ -37,7 +33,7 @@ struct Params {
     scale_bits: u32,   // f32 bits of 1 / sqrt(head_dim)
     pitch: u32,        // FUSED_QK: floats per q|k|v row
     eps_bits: u32,     // FUSED_QK: f32 bits of the QK-norm eps
-    pf_len: u32,       // PF_ROWS: vec4s of `pf` to read
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,7 +47,6 @@ struct Params {
 @group(0) @binding(8) var<storage, read> k_norm: array<f32>;         // FUSED_QK: (HD)
 @group(0) @binding(9) var<storage, read> cs: array<f32>;             // FUSED_QK: (positions, 2, HD / 2)
 @group(0) @binding(10) var<storage, read_write> qout: array<u32>;    // QOUT: the output quantised
-@group(0) @binding(11) var<storage, read> pf: array<vec4<u32>>;      // PF_ROWS: read ahead
 
 const CHUNK: u32 = 64u;
 
@@ -92,11 +87,6 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     let h = wg.x;
     let c = wg.y;
     let n = step.kv_len;
-    // workgroup-uniform: the rows past the chunks read ahead and do nothing else
-    if (PF_ROWS > 0u && c >= (n + CHUNK - 1u) / CHUNK) {
-        read_ahead(li, (c - (n + CHUNK - 1u) / CHUNK) * p.heads + h);
-        return;
-    }
     let kvh = h / (p.heads / p.kv_heads);
     let row0 = c * CHUNK;
     let scale = bitcast<f32>(p.scale_bits);
@@ -226,12 +216,3 @@ fn quantise_out(li: u32, h: u32, v: vec4<f32>) {
     }
 }
 
-// PF_ROWS: workgroup `id` of PF_ROWS * heads reads its share of `pf`; the loads must look used,
-// so their xor goes to `part` under a condition that never holds (pf_len is never ~0).
-fn read_ahead(li: u32, id: u32) {
-    let per = (p.pf_len + PF_ROWS * p.heads - 1u) / (PF_ROWS * p.heads);
-    let end = min(p.pf_len, (id + 1u) * per);
-    var acc = vec4<u32>(0u);
-    for (var i = id * per + li; i < end; i += 256u) { acc = acc ^ pf[i]; }
-    if (p.pf_len == 0xffffffffu && (acc.x ^ acc.y ^ acc.z ^ acc.w) == 1u) { part[0] = 0.0; }
-}

@@ -12,7 +12,7 @@ override ROWS: u32 = 1;     // 1..4
 override RPW: u32 = 8;      // rows per workgroup, a multiple of ROWS
 override WG: u32 = 256;
 // MOE: a mixture-of-experts matvec. Workgroup z is a slot (token t, choice j) whose expert id
-// comes from `route` on the device (no read-back); `rows` is then the rows of one expert, the
+// comes from `aux` (the route) on the device (no read-back); `rows` is then the rows of one expert, the
 // weight rows start at that expert's block in this chunk, and slot s writes y[y_off + s*rows..].
 override MOE: bool = false;
 // DOT: int8 activations. The workgroup first quantises its x (with the RMSNorm weight or SwiGLU
@@ -25,7 +25,7 @@ override DOT: bool = false;
 // have constant trip counts: the compiler unrolls them and issues all of a lane's weight loads
 // before the first is used, instead of one pass's loads per memory round trip.
 override KC: u32 = 0u;
-// XIN: the input arrives quantised by the matvec that produced it (QOUT): `qin` holds the K / 32
+// XIN: the input arrives quantised by the matvec that produced it (QOUT): `aux` holds the K / 32
 // blocks of eight int8 words, then each block's scale, then (RMS_NORM) each block's sum of
 // squares of the un-normed values; the norm weight or SwiGLU was applied before rounding. The
 // workgroup has no prologue (no copy of x, no barrier) and starts streaming weights at once.
@@ -37,10 +37,6 @@ override XIN: bool = false;
 // `qlen` rows: the workgroup's row blocks of 32 alternate gate block j / up block j (logical
 // row r is weight row pair_row(r)) and the quantised value is silu(gate) * up.
 override QOUT: u32 = 0u;
-// PF_WGS: that many workgroups after the matvec's own read the next matrix's first `pf_len`
-// vec4s and discard them: dispatched last, they fill the DRAM idle while the matvec's last
-// workgroups finish, and the next matvec finds those weights in L2.
-override PF_WGS: u32 = 0u;
 // SGC: the subgroup size where the adapter has only one (0: read at run time). Known with KC,
 // a lane's block loop has a constant trip count: the compiler unrolls it and issues every
 // iteration's weight loads together, instead of one round trip to memory per iteration.
@@ -66,7 +62,6 @@ struct Params {
     x_div: u32,
     x_stride: u32,
     qlen: u32,          // QOUT: length of the quantised output vector (the next matvec's K)
-    pf_len: u32,        // PF_WGS: vec4s to read ahead
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -76,17 +71,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> g: array<vec4<f32>>;    // RMS_NORM weight (k / 4)
 @group(0) @binding(5) var<storage, read> sc: array<u32>;         // (rows, scale_stride)
 
-@group(0) @binding(6) var<storage, read> route: array<u32>;      // MOE: expert id per slot
-@group(0) @binding(7) var<storage, read> qin: array<vec4<u32>>;  // XIN: quantised x
-@group(0) @binding(8) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
-@group(0) @binding(9) var<storage, read> pf: array<vec4<u32>>;   // PF_WGS: read ahead
+// MOE: the expert id per slot; XIN: the quantised x (one binding: a variant uses one or none)
+@group(0) @binding(6) var<storage, read> aux: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
 
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
 var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
-var<workgroup> yo: array<f32, 1024>;       // QOUT: the workgroup's final rows (RPW <= 1024)
-var<workgroup> qmax: array<f32, 256>;      // QOUT: per-invocation largest |value| of 4
-var<workgroup> qss: array<f32, 256>;       // QOUT: per-invocation sum of squares of 4
 
 // Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
 var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
@@ -217,14 +208,20 @@ fn store(row: u32, v: f32, total_ss: f32) {
     let o = y_base + pair_row(row);
     if (ACCUMULATE) { r = y[o] + r; }
     y[o] = r;
-    if (QOUT > 0u) { yo[row - wg_first] = r; }
 }
 
-// QOUT: quantise the workgroup's final rows (in `yo`) into `qout` as blocks of 32 with the
-// Q8_0 rule, as quantise_x does for its own input: invocation li takes four values, eight
-// neighbours make a block (the workgroup's rows are whole blocks: the host checks).
+// QOUT: quantise the workgroup's final rows into `qout` as blocks of 32 with the Q8_0 rule, as
+// quantise_x does for its own input. The rows are read back from y once every subgroup has
+// stored them (no workgroup arrays: declared workgroup memory comes out of the L1 cache, and
+// the variants without QOUT would pay for it too). Invocation li takes four values; eight
+// neighbouring lanes make a block (subgroups of at least 8: the host checks, and that the
+// workgroup's rows are whole blocks).
+fn yv(r: u32) -> f32 {
+    return y[y_base + pair_row(wg_first + r)];
+}
+
 fn quantise_out(li: u32) {
-    workgroupBarrier();
+    storageBarrier();
     let rows = select(0u, min(RPW, p.rows - wg_first), wg_first < p.rows);
     let n = select(rows, rows / 2u, QOUT == 2u);
     let i = 4u * li;
@@ -234,27 +231,26 @@ fn quantise_out(li: u32) {
     var at = p.row0 + wg_first + i;
     if (mine) {
         if (QOUT == 1u) {
-            v = vec4<f32>(yo[i], yo[i + 1u], yo[i + 2u], yo[i + 3u]);
+            v = vec4<f32>(yv(i), yv(i + 1u), yv(i + 2u), yv(i + 3u));
             t = v * g[at / 4u];
         } else {
             at = (p.row0 + wg_first) / 2u + i;
             let gi = (i / 32u) * 64u + i % 32u;
-            let a = vec4<f32>(yo[gi], yo[gi + 1u], yo[gi + 2u], yo[gi + 3u]);
-            let u = vec4<f32>(yo[gi + 32u], yo[gi + 33u], yo[gi + 34u], yo[gi + 35u]);
+            let a = vec4<f32>(yv(gi), yv(gi + 1u), yv(gi + 2u), yv(gi + 3u));
+            let u = vec4<f32>(yv(gi + 32u), yv(gi + 33u), yv(gi + 34u), yv(gi + 35u));
             t = a / (vec4<f32>(1.0) + exp(-a)) * u;
         }
     }
-    qmax[li] = max(max(abs(t.x), abs(t.y)), max(abs(t.z), abs(t.w)));
-    qss[li] = dot(v, v);
-    workgroupBarrier();
+    var m = max(max(abs(t.x), abs(t.y)), max(abs(t.z), abs(t.w)));
+    var s = dot(v, v);
+    // the block's eight lanes (li % 8 aligned: subgroups are whole multiples of 8)
+    m = max(m, subgroupShuffleXor(m, 1u));
+    s = s + subgroupShuffleXor(s, 1u);
+    m = max(m, subgroupShuffleXor(m, 2u));
+    s = s + subgroupShuffleXor(s, 2u);
+    m = max(m, subgroupShuffleXor(m, 4u));
+    s = s + subgroupShuffleXor(s, 4u);
     if (mine) {
-        let b0 = li - li % 8u;
-        var m = 0.0;
-        var s = 0.0;
-        for (var j = 0u; j < 8u; j++) {
-            m = max(m, qmax[b0 + j]);
-            s = s + qss[b0 + j];
-        }
         let inv = select(0.0, 127.0 / m, m > 0.0);
         qout[at / 4u] = pack4xI8(vec4<i32>(round(t * inv)));
         if (li % 8u == 0u) {
@@ -278,7 +274,7 @@ fn main(@builtin(local_invocation_index) li: u32,
     if (MOE) {
         let slot = wg.z;
         let e0 = p.row0 / p.rows;
-        let e = route[slot];
+        let e = aux[slot / 4u][slot % 4u];
         // the expert lives in another chunk: nothing to do here (uniform per workgroup)
         if (e < e0 || (e - e0) * p.rows >= p.chunk_rows) { return; }
         w_row0 = (e - e0) * p.rows;
@@ -287,14 +283,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         u_base = p.up_off + xr;
         y_base = p.y_off + slot * p.rows;
     }
-    let lin = wg.x + wg.y * nwg.x;
-    let own = (p.rows + RPW - 1u) / RPW;
-    // workgroup-uniform: the workgroups past the matvec's own read ahead and do nothing else
-    if (PF_WGS > 0u && lin >= own) {
-        read_ahead(li, lin - own);
-        return;
-    }
-    let first = lin * RPW;
+    let first = (wg.x + wg.y * nwg.x) * RPW;
     wg_first = first;
     let nsg = WG / sgs;
     let last = p.rows - 1u;
@@ -316,10 +305,10 @@ fn main(@builtin(local_invocation_index) li: u32,
         for (var i = 0u; i < trips && XIN; i++) {
             let b = lane + i * step;
             if (b < nb) {
-                let dx = bitcast<f32>(qin[2u * nb + b / 4u][b % 4u]);
-                if (RMS_NORM) { ss = ss + bitcast<f32>(qin[2u * nb + nq4 + b / 4u][b % 4u]); }
+                let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
+                if (RMS_NORM) { ss = ss + bitcast<f32>(aux[2u * nb + nq4 + b / 4u][b % 4u]); }
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
-                               qin[2u * b], qin[2u * b + 1u], dx);
+                               aux[2u * b], aux[2u * b + 1u], dx);
             }
         }
         for (var i = 0u; i < trips && DOT && !XIN; i++) {
@@ -369,13 +358,3 @@ fn main(@builtin(local_invocation_index) li: u32,
     if (QOUT > 0u) { quantise_out(li); }
 }
 
-// PF_WGS: workgroup `id` reads its share of `pf`; the loads must look used, so their xor goes
-// to y under a condition that never holds (pf_len is never ~0).
-fn read_ahead(li: u32, id: u32) {
-    // max: naga folds a division by a zero constant even where it never runs
-    let per = (p.pf_len + PF_WGS - 1u) / max(PF_WGS, 1u);
-    let end = min(p.pf_len, (id + 1u) * per);
-    var acc = vec4<u32>(0u);
-    for (var i = id * per + li; i < end; i += WG) { acc = acc ^ pf[i]; }
-    if (p.pf_len == 0xffffffffu && (acc.x ^ acc.y ^ acc.z ^ acc.w) == 1u) { y[0] = 0.0; }
-}

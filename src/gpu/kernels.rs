@@ -116,13 +116,6 @@ pub struct Tuning {
     /// ... starting at the attention, which writes its output quantised for o_proj
     /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
     pub q8_chain_attn: bool,
-    /// rows of `heads` extra workgroups the decode attention spends reading o_proj's weights
-    /// ahead into L2 (0: none; `OMNI_READ_AHEAD`)
-    pub read_ahead_rows: u32,
-    /// extra workgroups a chained Q8_0 matvec spends reading the next matrix ahead into L2
-    /// (0: none; `OMNI_MV_READ_AHEAD`), at most this many MiB of it (`OMNI_MV_READ_AHEAD_MB`)
-    pub mv_read_ahead_wgs: u32,
-    pub mv_read_ahead_mb: u32,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -154,9 +147,6 @@ impl Default for Tuning {
             q8_chain: true,
             q8_fixed_sg: true,
             q8_chain_attn: true,
-            read_ahead_rows: 0,
-            mv_read_ahead_wgs: 0,
-            mv_read_ahead_mb: 16,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -191,15 +181,6 @@ impl Tuning {
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
-            mv_read_ahead_wgs: std::env::var("OMNI_MV_READ_AHEAD")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.mv_read_ahead_wgs),
-            mv_read_ahead_mb: std::env::var("OMNI_MV_READ_AHEAD_MB")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.mv_read_ahead_mb),
-            read_ahead_rows: get("OMNI_READ_AHEAD", &[0, 1, 2, 4, 8], d.read_ahead_rows),
             q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
                 .map_or(d.q8_chain_attn, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
@@ -217,12 +198,10 @@ impl Tuning {
 }
 
 /// What decode attention does beside its output: write it quantised for a chained o_proj
-/// (gpu/matvec_q8.rs), and read the next matrix ahead into L2 with spare workgroups
-/// (`Tuning::read_ahead_rows`).
+/// (gpu/matvec_q8.rs).
 #[derive(Clone, Copy, Default)]
 pub struct DecodeAttnExtra<'a> {
     pub qout: Option<&'a GpuBuffer>,
-    pub read_ahead: Option<&'a GpuMatrix>,
 }
 
 /// Where [`Kernels::flash_attention`] finds its rows, in vec4s: query rows `q_ld` apart, key and
@@ -607,7 +586,7 @@ impl Kernels {
         norm: Option<(&GpuBuffer, f32)>,
     ) -> Result<Vec<Op>> {
         let input = super::matvec_q8::Q8Input::F32 { x, x_off, norm };
-        self.matvec_q8_linked(w, input, y, y_off, f, None, None)
+        self.matvec_q8_linked(w, input, y, y_off, f, None)
     }
 
     /// Mixture-of-experts matvec for the step's t tokens and k choices each (t * k slots):
@@ -692,25 +671,14 @@ impl Kernels {
                         x_div as u32,
                         x_stride as u32,
                         0, // qlen: no QOUT
-                        0, // pf_len: no read-ahead
                     ]);
                     self.op(
                         "matvec_q8",
                         &consts,
                         &params,
                         false,
-                        // XIN's, QOUT's and the read-ahead's buffers unused
-                        &[
-                            &c.buffer,
-                            &x.buffer,
-                            &y.buffer,
-                            g,
-                            scales,
-                            &route.buffer,
-                            &x.buffer,
-                            &self.unused,
-                            &x.buffer,
-                        ],
+                        // QOUT's buffer unused
+                        &[&c.buffer, &x.buffer, &y.buffer, g, scales, &route.buffer, &self.unused],
                         groups,
                     )
                 } else {
@@ -1475,10 +1443,7 @@ impl Kernels {
             head_dim,
             ctx_len,
             None,
-            DecodeAttnExtra {
-                qout,
-                read_ahead: None,
-            },
+            DecodeAttnExtra { qout },
         )
     }
 
@@ -1550,18 +1515,6 @@ impl Kernels {
             }
         }
         let qout_const = ("QOUT", if qout.is_some() { 1.0 } else { 0.0 });
-        // the next matrix read ahead by extra workgroups (its first chunk's values)
-        let pf_rows = if extra.read_ahead.is_some() {
-            self.tuning.read_ahead_rows
-        } else {
-            0
-        };
-        let pf = extra
-            .read_ahead
-            .and_then(|m| m.chunks.first())
-            .filter(|_| pf_rows > 0);
-        let pf_len = pf.map_or(0, |c| (c.buffer.size() / 16) as u32);
-        let pf_buf = pf.map_or(&q.buffer, |c| &c.buffer);
         let qout_buf = qout.map_or(&self.unused, |q| &q.buffer);
         // vec4 cache rows; the fused RoPE pairs halves
         if head_dim > 256 || head_dim == 0 || !head_dim.is_multiple_of(4) {
@@ -1587,7 +1540,6 @@ impl Kernels {
             scale,
             pitch,
             eps,
-            pf_len,
         ];
         let (qn, kn, rope) = fused
             .as_ref()
@@ -1598,7 +1550,6 @@ impl Kernels {
                 ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
                 ("HD", head_dim as f64),
                 qout_const,
-                ("PF_ROWS", pf_rows as f64),
             ],
             &params,
             true,
@@ -1612,9 +1563,8 @@ impl Kernels {
                 &kn.buffer,
                 &rope.buffer,
                 qout_buf,
-                pf_buf,
             ],
-            Box::new(move |d| [h, d.kv_len().div_ceil(64) + pf_rows, 1]),
+            Box::new(move |d| [h, d.kv_len().div_ceil(64), 1]),
         )?;
         let combine = self.op(
             "attn_combine",

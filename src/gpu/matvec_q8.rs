@@ -71,6 +71,10 @@ impl Kernels {
             return false;
         }
         let Some(out) = out else { return true };
+        // a block's eight lanes reduce by subgroup shuffles
+        if self.ctx.info.subgroup_min_size < 8 {
+            return false;
+        }
         let (_, multiple) = out.mode();
         let (_, rpw) = self.subgroup_matvec_constants(
             w,
@@ -83,7 +87,6 @@ impl Kernels {
         );
         w.rows.is_multiple_of(multiple as usize)
             && rpw.is_multiple_of(multiple)
-            && rpw <= 1024
             && rpw <= 4 * self.tuning.q8_wg
     }
 
@@ -98,7 +101,6 @@ impl Kernels {
         y_off: usize,
         f: MatFlags,
         out: Option<QuantOut>,
-        read_ahead: Option<&GpuMatrix>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
         let (x, x_off, eps, rms) = match input {
@@ -139,18 +141,6 @@ impl Kernels {
         );
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
-        // the next matrix's first chunk, up to `read_ahead_mb`, by extra workgroups
-        let pf_wgs = if read_ahead.is_some() && w.chunks.len() == 1 {
-            self.tuning.mv_read_ahead_wgs
-        } else {
-            0
-        };
-        let pf = read_ahead.and_then(|m| m.chunks.first()).filter(|_| pf_wgs > 0);
-        let pf_len = pf.map_or(0, |c| {
-            (c.buffer.size() / 16).min((self.tuning.mv_read_ahead_mb as u64) << 16) as u32
-        });
-        let pf_buf = pf.map_or(&x.buffer, |c| &c.buffer);
-        consts.push(("PF_WGS", pf_wgs as f64));
         // the quantised output's length: the next matvec's K
         let qlen = match out {
             Some(QuantOut::SwiGlu(_)) => w.rows / 2,
@@ -186,9 +176,8 @@ impl Kernels {
                     0,
                     0,
                     qlen as u32,
-                    pf_len,
                 ];
-                let wg = (c.rows as u32).div_ceil(rows_per_wg) + pf_wgs;
+                let wg = (c.rows as u32).div_ceil(rows_per_wg);
                 let scales = c
                     .scales
                     .as_ref()
@@ -198,18 +187,8 @@ impl Kernels {
                     &consts,
                     &params,
                     false,
-                    // binding 6 (the MoE route) unused; 7 the quantised input (x when none)
-                    &[
-                        &c.buffer,
-                        &x.buffer,
-                        &y.buffer,
-                        &g.buffer,
-                        scales,
-                        &x.buffer,
-                        &x.buffer,
-                        qout,
-                        pf_buf,
-                    ],
+                    // binding 6: the quantised input (x when none; no MoE route here)
+                    &[&c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout],
                     Box::new(move |_| grid(wg)),
                 )?;
                 let link = match (quantised_in, qout_mode) {

@@ -678,7 +678,7 @@ impl Qwen3Gpu {
                             q: &qa,
                             norm_eps: Some(eps),
                         };
-                        ops.extend(k.matvec_q8_linked(part, input, &ac.qkv, *off, none, None, None)?);
+                        ops.extend(k.matvec_q8_linked(part, input, &ac.qkv, *off, none, None)?);
                     } else if fold {
                         ops.extend(k.matvec_normed(
                             part,
@@ -716,7 +716,6 @@ impl Qwen3Gpu {
                         cap,
                         crate::gpu::DecodeAttnExtra {
                             qout: chain_attn.then_some(&qo),
-                            read_ahead: Some(&l.o_proj),
                         },
                     )?);
                 }
@@ -734,14 +733,7 @@ impl Qwen3Gpu {
                         }
                     };
                     let out = QuantOut::Normed(&qa, &l.post_attention_layernorm);
-                    let ahead = match &l.ffn {
-                        GpuFfn::Dense { gate_up_proj, .. } => gate_up_proj.parts.first(),
-                        GpuFfn::Moe(_) => None,
-                    }
-                    .map(|p| &p.1);
-                    ops.extend(
-                        k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out), ahead)?,
-                    );
+                    ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
                 } else {
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
                 }
@@ -767,8 +759,7 @@ impl Qwen3Gpu {
                     };
                     let out = QuantOut::SwiGlu(&qb);
                     let gu = &gate_up_proj.parts[0].1;
-                    let ahead = Some(down_proj);
-                    ops.extend(k.matvec_q8_linked(gu, input, &ac.gu, 0, none, Some(out), ahead)?);
+                    ops.extend(k.matvec_q8_linked(gu, input, &ac.gu, 0, none, Some(out))?);
                     // the next layer's input norm, or the final one before the lm_head
                     let next = match layers.get(li + 1) {
                         Some(n) => Some(QuantOut::Normed(&qa, &n.input_layernorm)),
@@ -778,11 +769,7 @@ impl Qwen3Gpu {
                         q: &qb,
                         norm_eps: None,
                     };
-                    let ahead = match layers.get(li + 1) {
-                        Some(n) => n.qkv_proj.parts.first().map(|p| &p.1),
-                        None => Some(head),
-                    };
-                    ops.extend(k.matvec_q8_linked(down_proj, input, &ac.x, 0, acc, next, ahead)?);
+                    ops.extend(k.matvec_q8_linked(down_proj, input, &ac.x, 0, acc, next)?);
                     continue;
                 }
                 let fold = !prefill && gate_up_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
@@ -826,7 +813,7 @@ impl Qwen3Gpu {
                 q: &qa,
                 norm_eps: Some(eps),
             };
-            decode_ops.extend(k.matvec_q8_linked(head, input, &acts.logits, 0, none, None, None)?);
+            decode_ops.extend(k.matvec_q8_linked(head, input, &acts.logits, 0, none, None)?);
         } else {
             decode_ops.push(k.rms_norm(&acts.x, &acts.last, &norm, hidden, 1, 1, eps)?);
             decode_ops.extend(k.matvec(head, &acts.last, 0, &acts.logits, 0, none)?);
