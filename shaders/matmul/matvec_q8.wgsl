@@ -78,6 +78,10 @@ struct Params {
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
 var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
+// QOUT: the workgroup's final rows (RPW <= 128: the host checks). Small on purpose: declared
+// workgroup memory comes out of the L1 cache in every variant (6 KB of QOUT arrays cost the
+// 30B-A3B decode 2.5% on an H200).
+var<workgroup> yo: array<f32, 128>;
 
 // Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
 var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
@@ -208,20 +212,20 @@ fn store(row: u32, v: f32, total_ss: f32) {
     let o = y_base + pair_row(row);
     if (ACCUMULATE) { r = y[o] + r; }
     y[o] = r;
+    if (QOUT > 0u) { yo[row - wg_first] = r; }
 }
 
-// QOUT: quantise the workgroup's final rows into `qout` as blocks of 32 with the Q8_0 rule, as
-// quantise_x does for its own input. The rows are read back from y once every subgroup has
-// stored them (no workgroup arrays: declared workgroup memory comes out of the L1 cache, and
-// the variants without QOUT would pay for it too). Invocation li takes four values; eight
-// neighbouring lanes make a block (subgroups of at least 8: the host checks, and that the
-// workgroup's rows are whole blocks).
+// QOUT: quantise the workgroup's final rows (in `yo`) into `qout` as blocks of 32 with the
+// Q8_0 rule, as quantise_x does for its own input. Invocation li takes four values; eight
+// neighbouring lanes make a block and reduce it by shuffles (subgroups of at least 8, and
+// the workgroup's rows whole blocks: the host checks). A workgroup barrier, not a storage
+// one: reading the rows back from y would need a device-scope fence first.
 fn yv(r: u32) -> f32 {
-    return y[y_base + pair_row(wg_first + r)];
+    return yo[r];
 }
 
 fn quantise_out(li: u32) {
-    storageBarrier();
+    workgroupBarrier();
     let rows = select(0u, min(RPW, p.rows - wg_first), wg_first < p.rows);
     let n = select(rows, rows / 2u, QOUT == 2u);
     let i = 4u * li;

@@ -87,6 +87,7 @@ impl Kernels {
         );
         w.rows.is_multiple_of(multiple as usize)
             && rpw.is_multiple_of(multiple)
+            && rpw <= 128
             && rpw <= 4 * self.tuning.q8_wg
     }
 
