@@ -770,9 +770,28 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let gm = GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "q8").unwrap();
         (qs, sc, gm)
     };
-    for &(rows, groups) in &[(4u32, 1u32), (2, 2), (1, 4)] {
+    // rows per workgroup (subgroups x rows x groups) must hold whole blocks and at most 128:
+    // which shapes qualify depends on the adapter's subgroup size, so the cases that do are
+    // run, the default four rows per subgroup always among them
+    let mut ran = 0;
+    for &(rows, groups) in &[(4u32, 1u32), (2, 2), (4, 2), (1, 4)] {
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
+        let probe = |rows_total: usize, swiglu: bool| {
+            let (_, _, m) = q8(rows_total, 32, 90);
+            let q = GpuBuffer::zeros(&ctx, quantised_len(rows_total), "probe").unwrap();
+            let out = if swiglu {
+                QuantOut::SwiGlu(&q)
+            } else {
+                QuantOut::Normed(&q, &q)
+            };
+            k.q8_chain_fits(&m, Some(&out))
+        };
+        if !(probe(224, false) && probe(384, true)) {
+            assert!(rows != 4 || groups != 1, "the default shape must chain");
+            continue;
+        }
+        ran += 1;
         // 1. residual producer (accumulating) -> normed consumer
         let (mid, kk, n) = (224usize, 160usize, 45usize);
         let (_, _, a) = q8(mid, kk, 91);
@@ -849,6 +868,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(e < 1e-3, "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}");
     }
+    assert!(ran >= 2, "only {ran} shape(s) of rows per workgroup chained");
 }
 
 /// The grouped expert matvec (short MoE prefill steps) against the int8-activation twin: five
