@@ -707,19 +707,16 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
     k.tuning.q8_dot = true;
     // (rows, K, rows per subgroup, workgroup size): odd shapes, rows shorter than a subgroup's
     // blocks, K at the workgroup copy's limit
-    // (rows, K, rows per subgroup, workgroup size, K slices)
-    for &(n, kk, rows, wg, ks) in &[
-        (13usize, 64usize, 1u32, 256u32, 1u32),
-        (70, 96, 4, 256, 2),
-        (9, 4096, 2, 64, 4),
-        (33, 800, 3, 128, 2),
-        (40, 12288, 4, 256, 1),
-        (40, 12288, 4, 256, 2),
-        (300, 160, 2, 64, 1),
+    for &(n, kk, rows, wg) in &[
+        (13usize, 64usize, 1u32, 256u32),
+        (70, 96, 4, 256),
+        (9, 4096, 2, 64),
+        (33, 800, 3, 128),
+        (40, 12288, 4, 256),
+        (300, 160, 2, 64),
     ] {
         k.tuning.q8_rows = rows;
         k.tuning.q8_wg = wg;
-        k.tuning.q8_k_slices = ks;
         // several row groups per subgroup where the rows allow it
         k.tuning.q8_groups = if n >= 300 { 3 } else { 1 };
         k.tuning.q8_min_wgs = 1;
@@ -735,7 +732,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         let got = run_read(&k, &ops, 1, &gy, n);
         let want = q8_dot_twin(&qs, &sc, n, kk, &x);
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "q8 dot {n}x{kk} ks {ks}: {e:.2e}");
+        assert!(e < 1e-3, "q8 dot {n}x{kk}: {e:.2e}");
         // folded RMSNorm: the twin quantises x * g and scales the result by inv_rms
         let g = values(kk, 73);
         let gg = GpuBuffer::from_f32(&ctx, &g, "g").unwrap();
@@ -777,11 +774,9 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     // which shapes qualify depends on the adapter's subgroup size, so the cases that do are
     // run, the default four rows per subgroup always among them
     let mut ran = 0;
-    // (rows per subgroup, row groups, K slices)
-    for &(rows, groups, ks) in &[(4u32, 1u32, 1u32), (2, 2, 2), (4, 2, 1), (1, 4, 2), (4, 1, 4)] {
+    for &(rows, groups) in &[(4u32, 1u32), (2, 2), (4, 2), (1, 4)] {
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
-        k.tuning.q8_k_slices = ks;
         let probe = |rows_total: usize, swiglu: bool| {
             let (_, _, m) = q8(rows_total, 32, 90);
             let q = GpuBuffer::zeros(&ctx, quantised_len(rows_total), "probe").unwrap();
@@ -793,7 +788,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
             k.q8_chain_fits(&m, Some(&out))
         };
         if !(probe(224, false) && probe(384, true)) {
-            assert!(rows != 4 || groups != 1 || ks != 1, "the default shape must chain");
+            assert!(rows != 4 || groups != 1, "the default shape must chain");
             continue;
         }
         ran += 1;
@@ -837,7 +832,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
             .map(|v| v * inv_rms)
             .collect();
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "chained normed, rows {rows} groups {groups} ks {ks}: {e:.2e}");
+        assert!(e < 1e-3, "chained normed, rows {rows} groups {groups}: {e:.2e}");
 
         // 2. stacked gate | up producer -> SwiGLU consumer; the producer's f32 rows stay where
         // a plain matvec puts them
@@ -871,7 +866,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
             .collect();
         let want = q8_dot_twin(&dq, &ds, n, inter, &s);
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "chained SwiGLU, rows {rows} groups {groups} ks {ks}: {e:.2e}");
+        assert!(e < 1e-3, "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}");
     }
     assert!(ran >= 2, "only {ran} shape(s) of rows per workgroup chained");
 }

@@ -196,12 +196,7 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
     let mut cpu = Qwen3Model::load(&dir).unwrap();
     assert!(cpu.quantize_q8_0() > 0);
-    // (with its matvecs' rows split over two K slices per workgroup)
-    let sliced = qwen_omni::gpu::Tuning {
-        q8_k_slices: 2,
-        ..Default::default()
-    };
-    let mut chained = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), sliced).unwrap();
+    let mut chained = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
     assert!(chained.q8_chained() && chained.q8_chained_attention());
     let unchained = qwen_omni::gpu::Tuning {
         q8_chain: false,

@@ -41,12 +41,6 @@ override QOUT: u32 = 0u;
 // a lane's block loop has a constant trip count: the compiler unrolls it and issues every
 // iteration's weight loads together, instead of one round trip to memory per iteration.
 override SGC: u32 = 0u;
-// KS: K slices. The workgroup's subgroups split into KS groups that take the same rows and a
-// KS-th of each row's blocks each, then add their partial sums in workgroup memory: KS times
-// the warps (and loads in flight) per row at the same rows per workgroup, for matvecs whose
-// workgroups are few (the 8B's o_proj and down: 128 of 32 rows, one per SM, each SM then
-// short of loads in flight). WG counts every slice's invocations.
-override KS: u32 = 1u;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -88,7 +82,6 @@ var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
 // workgroup memory comes out of the L1 cache in every variant (6 KB of QOUT arrays cost the
 // 30B-A3B decode 2.5% on an H200).
 var<workgroup> yo: array<f32, 128>;
-var<workgroup> kpart: array<vec4<f32>, 64>;  // KS: each subgroup's row sums (WG / sgs <= 64)
 
 // Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
 var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
@@ -299,49 +292,37 @@ fn main(@builtin(local_invocation_index) li: u32,
     let nsg = WG / sgs;
     let last = p.rows - 1u;
     let nb = kdim() / 32u;
-    // subgroup sg takes row group `quad` and K slice `slice`
-    let quads = max(nsg / KS, 1u);
-    let sg = li / sgs;
-    let quad = sg % quads;
-    let slice = sg / quads;
-    let nbs = (nb + KS - 1u) / KS;
-    let b_lo = slice * nbs;
-    let b_hi = min(nb, b_lo + nbs);
+    let rstart = first + (li / sgs) * ROWS;
     var wg_ss = 0.0;
     if (DOT && !XIN) { wg_ss = quantise_x(li, lane, sgs); }
-    // part_ss is reused below
-    if (KS > 1u) { workgroupBarrier(); }
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
-    let trips = (nbs + step - 1u) / step;
-    // a uniform loop over the row groups' passes (the K slices meet at a barrier in each)
-    let passes = (RPW + quads * ROWS - 1u) / (quads * ROWS);
-    for (var ps = 0u; ps < passes; ps++) {
-        let r0 = first + (ps * quads + quad) * ROWS;
-        let live = r0 < min(first + RPW, p.rows);
+    let trips = (nb + step - 1u) / step;
+    // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
+    for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
         var ss = 0.0;
         // rows past the end repeat the last row (in bounds) and are not stored
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        for (var i = 0u; i < trips && XIN && live; i++) {
-            let b = b_lo + lane + i * step;
-            if (b < b_hi) {
+        for (var i = 0u; i < trips && XIN; i++) {
+            let b = lane + i * step;
+            if (b < nb) {
                 let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
                 if (RMS_NORM) { ss = ss + bitcast<f32>(aux[2u * nb + nq4 + b / 4u][b % 4u]); }
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
                                aux[2u * b], aux[2u * b + 1u], dx);
             }
         }
-        for (var i = 0u; i < trips && DOT && !XIN && live; i++) {
-            let b = b_lo + lane + i * step;
-            if (b < b_hi) {
+        for (var i = 0u; i < trips && DOT && !XIN; i++) {
+            let b = lane + i * step;
+            if (b < nb) {
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
                                xq[2u * b], xq[2u * b + 1u], xd[b]);
             }
         }
-        for (var b = b_lo + lane; b < b_hi && !DOT && !XIN && live; b += sgs) {
+        for (var b = lane; b < nb && !DOT && !XIN; b += sgs) {
             let i = 8u * b;
             var x0 = xin(i);
             var x1 = xin(i + 1u);
@@ -368,23 +349,10 @@ fn main(@builtin(local_invocation_index) li: u32,
             if (ROWS > 2u) { acc.z = acc.z + block_dot(r2, b, x0, x1, x2, x3, x4, x5, x6, x7); }
             if (ROWS > 3u) { acc.w = acc.w + block_dot(r3, b, x0, x1, x2, x3, x4, x5, x6, x7); }
         }
-        var total = subgroupAdd(acc);
+        let total = subgroupAdd(acc);
         var total_ss = subgroupAdd(ss);
-        if (KS > 1u) {
-            if (lane == 0u) {
-                kpart[sg] = total;
-                part_ss[sg] = total_ss;
-            }
-            workgroupBarrier();
-            for (var k = 1u; k < KS; k++) {
-                total = total + kpart[k * quads + quad];
-                total_ss = total_ss + part_ss[k * quads + quad];
-            }
-            // the next pass overwrites them
-            workgroupBarrier();
-        }
         if (DOT && !XIN) { total_ss = wg_ss; }
-        if (lane == 0u && slice == 0u && live) {
+        if (lane == 0u) {
             store(r0, total.x, total_ss);
             if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
             if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }

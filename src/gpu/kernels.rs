@@ -113,9 +113,6 @@ pub struct Tuning {
     /// Q8_0 matvecs get the subgroup size as a constant where the adapter has only one
     /// (`OMNI_Q8_FIXED_SG=0`: read at run time)
     pub q8_fixed_sg: bool,
-    /// K slices of the dense Q8_0 decode matvecs (1, 2 or 4; `OMNI_Q8_KS`): workgroups of
-    /// q8_wg x slices invocations over the same rows
-    pub q8_k_slices: u32,
     /// ... starting at the attention, which writes its output quantised for o_proj
     /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
     pub q8_chain_attn: bool,
@@ -149,7 +146,6 @@ impl Default for Tuning {
             q8_fixed_k: true,
             q8_chain: true,
             q8_fixed_sg: true,
-            q8_k_slices: 1,
             q8_chain_attn: true,
             route_fixed_e: true,
             gather_tile: 32,
@@ -184,7 +180,6 @@ impl Tuning {
                 .unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
-            q8_k_slices: get("OMNI_Q8_KS", &[1, 2, 4], d.q8_k_slices),
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
                 .map_or(d.q8_chain_attn, |v| v != "0"),

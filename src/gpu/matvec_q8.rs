@@ -64,18 +64,6 @@ impl QuantOut<'_> {
 }
 
 impl Kernels {
-    /// K slices per dense Q8_0 matvec workgroup (`Tuning::q8_k_slices`), where the adapter takes
-    /// the larger workgroup and the shader's per-subgroup arrays hold its subgroups.
-    fn q8_k_slices(&self) -> u32 {
-        let ks = self.tuning.q8_k_slices.max(1);
-        let wg = self.tuning.q8_wg * ks;
-        let l = &self.ctx.limits;
-        let fits = wg <= l.max_compute_invocations_per_workgroup
-            && wg <= l.max_compute_workgroup_size_x
-            && wg / self.ctx.info.subgroup_min_size.max(1) <= 64;
-        if fits { ks } else { 1 }
-    }
-
     /// Whether `w` can be a link of a chain of quantised matvecs: Q8_0 with int8 activations,
     /// one chunk, and, writing `out`, rows in whole blocks per workgroup.
     pub fn q8_chain_fits(&self, w: &GpuMatrix, out: Option<&QuantOut>) -> bool {
@@ -153,14 +141,6 @@ impl Kernels {
             multiple,
         );
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
-        // K slices: the same rows per workgroup with KS times the invocations
-        let ks = self.q8_k_slices();
-        if ks > 1 {
-            if let Some(c) = consts.iter_mut().find(|c| c.0 == "WG") {
-                c.1 = (self.tuning.q8_wg * ks) as f64;
-            }
-            consts.push(("KS", ks as f64));
-        }
         consts.push(("QOUT", qout_mode as f64));
         // the quantised output's length: the next matvec's K
         let qlen = match out {
