@@ -871,6 +871,124 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     assert!(ran >= 2, "only {ran} shape(s) of rows per workgroup chained");
 }
 
+/// The chain of a dense layer as one phased dispatch (o_proj -> gate_up -> down -> next qkv,
+/// matvec_q8_phases.wgsl) against the same four links as separate dispatches: the same
+/// arithmetic in the same order, so within an f32 ulp budget; twice, since the dispatch must
+/// leave its counters ready for the next.
+#[test]
+fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
+    use qwen_omni::gpu::{ChainPhase, Q8Input, QuantOut, quantised_len};
+    use qwen_omni::quant;
+    let ctx = gpu();
+    let k = Kernels::new(&ctx);
+    let q8 = |n: usize, kk: usize, seed: u64| {
+        let w = values(n * kk, seed);
+        let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
+            out.copy_from_slice(&w[r * kk..(r + 1) * kk])
+        });
+        GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "q8").unwrap()
+    };
+    let (h, heads_dim, inter, qkv_rows) = (224usize, 128usize, 192usize, 160usize);
+    let (o, gu, down, qkv) = (
+        q8(h, heads_dim, 101),
+        q8(2 * inter, h, 102),
+        q8(h, inter, 103),
+        q8(qkv_rows, h, 104),
+    );
+    let buf = |v: &[f32], label: &str| GpuBuffer::from_f32(&ctx, v, label).unwrap();
+    let zeros = |n: usize, label: &str| GpuBuffer::zeros(&ctx, n, label).unwrap();
+    let (g_post, g_next) = (buf(&values(h, 105), "g_post"), buf(&values(h, 106), "g_next"));
+    let attn = buf(&values(heads_dim, 107), "attn");
+    let residual = values(h, 108);
+    let acc = MatFlags {
+        accumulate: true,
+        swiglu_up_off: None,
+    };
+    let none = MatFlags::default();
+    // both runs start from the attention output quantised by a plain link
+    let run = |phased: bool, counters: &GpuBuffer| -> (Vec<f32>, Vec<f32>) {
+        let x = buf(&residual, "x");
+        let (qo, qa, qb, qc) = (
+            zeros(quantised_len(heads_dim), "qo"),
+            zeros(quantised_len(h), "qa"),
+            zeros(quantised_len(inter), "qb"),
+            zeros(quantised_len(h), "qc"),
+        );
+        let (gu_out, qkv_out) = (zeros(2 * inter, "gu"), zeros(qkv_rows, "qkv"));
+        let scratch = zeros(heads_dim, "scratch");
+        let id = q8(heads_dim, heads_dim, 109);
+        let input = Q8Input::F32 {
+            x: &attn,
+            x_off: 0,
+            norm: None,
+        };
+        let out = QuantOut::Normed(&qo, &attn);
+        let mut ops = k.matvec_q8_linked(&id, input, &scratch, 0, none, Some(out)).unwrap();
+        let quantised = |q, norm_eps| Q8Input::Quantised { q, norm_eps };
+        if phased {
+            let phases = [
+                ChainPhase {
+                    w: &o,
+                    input: &qo,
+                    norm_eps: None,
+                    y: &x,
+                    y_off: 0,
+                    accumulate: true,
+                    out: Some(QuantOut::Normed(&qa, &g_post)),
+                },
+                ChainPhase {
+                    w: &gu,
+                    input: &qa,
+                    norm_eps: Some(1e-6),
+                    y: &gu_out,
+                    y_off: 0,
+                    accumulate: false,
+                    out: Some(QuantOut::SwiGlu(&qb)),
+                },
+                ChainPhase {
+                    w: &down,
+                    input: &qb,
+                    norm_eps: None,
+                    y: &x,
+                    y_off: 0,
+                    accumulate: true,
+                    out: Some(QuantOut::Normed(&qc, &g_next)),
+                },
+                ChainPhase {
+                    w: &qkv,
+                    input: &qc,
+                    norm_eps: Some(1e-6),
+                    y: &qkv_out,
+                    y_off: 0,
+                    accumulate: false,
+                    out: None,
+                },
+            ];
+            ops.push(k.matvec_q8_phases(&phases, counters, 0).unwrap());
+        } else {
+            let out = Some(QuantOut::Normed(&qa, &g_post));
+            ops.extend(k.matvec_q8_linked(&o, quantised(&qo, None), &x, 0, acc, out).unwrap());
+            let out = Some(QuantOut::SwiGlu(&qb));
+            let input = quantised(&qa, Some(1e-6));
+            ops.extend(k.matvec_q8_linked(&gu, input, &gu_out, 0, none, out).unwrap());
+            let out = Some(QuantOut::Normed(&qc, &g_next));
+            ops.extend(k.matvec_q8_linked(&down, quantised(&qb, None), &x, 0, acc, out).unwrap());
+            let input = quantised(&qc, Some(1e-6));
+            ops.extend(k.matvec_q8_linked(&qkv, input, &qkv_out, 0, none, None).unwrap());
+        }
+        let got = run_read(&k, &ops, 1, &qkv_out, qkv_rows);
+        (got, x.read_f32(&ctx, 0, h).unwrap())
+    };
+    let counters = GpuBuffer::zeros(&ctx, 4, "counters").unwrap();
+    let (want_qkv, want_x) = run(false, &counters);
+    for pass in 0..2 {
+        let (got_qkv, got_x) = run(true, &counters);
+        let e = rel(&got_qkv, &want_qkv).max(rel(&got_x, &want_x));
+        assert!(e < 1e-5, "phased chain, pass {pass}: {e:.2e}");
+        assert_eq!(counters.read_u32(&ctx, 0, 4).unwrap(), vec![0; 4], "counters left set");
+    }
+}
+
 /// The grouped expert matvec (short MoE prefill steps) against the int8-activation twin: five
 /// experts of 37 rows, one with six slots (two passes of four), one with none; plain inputs
 /// shared by a token's two slots, and SwiGLU inputs one per slot.

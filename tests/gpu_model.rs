@@ -185,7 +185,8 @@ fn write_model(
 
 /// Decode with the whole Q8_0 chain (gpu/matvec_q8.rs): head_dim 32, so the attention also
 /// hands o_proj its output quantised, through one chunk and past it (the combining pass
-/// writes it then). Against the CPU Q8_0 engine within the Q8_0 budget, and against the same
+/// writes it then), and each layer's o_proj .. next qkv (the lm_head after the last) run as
+/// one phased dispatch; also with a dispatch per matvec. Against the CPU Q8_0 engine within the Q8_0 budget, and against the same
 /// model unchained, where every matvec quantises its own input: the same roundings of the same
 /// values, so within the f32 budget.
 #[test]
@@ -197,7 +198,14 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     let mut cpu = Qwen3Model::load(&dir).unwrap();
     assert!(cpu.quantize_q8_0() > 0);
     let mut chained = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
-    assert!(chained.q8_chained() && chained.q8_chained_attention());
+    assert!(chained.q8_chained() && chained.q8_chained_attention() && chained.q8_phased());
+    // the same chain with a dispatch per matvec
+    let unphased = qwen_omni::gpu::Tuning {
+        q8_phases: false,
+        ..Default::default()
+    };
+    let mut linked = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), unphased).unwrap();
+    assert!(linked.q8_chained_attention() && !linked.q8_phased());
     let unchained = qwen_omni::gpu::Tuning {
         q8_chain: false,
         ..Default::default()
@@ -208,6 +216,7 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
     chained.prefill(&ids, None).unwrap();
     plain.prefill(&ids, None).unwrap();
+    linked.prefill(&ids, None).unwrap();
     let mut next = qwen_omni::cpu::argmax(&want) as u32;
     for s in 0..70 {
         let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
@@ -215,6 +224,8 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
         let other = plain.decode(Some(next), true).unwrap();
         assert_close(&format!("chained step {s}"), &got, &want, common::tol::Q8_LOGITS_REL);
         assert_close(&format!("chained vs not, step {s}"), &got, &other, GPU_VS_CPU_REL);
+        let one_each = linked.decode(Some(next), true).unwrap();
+        assert_close(&format!("phased vs not, step {s}"), &got, &one_each, GPU_VS_CPU_REL);
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }

@@ -47,6 +47,23 @@ pub enum QuantOut<'a> {
     SwiGlu(&'a GpuBuffer),
 }
 
+/// One phase of [`Kernels::matvec_q8_phases`]: y[y_off..] (+)= W x for Q8_0 `w` and the
+/// quantised `input`, the output also quantised into `out` (which the next phase reads).
+#[derive(Clone, Copy)]
+pub struct ChainPhase<'a> {
+    pub w: &'a GpuMatrix,
+    pub input: &'a GpuBuffer,
+    /// the input was normed with the weight folded in: divide by its RMS (eps added)
+    pub norm_eps: Option<f32>,
+    pub y: &'a GpuBuffer,
+    pub y_off: usize,
+    pub accumulate: bool,
+    pub out: Option<QuantOut<'a>>,
+}
+
+/// Most phases one dispatch takes.
+pub const MAX_PHASES: usize = 4;
+
 impl QuantOut<'_> {
     fn buffer(&self) -> &GpuBuffer {
         match self {
@@ -202,5 +219,141 @@ impl Kernels {
                 Ok(op)
             })
             .collect()
+    }
+
+    /// Rows per workgroup of `w` as a phase of [`Kernels::matvec_q8_phases`] writing `out`:
+    /// the fewest row groups that make whole output blocks, at most 128 rows (its workgroup
+    /// array); None where `w` cannot be a phase.
+    pub fn phase_rows_per_wg(&self, w: &GpuMatrix, out: Option<&QuantOut>) -> Option<u32> {
+        let min_sg = self.ctx.info.subgroup_min_size;
+        if !self.q8_dot(w) || w.chunks.len() != 1 || (out.is_some() && min_sg < 8) {
+            return None;
+        }
+        let multiple = out.map_or(1, |o| o.mode().1);
+        let base = (self.tuning.q8_wg / min_sg.max(1)).max(1) * self.tuning.q8_rows;
+        let rpw = (1..=4).map(|g| base * g).find(|r| r.is_multiple_of(multiple))?;
+        (rpw <= 128 && w.rows.is_multiple_of(multiple as usize)).then_some(rpw)
+    }
+
+    /// Chained Q8_0 matvecs as one dispatch (matvec_q8_phases.wgsl): the workgroups of each
+    /// phase wait on the device for the previous phase's, through the four u32 counters at
+    /// `cbase` of `counters` (zero before the first use; the dispatch leaves them zero).
+    pub fn matvec_q8_phases(
+        &self,
+        phases: &[ChainPhase],
+        counters: &GpuBuffer,
+        cbase: usize,
+    ) -> Result<Op> {
+        if phases.is_empty() || phases.len() > MAX_PHASES || counters.len < cbase + MAX_PHASES {
+            return Err(Error::Gpu(format!(
+                "a phased matvec takes 1 to {MAX_PHASES} phases and room for its counters"
+            )));
+        }
+        let mut params = Vec::with_capacity(MAX_PHASES * 16 + 4);
+        let mut wg0 = 0u32;
+        for (i, ph) in phases.iter().enumerate() {
+            // each phase reads what the one before wrote, and nothing reads a vector twice
+            let chained = i == 0
+                || phases[i - 1]
+                    .out
+                    .is_some_and(|o| std::ptr::eq(o.buffer(), ph.input));
+            let rpw = self.phase_rows_per_wg(ph.w, ph.out.as_ref());
+            let (Some(rpw), true) = (rpw, chained) else {
+                return Err(Error::Gpu(format!(
+                    "phase {i} ({}x{}) is not a link of the chain",
+                    ph.w.rows, ph.w.cols
+                )));
+            };
+            if ph.input.len < quantised_len(ph.w.cols) {
+                return Err(Error::Gpu("a phase's quantised input is too short".into()));
+            }
+            let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);
+            let qlen = match ph.out {
+                Some(QuantOut::SwiGlu(_)) => ph.w.rows / 2,
+                Some(QuantOut::Normed(..)) => ph.w.rows,
+                None => 0,
+            };
+            if let Some(o) = &ph.out {
+                if o.buffer().len < quantised_len(qlen) {
+                    return Err(Error::Gpu("quantised output buffer too short".into()));
+                }
+            }
+            let wgs = (ph.w.rows as u32).div_ceil(rpw);
+            let flags = u32::from(ph.accumulate) | (u32::from(ph.norm_eps.is_some()) << 1);
+            params.extend([
+                ph.w.rows as u32,
+                ph.w.cols as u32,
+                ph.w.stride as u32,
+                ph.w.scale_stride as u32,
+                rpw,
+                wg0,
+                wgs,
+                flags,
+                mode,
+                qlen as u32,
+                ph.norm_eps.map_or(0, f32::to_bits),
+                ph.y_off as u32,
+                0,
+                0,
+                0,
+                0,
+            ]);
+            wg0 += wgs;
+        }
+        params.resize(MAX_PHASES * 16, 0);
+        params.extend([phases.len() as u32, cbase as u32, 0, 0]);
+        // bindings: weights, scales, outputs, the quantised vectors (phase i reads q(i) and
+        // writes q(i + 1)), the norm weights; unused slots repeat phase 0's buffers
+        let at = |i: usize| &phases[i.min(phases.len() - 1)];
+        let mut bufs: Vec<&wgpu::Buffer> = Vec::new();
+        for i in 0..MAX_PHASES {
+            bufs.push(&at(i).w.chunks[0].buffer);
+        }
+        for i in 0..MAX_PHASES {
+            let c = &at(i).w.chunks[0];
+            bufs.push(
+                c.scales
+                    .as_ref()
+                    .ok_or_else(|| Error::Gpu("Q8_0 chunk without scales".into()))?,
+            );
+        }
+        for i in 0..MAX_PHASES {
+            bufs.push(&at(i).y.buffer);
+        }
+        bufs.push(&phases[0].input.buffer);
+        for i in 0..MAX_PHASES {
+            let out = phases.get(i).and_then(|ph| ph.out.as_ref());
+            bufs.push(out.map_or(&self.unused, |o| &o.buffer().buffer));
+        }
+        for i in 0..MAX_PHASES {
+            // (a read-only stand-in where unused: the inputs are bound writable)
+            bufs.push(match phases.get(i).and_then(|ph| ph.out) {
+                Some(QuantOut::Normed(_, g)) => &g.buffer,
+                _ => &phases[0].w.chunks[0].buffer,
+            });
+        }
+        bufs.push(&counters.buffer);
+        let mut consts = vec![
+            ("ROWS", self.tuning.q8_rows as f64),
+            ("WG", self.tuning.q8_wg as f64),
+        ];
+        let info = &self.ctx.info;
+        if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
+            consts.push(("SGC", info.subgroup_min_size as f64));
+        }
+        let mut op = self.op(
+            "matvec_q8_phases",
+            &consts,
+            &params,
+            false,
+            &bufs,
+            Box::new(move |_| grid(wg0)),
+        )?;
+        op.detail = phases
+            .iter()
+            .map(|ph| format!("{}x{}", ph.w.rows, ph.w.cols))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        Ok(op)
     }
 }

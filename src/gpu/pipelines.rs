@@ -36,6 +36,10 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
     ),
     (
+        "matvec_q8_phases",
+        include_str!("../../shaders/matmul/matvec_q8_phases.wgsl"),
+    ),
+    (
         "matvec_q8_grouped",
         include_str!("../../shaders/matmul/matvec_q8_grouped.wgsl"),
     ),

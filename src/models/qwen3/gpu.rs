@@ -10,8 +10,8 @@ use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{
-    GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut, StepDims,
-    quantised_len,
+    ChainPhase, GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut,
+    StepDims, quantised_len,
 };
 use crate::models::sampler::SamplingParams;
 use crate::nn::Linear;
@@ -209,6 +209,8 @@ pub struct Qwen3Gpu {
     q8_chained: bool,
     /// ... from the attention on (its output quantised for o_proj)
     q8_chained_attention: bool,
+    /// ... each layer's o_proj .. next qkv as one phased dispatch
+    q8_phased: bool,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
     /// how many ops at the start of each program gather the embedding rows
@@ -645,6 +647,32 @@ impl Qwen3Gpu {
         // the attention hands o_proj its output quantised (`qo`) where heads are whole blocks
         let qo = GpuBuffer::zeros(ctx, quantised_len((heads * hd).next_multiple_of(32)), "q8_chain_o")?;
         let chain_attn = chain && hd.is_multiple_of(32) && k.tuning.q8_chain_attn;
+        // ... and each layer's o_proj, gate_up, down and the next layer's qkv (or the lm_head)
+        // run as one dispatch of four phases (matvec_q8_phases.wgsl), the down projection
+        // writing the next input to `qc`; four counters per layer order the phases
+        let qc = GpuBuffer::zeros(ctx, quantised_len(hidden.next_multiple_of(32)), "q8_chain_c")?;
+        let counters = GpuBuffer::zeros(ctx, 4 * layers.len().max(1), "phase_counters")?;
+        let phased = chain_attn
+            && k.tuning.q8_phases
+            && layers.iter().all(|l| {
+                let GpuFfn::Dense {
+                    gate_up_proj,
+                    down_proj,
+                } = &l.ffn
+                else {
+                    return false;
+                };
+                l.qkv_proj.parts.len() == 1
+                    && l.qkv_proj.parts[0].0 == 0
+                    && k.phase_rows_per_wg(&l.qkv_proj.parts[0].1, None).is_some()
+                    && k.phase_rows_per_wg(&l.o_proj, Some(&normed_out)).is_some()
+                    && k.phase_rows_per_wg(&gate_up_proj.parts[0].1, Some(&QuantOut::SwiGlu(&qb)))
+                        .is_some()
+                    && k.phase_rows_per_wg(down_proj, Some(&normed_out)).is_some()
+            });
+        let head_phase = phased && chain_head && k.phase_rows_per_wg(head, None).is_some();
+        // where the lm_head finds the last layer's quantised output
+        let head_q = if phased { &qc } else { &qa };
         let program = |prefill: bool| -> Result<Vec<Op>> {
             let chain = chain && !prefill;
             let ac = &acts;
@@ -672,7 +700,13 @@ impl Qwen3Gpu {
                 }
                 // the previous layer's down projection quantised this layer's normed input
                 let chained_in = chain && li > 0;
-                for (off, part) in &l.qkv_proj.parts {
+                // ... and its phased dispatch ran this layer's qkv already
+                let parts = if chained_in && phased {
+                    &l.qkv_proj.parts[..0]
+                } else {
+                    &l.qkv_proj.parts[..]
+                };
+                for (off, part) in parts {
                     if chained_in {
                         let input = Q8Input::Quantised {
                             q: &qa,
@@ -733,6 +767,57 @@ impl Qwen3Gpu {
                         }
                     };
                     let out = QuantOut::Normed(&qa, &l.post_attention_layernorm);
+                    if let (true, GpuFfn::Dense { gate_up_proj, down_proj }) = (phased, &l.ffn) {
+                        let next = layers.get(li + 1);
+                        let g_next = next.map_or(&norm, |n| &n.input_layernorm);
+                        let hands_on = next.is_some() || chain_head;
+                        let mut phases = vec![
+                            ChainPhase {
+                                w: &l.o_proj,
+                                input: &qo,
+                                norm_eps: None,
+                                y: &ac.x,
+                                y_off: 0,
+                                accumulate: true,
+                                out: Some(out),
+                            },
+                            ChainPhase {
+                                w: &gate_up_proj.parts[0].1,
+                                input: &qa,
+                                norm_eps: Some(eps),
+                                y: &ac.gu,
+                                y_off: 0,
+                                accumulate: false,
+                                out: Some(QuantOut::SwiGlu(&qb)),
+                            },
+                            ChainPhase {
+                                w: down_proj,
+                                input: &qb,
+                                norm_eps: None,
+                                y: &ac.x,
+                                y_off: 0,
+                                accumulate: true,
+                                out: hands_on.then_some(QuantOut::Normed(&qc, g_next)),
+                            },
+                        ];
+                        let (w, y) = match next {
+                            Some(n) => (Some(&n.qkv_proj.parts[0].1), &ac.qkv),
+                            None => (head_phase.then_some(head), &ac.logits),
+                        };
+                        if let Some(w) = w {
+                            phases.push(ChainPhase {
+                                w,
+                                input: &qc,
+                                norm_eps: Some(eps),
+                                y,
+                                y_off: 0,
+                                accumulate: false,
+                                out: None,
+                            });
+                        }
+                        ops.push(k.matvec_q8_phases(&phases, &counters, 4 * li)?);
+                        continue;
+                    }
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
                 } else {
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
@@ -808,9 +893,11 @@ impl Qwen3Gpu {
         };
         let embed_op_count = k.embedding(&embed, &acts.ids, &acts.x)?.len();
         let mut decode_ops = program(false)?;
-        if chain_head {
+        if head_phase {
+            // the last layer's phased dispatch ran the lm_head
+        } else if chain_head {
             let input = Q8Input::Quantised {
-                q: &qa,
+                q: head_q,
                 norm_eps: Some(eps),
             };
             decode_ops.extend(k.matvec_q8_linked(head, input, &acts.logits, 0, none, None)?);
@@ -854,6 +941,7 @@ impl Qwen3Gpu {
             decode_ops,
             q8_chained: chain,
             q8_chained_attention: chain_attn,
+            q8_phased: phased,
             prefill_ops,
             prefill_all_ops,
             embedding_ops: embed_op_count,
@@ -1117,6 +1205,11 @@ impl Qwen3Gpu {
     /// Whether that chain starts at the attention (head_dim a multiple of 32).
     pub fn q8_chained_attention(&self) -> bool {
         self.q8_chained_attention
+    }
+
+    /// Whether each layer's o_proj, gate_up, down and next qkv run as one phased dispatch.
+    pub fn q8_phased(&self) -> bool {
+        self.q8_phased
     }
 
     /// GPU time by kernel of one prefill step of `t` tokens (ids 0..t, which time the same as

@@ -1,0 +1,301 @@
+// Up to four chained Q8_0 decode matvecs (matvec_q8.wgsl's XIN / QOUT chain) in one dispatch,
+// the "phases" of gpu/matvec_q8.rs: the workgroups of phase p come after those of phase p - 1
+// and wait, at their start, until all of those have written their quantised output; a counter
+// per phase in `counters` says how many have. So a dense layer's o_proj -> gate_up -> down ->
+// next qkv costs one dispatch instead of four: no drain of the GPU and no relaunch between
+// them (about 3 us each on an H200 decode step).
+//
+// Why waiting cannot deadlock: a waiting workgroup only waits for workgroups with lower ids,
+// which never wait for a later phase; GPUs (and lavapipe's thread pool) start workgroups in
+// id order, so every workgroup waited for has started and runs to its end.
+// Visibility: a workgroup's writes are released by a storage barrier (device scope in the
+// SPIR-V naga writes) before its counter increment, and a waiting workgroup acquires with
+// another after the wait. Every quantised vector is written once per dispatch, before any
+// reader touches it (the host gives each phase its own output buffer), so no stale cached
+// copy can exist.
+//
+// Per phase, at run time (uniform `p.ph[i]`): shape, rows per workgroup, accumulate, RMSNorm,
+// the quantised output (1: normed with the next norm's weight folded in, 2: SwiGLU pairs).
+override ROWS: u32 = 4u;     // rows per subgroup pass (1..4)
+override WG: u32 = 256u;
+override SGC: u32 = 0u;      // the subgroup size where fixed (0: at run time)
+
+struct Phase {
+    rows: u32,
+    k: u32,             // row length, a multiple of 32
+    stride: u32,        // u32 words of values per row
+    scale_stride: u32,  // u32 words of scales per row
+    rpw: u32,           // rows per workgroup (<= 128)
+    wg0: u32,           // this phase's first workgroup
+    wgs: u32,           // its workgroups
+    flags: u32,         // bit 0: ACCUMULATE, bit 1: RMS_NORM
+    qout: u32,          // 0 none, 1 normed, 2 SwiGLU pairs
+    qlen: u32,          // length of the quantised output
+    eps_bits: u32,
+    y_off: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+}
+
+struct Params {
+    ph: array<Phase, 4>,
+    n: u32,        // phases
+    cbase: u32,    // this dispatch's four counters in `counters`
+    _a: u32,
+    _b: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w0: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> w1: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> w2: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> w3: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> s0: array<u32>;
+@group(0) @binding(6) var<storage, read> s1: array<u32>;
+@group(0) @binding(7) var<storage, read> s2: array<u32>;
+@group(0) @binding(8) var<storage, read> s3: array<u32>;
+@group(0) @binding(9) var<storage, read_write> y0: array<f32>;
+@group(0) @binding(10) var<storage, read_write> y1: array<f32>;
+@group(0) @binding(11) var<storage, read_write> y2: array<f32>;
+@group(0) @binding(12) var<storage, read_write> y3: array<f32>;
+// the quantised vectors: phase i reads q(i) and writes q(i + 1)
+@group(0) @binding(13) var<storage, read_write> q0: array<vec4<u32>>;
+@group(0) @binding(14) var<storage, read_write> q1: array<vec4<u32>>;
+@group(0) @binding(15) var<storage, read_write> q2: array<vec4<u32>>;
+@group(0) @binding(16) var<storage, read_write> q3: array<vec4<u32>>;
+@group(0) @binding(17) var<storage, read_write> q4: array<vec4<u32>>;
+// phase i's QOUT 1 norm weight
+@group(0) @binding(18) var<storage, read> g0: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read> g1: array<vec4<f32>>;
+@group(0) @binding(20) var<storage, read> g2: array<vec4<f32>>;
+@group(0) @binding(21) var<storage, read> g3: array<vec4<f32>>;
+@group(0) @binding(22) var<storage, read_write> counters: array<atomic<u32>>;
+
+var<workgroup> yo: array<f32, 128>;   // QOUT: the workgroup's final rows
+
+var<private> ph: u32;        // this workgroup's phase
+var<private> wg_first: u32;  // its first (logical) row
+
+// Phase-selected buffers (the branch is uniform: one phase per workgroup).
+fn wl(i: u32) -> vec4<u32> {
+    switch ph {
+        case 0u: { return w0[i]; }
+        case 1u: { return w1[i]; }
+        case 2u: { return w2[i]; }
+        default: { return w3[i]; }
+    }
+}
+
+fn sl(i: u32) -> u32 {
+    switch ph {
+        case 0u: { return s0[i]; }
+        case 1u: { return s1[i]; }
+        case 2u: { return s2[i]; }
+        default: { return s3[i]; }
+    }
+}
+
+fn yl(i: u32) -> f32 {
+    switch ph {
+        case 0u: { return y0[i]; }
+        case 1u: { return y1[i]; }
+        case 2u: { return y2[i]; }
+        default: { return y3[i]; }
+    }
+}
+
+fn ys(i: u32, v: f32) {
+    switch ph {
+        case 0u: { y0[i] = v; }
+        case 1u: { y1[i] = v; }
+        case 2u: { y2[i] = v; }
+        default: { y3[i] = v; }
+    }
+}
+
+// the phase's quantised input
+fn ql(i: u32) -> vec4<u32> {
+    switch ph {
+        case 0u: { return q0[i]; }
+        case 1u: { return q1[i]; }
+        case 2u: { return q2[i]; }
+        default: { return q3[i]; }
+    }
+}
+
+// word `i` of the phase's quantised output
+fn qs(i: u32, v: u32) {
+    switch ph {
+        case 0u: { q1[i / 4u][i % 4u] = v; }
+        case 1u: { q2[i / 4u][i % 4u] = v; }
+        case 2u: { q3[i / 4u][i % 4u] = v; }
+        default: { q4[i / 4u][i % 4u] = v; }
+    }
+}
+
+fn gl(i: u32) -> vec4<f32> {
+    switch ph {
+        case 0u: { return g0[i]; }
+        case 1u: { return g1[i]; }
+        case 2u: { return g2[i]; }
+        default: { return g3[i]; }
+    }
+}
+
+// The weight / output row of logical row r: QOUT 2 interleaves gate and up blocks of 32.
+fn pair_row(r: u32) -> u32 {
+    if (p.ph[ph].qout == 2u) {
+        return ((r / 32u) % 2u) * p.ph[ph].qlen + (r / 64u) * 32u + r % 32u;
+    }
+    return r;
+}
+
+struct Blk {
+    qa: vec4<u32>,
+    qb: vec4<u32>,
+    d: f32,
+}
+
+fn fetch(lrow: u32, b: u32) -> Blk {
+    let row = pair_row(lrow);
+    let base = row * (p.ph[ph].stride / 4u) + 2u * b;
+    let s2 = unpack2x16float(sl(row * p.ph[ph].scale_stride + b / 2u));
+    return Blk(wl(base), wl(base + 1u), select(s2.x, s2.y, (b & 1u) == 1u));
+}
+
+fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
+    let s = dot4I8Packed(k.qa.x, xa.x) + dot4I8Packed(k.qa.y, xa.y) + dot4I8Packed(k.qa.z, xa.z)
+          + dot4I8Packed(k.qa.w, xa.w) + dot4I8Packed(k.qb.x, xb.x) + dot4I8Packed(k.qb.y, xb.y)
+          + dot4I8Packed(k.qb.z, xb.z) + dot4I8Packed(k.qb.w, xb.w);
+    return k.d * dx * f32(s);
+}
+
+fn store(row: u32, v: f32, total_ss: f32) {
+    let ps = p.ph[ph];
+    if (row >= ps.rows) { return; }
+    var r = v;
+    if ((ps.flags & 2u) != 0u) {
+        r = r / sqrt(total_ss / f32(ps.k) + bitcast<f32>(ps.eps_bits));
+    }
+    let o = ps.y_off + pair_row(row);
+    if ((ps.flags & 1u) != 0u) { r = yl(o) + r; }
+    ys(o, r);
+    if (ps.qout > 0u) { yo[row - wg_first] = r; }
+}
+
+// As matvec_q8.wgsl's quantise_out, with the phase's mode read at run time.
+fn quantise_out(li: u32) {
+    workgroupBarrier();
+    let ps = p.ph[ph];
+    let rows = select(0u, min(ps.rpw, ps.rows - wg_first), wg_first < ps.rows);
+    let n = select(rows, rows / 2u, ps.qout == 2u);
+    let i = 4u * li;
+    let mine = i < n;
+    var v = vec4<f32>(0.0);
+    var t = vec4<f32>(0.0);
+    var at = wg_first + i;
+    if (mine) {
+        if (ps.qout == 1u) {
+            v = vec4<f32>(yo[i], yo[i + 1u], yo[i + 2u], yo[i + 3u]);
+            t = v * gl(at / 4u);
+        } else {
+            at = wg_first / 2u + i;
+            let gi = (i / 32u) * 64u + i % 32u;
+            let a = vec4<f32>(yo[gi], yo[gi + 1u], yo[gi + 2u], yo[gi + 3u]);
+            let u = vec4<f32>(yo[gi + 32u], yo[gi + 33u], yo[gi + 34u], yo[gi + 35u]);
+            t = a / (vec4<f32>(1.0) + exp(-a)) * u;
+        }
+    }
+    var m = max(max(abs(t.x), abs(t.y)), max(abs(t.z), abs(t.w)));
+    var s = dot(v, v);
+    m = max(m, subgroupShuffleXor(m, 1u));
+    s = s + subgroupShuffleXor(s, 1u);
+    m = max(m, subgroupShuffleXor(m, 2u));
+    s = s + subgroupShuffleXor(s, 2u);
+    m = max(m, subgroupShuffleXor(m, 4u));
+    s = s + subgroupShuffleXor(s, 4u);
+    if (mine) {
+        let inv = select(0.0, 127.0 / m, m > 0.0);
+        qs(at / 4u, pack4xI8(vec4<i32>(round(t * inv))));
+        if (li % 8u == 0u) {
+            let nbq = ps.qlen / 32u;
+            qs(8u * nbq + at / 32u, bitcast<u32>(m / 127.0));
+            if (ps.qout == 1u) { qs(8u * nbq + 4u * ((nbq + 3u) / 4u) + at / 32u, bitcast<u32>(s)); }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) li: u32,
+        @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_size) sgs: u32) {
+    let lin = wg.x + wg.y * nwg.x;
+    ph = 0u;
+    for (var i = 1u; i < p.n; i++) {
+        if (lin >= p.ph[i].wg0) { ph = i; }
+    }
+    let ps = p.ph[ph];
+    // wait until every workgroup of the previous phase has written its output
+    if (ph > 0u) {
+        if (li == 0u) {
+            loop {
+                if (atomicLoad(&counters[p.cbase + ph - 1u]) >= p.ph[ph - 1u].wgs) { break; }
+            }
+        }
+        workgroupBarrier();
+        storageBarrier();
+    }
+    let first = (lin - ps.wg0) * ps.rpw;
+    wg_first = first;
+    let nsg = WG / sgs;
+    let last = ps.rows - 1u;
+    let nb = ps.k / 32u;
+    let nq4 = (nb + 3u) / 4u;
+    let step = select(sgs, SGC, SGC > 0u);
+    let trips = (nb + step - 1u) / step;
+    let rms = (ps.flags & 2u) != 0u;
+    // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
+    for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + ps.rpw, ps.rows); r0 += nsg * ROWS) {
+        var acc = vec4<f32>(0.0);
+        var ss = 0.0;
+        // rows past the end repeat the last row (in bounds) and are not stored
+        let r1 = min(r0 + 1u, last);
+        let r2 = min(r0 + 2u, last);
+        let r3 = min(r0 + 3u, last);
+        for (var i = 0u; i < trips; i++) {
+            let b = lane + i * step;
+            if (b < nb) {
+                let xa = ql(2u * b);
+                let xb = ql(2u * b + 1u);
+                let dx = bitcast<f32>(ql(2u * nb + b / 4u)[b % 4u]);
+                if (rms) { ss = ss + bitcast<f32>(ql(2u * nb + nq4 + b / 4u)[b % 4u]); }
+                acc.x = acc.x + dot_i8(fetch(r0, b), xa, xb, dx);
+                if (ROWS > 1u) { acc.y = acc.y + dot_i8(fetch(r1, b), xa, xb, dx); }
+                if (ROWS > 2u) { acc.z = acc.z + dot_i8(fetch(r2, b), xa, xb, dx); }
+                if (ROWS > 3u) { acc.w = acc.w + dot_i8(fetch(r3, b), xa, xb, dx); }
+            }
+        }
+        let total = subgroupAdd(acc);
+        let total_ss = subgroupAdd(ss);
+        if (lane == 0u) {
+            store(r0, total.x, total_ss);
+            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
+            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
+            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
+        }
+    }
+    if (ps.qout > 0u) { quantise_out(li); }
+    // release this workgroup's writes, then count it; the last workgroup of the last phase
+    // resets the counters for the next dispatch (every wait has been passed by then)
+    storageBarrier();
+    if (li == 0u) {
+        let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
+        if (ph + 1u == p.n && done == ps.wgs) {
+            for (var i = 0u; i < p.n; i++) { atomicStore(&counters[p.cbase + i], 0u); }
+        }
+    }
+}
