@@ -14,11 +14,15 @@
 // reader touches it (the host gives each phase its own output buffer), so no stale cached
 // copy can exist.
 //
-// Per phase, at run time (uniform `p.ph[i]`): shape, rows per workgroup, accumulate, RMSNorm,
-// the quantised output (1: normed with the next norm's weight folded in, 2: SwiGLU pairs).
+// Each phase's code is the template at the end of this file, instantiated per phase with its
+// own bindings and pipeline constants ({P} the phase, {N} the next): as specialised as one
+// matvec_q8 dispatch (a first version that chose buffers and modes at run time in shared code
+// ran each matvec 1.3-1.9x slower). At run time (uniform `p.ph[i]`): rows, strides, first
+// workgroup and count, the quantised output's length, eps, output offset.
 override ROWS: u32 = 4u;     // rows per subgroup pass (1..4)
 override WG: u32 = 256u;
 override SGC: u32 = 0u;      // the subgroup size where fixed (0: at run time)
+override N_PHASES: u32 = 4u;
 
 struct Phase {
     rows: u32,
@@ -75,94 +79,10 @@ struct Params {
 
 var<workgroup> yo: array<f32, 128>;   // QOUT: the workgroup's final rows
 
-var<private> ph: u32;        // this workgroup's phase
-var<private> wg_first: u32;  // its first (logical) row
-
-// Phase-selected buffers (the branch is uniform: one phase per workgroup).
-fn wl(i: u32) -> vec4<u32> {
-    switch ph {
-        case 0u: { return w0[i]; }
-        case 1u: { return w1[i]; }
-        case 2u: { return w2[i]; }
-        default: { return w3[i]; }
-    }
-}
-
-fn sl(i: u32) -> u32 {
-    switch ph {
-        case 0u: { return s0[i]; }
-        case 1u: { return s1[i]; }
-        case 2u: { return s2[i]; }
-        default: { return s3[i]; }
-    }
-}
-
-fn yl(i: u32) -> f32 {
-    switch ph {
-        case 0u: { return y0[i]; }
-        case 1u: { return y1[i]; }
-        case 2u: { return y2[i]; }
-        default: { return y3[i]; }
-    }
-}
-
-fn ys(i: u32, v: f32) {
-    switch ph {
-        case 0u: { y0[i] = v; }
-        case 1u: { y1[i] = v; }
-        case 2u: { y2[i] = v; }
-        default: { y3[i] = v; }
-    }
-}
-
-// the phase's quantised input
-fn ql(i: u32) -> vec4<u32> {
-    switch ph {
-        case 0u: { return q0[i]; }
-        case 1u: { return q1[i]; }
-        case 2u: { return q2[i]; }
-        default: { return q3[i]; }
-    }
-}
-
-// word `i` of the phase's quantised output
-fn qs(i: u32, v: u32) {
-    switch ph {
-        case 0u: { q1[i / 4u][i % 4u] = v; }
-        case 1u: { q2[i / 4u][i % 4u] = v; }
-        case 2u: { q3[i / 4u][i % 4u] = v; }
-        default: { q4[i / 4u][i % 4u] = v; }
-    }
-}
-
-fn gl(i: u32) -> vec4<f32> {
-    switch ph {
-        case 0u: { return g0[i]; }
-        case 1u: { return g1[i]; }
-        case 2u: { return g2[i]; }
-        default: { return g3[i]; }
-    }
-}
-
-// The weight / output row of logical row r: QOUT 2 interleaves gate and up blocks of 32.
-fn pair_row(r: u32) -> u32 {
-    if (p.ph[ph].qout == 2u) {
-        return ((r / 32u) % 2u) * p.ph[ph].qlen + (r / 64u) * 32u + r % 32u;
-    }
-    return r;
-}
-
 struct Blk {
     qa: vec4<u32>,
     qb: vec4<u32>,
     d: f32,
-}
-
-fn fetch(lrow: u32, b: u32) -> Blk {
-    let row = pair_row(lrow);
-    let base = row * (p.ph[ph].stride / 4u) + 2u * b;
-    let s2 = unpack2x16float(sl(row * p.ph[ph].scale_stride + b / 2u));
-    return Blk(wl(base), wl(base + 1u), select(s2.x, s2.y, (b & 1u) == 1u));
 }
 
 fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
@@ -172,42 +92,8 @@ fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
     return k.d * dx * f32(s);
 }
 
-fn store(row: u32, v: f32, total_ss: f32) {
-    let ps = p.ph[ph];
-    if (row >= ps.rows) { return; }
-    var r = v;
-    if ((ps.flags & 2u) != 0u) {
-        r = r / sqrt(total_ss / f32(ps.k) + bitcast<f32>(ps.eps_bits));
-    }
-    let o = ps.y_off + pair_row(row);
-    if ((ps.flags & 1u) != 0u) { r = yl(o) + r; }
-    ys(o, r);
-    if (ps.qout > 0u) { yo[row - wg_first] = r; }
-}
-
-// As matvec_q8.wgsl's quantise_out, with the phase's mode read at run time.
-fn quantise_out(li: u32) {
-    workgroupBarrier();
-    let ps = p.ph[ph];
-    let rows = select(0u, min(ps.rpw, ps.rows - wg_first), wg_first < ps.rows);
-    let n = select(rows, rows / 2u, ps.qout == 2u);
-    let i = 4u * li;
-    let mine = i < n;
-    var v = vec4<f32>(0.0);
-    var t = vec4<f32>(0.0);
-    var at = wg_first + i;
-    if (mine) {
-        if (ps.qout == 1u) {
-            v = vec4<f32>(yo[i], yo[i + 1u], yo[i + 2u], yo[i + 3u]);
-            t = v * gl(at / 4u);
-        } else {
-            at = wg_first / 2u + i;
-            let gi = (i / 32u) * 64u + i % 32u;
-            let a = vec4<f32>(yo[gi], yo[gi + 1u], yo[gi + 2u], yo[gi + 3u]);
-            let u = vec4<f32>(yo[gi + 32u], yo[gi + 33u], yo[gi + 34u], yo[gi + 35u]);
-            t = a / (vec4<f32>(1.0) + exp(-a)) * u;
-        }
-    }
+// The block's largest |t| and sum of squares of v over its eight lanes (subgroups of >= 8).
+fn block_reduce(t: vec4<f32>, v: vec4<f32>) -> vec2<f32> {
     var m = max(max(abs(t.x), abs(t.y)), max(abs(t.z), abs(t.w)));
     var s = dot(v, v);
     m = max(m, subgroupShuffleXor(m, 1u));
@@ -216,15 +102,7 @@ fn quantise_out(li: u32) {
     s = s + subgroupShuffleXor(s, 2u);
     m = max(m, subgroupShuffleXor(m, 4u));
     s = s + subgroupShuffleXor(s, 4u);
-    if (mine) {
-        let inv = select(0.0, 127.0 / m, m > 0.0);
-        qs(at / 4u, pack4xI8(vec4<i32>(round(t * inv))));
-        if (li % 8u == 0u) {
-            let nbq = ps.qlen / 32u;
-            qs(8u * nbq + at / 32u, bitcast<u32>(m / 127.0));
-            if (ps.qout == 1u) { qs(8u * nbq + 4u * ((nbq + 3u) / 4u) + at / 32u, bitcast<u32>(s)); }
-        }
-    }
+    return vec2<f32>(m, s);
 }
 
 @compute @workgroup_size(WG)
@@ -234,11 +112,10 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sgs: u32) {
     let lin = wg.x + wg.y * nwg.x;
-    ph = 0u;
-    for (var i = 1u; i < p.n; i++) {
+    var ph = 0u;
+    for (var i = 1u; i < N_PHASES; i++) {
         if (lin >= p.ph[i].wg0) { ph = i; }
     }
-    let ps = p.ph[ph];
     // wait until every workgroup of the previous phase has written its output
     if (ph > 0u) {
         if (li == 0u) {
@@ -249,17 +126,106 @@ fn main(@builtin(local_invocation_index) li: u32,
         workgroupBarrier();
         storageBarrier();
     }
-    let first = (lin - ps.wg0) * ps.rpw;
-    wg_first = first;
+    let first = (lin - p.ph[ph].wg0) * p.ph[ph].rpw;
+    switch ph {
+        case 0u: { run_0(li, lane, sgs, first); }
+        case 1u: { run_1(li, lane, sgs, first); }
+        case 2u: { run_2(li, lane, sgs, first); }
+        default: { run_3(li, lane, sgs, first); }
+    }
+    // release this workgroup's writes, then count it; the last workgroup of the last phase
+    // resets the counters for the next dispatch (every wait has been passed by then)
+    storageBarrier();
+    if (li == 0u) {
+        let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
+        if (ph + 1u == N_PHASES && done == p.ph[ph].wgs) {
+            for (var i = 0u; i < N_PHASES; i++) { atomicStore(&counters[p.cbase + i], 0u); }
+        }
+    }
+}
+
+// ---- phase template ----
+// Phase {P}: weights w{P} / s{P}, output y{P}, quantised input q{P}, quantised output q{N}.
+override K_{P}: u32 = 32u;      // row length
+override RPW_{P}: u32 = 32u;    // rows per workgroup (<= 128)
+override ACC_{P}: bool = false; // add into y
+override RMS_{P}: bool = false; // divide by the input's RMS
+override QOUT_{P}: u32 = 0u;    // 0 none, 1 normed (weight g{P} folded in), 2 SwiGLU pairs
+
+fn pair_row_{P}(r: u32) -> u32 {
+    if (QOUT_{P} == 2u) {
+        return ((r / 32u) % 2u) * p.ph[{P}].qlen + (r / 64u) * 32u + r % 32u;
+    }
+    return r;
+}
+
+fn fetch_{P}(lrow: u32, b: u32) -> Blk {
+    let row = pair_row_{P}(lrow);
+    let base = row * (p.ph[{P}].stride / 4u) + 2u * b;
+    let s2 = unpack2x16float(s{P}[row * p.ph[{P}].scale_stride + b / 2u]);
+    return Blk(w{P}[base], w{P}[base + 1u], select(s2.x, s2.y, (b & 1u) == 1u));
+}
+
+fn store_{P}(row: u32, first: u32, v: f32, total_ss: f32) {
+    if (row >= p.ph[{P}].rows) { return; }
+    var r = v;
+    if (RMS_{P}) { r = r / sqrt(total_ss / f32(K_{P}) + bitcast<f32>(p.ph[{P}].eps_bits)); }
+    let o = p.ph[{P}].y_off + pair_row_{P}(row);
+    if (ACC_{P}) { r = y{P}[o] + r; }
+    y{P}[o] = r;
+    if (QOUT_{P} > 0u) { yo[row - first] = r; }
+}
+
+fn quantise_out_{P}(li: u32, first: u32) {
+    workgroupBarrier();
+    let rows_all = p.ph[{P}].rows;
+    let rows = select(0u, min(RPW_{P}, rows_all - first), first < rows_all);
+    let n = select(rows, rows / 2u, QOUT_{P} == 2u);
+    let i = 4u * li;
+    let mine = i < n;
+    var v = vec4<f32>(0.0);
+    var t = vec4<f32>(0.0);
+    var at = first + i;
+    if (mine) {
+        if (QOUT_{P} == 1u) {
+            v = vec4<f32>(yo[i], yo[i + 1u], yo[i + 2u], yo[i + 3u]);
+            t = v * g{P}[at / 4u];
+        } else {
+            at = first / 2u + i;
+            let gi = (i / 32u) * 64u + i % 32u;
+            let a = vec4<f32>(yo[gi], yo[gi + 1u], yo[gi + 2u], yo[gi + 3u]);
+            let u = vec4<f32>(yo[gi + 32u], yo[gi + 33u], yo[gi + 34u], yo[gi + 35u]);
+            t = a / (vec4<f32>(1.0) + exp(-a)) * u;
+        }
+    }
+    let ms = block_reduce(t, v);
+    let m = ms.x;
+    if (mine) {
+        let inv = select(0.0, 127.0 / m, m > 0.0);
+        let w = at / 4u;
+        q{N}[w / 4u][w % 4u] = pack4xI8(vec4<i32>(round(t * inv)));
+        if (li % 8u == 0u) {
+            let nbq = p.ph[{P}].qlen / 32u;
+            let d = 8u * nbq + at / 32u;
+            q{N}[d / 4u][d % 4u] = bitcast<u32>(m / 127.0);
+            if (QOUT_{P} == 1u) {
+                let e = 8u * nbq + 4u * ((nbq + 3u) / 4u) + at / 32u;
+                q{N}[e / 4u][e % 4u] = bitcast<u32>(ms.y);
+            }
+        }
+    }
+}
+
+fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32) {
+    let rows_all = p.ph[{P}].rows;
     let nsg = WG / sgs;
-    let last = ps.rows - 1u;
-    let nb = ps.k / 32u;
+    let last = rows_all - 1u;
+    let nb = K_{P} / 32u;
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
     let trips = (nb + step - 1u) / step;
-    let rms = (ps.flags & 2u) != 0u;
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
-    for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + ps.rpw, ps.rows); r0 += nsg * ROWS) {
+    for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + RPW_{P}, rows_all); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
         var ss = 0.0;
         // rows past the end repeat the last row (in bounds) and are not stored
@@ -269,33 +235,24 @@ fn main(@builtin(local_invocation_index) li: u32,
         for (var i = 0u; i < trips; i++) {
             let b = lane + i * step;
             if (b < nb) {
-                let xa = ql(2u * b);
-                let xb = ql(2u * b + 1u);
-                let dx = bitcast<f32>(ql(2u * nb + b / 4u)[b % 4u]);
-                if (rms) { ss = ss + bitcast<f32>(ql(2u * nb + nq4 + b / 4u)[b % 4u]); }
-                acc.x = acc.x + dot_i8(fetch(r0, b), xa, xb, dx);
-                if (ROWS > 1u) { acc.y = acc.y + dot_i8(fetch(r1, b), xa, xb, dx); }
-                if (ROWS > 2u) { acc.z = acc.z + dot_i8(fetch(r2, b), xa, xb, dx); }
-                if (ROWS > 3u) { acc.w = acc.w + dot_i8(fetch(r3, b), xa, xb, dx); }
+                let xa = q{P}[2u * b];
+                let xb = q{P}[2u * b + 1u];
+                let dx = bitcast<f32>(q{P}[2u * nb + b / 4u][b % 4u]);
+                if (RMS_{P}) { ss = ss + bitcast<f32>(q{P}[2u * nb + nq4 + b / 4u][b % 4u]); }
+                acc.x = acc.x + dot_i8(fetch_{P}(r0, b), xa, xb, dx);
+                if (ROWS > 1u) { acc.y = acc.y + dot_i8(fetch_{P}(r1, b), xa, xb, dx); }
+                if (ROWS > 2u) { acc.z = acc.z + dot_i8(fetch_{P}(r2, b), xa, xb, dx); }
+                if (ROWS > 3u) { acc.w = acc.w + dot_i8(fetch_{P}(r3, b), xa, xb, dx); }
             }
         }
         let total = subgroupAdd(acc);
         let total_ss = subgroupAdd(ss);
         if (lane == 0u) {
-            store(r0, total.x, total_ss);
-            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
-            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
-            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
+            store_{P}(r0, first, total.x, total_ss);
+            if (ROWS > 1u) { store_{P}(r0 + 1u, first, total.y, total_ss); }
+            if (ROWS > 2u) { store_{P}(r0 + 2u, first, total.z, total_ss); }
+            if (ROWS > 3u) { store_{P}(r0 + 3u, first, total.w, total_ss); }
         }
     }
-    if (ps.qout > 0u) { quantise_out(li); }
-    // release this workgroup's writes, then count it; the last workgroup of the last phase
-    // resets the counters for the next dispatch (every wait has been passed by then)
-    storageBarrier();
-    if (li == 0u) {
-        let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
-        if (ph + 1u == p.n && done == ps.wgs) {
-            for (var i = 0u; i < p.n; i++) { atomicStore(&counters[p.cbase + i], 0u); }
-        }
-    }
+    if (QOUT_{P} > 0u) { quantise_out_{P}(li, first); }
 }

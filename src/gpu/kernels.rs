@@ -119,6 +119,8 @@ pub struct Tuning {
     /// ... and runs each layer's o_proj, gate_up, down and the next qkv as one dispatch
     /// (matvec_q8_phases.wgsl; `OMNI_Q8_PHASES=0` for one dispatch each)
     pub q8_phases: bool,
+    /// most phases per dispatch (1..=4; `OMNI_Q8_PHASE_MAX`)
+    pub q8_phase_max: u32,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -151,6 +153,7 @@ impl Default for Tuning {
             q8_fixed_sg: true,
             q8_chain_attn: true,
             q8_phases: true,
+            q8_phase_max: 4,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -185,6 +188,7 @@ impl Tuning {
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
+            q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
             q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
                 .map_or(d.q8_chain_attn, |v| v != "0"),

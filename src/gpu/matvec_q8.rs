@@ -64,6 +64,13 @@ pub struct ChainPhase<'a> {
 /// Most phases one dispatch takes.
 pub const MAX_PHASES: usize = 4;
 
+// matvec_q8_phases.wgsl's per-phase pipeline constants
+const PHASE_K: [&str; MAX_PHASES] = ["K_0", "K_1", "K_2", "K_3"];
+const PHASE_RPW: [&str; MAX_PHASES] = ["RPW_0", "RPW_1", "RPW_2", "RPW_3"];
+const PHASE_ACC: [&str; MAX_PHASES] = ["ACC_0", "ACC_1", "ACC_2", "ACC_3"];
+const PHASE_RMS: [&str; MAX_PHASES] = ["RMS_0", "RMS_1", "RMS_2", "RMS_3"];
+const PHASE_QOUT: [&str; MAX_PHASES] = ["QOUT_0", "QOUT_1", "QOUT_2", "QOUT_3"];
+
 impl QuantOut<'_> {
     fn buffer(&self) -> &GpuBuffer {
         match self {
@@ -250,6 +257,7 @@ impl Kernels {
             )));
         }
         let mut params = Vec::with_capacity(MAX_PHASES * 16 + 4);
+        let mut rpws = Vec::with_capacity(phases.len());
         let mut wg0 = 0u32;
         for (i, ph) in phases.iter().enumerate() {
             // each phase reads what the one before wrote, and nothing reads a vector twice
@@ -278,6 +286,7 @@ impl Kernels {
                     return Err(Error::Gpu("quantised output buffer too short".into()));
                 }
             }
+            rpws.push(rpw);
             let wgs = (ph.w.rows as u32).div_ceil(rpw);
             let flags = u32::from(ph.accumulate) | (u32::from(ph.norm_eps.is_some()) << 1);
             params.extend([
@@ -336,7 +345,19 @@ impl Kernels {
         let mut consts = vec![
             ("ROWS", self.tuning.q8_rows as f64),
             ("WG", self.tuning.q8_wg as f64),
+            ("N_PHASES", phases.len() as f64),
         ];
+        for (i, (ph, rpw)) in phases.iter().zip(&rpws).enumerate() {
+            let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);
+            let flag = |b: bool| if b { 1.0 } else { 0.0 };
+            consts.extend([
+                (PHASE_K[i], ph.w.cols as f64),
+                (PHASE_RPW[i], *rpw as f64),
+                (PHASE_ACC[i], flag(ph.accumulate)),
+                (PHASE_RMS[i], flag(ph.norm_eps.is_some())),
+                (PHASE_QOUT[i], mode as f64),
+            ]);
+        }
         let info = &self.ctx.info;
         if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
             consts.push(("SGC", info.subgroup_min_size as f64));

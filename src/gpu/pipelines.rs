@@ -36,10 +36,6 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
     ),
     (
-        "matvec_q8_phases",
-        include_str!("../../shaders/matmul/matvec_q8_phases.wgsl"),
-    ),
-    (
         "matvec_q8_grouped",
         include_str!("../../shaders/matmul/matvec_q8_grouped.wgsl"),
     ),
@@ -144,6 +140,23 @@ const SHADERS: &[(&str, &str)] = &[
 
 type Key = (String, Vec<(String, u64)>);
 
+/// matvec_q8_phases.wgsl with its phase template instantiated for each of the four phases
+/// ({P} the phase, {N} the next).
+fn phases_source() -> String {
+    const SRC: &str = include_str!("../../shaders/matmul/matvec_q8_phases.wgsl");
+    const MARK: &str = "// ---- phase template ----";
+    let (head, template) = SRC.split_once(MARK).unwrap_or((SRC, ""));
+    let mut out = format!("{COMMON}\n{head}");
+    for i in 0..4 {
+        out.push_str(
+            &template
+                .replace("{P}", &i.to_string())
+                .replace("{N}", &(i + 1).to_string()),
+        );
+    }
+    out
+}
+
 /// Whether shaders keep wgpu's bounds checks (`OMNI_GPU_CHECKED=1`).
 fn checked_shaders() -> bool {
     std::env::var("OMNI_GPU_CHECKED").is_ok_and(|v| v == "1")
@@ -176,7 +189,9 @@ impl PipelineCache {
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
-        let source = if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
+        let source = if name == "matvec_q8_phases" {
+            phases_source()
+        } else if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
             // the body declares Params, which the part's functions use: body first
             format!("{COMMON}\n{body}\n{part}")
         } else {

@@ -815,7 +815,9 @@ impl Qwen3Gpu {
                                 out: None,
                             });
                         }
-                        ops.push(k.matvec_q8_phases(&phases, &counters, 4 * li)?);
+                        for part in phases.chunks(k.tuning.q8_phase_max.clamp(1, 4) as usize) {
+                            ops.push(k.matvec_q8_phases(part, &counters, 4 * li)?);
+                        }
                         continue;
                     }
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
