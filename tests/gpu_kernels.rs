@@ -874,7 +874,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
 /// The chain of a dense layer as one phased dispatch (o_proj -> gate_up -> down -> next qkv,
 /// matvec_q8_phases.wgsl) against the same four links as separate dispatches: the same
 /// arithmetic in the same order, so within an f32 ulp budget; twice, since the dispatch must
-/// leave its counters ready for the next.
+/// leave its counters ready for the next, then as two dispatches of two phases.
 #[test]
 fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
     use qwen_omni::gpu::{ChainPhase, Q8Input, QuantOut, quantised_len};
@@ -906,7 +906,7 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
     };
     let none = MatFlags::default();
     // both runs start from the attention output quantised by a plain link
-    let run = |phased: bool, counters: &GpuBuffer| -> (Vec<f32>, Vec<f32>) {
+    let run = |phased: bool, split: bool, counters: &GpuBuffer| -> (Vec<f32>, Vec<f32>) {
         let x = buf(&residual, "x");
         let (qo, qa, qb, qc) = (
             zeros(quantised_len(heads_dim), "qo"),
@@ -964,7 +964,13 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
                     out: None,
                 },
             ];
-            ops.push(k.matvec_q8_phases(&phases, counters, 0).unwrap());
+            // all four in one dispatch, or two dispatches of two phases
+            if split {
+                ops.push(k.matvec_q8_phases(&phases[..2], counters, 0).unwrap());
+                ops.push(k.matvec_q8_phases(&phases[2..], counters, 0).unwrap());
+            } else {
+                ops.push(k.matvec_q8_phases(&phases, counters, 0).unwrap());
+            }
         } else {
             let out = Some(QuantOut::Normed(&qa, &g_post));
             ops.extend(k.matvec_q8_linked(&o, quantised(&qo, None), &x, 0, acc, out).unwrap());
@@ -980,9 +986,9 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
         (got, x.read_f32(&ctx, 0, h).unwrap())
     };
     let counters = GpuBuffer::zeros(&ctx, 4, "counters").unwrap();
-    let (want_qkv, want_x) = run(false, &counters);
-    for pass in 0..2 {
-        let (got_qkv, got_x) = run(true, &counters);
+    let (want_qkv, want_x) = run(false, false, &counters);
+    for pass in 0..3 {
+        let (got_qkv, got_x) = run(true, pass == 2, &counters);
         let e = rel(&got_qkv, &want_qkv).max(rel(&got_x, &want_x));
         assert!(e < 1e-5, "phased chain, pass {pass}: {e:.2e}");
         assert_eq!(counters.read_u32(&ctx, 0, 4).unwrap(), vec![0; 4], "counters left set");

@@ -127,15 +127,16 @@ fn main(@builtin(local_invocation_index) li: u32,
         storageBarrier();
     }
     let first = (lin - p.ph[ph].wg0) * p.ph[ph].rpw;
+    // one case per phase of this pipeline (the host writes them: phases_source)
     switch ph {
-        case 0u: { run_0(li, lane, sgs, first); }
-        case 1u: { run_1(li, lane, sgs, first); }
-        case 2u: { run_2(li, lane, sgs, first); }
-        default: { run_3(li, lane, sgs, first); }
+        // {CASES}
+        default: {}
     }
-    // release this workgroup's writes, then count it; the last workgroup of the last phase
-    // resets the counters for the next dispatch (every wait has been passed by then)
-    storageBarrier();
+    if (N_PHASES == 1u) { return; }
+    // release this workgroup's writes for the next phase, then count it; the last workgroup
+    // of the last phase resets the counters for the next dispatch (every wait has been passed
+    // by then)
+    if (ph + 1u < N_PHASES) { storageBarrier(); }
     if (li == 0u) {
         let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
         if (ph + 1u == N_PHASES && done == p.ph[ph].wgs) {

@@ -311,37 +311,31 @@ impl Kernels {
         }
         params.resize(MAX_PHASES * 16, 0);
         params.extend([phases.len() as u32, cbase as u32, 0, 0]);
-        // bindings: weights, scales, outputs, the quantised vectors (phase i reads q(i) and
-        // writes q(i + 1)), the norm weights; unused slots repeat phase 0's buffers
-        let at = |i: usize| &phases[i.min(phases.len() - 1)];
-        let mut bufs: Vec<&wgpu::Buffer> = Vec::new();
-        for i in 0..MAX_PHASES {
-            bufs.push(&at(i).w.chunks[0].buffer);
+        // bindings (matvec_q8_phases.wgsl): weights 1.., scales 5.., outputs 9.., the
+        // quantised vectors 13.. (phase i reads q(i), writes q(i + 1)), norm weights 18..,
+        // counters 22; a pipeline of n phases declares only its phases' bindings
+        let n = phases.len() as u32;
+        let mut bufs: Vec<(u32, &wgpu::Buffer)> = Vec::new();
+        for (i, ph) in (0u32..).zip(phases) {
+            let c = &ph.w.chunks[0];
+            let scales = c
+                .scales
+                .as_ref()
+                .ok_or_else(|| Error::Gpu("Q8_0 chunk without scales".into()))?;
+            bufs.extend([(1 + i, &c.buffer), (5 + i, scales), (9 + i, &ph.y.buffer)]);
+            bufs.push((14 + i, ph.out.as_ref().map_or(&self.unused, |o| &o.buffer().buffer)));
+            // (a read-only stand-in where unused: the quantised vectors are bound writable)
+            bufs.push((
+                18 + i,
+                match ph.out {
+                    Some(QuantOut::Normed(_, g)) => &g.buffer,
+                    _ => &c.buffer,
+                },
+            ));
         }
-        for i in 0..MAX_PHASES {
-            let c = &at(i).w.chunks[0];
-            bufs.push(
-                c.scales
-                    .as_ref()
-                    .ok_or_else(|| Error::Gpu("Q8_0 chunk without scales".into()))?,
-            );
-        }
-        for i in 0..MAX_PHASES {
-            bufs.push(&at(i).y.buffer);
-        }
-        bufs.push(&phases[0].input.buffer);
-        for i in 0..MAX_PHASES {
-            let out = phases.get(i).and_then(|ph| ph.out.as_ref());
-            bufs.push(out.map_or(&self.unused, |o| &o.buffer().buffer));
-        }
-        for i in 0..MAX_PHASES {
-            // (a read-only stand-in where unused: the inputs are bound writable)
-            bufs.push(match phases.get(i).and_then(|ph| ph.out) {
-                Some(QuantOut::Normed(_, g)) => &g.buffer,
-                _ => &phases[0].w.chunks[0].buffer,
-            });
-        }
-        bufs.push(&counters.buffer);
+        bufs.push((13, &phases[0].input.buffer));
+        bufs.push((22, &counters.buffer));
+        debug_assert!(bufs.len() as u32 == 5 * n + 2);
         let mut consts = vec![
             ("ROWS", self.tuning.q8_rows as f64),
             ("WG", self.tuning.q8_wg as f64),
@@ -362,7 +356,7 @@ impl Kernels {
         if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
             consts.push(("SGC", info.subgroup_min_size as f64));
         }
-        let mut op = self.op(
+        let mut op = self.op_at(
             "matvec_q8_phases",
             &consts,
             &params,

@@ -140,14 +140,18 @@ const SHADERS: &[(&str, &str)] = &[
 
 type Key = (String, Vec<(String, u64)>);
 
-/// matvec_q8_phases.wgsl with its phase template instantiated for each of the four phases
-/// ({P} the phase, {N} the next).
-fn phases_source() -> String {
+/// matvec_q8_phases.wgsl with its phase template instantiated for each of `n` phases ({P} the
+/// phase, {N} the next) and a case each in its switch: a pipeline holds no code of phases it
+/// does not run (dead copies made every phase slower).
+fn phases_source(n: usize) -> String {
     const SRC: &str = include_str!("../../shaders/matmul/matvec_q8_phases.wgsl");
     const MARK: &str = "// ---- phase template ----";
     let (head, template) = SRC.split_once(MARK).unwrap_or((SRC, ""));
-    let mut out = format!("{COMMON}\n{head}");
-    for i in 0..4 {
+    let cases: String = (0..n)
+        .map(|i| format!("case {i}u: {{ run_{i}(li, lane, sgs, first); }}\n        "))
+        .collect();
+    let mut out = format!("{COMMON}\n{}", head.replace("// {CASES}", &cases));
+    for i in 0..n {
         out.push_str(
             &template
                 .replace("{P}", &i.to_string())
@@ -190,7 +194,8 @@ impl PipelineCache {
             return Ok(p.clone());
         }
         let source = if name == "matvec_q8_phases" {
-            phases_source()
+            let n = constants.iter().find(|c| c.0 == "N_PHASES").map_or(4.0, |c| c.1);
+            phases_source((n as usize).clamp(1, 4))
         } else if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
             // the body declares Params, which the part's functions use: body first
             format!("{COMMON}\n{body}\n{part}")
