@@ -78,6 +78,13 @@ struct Params {
 @group(0) @binding(22) var<storage, read_write> counters: array<atomic<u32>>;
 
 var<workgroup> yo: array<f32, 128>;   // QOUT: the workgroup's final rows
+// The phase's quantised input, copied once per workgroup (K <= 12288): the vectors are bound
+// writable (a phase writes what the next reads), and NVIDIA serves writable buffers' loads
+// without the L1 cache, so reading x from them in the block loop ran each matvec 1.1-1.4x
+// slower than matvec_q8, which reads it through a read-only binding.
+var<workgroup> xs: array<vec4<u32>, 768>;
+var<workgroup> xsd: array<f32, 384>;   // block scales
+var<workgroup> xss: array<f32, 384>;   // block sums of squares (RMS)
 
 struct Blk {
     qa: vec4<u32>,
@@ -225,6 +232,12 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32) {
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
     let trips = (nb + step - 1u) / step;
+    for (var i = li; i < 2u * nb; i += WG) { xs[i] = q{P}[i]; }
+    for (var i = li; i < nb; i += WG) {
+        xsd[i] = bitcast<f32>(q{P}[2u * nb + i / 4u][i % 4u]);
+        if (RMS_{P}) { xss[i] = bitcast<f32>(q{P}[2u * nb + nq4 + i / 4u][i % 4u]); }
+    }
+    workgroupBarrier();
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + RPW_{P}, rows_all); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
@@ -236,10 +249,10 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32) {
         for (var i = 0u; i < trips; i++) {
             let b = lane + i * step;
             if (b < nb) {
-                let xa = q{P}[2u * b];
-                let xb = q{P}[2u * b + 1u];
-                let dx = bitcast<f32>(q{P}[2u * nb + b / 4u][b % 4u]);
-                if (RMS_{P}) { ss = ss + bitcast<f32>(q{P}[2u * nb + nq4 + b / 4u][b % 4u]); }
+                let xa = xs[2u * b];
+                let xb = xs[2u * b + 1u];
+                let dx = xsd[b];
+                if (RMS_{P}) { ss = ss + xss[b]; }
                 acc.x = acc.x + dot_i8(fetch_{P}(r0, b), xa, xb, dx);
                 if (ROWS > 1u) { acc.y = acc.y + dot_i8(fetch_{P}(r1, b), xa, xb, dx); }
                 if (ROWS > 2u) { acc.z = acc.z + dot_i8(fetch_{P}(r2, b), xa, xb, dx); }

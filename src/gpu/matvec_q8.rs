@@ -233,7 +233,8 @@ impl Kernels {
     /// array); None where `w` cannot be a phase.
     pub fn phase_rows_per_wg(&self, w: &GpuMatrix, out: Option<&QuantOut>) -> Option<u32> {
         let min_sg = self.ctx.info.subgroup_min_size;
-        if !self.q8_dot(w) || w.chunks.len() != 1 || (out.is_some() && min_sg < 8) {
+        if !self.q8_dot(w) || w.chunks.len() != 1 || (out.is_some() && min_sg < 8) || w.cols > 12288
+        {
             return None;
         }
         let multiple = out.map_or(1, |o| o.mode().1);
@@ -272,7 +273,8 @@ impl Kernels {
                     ph.w.rows, ph.w.cols
                 )));
             };
-            if ph.input.len < quantised_len(ph.w.cols) {
+            // (the workgroup's copy of the input holds K <= 12288)
+            if ph.input.len < quantised_len(ph.w.cols) || ph.w.cols > 12288 {
                 return Err(Error::Gpu("a phase's quantised input is too short".into()));
             }
             let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);
