@@ -197,14 +197,14 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
     let mut cpu = Qwen3Model::load(&dir).unwrap();
     assert!(cpu.quantize_q8_0() > 0);
-    let mut chained = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
-    assert!(chained.q8_chained() && chained.q8_chained_attention() && chained.q8_phased());
-    // the same chain with a dispatch per matvec
-    let unphased = qwen_omni::gpu::Tuning {
-        q8_phases: false,
+    let phased = qwen_omni::gpu::Tuning {
+        q8_phases: true,
         ..Default::default()
     };
-    let mut linked = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), unphased).unwrap();
+    let mut chained = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), phased).unwrap();
+    assert!(chained.q8_chained() && chained.q8_chained_attention() && chained.q8_phased());
+    // the same chain with a dispatch per matvec (the default)
+    let mut linked = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
     assert!(linked.q8_chained_attention() && !linked.q8_phased());
     let unchained = qwen_omni::gpu::Tuning {
         q8_chain: false,

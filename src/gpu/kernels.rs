@@ -117,7 +117,9 @@ pub struct Tuning {
     /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
     pub q8_chain_attn: bool,
     /// ... and runs each layer's o_proj, gate_up, down and the next qkv as one dispatch
-    /// (matvec_q8_phases.wgsl; `OMNI_Q8_PHASES=0` for one dispatch each)
+    /// (matvec_q8_phases.wgsl; `OMNI_Q8_PHASES=1`). Off: on an H200 it ran 305 against 323
+    /// tok/s at Qwen3-8B (the phases' hand-over costs what a dispatch boundary does, s5 run
+    /// 15); kept for GPUs whose boundaries cost more, such as the Strix Halo target (unmeasured)
     pub q8_phases: bool,
     /// most phases per dispatch (1..=4; `OMNI_Q8_PHASE_MAX`)
     pub q8_phase_max: u32,
@@ -152,7 +154,7 @@ impl Default for Tuning {
             q8_chain: true,
             q8_fixed_sg: true,
             q8_chain_attn: true,
-            q8_phases: true,
+            q8_phases: false,
             q8_phase_max: 4,
             route_fixed_e: true,
             gather_tile: 32,
