@@ -174,6 +174,19 @@ struct GpuLayer {
     v_cache: GpuBuffer,
 }
 
+impl GpuLayer {
+    /// The dense feed-forward's stacked gate | up and down matrices (None in a MoE layer).
+    fn dense_ffn(&self) -> Option<(&Stacked, &GpuMatrix)> {
+        match &self.ffn {
+            GpuFfn::Dense {
+                gate_up_proj,
+                down_proj,
+            } => Some((gate_up_proj, down_proj)),
+            GpuFfn::Moe(_) => None,
+        }
+    }
+}
+
 /// Activation buffers, sized for `max_prefill` tokens.
 struct Acts {
     ids: GpuBuffer,    // (max_t) u32
@@ -628,11 +641,7 @@ impl Qwen3Gpu {
         let normed_out = QuantOut::Normed(&qa, &norm);
         let chain = k.tuning.q8_chain
             && layers.iter().all(|l| {
-                let GpuFfn::Dense {
-                    gate_up_proj,
-                    down_proj,
-                } = &l.ffn
-                else {
+                let Some((gate_up_proj, down_proj)) = l.dense_ffn() else {
                     return false;
                 };
                 l.qkv_proj.parts.iter().all(|p| k.q8_chain_fits(&p.1, None))
@@ -655,11 +664,7 @@ impl Qwen3Gpu {
         let phased = chain_attn
             && k.tuning.q8_phases
             && layers.iter().all(|l| {
-                let GpuFfn::Dense {
-                    gate_up_proj,
-                    down_proj,
-                } = &l.ffn
-                else {
+                let Some((gate_up_proj, down_proj)) = l.dense_ffn() else {
                     return false;
                 };
                 l.qkv_proj.parts.len() == 1
@@ -767,7 +772,7 @@ impl Qwen3Gpu {
                         }
                     };
                     let out = QuantOut::Normed(&qa, &l.post_attention_layernorm);
-                    if let (true, GpuFfn::Dense { gate_up_proj, down_proj }) = (phased, &l.ffn) {
+                    if let (true, Some((gate_up_proj, down_proj))) = (phased, l.dense_ffn()) {
                         let next = layers.get(li + 1);
                         let g_next = next.map_or(&norm, |n| &n.input_layernorm);
                         let hands_on = next.is_some() || chain_head;
