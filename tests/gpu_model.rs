@@ -230,6 +230,34 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     }
 }
 
+/// The chain with a 16-bit lm_head (`omni quantize --keep-bf16 lm_head`): the last layer's down
+/// projection then hands nothing on quantised, and the final norm and the lm_head take the f32
+/// residual as before. Against the CPU engine with the same mixed weights.
+#[test]
+fn chained_q8_0_decode_with_a_bf16_lm_head_matches_the_cpu_engine() {
+    let ctx = gpu();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hd32");
+    write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
+    let mut cpu = Qwen3Model::load(&dir).unwrap();
+    let head = cpu.lm_head.clone();
+    assert!(cpu.quantize_q8_0() > 0);
+    cpu.lm_head = head;
+    let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    assert!(g.q8_chained() && g.q8_chained_attention());
+    let ids = [2u32, 7, 1, 8];
+    let mut cache = cpu.new_cache(96);
+    let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
+    g.prefill(&ids, None).unwrap();
+    let mut next = qwen_omni::cpu::argmax(&want) as u32;
+    for s in 0..12 {
+        let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
+        let got = g.decode(Some(next), true).unwrap();
+        assert_close(&format!("bf16 lm_head, step {s}"), &got, &want, common::tol::Q8_LOGITS_REL);
+        next = qwen_omni::cpu::argmax(&want) as u32;
+    }
+}
+
 #[test]
 fn tensor_above_the_binding_limit_loads_and_computes() {
     let ctx = gpu_with(Some(128 << 20));
