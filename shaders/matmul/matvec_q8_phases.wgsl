@@ -2,8 +2,11 @@
 // the "phases" of gpu/matvec_q8.rs: the workgroups of phase p come after those of phase p - 1
 // and wait, at their start, until all of those have written their quantised output; a counter
 // per phase in `counters` says how many have. So a dense layer's o_proj -> gate_up -> down ->
-// next qkv costs one dispatch instead of four: no drain of the GPU and no relaunch between
-// them (about 3 us each on an H200 decode step).
+// next qkv costs one dispatch instead of four, meant to save the drain and relaunch between
+// them (about 3 us each on an H200 decode step). Measured there, the hand-over inside the
+// dispatch costs as much (the last workgroup of a phase still gates the next, and waiting
+// workgroups hold their slots): 305 against 323 tok/s at Qwen3-8B, so it is opt-in
+// (`OMNI_Q8_PHASES=1`) for GPUs whose boundaries cost more.
 //
 // Why waiting cannot deadlock: a waiting workgroup only waits for workgroups with lower ids,
 // which never wait for a later phase; GPUs (and lavapipe's thread pool) start workgroups in
