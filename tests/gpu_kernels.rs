@@ -286,13 +286,19 @@ fn check_quantised(what: &str, f: &[f32], q: &[u32]) {
         let blk = &f[b * 32..(b + 1) * 32];
         let m = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = f32::from_bits(q[8 * nb + b]);
-        assert!((d - m / 127.0).abs() <= 1e-6 * m, "{what}: block {b} scale {d} vs {m}/127");
+        assert!(
+            (d - m / 127.0).abs() <= 1e-6 * m,
+            "{what}: block {b} scale {d} vs {m}/127"
+        );
         let inv = if m > 0.0 { 127.0 / m } else { 0.0 };
         for (i, v) in blk.iter().enumerate() {
             let word = q[(b * 32 + i) / 4];
             let got = (word >> (8 * (i % 4))) as u8 as i8 as f32;
             let want = (v * inv).round_ties_even();
-            assert!((got - want).abs() <= 1.0, "{what}: block {b} value {i}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1.0,
+                "{what}: block {b} value {i}: {got} vs {want}"
+            );
         }
     }
 }
@@ -344,8 +350,10 @@ fn decode_and_prefill_attention_match_cpu() {
             let qo = GpuBuffer::zeros(&ctx, quantised_len(heads * hd), "q").unwrap();
             let qout = quantised.then_some(&qo);
             k.run(
-                &k.attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len, qout)
-                    .unwrap(),
+                &k.attn_decode(
+                    &gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len, qout,
+                )
+                .unwrap(),
                 dims,
             )
             .unwrap();
@@ -807,7 +815,10 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let qa = GpuBuffer::zeros(&ctx, quantised_len(mid), "qa").unwrap();
         let gy = GpuBuffer::zeros(&ctx, n, "y").unwrap();
         let out = QuantOut::Normed(&qa, &gg);
-        assert!(k.q8_chain_fits(&a, Some(&out)), "rows {rows} groups {groups}");
+        assert!(
+            k.q8_chain_fits(&a, Some(&out)),
+            "rows {rows} groups {groups}"
+        );
         let acc = MatFlags {
             accumulate: true,
             swiglu_up_off: None,
@@ -817,12 +828,17 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
             x_off: 0,
             norm: None,
         };
-        let mut ops = k.matvec_q8_linked(&a, input, &gr, 0, acc, Some(out)).unwrap();
+        let mut ops = k
+            .matvec_q8_linked(&a, input, &gr, 0, acc, Some(out))
+            .unwrap();
         let input = Q8Input::Quantised {
             q: &qa,
             norm_eps: Some(1e-6),
         };
-        ops.extend(k.matvec_q8_linked(&b, input, &gy, 0, MatFlags::default(), None).unwrap());
+        ops.extend(
+            k.matvec_q8_linked(&b, input, &gy, 0, MatFlags::default(), None)
+                .unwrap(),
+        );
         let got = run_read(&k, &ops, 1, &gy, n);
         let h = gr.read_f32(&ctx, 0, mid).unwrap();
         let hg: Vec<f32> = h.iter().zip(&g).map(|(a, b)| a * b).collect();
@@ -832,7 +848,10 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
             .map(|v| v * inv_rms)
             .collect();
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "chained normed, rows {rows} groups {groups}: {e:.2e}");
+        assert!(
+            e < 1e-3,
+            "chained normed, rows {rows} groups {groups}: {e:.2e}"
+        );
 
         // 2. stacked gate | up producer -> SwiGLU consumer; the producer's f32 rows stay where
         // a plain matvec puts them
@@ -843,7 +862,10 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let ggu = GpuBuffer::zeros(&ctx, 2 * inter, "gate_up").unwrap();
         let plain = GpuBuffer::zeros(&ctx, 2 * inter, "plain").unwrap();
         let out = QuantOut::SwiGlu(&qb);
-        assert!(k.q8_chain_fits(&gu, Some(&out)), "rows {rows} groups {groups}");
+        assert!(
+            k.q8_chain_fits(&gu, Some(&out)),
+            "rows {rows} groups {groups}"
+        );
         let input = Q8Input::F32 {
             x: &gx,
             x_off: 0,
@@ -852,23 +874,39 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let mut ops = k
             .matvec_q8_linked(&gu, input, &ggu, 0, MatFlags::default(), Some(out))
             .unwrap();
-        ops.extend(k.matvec(&gu, &gx, 0, &plain, 0, MatFlags::default()).unwrap());
+        ops.extend(
+            k.matvec(&gu, &gx, 0, &plain, 0, MatFlags::default())
+                .unwrap(),
+        );
         let input = Q8Input::Quantised {
             q: &qb,
             norm_eps: None,
         };
-        ops.extend(k.matvec_q8_linked(&d, input, &gy, 0, MatFlags::default(), None).unwrap());
+        ops.extend(
+            k.matvec_q8_linked(&d, input, &gy, 0, MatFlags::default(), None)
+                .unwrap(),
+        );
         let got = run_read(&k, &ops, 1, &gy, n);
         let v = ggu.read_f32(&ctx, 0, 2 * inter).unwrap();
-        assert_eq!(v, plain.read_f32(&ctx, 0, 2 * inter).unwrap(), "paired rows moved");
+        assert_eq!(
+            v,
+            plain.read_f32(&ctx, 0, 2 * inter).unwrap(),
+            "paired rows moved"
+        );
         let s: Vec<f32> = (0..inter)
             .map(|i| v[i] / (1.0 + (-v[i]).exp()) * v[inter + i])
             .collect();
         let want = q8_dot_twin(&dq, &ds, n, inter, &s);
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}");
+        assert!(
+            e < 1e-3,
+            "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}"
+        );
     }
-    assert!(ran >= 2, "only {ran} shape(s) of rows per workgroup chained");
+    assert!(
+        ran >= 2,
+        "only {ran} shape(s) of rows per workgroup chained"
+    );
 }
 
 /// The chain of a dense layer as one phased dispatch (o_proj -> gate_up -> down -> next qkv,
@@ -897,7 +935,10 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
     );
     let buf = |v: &[f32], label: &str| GpuBuffer::from_f32(&ctx, v, label).unwrap();
     let zeros = |n: usize, label: &str| GpuBuffer::zeros(&ctx, n, label).unwrap();
-    let (g_post, g_next) = (buf(&values(h, 105), "g_post"), buf(&values(h, 106), "g_next"));
+    let (g_post, g_next) = (
+        buf(&values(h, 105), "g_post"),
+        buf(&values(h, 106), "g_next"),
+    );
     let attn = buf(&values(heads_dim, 107), "attn");
     let residual = values(h, 108);
     let acc = MatFlags {
@@ -923,7 +964,9 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
             norm: None,
         };
         let out = QuantOut::Normed(&qo, &attn);
-        let mut ops = k.matvec_q8_linked(&id, input, &scratch, 0, none, Some(out)).unwrap();
+        let mut ops = k
+            .matvec_q8_linked(&id, input, &scratch, 0, none, Some(out))
+            .unwrap();
         let quantised = |q, norm_eps| Q8Input::Quantised { q, norm_eps };
         if phased {
             let phases = [
@@ -973,14 +1016,26 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
             }
         } else {
             let out = Some(QuantOut::Normed(&qa, &g_post));
-            ops.extend(k.matvec_q8_linked(&o, quantised(&qo, None), &x, 0, acc, out).unwrap());
+            ops.extend(
+                k.matvec_q8_linked(&o, quantised(&qo, None), &x, 0, acc, out)
+                    .unwrap(),
+            );
             let out = Some(QuantOut::SwiGlu(&qb));
             let input = quantised(&qa, Some(1e-6));
-            ops.extend(k.matvec_q8_linked(&gu, input, &gu_out, 0, none, out).unwrap());
+            ops.extend(
+                k.matvec_q8_linked(&gu, input, &gu_out, 0, none, out)
+                    .unwrap(),
+            );
             let out = Some(QuantOut::Normed(&qc, &g_next));
-            ops.extend(k.matvec_q8_linked(&down, quantised(&qb, None), &x, 0, acc, out).unwrap());
+            ops.extend(
+                k.matvec_q8_linked(&down, quantised(&qb, None), &x, 0, acc, out)
+                    .unwrap(),
+            );
             let input = quantised(&qc, Some(1e-6));
-            ops.extend(k.matvec_q8_linked(&qkv, input, &qkv_out, 0, none, None).unwrap());
+            ops.extend(
+                k.matvec_q8_linked(&qkv, input, &qkv_out, 0, none, None)
+                    .unwrap(),
+            );
         }
         let got = run_read(&k, &ops, 1, &qkv_out, qkv_rows);
         (got, x.read_f32(&ctx, 0, h).unwrap())
@@ -991,7 +1046,11 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
         let (got_qkv, got_x) = run(true, pass == 2, &counters);
         let e = rel(&got_qkv, &want_qkv).max(rel(&got_x, &want_x));
         assert!(e < 1e-5, "phased chain, pass {pass}: {e:.2e}");
-        assert_eq!(counters.read_u32(&ctx, 0, 4).unwrap(), vec![0; 4], "counters left set");
+        assert_eq!(
+            counters.read_u32(&ctx, 0, 4).unwrap(),
+            vec![0; 4],
+            "counters left set"
+        );
     }
 }
 

@@ -136,7 +136,8 @@ fn write_model(
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16"
     });
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![v, h])];
+    let mut shapes: Vec<(String, Vec<usize>)> =
+        vec![("model.embed_tokens.weight".into(), vec![v, h])];
     for l in 0..layers {
         let p = format!("model.layers.{l}");
         shapes.extend([
@@ -222,10 +223,25 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
         let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
         let got = chained.decode(Some(next), true).unwrap();
         let other = plain.decode(Some(next), true).unwrap();
-        assert_close(&format!("chained step {s}"), &got, &want, common::tol::Q8_LOGITS_REL);
-        assert_close(&format!("chained vs not, step {s}"), &got, &other, GPU_VS_CPU_REL);
+        assert_close(
+            &format!("chained step {s}"),
+            &got,
+            &want,
+            common::tol::Q8_LOGITS_REL,
+        );
+        assert_close(
+            &format!("chained vs not, step {s}"),
+            &got,
+            &other,
+            GPU_VS_CPU_REL,
+        );
         let one_each = linked.decode(Some(next), true).unwrap();
-        assert_close(&format!("phased vs not, step {s}"), &got, &one_each, GPU_VS_CPU_REL);
+        assert_close(
+            &format!("phased vs not, step {s}"),
+            &got,
+            &one_each,
+            GPU_VS_CPU_REL,
+        );
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }
@@ -253,7 +269,12 @@ fn chained_q8_0_decode_with_a_bf16_lm_head_matches_the_cpu_engine() {
     for s in 0..12 {
         let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
         let got = g.decode(Some(next), true).unwrap();
-        assert_close(&format!("bf16 lm_head, step {s}"), &got, &want, common::tol::Q8_LOGITS_REL);
+        assert_close(
+            &format!("bf16 lm_head, step {s}"),
+            &got,
+            &want,
+            common::tol::Q8_LOGITS_REL,
+        );
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }
@@ -365,7 +386,10 @@ fn q8_0_model_on_the_gpu_matches_the_cpu_q8_0_engine() {
     // ... with its matvecs chained (each quantises its output for the next, gpu/matvec_q8.rs);
     // unchained, every matvec quantises its own input: the same roundings of the same values,
     // so only the order of the norms' sums of squares differs
-    assert!(fast.q8_chained(), "the fixture's decode should chain its Q8_0 matvecs");
+    assert!(
+        fast.q8_chained(),
+        "the fixture's decode should chain its Q8_0 matvecs"
+    );
     let unchained = qwen_omni::gpu::Tuning {
         q8_chain: false,
         ..Default::default()
@@ -387,7 +411,12 @@ fn q8_0_model_on_the_gpu_matches_the_cpu_q8_0_engine() {
             common::tol::Q8_LOGITS_REL,
         );
         let p = plain.decode(Some(next), true).unwrap();
-        assert_close(&format!("q8 chained decode step {s}"), &f, &p, GPU_VS_CPU_REL);
+        assert_close(
+            &format!("q8 chained decode step {s}"),
+            &f,
+            &p,
+            GPU_VS_CPU_REL,
+        );
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }

@@ -689,7 +689,15 @@ impl Kernels {
                         &params,
                         false,
                         // QOUT's buffer unused
-                        &[&c.buffer, &x.buffer, &y.buffer, g, scales, &route.buffer, &self.unused],
+                        &[
+                            &c.buffer,
+                            &x.buffer,
+                            &y.buffer,
+                            g,
+                            scales,
+                            &route.buffer,
+                            &self.unused,
+                        ],
                         groups,
                     )
                 } else {

@@ -172,10 +172,11 @@ impl Kernels {
             Some(QuantOut::Normed(..)) => w.rows,
             None => 0,
         };
-        if let Some(o) = &out {
-            if o.buffer().len < quantised_len(qlen) {
-                return Err(Error::Gpu("quantised output buffer too short".into()));
-            }
+        if out
+            .as_ref()
+            .is_some_and(|o| o.buffer().len < quantised_len(qlen))
+        {
+            return Err(Error::Gpu("quantised output buffer too short".into()));
         }
         // the norm weight: the next RMSNorm's when QOUT folds it, else this matvec's own
         let g = match (out, input) {
@@ -213,7 +214,9 @@ impl Kernels {
                     &params,
                     false,
                     // binding 6: the quantised input (x when none; no MoE route here)
-                    &[&c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout],
+                    &[
+                        &c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout,
+                    ],
                     Box::new(move |_| grid(wg)),
                 )?;
                 let link = match (quantised_in, qout_mode) {
@@ -239,7 +242,9 @@ impl Kernels {
         }
         let multiple = out.map_or(1, |o| o.mode().1);
         let base = (self.tuning.q8_wg / min_sg.max(1)).max(1) * self.tuning.q8_rows;
-        let rpw = (1..=4).map(|g| base * g).find(|r| r.is_multiple_of(multiple))?;
+        let rpw = (1..=4)
+            .map(|g| base * g)
+            .find(|r| r.is_multiple_of(multiple))?;
         (rpw <= 128 && w.rows.is_multiple_of(multiple as usize)).then_some(rpw)
     }
 
@@ -283,10 +288,12 @@ impl Kernels {
                 Some(QuantOut::Normed(..)) => ph.w.rows,
                 None => 0,
             };
-            if let Some(o) = &ph.out {
-                if o.buffer().len < quantised_len(qlen) {
-                    return Err(Error::Gpu("quantised output buffer too short".into()));
-                }
+            if ph
+                .out
+                .as_ref()
+                .is_some_and(|o| o.buffer().len < quantised_len(qlen))
+            {
+                return Err(Error::Gpu("quantised output buffer too short".into()));
             }
             rpws.push(rpw);
             let wgs = (ph.w.rows as u32).div_ceil(rpw);
@@ -325,7 +332,10 @@ impl Kernels {
                 .as_ref()
                 .ok_or_else(|| Error::Gpu("Q8_0 chunk without scales".into()))?;
             bufs.extend([(1 + i, &c.buffer), (5 + i, scales), (9 + i, &ph.y.buffer)]);
-            bufs.push((14 + i, ph.out.as_ref().map_or(&self.unused, |o| &o.buffer().buffer)));
+            bufs.push((
+                14 + i,
+                ph.out.as_ref().map_or(&self.unused, |o| &o.buffer().buffer),
+            ));
             // (a read-only stand-in where unused: the quantised vectors are bound writable)
             bufs.push((
                 18 + i,

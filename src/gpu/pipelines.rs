@@ -194,7 +194,10 @@ impl PipelineCache {
             return Ok(p.clone());
         }
         let source = if name == "matvec_q8_phases" {
-            let n = constants.iter().find(|c| c.0 == "N_PHASES").map_or(4.0, |c| c.1);
+            let n = constants
+                .iter()
+                .find(|c| c.0 == "N_PHASES")
+                .map_or(4.0, |c| c.1);
             phases_source((n as usize).clamp(1, 4))
         } else if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
             // the body declares Params, which the part's functions use: body first

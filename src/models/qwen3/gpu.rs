@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
+mod chain;
+
 use super::gpu_moe::{GpuMoe, MoeActs};
 use super::layer::FeedForward;
 use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{
-    ChainPhase, GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut,
-    StepDims, quantised_len,
+    GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut, StepDims,
 };
 use crate::models::sampler::SamplingParams;
 use crate::nn::Linear;
@@ -633,53 +634,11 @@ impl Qwen3Gpu {
             accumulate: true,
             swiglu_up_off: None,
         };
-        // Decode chains the dense layers' Q8_0 matvecs (gpu/matvec_q8.rs): o_proj and down write
-        // their residual output quantised with the next RMSNorm folded in (`qa`), gate_up its
-        // SwiGLU (`qb`), and the next matvec reads those instead of quantising in every workgroup.
-        let qa = GpuBuffer::zeros(ctx, quantised_len(hidden.next_multiple_of(32)), "q8_chain_a")?;
-        let qb = GpuBuffer::zeros(ctx, quantised_len(inter.next_multiple_of(32)), "q8_chain_b")?;
-        let normed_out = QuantOut::Normed(&qa, &norm);
-        let chain = k.tuning.q8_chain
-            && layers.iter().all(|l| {
-                let Some((gate_up_proj, down_proj)) = l.dense_ffn() else {
-                    return false;
-                };
-                l.qkv_proj.parts.iter().all(|p| k.q8_chain_fits(&p.1, None))
-                    && k.q8_chain_fits(&l.o_proj, Some(&normed_out))
-                    && gate_up_proj.parts.len() == 1
-                    && gate_up_proj.parts[0].0 == 0
-                    && k.q8_chain_fits(&gate_up_proj.parts[0].1, Some(&QuantOut::SwiGlu(&qb)))
-                    && k.q8_chain_fits(down_proj, Some(&normed_out))
-            });
-        // the lm_head reads the last layer's quantised output too (not when it stays 16-bit)
-        let chain_head = chain && k.q8_chain_fits(head, None);
-        // the attention hands o_proj its output quantised (`qo`) where heads are whole blocks
-        let qo = GpuBuffer::zeros(ctx, quantised_len((heads * hd).next_multiple_of(32)), "q8_chain_o")?;
-        let chain_attn = chain && hd.is_multiple_of(32) && k.tuning.q8_chain_attn;
-        // ... and each layer's o_proj, gate_up, down and the next layer's qkv (or the lm_head)
-        // run as one dispatch of four phases (matvec_q8_phases.wgsl), the down projection
-        // writing the next input to `qc`; four counters per layer order the phases
-        let qc = GpuBuffer::zeros(ctx, quantised_len(hidden.next_multiple_of(32)), "q8_chain_c")?;
-        let counters = GpuBuffer::zeros(ctx, 4 * layers.len().max(1), "phase_counters")?;
-        let phased = chain_attn
-            && k.tuning.q8_phases
-            && layers.iter().all(|l| {
-                let Some((gate_up_proj, down_proj)) = l.dense_ffn() else {
-                    return false;
-                };
-                l.qkv_proj.parts.len() == 1
-                    && l.qkv_proj.parts[0].0 == 0
-                    && k.phase_rows_per_wg(&l.qkv_proj.parts[0].1, None).is_some()
-                    && k.phase_rows_per_wg(&l.o_proj, Some(&normed_out)).is_some()
-                    && k.phase_rows_per_wg(&gate_up_proj.parts[0].1, Some(&QuantOut::SwiGlu(&qb)))
-                        .is_some()
-                    && k.phase_rows_per_wg(down_proj, Some(&normed_out)).is_some()
-            });
-        let head_phase = phased && chain_head && k.phase_rows_per_wg(head, None).is_some();
-        // where the lm_head finds the last layer's quantised output
-        let head_q = if phased { &qc } else { &qa };
+        // Decode chains the dense layers' Q8_0 matvecs (gpu/matvec_q8.rs, chain.rs): each
+        // writes its output quantised for the next, which then skips quantising its input.
+        let dc = chain::DecodeChain::new(ctx, &k, &layers, head, &norm, hidden, inter, hd, heads)?;
         let program = |prefill: bool| -> Result<Vec<Op>> {
-            let chain = chain && !prefill;
+            let chain = dc.on && !prefill;
             let ac = &acts;
             let mut ops = k.embedding(&embed, &ac.ids, &ac.x)?;
             // y[:, y_off..] (+)= x W^T, as matvec (decode) or matmul (prefill)
@@ -706,7 +665,7 @@ impl Qwen3Gpu {
                 // the previous layer's down projection quantised this layer's normed input
                 let chained_in = chain && li > 0;
                 // ... and its phased dispatch ran this layer's qkv already
-                let parts = if chained_in && phased {
+                let parts = if chained_in && dc.phased {
                     &l.qkv_proj.parts[..0]
                 } else {
                     &l.qkv_proj.parts[..]
@@ -714,7 +673,7 @@ impl Qwen3Gpu {
                 for (off, part) in parts {
                     if chained_in {
                         let input = Q8Input::Quantised {
-                            q: &qa,
+                            q: &dc.qa,
                             norm_eps: Some(eps),
                         };
                         ops.extend(k.matvec_q8_linked(part, input, &ac.qkv, *off, none, None)?);
@@ -754,14 +713,14 @@ impl Qwen3Gpu {
                         hd,
                         cap,
                         crate::gpu::DecodeAttnExtra {
-                            qout: chain_attn.then_some(&qo),
+                            qout: (chain && dc.attn).then_some(&dc.qo),
                         },
                     )?);
                 }
                 if chain {
-                    let input = if chain_attn {
+                    let input = if dc.attn {
                         Q8Input::Quantised {
-                            q: &qo,
+                            q: &dc.qo,
                             norm_eps: None,
                         }
                     } else {
@@ -771,60 +730,12 @@ impl Qwen3Gpu {
                             norm: None,
                         }
                     };
-                    let out = QuantOut::Normed(&qa, &l.post_attention_layernorm);
-                    if let (true, Some((gate_up_proj, down_proj))) = (phased, l.dense_ffn()) {
-                        let next = layers.get(li + 1);
-                        let g_next = next.map_or(&norm, |n| &n.input_layernorm);
-                        let hands_on = next.is_some() || chain_head;
-                        let mut phases = vec![
-                            ChainPhase {
-                                w: &l.o_proj,
-                                input: &qo,
-                                norm_eps: None,
-                                y: &ac.x,
-                                y_off: 0,
-                                accumulate: true,
-                                out: Some(out),
-                            },
-                            ChainPhase {
-                                w: &gate_up_proj.parts[0].1,
-                                input: &qa,
-                                norm_eps: Some(eps),
-                                y: &ac.gu,
-                                y_off: 0,
-                                accumulate: false,
-                                out: Some(QuantOut::SwiGlu(&qb)),
-                            },
-                            ChainPhase {
-                                w: down_proj,
-                                input: &qb,
-                                norm_eps: None,
-                                y: &ac.x,
-                                y_off: 0,
-                                accumulate: true,
-                                out: hands_on.then_some(QuantOut::Normed(&qc, g_next)),
-                            },
-                        ];
-                        let (w, y) = match next {
-                            Some(n) => (Some(&n.qkv_proj.parts[0].1), &ac.qkv),
-                            None => (head_phase.then_some(head), &ac.logits),
-                        };
-                        if let Some(w) = w {
-                            phases.push(ChainPhase {
-                                w,
-                                input: &qc,
-                                norm_eps: Some(eps),
-                                y,
-                                y_off: 0,
-                                accumulate: false,
-                                out: None,
-                            });
-                        }
-                        for part in phases.chunks(k.tuning.q8_phase_max.clamp(1, 4) as usize) {
-                            ops.push(k.matvec_q8_phases(part, &counters, 4 * li)?);
-                        }
+                    if dc.phased {
+                        let bufs = (&ac.x, &ac.gu, &ac.qkv, &ac.logits);
+                        ops.extend(dc.layer_ops(&k, &layers, li, head, &norm, eps, bufs)?);
                         continue;
                     }
+                    let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
                 } else {
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
@@ -846,19 +757,19 @@ impl Qwen3Gpu {
                 };
                 if chain {
                     let input = Q8Input::Quantised {
-                        q: &qa,
+                        q: &dc.qa,
                         norm_eps: Some(eps),
                     };
-                    let out = QuantOut::SwiGlu(&qb);
+                    let out = QuantOut::SwiGlu(&dc.qb);
                     let gu = &gate_up_proj.parts[0].1;
                     ops.extend(k.matvec_q8_linked(gu, input, &ac.gu, 0, none, Some(out))?);
                     // the next layer's input norm, or the final one before the lm_head
                     let next = match layers.get(li + 1) {
-                        Some(n) => Some(QuantOut::Normed(&qa, &n.input_layernorm)),
-                        None => chain_head.then_some(QuantOut::Normed(&qa, &norm)),
+                        Some(n) => Some(QuantOut::Normed(&dc.qa, &n.input_layernorm)),
+                        None => dc.head.then_some(QuantOut::Normed(&dc.qa, &norm)),
                     };
                     let input = Q8Input::Quantised {
-                        q: &qb,
+                        q: &dc.qb,
                         norm_eps: None,
                     };
                     ops.extend(k.matvec_q8_linked(down_proj, input, &ac.x, 0, acc, next)?);
@@ -900,11 +811,11 @@ impl Qwen3Gpu {
         };
         let embed_op_count = k.embedding(&embed, &acts.ids, &acts.x)?.len();
         let mut decode_ops = program(false)?;
-        if head_phase {
+        if dc.head_phase {
             // the last layer's phased dispatch ran the lm_head
-        } else if chain_head {
+        } else if dc.head {
             let input = Q8Input::Quantised {
-                q: head_q,
+                q: dc.head_input(),
                 norm_eps: Some(eps),
             };
             decode_ops.extend(k.matvec_q8_linked(head, input, &acts.logits, 0, none, None)?);
@@ -946,9 +857,9 @@ impl Qwen3Gpu {
             lm_head_bytes,
             acts,
             decode_ops,
-            q8_chained: chain,
-            q8_chained_attention: chain_attn,
-            q8_phased: phased,
+            q8_chained: dc.on,
+            q8_chained_attention: dc.attn,
+            q8_phased: dc.phased,
             prefill_ops,
             prefill_all_ops,
             embedding_ops: embed_op_count,
