@@ -208,13 +208,6 @@ impl Tuning {
     }
 }
 
-/// What decode attention does beside its output: write it quantised for a chained o_proj
-/// (gpu/matvec_q8.rs).
-#[derive(Clone, Copy, Default)]
-pub struct DecodeAttnExtra<'a> {
-    pub qout: Option<&'a GpuBuffer>,
-}
-
 /// Where [`Kernels::flash_attention`] finds its rows, in vec4s: query rows `q_ld` apart, key and
 /// value rows `kv_ld` apart from `k_off` / `v_off`.
 #[derive(Clone, Copy, Debug)]
@@ -1452,23 +1445,13 @@ impl Kernels {
         qout: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
         self.attn_decode_impl(
-            q,
-            kc,
-            vc,
-            part,
-            out,
-            heads,
-            kv_heads,
-            head_dim,
-            ctx_len,
-            None,
-            DecodeAttnExtra { qout },
+            q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None, qout,
         )
     }
 
     /// [`Kernels::attn_decode`] straight from the raw q|k|v projection of the step's token:
     /// QK-norm, RoPE and the cache store of the new key and value happen inside (what
-    /// `qk_norm_rope_kv` does as a separate dispatch).
+    /// `qk_norm_rope_kv` does as a separate dispatch). `qout` as for `attn_decode`.
     #[allow(clippy::too_many_arguments)]
     pub fn attn_decode_fused(
         &self,
@@ -1483,7 +1466,7 @@ impl Kernels {
         kv_heads: usize,
         head_dim: usize,
         ctx_len: usize,
-        extra: DecodeAttnExtra,
+        qout: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
         let fused = FusedQk {
             q_norm: norms.0,
@@ -1502,7 +1485,7 @@ impl Kernels {
             head_dim,
             ctx_len,
             Some(fused),
-            extra,
+            qout,
         )
     }
 
@@ -1519,9 +1502,8 @@ impl Kernels {
         head_dim: usize,
         ctx_len: usize,
         fused: Option<FusedQk>,
-        extra: DecodeAttnExtra,
+        qout: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
-        let qout = extra.qout;
         if let Some(qo) = qout {
             // whole blocks of 32 per head, and room for every head's blocks
             let k = heads * head_dim;

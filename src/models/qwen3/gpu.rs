@@ -712,9 +712,7 @@ impl Qwen3Gpu {
                         kvh,
                         hd,
                         cap,
-                        crate::gpu::DecodeAttnExtra {
-                            qout: (chain && dc.attn).then_some(&dc.qo),
-                        },
+                        (chain && dc.attn).then_some(&dc.qo),
                     )?);
                 }
                 if chain {
