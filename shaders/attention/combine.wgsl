@@ -23,7 +23,6 @@ struct Params {
 override QOUT: bool = false;
 
 var<workgroup> qv: array<f32, 256>;     // QOUT: the head's output
-var<workgroup> qmax: array<f32, 256>;   // QOUT: per-invocation largest |value| of 4
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -52,24 +51,13 @@ fn merged(li: u32, h: u32, hd: u32) -> f32 {
     return o / l;
 }
 
-// QOUT: invocation li < head_dim / 4 quantises dims 4 li .. 4 li + 3; eight make a block.
+// QOUT: gather the head's output four per invocation for quantise_head (q8_out.wgsl).
 fn quantise_out(li: u32, h: u32, hd: u32, v: f32) {
     qv[li] = v;
     workgroupBarrier();
     var t = vec4<f32>(0.0);
     if (li < hd / 4u) {
         t = vec4<f32>(qv[4u * li], qv[4u * li + 1u], qv[4u * li + 2u], qv[4u * li + 3u]);
-        let a = abs(t);
-        qmax[li] = max(max(a.x, a.y), max(a.z, a.w));
     }
-    workgroupBarrier();
-    if (li < hd / 4u) {
-        let b0 = li - li % 8u;
-        var m = 0.0;
-        for (var j = 0u; j < 8u; j++) { m = max(m, qmax[b0 + j]); }
-        let inv = select(0.0, 127.0 / m, m > 0.0);
-        let at = h * hd + 4u * li;
-        qout[at / 4u] = pack4xI8(vec4<i32>(round(t * inv)));
-        if (li % 8u == 0u) { qout[8u * (p.heads * hd / 32u) + at / 32u] = bitcast<u32>(m / 127.0); }
-    }
+    quantise_head(li, hd / 4u, h * hd + 4u * li, hd, t);
 }

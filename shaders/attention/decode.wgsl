@@ -57,7 +57,6 @@ var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
 var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
 var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
 var<workgroup> chunk_max: f32;              // the chunk's max score
-var<workgroup> qmax: array<f32, 64>;        // QOUT: per-vec4 largest |value|
 
 fn raw_at(at: u32, i: u32) -> f32 {
     return raw[at + i / 4u][i % 4u];
@@ -197,22 +196,6 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         }
     }
     // n is uniform: the whole workgroup takes this branch or none
-    if (QOUT && n <= CHUNK) { quantise_out(li, h, fin); }
+    // (quantise_head: q8_out.wgsl)
+    if (QOUT && n <= CHUNK) { quantise_head(li, V4, h * HD + 4u * li, HD, fin); }
 }
-
-// QOUT: invocation li < V4 holds dims 4 li .. 4 li + 3 of head h; eight make a block.
-fn quantise_out(li: u32, h: u32, v: vec4<f32>) {
-    let a = abs(v);
-    if (li < V4) { qmax[li] = max(max(a.x, a.y), max(a.z, a.w)); }
-    workgroupBarrier();
-    if (li < V4) {
-        let b0 = li - li % 8u;
-        var m = 0.0;
-        for (var j = 0u; j < 8u; j++) { m = max(m, qmax[b0 + j]); }
-        let inv = select(0.0, 127.0 / m, m > 0.0);
-        let at = h * HD + 4u * li;
-        qout[at / 4u] = pack4xI8(vec4<i32>(round(v * inv)));
-        if (li % 8u == 0u) { qout[8u * (p.heads * HD / 32u) + at / 32u] = bitcast<u32>(m / 127.0); }
-    }
-}
-

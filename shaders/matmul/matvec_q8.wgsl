@@ -131,26 +131,12 @@ fn block_dot(lrow: u32, b: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3:
     return d * (lo + hi);
 }
 
-// DOT: block b of `row`: eight words of int8 weights and the block's scale
-struct Blk {
-    qa: vec4<u32>,
-    qb: vec4<u32>,
-    d: f32,
-}
-
+// DOT: block b of `row` (Blk and dot_i8: q8_block.wgsl)
 fn fetch(lrow: u32, b: u32) -> Blk {
     let row = pair_row(lrow);
     let base = (w_row0 + row) * (p.stride / 4u) + 2u * b;
     let s2 = unpack2x16float(sc[(w_row0 + row) * p.scale_stride + b / 2u]);
     return Blk(w[base], w[base + 1u], select(s2.x, s2.y, (b & 1u) == 1u));
-}
-
-// DOT: a block against the int8 inputs xa | xb with scale dx
-fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
-    let s = dot4I8Packed(k.qa.x, xa.x) + dot4I8Packed(k.qa.y, xa.y) + dot4I8Packed(k.qa.z, xa.z)
-          + dot4I8Packed(k.qa.w, xa.w) + dot4I8Packed(k.qb.x, xb.x) + dot4I8Packed(k.qb.y, xb.y)
-          + dot4I8Packed(k.qb.z, xb.z) + dot4I8Packed(k.qb.w, xb.w);
-    return k.d * dx * f32(s);
 }
 
 // DOT: the four rows' blocks added to acc against x block xa | xb with scale dx (rows past
@@ -245,15 +231,9 @@ fn quantise_out(li: u32) {
             t = a / (vec4<f32>(1.0) + exp(-a)) * u;
         }
     }
-    var m = max(max(abs(t.x), abs(t.y)), max(abs(t.z), abs(t.w)));
-    var s = dot(v, v);
-    // the block's eight lanes (li % 8 aligned: subgroups are whole multiples of 8)
-    m = max(m, subgroupShuffleXor(m, 1u));
-    s = s + subgroupShuffleXor(s, 1u);
-    m = max(m, subgroupShuffleXor(m, 2u));
-    s = s + subgroupShuffleXor(s, 2u);
-    m = max(m, subgroupShuffleXor(m, 4u));
-    s = s + subgroupShuffleXor(s, 4u);
+    let ms = block_reduce(t, v);
+    let m = ms.x;
+    let s = ms.y;
     if (mine) {
         let inv = select(0.0, 127.0 / m, m > 0.0);
         qout[at / 4u] = pack4xI8(vec4<i32>(round(t * inv)));

@@ -89,31 +89,7 @@ var<workgroup> xs: array<vec4<u32>, 768>;
 var<workgroup> xsd: array<f32, 384>;   // block scales
 var<workgroup> xss: array<f32, 384>;   // block sums of squares (RMS)
 
-struct Blk {
-    qa: vec4<u32>,
-    qb: vec4<u32>,
-    d: f32,
-}
-
-fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
-    let s = dot4I8Packed(k.qa.x, xa.x) + dot4I8Packed(k.qa.y, xa.y) + dot4I8Packed(k.qa.z, xa.z)
-          + dot4I8Packed(k.qa.w, xa.w) + dot4I8Packed(k.qb.x, xb.x) + dot4I8Packed(k.qb.y, xb.y)
-          + dot4I8Packed(k.qb.z, xb.z) + dot4I8Packed(k.qb.w, xb.w);
-    return k.d * dx * f32(s);
-}
-
-// The block's largest |t| and sum of squares of v over its eight lanes (subgroups of >= 8).
-fn block_reduce(t: vec4<f32>, v: vec4<f32>) -> vec2<f32> {
-    var m = max(max(abs(t.x), abs(t.y)), max(abs(t.z), abs(t.w)));
-    var s = dot(v, v);
-    m = max(m, subgroupShuffleXor(m, 1u));
-    s = s + subgroupShuffleXor(s, 1u);
-    m = max(m, subgroupShuffleXor(m, 2u));
-    s = s + subgroupShuffleXor(s, 2u);
-    m = max(m, subgroupShuffleXor(m, 4u));
-    s = s + subgroupShuffleXor(s, 4u);
-    return vec2<f32>(m, s);
-}
+// Blk, dot_i8 and block_reduce: q8_block.wgsl
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32,

@@ -9,10 +9,27 @@ use crate::error::{Error, Result};
 
 const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 const MATMUL_BODY: &str = include_str!("../../shaders/matmul/matmul_body.wgsl");
+const Q8_BLOCK: &str = include_str!("../../shaders/matmul/q8_block.wgsl");
+const ATTN_Q8_OUT: &str = include_str!("../../shaders/attention/q8_out.wgsl");
 
 /// Shaders assembled from a format-specific part and a shared body (WGSL has no includes):
 /// (name, part prepended to the body, body).
 const COMPOSED: &[(&str, &str, &str)] = &[
+    (
+        "matvec_q8",
+        include_str!("../../shaders/matmul/matvec_q8.wgsl"),
+        Q8_BLOCK,
+    ),
+    (
+        "attn_decode",
+        include_str!("../../shaders/attention/decode.wgsl"),
+        ATTN_Q8_OUT,
+    ),
+    (
+        "attn_combine",
+        include_str!("../../shaders/attention/combine.wgsl"),
+        ATTN_Q8_OUT,
+    ),
     (
         "matmul",
         include_str!("../../shaders/matmul/matmul_w16.wgsl"),
@@ -32,24 +49,12 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/matmul_reduce.wgsl"),
     ),
     (
-        "matvec_q8",
-        include_str!("../../shaders/matmul/matvec_q8.wgsl"),
-    ),
-    (
         "matvec_q8_grouped",
         include_str!("../../shaders/matmul/matvec_q8_grouped.wgsl"),
     ),
     (
         "sample",
         include_str!("../../shaders/elementwise/sample.wgsl"),
-    ),
-    (
-        "attn_decode",
-        include_str!("../../shaders/attention/decode.wgsl"),
-    ),
-    (
-        "attn_combine",
-        include_str!("../../shaders/attention/combine.wgsl"),
     ),
     (
         "matvec_sg",
@@ -150,7 +155,7 @@ fn phases_source(n: usize) -> String {
     let cases: String = (0..n)
         .map(|i| format!("case {i}u: {{ run_{i}(li, lane, sgs, first); }}\n        "))
         .collect();
-    let mut out = format!("{COMMON}\n{}", head.replace("// {CASES}", &cases));
+    let mut out = format!("{COMMON}\n{Q8_BLOCK}\n{}", head.replace("// {CASES}", &cases));
     for i in 0..n {
         out.push_str(
             &template
@@ -200,7 +205,7 @@ impl PipelineCache {
                 .map_or(4.0, |c| c.1);
             phases_source((n as usize).clamp(1, 4))
         } else if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
-            // the body declares Params, which the part's functions use: body first
+            // the shared piece first: the matmul body declares Params, which the part uses
             format!("{COMMON}\n{body}\n{part}")
         } else {
             let src = SHADERS
