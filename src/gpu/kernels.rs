@@ -71,6 +71,24 @@ pub(crate) fn grid(n: u32) -> [u32; 3] {
     [x, n.div_ceil(x).max(1), 1]
 }
 
+/// The first eight words of the matvec shaders' Params (matvec*.wgsl): rows, k, stride,
+/// x_off, y_off, row0, up_off, eps bits; each caller appends its own.
+pub(crate) fn matvec_params(
+    rows: usize,
+    w: &GpuMatrix,
+    x_off: usize,
+    y_off: usize,
+    row0: usize,
+    up: usize,
+    eps: u32,
+) -> Vec<u32> {
+    [rows, w.cols, w.stride, x_off, y_off, row0, up]
+        .iter()
+        .map(|&v| v as u32)
+        .chain([eps])
+        .collect()
+}
+
 /// Workgroups of 256 for `items` invocations.
 pub(crate) fn grid256(items: u32) -> [u32; 3] {
     grid(items.div_ceil(256))
@@ -545,20 +563,8 @@ impl Kernels {
         w.chunks
             .iter()
             .map(|c| {
-                let params = [
-                    c.rows as u32,
-                    w.cols as u32,
-                    w.stride as u32,
-                    x_off as u32,
-                    y_off as u32,
-                    c.row0 as u32,
-                    up as u32,
-                    eps,
-                    0,
-                    0,
-                    0,
-                    0,
-                ];
+                let mut params = matvec_params(c.rows, w, x_off, y_off, c.row0, up, eps);
+                params.extend([0; 4]);
                 let wg = (c.rows as u32).div_ceil(rows_per_wg);
                 let mut bufs = vec![&c.buffer, &x.buffer, &y.buffer];
                 if sg {
@@ -650,16 +656,7 @@ impl Kernels {
         w.chunks
             .iter()
             .map(|c| {
-                let mut params = vec![
-                    rows_per_expert as u32,
-                    w.cols as u32,
-                    w.stride as u32,
-                    x_off as u32,
-                    0,
-                    c.row0 as u32,
-                    up as u32,
-                    eps,
-                ];
+                let mut params = matvec_params(rows_per_expert, w, x_off, 0, c.row0, up, eps);
                 let groups: GroupsFn = Box::new(move |d| {
                     let [gx, gy, _] = grid(wg);
                     [gx, gy, d.t * k]

@@ -11,7 +11,7 @@
 //! values (for a consumer that folds an RMSNorm), each section padded to whole vec4s.
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::grid;
+use crate::gpu::kernels::{grid, matvec_params};
 use crate::gpu::{GpuBuffer, GpuMatrix, Kernels, MatFlags, Op};
 
 /// u32 words of a quantised vector of `k` values (`k` a multiple of 32).
@@ -188,21 +188,8 @@ impl Kernels {
         w.chunks
             .iter()
             .map(|c| {
-                let params = [
-                    c.rows as u32,
-                    w.cols as u32,
-                    w.stride as u32,
-                    x_off as u32,
-                    y_off as u32,
-                    c.row0 as u32,
-                    up as u32,
-                    eps,
-                    w.scale_stride as u32,
-                    0,
-                    0,
-                    0,
-                    qlen as u32,
-                ];
+                let mut params = matvec_params(c.rows, w, x_off, y_off, c.row0, up, eps);
+                params.extend([w.scale_stride as u32, 0, 0, 0, qlen as u32]);
                 let wg = (c.rows as u32).div_ceil(rows_per_wg);
                 let scales = c
                     .scales

@@ -155,7 +155,10 @@ fn phases_source(n: usize) -> String {
     let cases: String = (0..n)
         .map(|i| format!("case {i}u: {{ run_{i}(li, lane, sgs, first); }}\n        "))
         .collect();
-    let mut out = format!("{COMMON}\n{Q8_BLOCK}\n{}", head.replace("// {CASES}", &cases));
+    let mut out = format!(
+        "{COMMON}\n{Q8_BLOCK}\n{}",
+        head.replace("// {CASES}", &cases)
+    );
     for i in 0..n {
         out.push_str(
             &template
