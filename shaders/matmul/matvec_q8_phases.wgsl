@@ -27,23 +27,24 @@ override WG: u32 = 256u;
 override SGC: u32 = 0u;      // the subgroup size where fixed (0: at run time)
 override N_PHASES: u32 = 4u;
 
+// (the row length, accumulate, RMSNorm and output mode are each phase's pipeline constants)
 struct Phase {
     rows: u32,
-    k: u32,             // row length, a multiple of 32
     stride: u32,        // u32 words of values per row
     scale_stride: u32,  // u32 words of scales per row
-    rpw: u32,           // rows per workgroup (<= 128)
+    rpw: u32,           // rows per workgroup (<= 128; RPW_i, read here for the phase found at run time)
     wg0: u32,           // this phase's first workgroup
     wgs: u32,           // its workgroups
-    flags: u32,         // bit 0: ACCUMULATE, bit 1: RMS_NORM
-    qout: u32,          // 0 none, 1 normed, 2 SwiGLU pairs
     qlen: u32,          // length of the quantised output
     eps_bits: u32,
     y_off: u32,
-    _p0: u32,
+    _p0: u32,           // padding: 16 words, a uniform array's stride
     _p1: u32,
     _p2: u32,
     _p3: u32,
+    _p4: u32,
+    _p5: u32,
+    _p6: u32,
 }
 
 struct Params {

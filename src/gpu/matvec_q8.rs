@@ -87,6 +87,20 @@ impl QuantOut<'_> {
     }
 }
 
+/// The length of the vector a matvec of `w` writes quantised into `out` (0 without): the next
+/// matvec's K; its buffer must hold it.
+fn quantised_out_len(out: Option<&QuantOut>, w: &GpuMatrix) -> Result<usize> {
+    let len = match out {
+        Some(QuantOut::SwiGlu(_)) => w.rows / 2,
+        Some(QuantOut::Normed(..)) => w.rows,
+        None => return Ok(0),
+    };
+    if out.is_some_and(|o| o.buffer().len < quantised_len(len)) {
+        return Err(Error::Gpu("quantised output buffer too short".into()));
+    }
+    Ok(len)
+}
+
 impl Kernels {
     /// Whether `w` can be a link of a chain of quantised matvecs: Q8_0 with int8 activations,
     /// one chunk, and, writing `out`, rows in whole blocks per workgroup.
@@ -167,17 +181,7 @@ impl Kernels {
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
         // the quantised output's length: the next matvec's K
-        let qlen = match out {
-            Some(QuantOut::SwiGlu(_)) => w.rows / 2,
-            Some(QuantOut::Normed(..)) => w.rows,
-            None => 0,
-        };
-        if out
-            .as_ref()
-            .is_some_and(|o| o.buffer().len < quantised_len(qlen))
-        {
-            return Err(Error::Gpu("quantised output buffer too short".into()));
-        }
+        let qlen = quantised_out_len(out.as_ref(), w)?;
         // the norm weight: the next RMSNorm's when QOUT folds it, else this matvec's own
         let g = match (out, input) {
             (Some(QuantOut::Normed(_, g)), _) => g,
@@ -269,40 +273,21 @@ impl Kernels {
             if ph.input.len < quantised_len(ph.w.cols) || ph.w.cols > 12288 {
                 return Err(Error::Gpu("a phase's quantised input is too short".into()));
             }
-            let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);
-            let qlen = match ph.out {
-                Some(QuantOut::SwiGlu(_)) => ph.w.rows / 2,
-                Some(QuantOut::Normed(..)) => ph.w.rows,
-                None => 0,
-            };
-            if ph
-                .out
-                .as_ref()
-                .is_some_and(|o| o.buffer().len < quantised_len(qlen))
-            {
-                return Err(Error::Gpu("quantised output buffer too short".into()));
-            }
+            let qlen = quantised_out_len(ph.out.as_ref(), ph.w)?;
             rpws.push(rpw);
             let wgs = (ph.w.rows as u32).div_ceil(rpw);
-            let flags = u32::from(ph.accumulate) | (u32::from(ph.norm_eps.is_some()) << 1);
             params.extend([
                 ph.w.rows as u32,
-                ph.w.cols as u32,
                 ph.w.stride as u32,
                 ph.w.scale_stride as u32,
                 rpw,
                 wg0,
                 wgs,
-                flags,
-                mode,
                 qlen as u32,
                 ph.norm_eps.map_or(0, f32::to_bits),
                 ph.y_off as u32,
-                0,
-                0,
-                0,
-                0,
             ]);
+            params.extend([0; 7]);
             wg0 += wgs;
         }
         params.resize(MAX_PHASES * 16, 0);
