@@ -912,13 +912,23 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
 /// The chain of a dense layer as one phased dispatch (o_proj -> gate_up -> down -> next qkv,
 /// matvec_q8_phases.wgsl) against the same four links as separate dispatches: the same
 /// arithmetic in the same order, so within an f32 ulp budget; twice, since the dispatch must
-/// leave its counters ready for the next, then as two dispatches of two phases.
+/// leave its counters ready for the next, then as two dispatches of two phases; with 0, 1
+/// and 2 block trips of weights loaded before each phase's wait (gate_up's K = 1056 makes
+/// two trips even for 32-lane subgroups, the second partly past the row's end).
 #[test]
 fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
     use qwen_omni::gpu::{ChainPhase, Q8Input, QuantOut, quantised_len};
     use qwen_omni::quant;
     let ctx = gpu();
-    let k = Kernels::new(&ctx);
+    // each count of weight trips loaded before a phase's wait
+    let kernels: Vec<Kernels> = (0..3)
+        .map(|pre| {
+            let mut k = Kernels::new(&ctx);
+            k.tuning.q8_prefetch = pre;
+            k
+        })
+        .collect();
+    let k = &kernels[0];
     let q8 = |n: usize, kk: usize, seed: u64| {
         let w = values(n * kk, seed);
         let (qs, sc) = quant::quantize_matrix(n, kk, |r, out| {
@@ -926,7 +936,7 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
         });
         GpuMatrix::upload_q8(&ctx, &[(&qs[..], &sc[..], n)], kk, "q8").unwrap()
     };
-    let (h, heads_dim, inter, qkv_rows) = (224usize, 128usize, 192usize, 160usize);
+    let (h, heads_dim, inter, qkv_rows) = (1056usize, 128usize, 192usize, 160usize);
     let (o, gu, down, qkv) = (
         q8(h, heads_dim, 101),
         q8(2 * inter, h, 102),
@@ -947,7 +957,7 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
     };
     let none = MatFlags::default();
     // both runs start from the attention output quantised by a plain link
-    let run = |phased: bool, split: bool, counters: &GpuBuffer| -> (Vec<f32>, Vec<f32>) {
+    let run = |k: &Kernels, phased: bool, split: bool, counters: &GpuBuffer| {
         let x = buf(&residual, "x");
         let (qo, qa, qb, qc) = (
             zeros(quantised_len(heads_dim), "qo"),
@@ -1037,20 +1047,22 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
                     .unwrap(),
             );
         }
-        let got = run_read(&k, &ops, 1, &qkv_out, qkv_rows);
+        let got = run_read(k, &ops, 1, &qkv_out, qkv_rows);
         (got, x.read_f32(&ctx, 0, h).unwrap())
     };
     let counters = GpuBuffer::zeros(&ctx, 4, "counters").unwrap();
-    let (want_qkv, want_x) = run(false, false, &counters);
-    for pass in 0..3 {
-        let (got_qkv, got_x) = run(true, pass == 2, &counters);
-        let e = rel(&got_qkv, &want_qkv).max(rel(&got_x, &want_x));
-        assert!(e < 1e-5, "phased chain, pass {pass}: {e:.2e}");
-        assert_eq!(
-            counters.read_u32(&ctx, 0, 4).unwrap(),
-            vec![0; 4],
-            "counters left set"
-        );
+    let (want_qkv, want_x) = run(k, false, false, &counters);
+    for (pre, k) in kernels.iter().enumerate() {
+        for pass in 0..3 {
+            let (got_qkv, got_x) = run(k, true, pass == 2, &counters);
+            let e = rel(&got_qkv, &want_qkv).max(rel(&got_x, &want_x));
+            assert!(e < 1e-5, "phased chain, {pre} trips ahead, pass {pass}: {e:.2e}");
+            assert_eq!(
+                counters.read_u32(&ctx, 0, 4).unwrap(),
+                vec![0; 4],
+                "counters left set"
+            );
+        }
     }
 }
 

@@ -11,11 +11,14 @@
 //
 // The kernel moves a few KB, so its time is latency: the chain of dependent memory round trips
 // and barriers. It is written to keep that chain short: HD is a pipeline constant, so every
-// loop has a fixed trip count the compiler unrolls and its loads are in flight together; all
-// loads of a phase (q, k, v, both norm weights, cos/sin) are issued before any is used; cache
-// rows are read as vec4; reductions read shared memory in unrolled loops instead of trees of
-// barriers. (The first version, with loops bounded by a uniform and a tree per norm, took
-// ~13 us per layer on an H200, most of a 30B-A3B decode step's non-matvec time.)
+// loop has a fixed trip count the compiler unrolls and its loads are in flight together; every
+// load of the kernel is issued at its start, before any is used: the step's q, k, v, both norm
+// weights, cos/sin and the cache rows of earlier positions (which do not depend on this step)
+// into registers. The new row itself comes from workgroup memory (FUSED_QK: the workgroup
+// computed it), so nothing is read back from the cache and no device-scope barrier is needed:
+// one memory round trip per workgroup instead of three. Reductions read shared memory in
+// unrolled loops instead of trees of barriers. (The first version, with loops bounded by a
+// uniform and a tree per norm, took ~13 us per layer on an H200.)
 override FUSED_QK: bool = false;
 // QOUT: a final output (a single chunk) is also written quantised for the o_proj matvec
 // (gpu/matvec_q8.rs, XIN): blocks of 32 dims, eight invocations' vec4s each, Q8_0 rule.
@@ -24,6 +27,7 @@ override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
 override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
 override PER_SLICE: u32 = (CHUNK + SLICES - 1u) / SLICES;
+override KT: u32 = (V4 + 3u) / 4u;  // vec4 of a cache row per invocation of the scores
 
 struct Params {
     heads: u32,
@@ -57,6 +61,8 @@ var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
 var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
 var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
 var<workgroup> chunk_max: f32;              // the chunk's max score
+var<workgroup> kn: array<vec4<f32>, 64>;    // FUSED_QK: the new key row (normed, rotated)
+var<workgroup> vn: array<vec4<f32>, 64>;    // FUSED_QK: the new value row
 
 fn raw_at(at: u32, i: u32) -> f32 {
     return raw[at + i / 4u][i % 4u];
@@ -90,10 +96,36 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     let row0 = c * CHUNK;
     let scale = bitcast<f32>(p.scale_bits);
     let stores_new = FUSED_QK && row0 + CHUNK >= n;
+    // rows read from the cache: all of them, or (FUSED_QK) all but the step's own
+    let cached = select(n, n - 1u, FUSED_QK);
+    // scores: four invocations per cache row, each a quarter of the row's vec4s (interleaved,
+    // adjacent loads); values: SLICES groups of invocations split the rows, one vec4 of dims
+    // each. Both sets of cache loads are issued here, first.
+    let r = li / 4u;
+    let j = li % 4u;
+    let slice = li / V4;
+    let u = li % V4;
+    // (sized for HD 256; the loops' trip counts are the constants KT and PER_SLICE, so the
+    // compiler unrolls them and keeps the arrays in registers)
+    var kp: array<vec4<f32>, 16>;
+    var vp: array<vec4<f32>, 16>;
+    if (row0 + r < cached) {
+        let kb = ((row0 + r) * p.kv_heads + kvh) * V4;
+        for (var t = 0u; t < KT; t++) {
+            if (j + 4u * t < V4) { kp[t] = kc[kb + j + 4u * t]; }
+        }
+    }
+    if (slice < SLICES) {
+        for (var k = 0u; k < PER_SLICE; k++) {
+            let i = slice + k * SLICES;
+            if (i < CHUNK && row0 + i < cached) {
+                vp[k] = vc[((row0 + i) * p.kv_heads + kvh) * V4 + u];
+            }
+        }
+    }
     if (FUSED_QK) {
         let pos = n - 1u;
         let half = HD / 2u;
-        // one round trip: every load of the prologue is issued before any is used
         var wq = 0.0;
         var wqp = 0.0;
         var wk = 0.0;
@@ -103,12 +135,12 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         var v = 0.0;
         if (li < HD) {
             let partner = select(li - half, li + half, li < half);
-            let j = li % half;
+            let jh = li % half;
             raw[li / 4u][li % 4u] = q[h * HD + li];
             wq = q_norm[li];
             wqp = q_norm[partner];
-            cv = cs[pos * HD + j];
-            sv = cs[pos * HD + half + j];
+            cv = cs[pos * HD + jh];
+            sv = cs[pos * HD + half + jh];
             if (stores_new) {
                 raw[64u + li / 4u][li % 4u] = q[(p.heads + kvh) * HD + li];
                 wk = k_norm[li];
@@ -121,25 +153,29 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             let rq = rotated(0u, li, inv_rms(0u), wq, wqp, cv, sv);
             qs[li / 4u][li % 4u] = rq * scale;
             if (stores_new) {
+                // every workgroup of the kv head stores the same values
+                let rk = rotated(64u, li, inv_rms(64u), wk, wkp, cv, sv);
                 let dst = (pos * p.kv_heads + kvh) * V4 + li / 4u;
-                kc[dst][li % 4u] = rotated(64u, li, inv_rms(64u), wk, wkp, cv, sv);
+                kc[dst][li % 4u] = rk;
                 vc[dst][li % 4u] = v;
+                kn[li / 4u][li % 4u] = rk;
+                vn[li / 4u][li % 4u] = v;
             }
         }
-        storageBarrier();
     } else if (li < V4) {
         let b = h * HD + 4u * li;
         qs[li] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * scale;
     }
     workgroupBarrier();
-    // scores: four invocations per cache row, each a quarter of the row's vec4s (interleaved,
-    // adjacent loads)
-    let r = li / 4u;
-    let j = li % 4u;
     var s = 0.0;
-    if (row0 + r < n) {
-        let kb = ((row0 + r) * p.kv_heads + kvh) * V4;
-        for (var u = j; u < V4; u += 4u) { s = s + dot(qs[u], kc[kb + u]); }
+    if (row0 + r < cached) {
+        for (var t = 0u; t < KT; t++) {
+            if (j + 4u * t < V4) { s = s + dot(qs[j + 4u * t], kp[t]); }
+        }
+    } else if (FUSED_QK && row0 + r == n - 1u) {
+        for (var t = 0u; t < KT; t++) {
+            if (j + 4u * t < V4) { s = s + dot(qs[j + 4u * t], kn[j + 4u * t]); }
+        }
     }
     dots[li] = s;
     workgroupBarrier();
@@ -158,16 +194,16 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         if (li == 0u) { chunk_max = m; }
     }
     workgroupBarrier();
-    // weighted values: SLICES groups of invocations split the rows, one vec4 of dims each
-    let slice = li / V4;
-    let u = li % V4;
-    let rows = min(CHUNK, n - row0);
+    // weighted values
     if (slice < SLICES) {
         var acc = vec4<f32>(0.0);
         for (var k = 0u; k < PER_SLICE; k++) {
             let i = slice + k * SLICES;
-            if (i < rows) {
-                acc = acc + pe[i / 4u][i % 4u] * vc[((row0 + i) * p.kv_heads + kvh) * V4 + u];
+            if (i >= CHUNK) {
+            } else if (row0 + i < cached) {
+                acc = acc + pe[i / 4u][i % 4u] * vp[k];
+            } else if (FUSED_QK && row0 + i == n - 1u) {
+                acc = acc + pe[i / 4u][i % 4u] * vn[u];
             }
         }
         ov[slice * V4 + u] = acc;

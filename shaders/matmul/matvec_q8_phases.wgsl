@@ -92,6 +92,21 @@ var<workgroup> xss: array<f32, 384>;   // block sums of squares (RMS)
 
 // Blk, dot_i8 and block_reduce: q8_block.wgsl
 
+// Wait until every workgroup of the previous phase has written its output (phase 0 waits for
+// nothing: its input comes from an earlier dispatch). A phase calls this after issuing its
+// prefetched weight loads, so their memory round trip overlaps the wait.
+fn wait_previous(li: u32, ph: u32) {
+    if (ph > 0u) {
+        if (li == 0u) {
+            loop {
+                if (atomicLoad(&counters[p.cbase + ph - 1u]) >= p.ph[ph - 1u].wgs) { break; }
+            }
+        }
+        workgroupBarrier();
+        storageBarrier();
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
@@ -102,16 +117,6 @@ fn main(@builtin(local_invocation_index) li: u32,
     var ph = 0u;
     for (var i = 1u; i < N_PHASES; i++) {
         if (lin >= p.ph[i].wg0) { ph = i; }
-    }
-    // wait until every workgroup of the previous phase has written its output
-    if (ph > 0u) {
-        if (li == 0u) {
-            loop {
-                if (atomicLoad(&counters[p.cbase + ph - 1u]) >= p.ph[ph - 1u].wgs) { break; }
-            }
-        }
-        workgroupBarrier();
-        storageBarrier();
     }
     let first = (lin - p.ph[ph].wg0) * p.ph[ph].rpw;
     // one case per phase of this pipeline (the host writes them: phases_source)
@@ -139,6 +144,7 @@ override RPW_{P}: u32 = 32u;    // rows per workgroup (<= 128)
 override ACC_{P}: bool = false; // add into y
 override RMS_{P}: bool = false; // divide by the input's RMS
 override QOUT_{P}: u32 = 0u;    // 0 none, 1 normed (weight g{P} folded in), 2 SwiGLU pairs
+override PRE_{P}: u32 = 0u;     // block trips of the first row group loaded before the wait (0..2)
 
 fn pair_row_{P}(r: u32) -> u32 {
     if (QOUT_{P} == 2u) {
@@ -204,7 +210,11 @@ fn quantise_out_{P}(li: u32, first: u32) {
     }
 }
 
-fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32) {
+// The weights do not depend on the previous phase: the first PRE_{P} block trips of the
+// subgroup's first row group are loaded into registers before the wait (rows and blocks
+// clamped in bounds; the block loop uses them only where they are real). Waiting then
+// overlaps their memory round trip instead of preceding it.
+fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32) {
     let rows_all = p.ph[{P}].rows;
     let nsg = WG / sgs;
     let last = rows_all - 1u;
@@ -212,6 +222,25 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32) {
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
     let trips = (nb + step - 1u) / step;
+    let rstart = first + (li / sgs) * ROWS;
+    let pr = min(rstart, last);
+    let pb0 = min(lane, nb - 1u);
+    let pb1 = min(lane + step, nb - 1u);
+    var a0: Blk; var a1: Blk; var a2: Blk; var a3: Blk;
+    var c0: Blk; var c1: Blk; var c2: Blk; var c3: Blk;
+    if (PRE_{P} > 0u) {
+        a0 = fetch_{P}(pr, pb0);
+        if (ROWS > 1u) { a1 = fetch_{P}(min(pr + 1u, last), pb0); }
+        if (ROWS > 2u) { a2 = fetch_{P}(min(pr + 2u, last), pb0); }
+        if (ROWS > 3u) { a3 = fetch_{P}(min(pr + 3u, last), pb0); }
+    }
+    if (PRE_{P} > 1u) {
+        c0 = fetch_{P}(pr, pb1);
+        if (ROWS > 1u) { c1 = fetch_{P}(min(pr + 1u, last), pb1); }
+        if (ROWS > 2u) { c2 = fetch_{P}(min(pr + 2u, last), pb1); }
+        if (ROWS > 3u) { c3 = fetch_{P}(min(pr + 3u, last), pb1); }
+    }
+    wait_previous(li, ph);
     for (var i = li; i < 2u * nb; i += WG) { xs[i] = q{P}[i]; }
     for (var i = li; i < nb; i += WG) {
         xsd[i] = bitcast<f32>(q{P}[2u * nb + i / 4u][i % 4u]);
@@ -219,7 +248,7 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32) {
     }
     workgroupBarrier();
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
-    for (var r0 = first + (li / sgs) * ROWS; r0 < min(first + RPW_{P}, rows_all); r0 += nsg * ROWS) {
+    for (var r0 = rstart; r0 < min(first + RPW_{P}, rows_all); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
         var ss = 0.0;
         // rows past the end repeat the last row (in bounds) and are not stored
@@ -233,10 +262,21 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32) {
                 let xb = xs[2u * b + 1u];
                 let dx = xsd[b];
                 if (RMS_{P}) { ss = ss + xss[b]; }
-                acc.x = acc.x + dot_i8(fetch_{P}(r0, b), xa, xb, dx);
-                if (ROWS > 1u) { acc.y = acc.y + dot_i8(fetch_{P}(r1, b), xa, xb, dx); }
-                if (ROWS > 2u) { acc.z = acc.z + dot_i8(fetch_{P}(r2, b), xa, xb, dx); }
-                if (ROWS > 3u) { acc.w = acc.w + dot_i8(fetch_{P}(r3, b), xa, xb, dx); }
+                var k0: Blk; var k1: Blk; var k2: Blk; var k3: Blk;
+                if (PRE_{P} > 0u && i == 0u && r0 == rstart) {
+                    k0 = a0; k1 = a1; k2 = a2; k3 = a3;
+                } else if (PRE_{P} > 1u && i == 1u && r0 == rstart) {
+                    k0 = c0; k1 = c1; k2 = c2; k3 = c3;
+                } else {
+                    k0 = fetch_{P}(r0, b);
+                    if (ROWS > 1u) { k1 = fetch_{P}(r1, b); }
+                    if (ROWS > 2u) { k2 = fetch_{P}(r2, b); }
+                    if (ROWS > 3u) { k3 = fetch_{P}(r3, b); }
+                }
+                acc.x = acc.x + dot_i8(k0, xa, xb, dx);
+                if (ROWS > 1u) { acc.y = acc.y + dot_i8(k1, xa, xb, dx); }
+                if (ROWS > 2u) { acc.z = acc.z + dot_i8(k2, xa, xb, dx); }
+                if (ROWS > 3u) { acc.w = acc.w + dot_i8(k3, xa, xb, dx); }
             }
         }
         let total = subgroupAdd(acc);

@@ -141,6 +141,9 @@ pub struct Tuning {
     pub q8_phases: bool,
     /// most phases per dispatch (1..=4; `OMNI_Q8_PHASE_MAX`)
     pub q8_phase_max: u32,
+    /// block trips of its first rows a phase loads before waiting for the previous phase
+    /// (0..=2; `OMNI_Q8_PREFETCH`)
+    pub q8_prefetch: u32,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -174,6 +177,7 @@ impl Default for Tuning {
             q8_chain_attn: true,
             q8_phases: false,
             q8_phase_max: 4,
+            q8_prefetch: 1,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -209,6 +213,7 @@ impl Tuning {
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
+            q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
             q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
                 .map_or(d.q8_chain_attn, |v| v != "0"),

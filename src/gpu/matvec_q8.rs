@@ -70,6 +70,7 @@ const PHASE_RPW: [&str; MAX_PHASES] = ["RPW_0", "RPW_1", "RPW_2", "RPW_3"];
 const PHASE_ACC: [&str; MAX_PHASES] = ["ACC_0", "ACC_1", "ACC_2", "ACC_3"];
 const PHASE_RMS: [&str; MAX_PHASES] = ["RMS_0", "RMS_1", "RMS_2", "RMS_3"];
 const PHASE_QOUT: [&str; MAX_PHASES] = ["QOUT_0", "QOUT_1", "QOUT_2", "QOUT_3"];
+const PHASE_PRE: [&str; MAX_PHASES] = ["PRE_0", "PRE_1", "PRE_2", "PRE_3"];
 
 impl QuantOut<'_> {
     fn buffer(&self) -> &GpuBuffer {
@@ -334,6 +335,7 @@ impl Kernels {
                 (PHASE_ACC[i], flag(ph.accumulate)),
                 (PHASE_RMS[i], flag(ph.norm_eps.is_some())),
                 (PHASE_QOUT[i], mode as f64),
+                (PHASE_PRE[i], self.tuning.q8_prefetch as f64),
             ]);
         }
         let info = &self.ctx.info;

@@ -153,7 +153,7 @@ fn phases_source(n: usize) -> String {
     const MARK: &str = "// ---- phase template ----";
     let (head, template) = SRC.split_once(MARK).unwrap_or((SRC, ""));
     let cases: String = (0..n)
-        .map(|i| format!("case {i}u: {{ run_{i}(li, lane, sgs, first); }}\n        "))
+        .map(|i| format!("case {i}u: {{ run_{i}(li, lane, sgs, first, ph); }}\n        "))
         .collect();
     let mut out = format!(
         "{COMMON}\n{Q8_BLOCK}\n{}",
