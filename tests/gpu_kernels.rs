@@ -349,14 +349,14 @@ fn decode_and_prefill_attention_match_cpu() {
             let quantised = hd.is_multiple_of(32);
             let qo = GpuBuffer::zeros(&ctx, quantised_len(heads * hd), "q").unwrap();
             let qout = quantised.then_some(&qo);
-            k.run(
-                &k.attn_decode(
-                    &gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len, qout,
-                )
-                .unwrap(),
-                dims,
-            )
-            .unwrap();
+            let ops = k
+                .attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len, qout)
+                .unwrap();
+            // twice, the output cleared between: past one chunk, the head's last workgroup
+            // merges the chunks and must leave its device counter at zero for the next step
+            k.run(&ops, dims).unwrap();
+            out.write_f32(&ctx, 0, &vec![0.0; q.len()]);
+            k.run(&ops, dims).unwrap();
             if quantised {
                 let f = out.read_f32(&ctx, 0, heads * hd).unwrap();
                 let q = qo.read_u32(&ctx, 0, quantised_len(heads * hd)).unwrap();

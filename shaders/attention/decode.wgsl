@@ -1,8 +1,9 @@
-// Decode attention, pass 1 of 2 (split-K, "flash decoding"): one workgroup per (head, chunk of
-// 64 cache rows), so a long context spreads over the whole GPU instead of one workgroup per
-// head looping over every row. Each writes its chunk's unnormalised output with the chunk's
-// max score and exponential sum to `part`; attn_combine merges them. With a single chunk
-// (kv_len <= 64) the output is final here and the combine pass is not dispatched.
+// Decode attention, split-K ("flash decoding"): one workgroup per (head, chunk of 64 cache
+// rows), so a long context spreads over the whole GPU instead of one workgroup per head
+// looping over every row. With a single chunk (kv_len <= 64) the output is final at once.
+// With several, each writes its chunk's unnormalised output with the chunk's max score and
+// exponential sum to `part`, and the head's last workgroup to finish (a device counter per
+// head) merges them, in the same dispatch.
 // FUSED_QK: `q` is the raw q|k|v projection of the step's token; each workgroup applies the
 // QK-norm and RoPE to its head's query itself, and the workgroups of the last chunk also
 // normalise, rotate and store the new key and value rows into the cache before reading them
@@ -51,6 +52,8 @@ struct Params {
 @group(0) @binding(8) var<storage, read> k_norm: array<f32>;         // FUSED_QK: (HD)
 @group(0) @binding(9) var<storage, read> cs: array<f32>;             // FUSED_QK: (positions, 2, HD / 2)
 @group(0) @binding(10) var<storage, read_write> qout: array<u32>;    // QOUT: the output quantised
+// per head, how many of its chunks have written their part (zero between dispatches)
+@group(0) @binding(11) var<storage, read_write> done_chunks: array<atomic<u32>>;
 
 const CHUNK: u32 = 64u;
 
@@ -61,6 +64,7 @@ var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
 var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
 var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
 var<workgroup> chunk_max: f32;              // the chunk's max score
+var<workgroup> last_flag: u32;              // 1 in the head's last chunk to finish
 var<workgroup> kn: array<vec4<f32>, 64>;    // FUSED_QK: the new key row (normed, rotated)
 var<workgroup> vn: array<vec4<f32>, 64>;    // FUSED_QK: the new value row
 
@@ -231,7 +235,60 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             }
         }
     }
-    // n is uniform: the whole workgroup takes this branch or none
-    // (quantise_head: q8_out.wgsl)
-    if (QOUT && n <= CHUNK) { quantise_head(li, V4, h * HD + 4u * li, HD, fin); }
+    // n is uniform: the whole workgroup takes these branches or none
+    if (n > CHUNK) {
+        // Several chunks: the head's last workgroup to finish merges them all (a second
+        // dispatch cost a dispatch boundary, ~3 us on an H200, per layer). Release this
+        // chunk's part, count it; the last resets the count for the next dispatch.
+        storageBarrier();
+        let used = (n + CHUNK - 1u) / CHUNK;
+        if (li == 0u) {
+            let done = atomicAdd(&done_chunks[h], 1u) + 1u;
+            last_flag = select(0u, 1u, done == used);
+            if (done == used) { atomicStore(&done_chunks[h], 0u); }
+        }
+        if (workgroupUniformLoad(&last_flag) == 0u) { return; }
+        // acquire the other chunks' parts, then out = sum_c o_c e^(m_c - M) / sum_c l_c
+        // e^(m_c - M), M the largest chunk max
+        storageBarrier();
+        if (li < V4) {
+            let pitch = HD + 2u;
+            let base = h * p.chunks * pitch;
+            var mx = -3.4e38;
+            for (var k = 0u; k < used; k++) { mx = max(mx, part[base + k * pitch + HD]); }
+            var l = 0.0;
+            var o = vec4<f32>(0.0);
+            for (var k = 0u; k < used; k++) {
+                let b = base + k * pitch;
+                let w = exp(part[b + HD] - mx);
+                l = l + part[b + HD + 1u] * w;
+                let at = b + 4u * li;
+                o = o + vec4<f32>(part[at], part[at + 1u], part[at + 2u], part[at + 3u]) * w;
+            }
+            fin = o / l;
+            out[h * V4 + li] = fin;
+        }
+    }
+    if (QOUT) { quantise_head(li, V4, h * HD + 4u * li, HD, fin); }
+}
+
+// QOUT: the output quantised for the chained o_proj. No subgroup operations: the attention
+// also runs on adapters without them.
+var<workgroup> qmax: array<f32, 64>;  // per-invocation largest |value| of 4
+
+// Invocation li < n4 holds values at .. at + 3 of a head's output (`at` = head offset +
+// 4 li); eight neighbours make a block of the heads x head_dim vector. Call in uniform
+// control flow (it has a barrier).
+fn quantise_head(li: u32, n4: u32, at: u32, head_dim: u32, v: vec4<f32>) {
+    let a = abs(v);
+    if (li < n4) { qmax[li] = max(max(a.x, a.y), max(a.z, a.w)); }
+    workgroupBarrier();
+    if (li < n4) {
+        let b0 = li - li % 8u;
+        var m = 0.0;
+        for (var j = 0u; j < 8u; j++) { m = max(m, qmax[b0 + j]); }
+        let inv = select(0.0, 127.0 / m, m > 0.0);
+        qout[at / 4u] = pack4xI8(vec4<i32>(round(v * inv)));
+        if (li % 8u == 0u) { qout[8u * (p.heads * head_dim / 32u) + at / 32u] = bitcast<u32>(m / 127.0); }
+    }
 }

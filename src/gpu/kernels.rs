@@ -1428,8 +1428,9 @@ impl Kernels {
         heads * ctx_len.div_ceil(64) * (head_dim + 2)
     }
 
-    /// Decode attention of one query per head over cache rows 0..kv_len: a split pass over
-    /// chunks of 64 rows and, when there are several, a combining pass.
+    /// Decode attention of one query per head over cache rows 0..kv_len: one dispatch over
+    /// chunks of 64 rows, whose last workgroup per head merges the chunks when there are
+    /// several.
     /// `part` holds [`Kernels::attn_decode_scratch`] floats. With `qout`, the output also goes
     /// there quantised (gpu/matvec_q8.rs) for a chained o_proj.
     #[allow(clippy::too_many_arguments)]
@@ -1547,6 +1548,8 @@ impl Kernels {
         let (qn, kn, rope) = fused
             .as_ref()
             .map_or((q, q, q), |f| (f.q_norm, f.k_norm, f.rope));
+        // per head, its chunks done (the last one merges them and zeroes the count)
+        let done_chunks = GpuBuffer::zeros(&self.ctx, heads, "attn_done_chunks")?;
         let split = self.op(
             "attn_decode",
             &[
@@ -1566,18 +1569,11 @@ impl Kernels {
                 &kn.buffer,
                 &rope.buffer,
                 qout_buf,
+                &done_chunks.buffer,
             ],
             Box::new(move |d| [h, d.kv_len().div_ceil(64), 1]),
         )?;
-        let combine = self.op(
-            "attn_combine",
-            &[qout_const],
-            &params,
-            true,
-            &[&part.buffer, &out.buffer, qout_buf],
-            Box::new(move |d| [if d.kv_len() > 64 { h } else { 0 }, 1, 1]),
-        )?;
-        Ok(vec![split, combine])
+        Ok(vec![split])
     }
 
     /// Causal flash attention of the step's t queries over cache rows 0..pos0 + t.

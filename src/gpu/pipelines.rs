@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 const MATMUL_BODY: &str = include_str!("../../shaders/matmul/matmul_body.wgsl");
 const Q8_BLOCK: &str = include_str!("../../shaders/matmul/q8_block.wgsl");
-const ATTN_Q8_OUT: &str = include_str!("../../shaders/attention/q8_out.wgsl");
 
 /// Shaders assembled from a format-specific part and a shared body (WGSL has no includes):
 /// (name, part prepended to the body, body).
@@ -19,16 +18,6 @@ const COMPOSED: &[(&str, &str, &str)] = &[
         "matvec_q8",
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
         Q8_BLOCK,
-    ),
-    (
-        "attn_decode",
-        include_str!("../../shaders/attention/decode.wgsl"),
-        ATTN_Q8_OUT,
-    ),
-    (
-        "attn_combine",
-        include_str!("../../shaders/attention/combine.wgsl"),
-        ATTN_Q8_OUT,
     ),
     (
         "matmul",
@@ -44,6 +33,10 @@ const COMPOSED: &[(&str, &str, &str)] = &[
 
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
+    (
+        "attn_decode",
+        include_str!("../../shaders/attention/decode.wgsl"),
+    ),
     (
         "matmul_reduce",
         include_str!("../../shaders/matmul/matmul_reduce.wgsl"),
