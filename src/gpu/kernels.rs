@@ -263,6 +263,11 @@ pub struct Kernels {
     host_ns: AtomicU64,
     host_submit_ns: AtomicU64,
     host_steps: AtomicU64,
+    /// A measurement knob only (`OMNI_DEBUG_SKIP`, `,`-separated): ops whose
+    /// "name@shape" (e.g. `attn_decode`, `matvec_q8@4096x12288`) starts with one of these are
+    /// not dispatched, so a bench shows what they cost inside the real step. The output is
+    /// then wrong by construction; never set outside a bench.
+    skip: Vec<String>,
 }
 
 impl Kernels {
@@ -288,6 +293,17 @@ impl Kernels {
             host_ns: AtomicU64::new(0),
             host_submit_ns: AtomicU64::new(0),
             host_steps: AtomicU64::new(0),
+            skip: std::env::var("OMNI_DEBUG_SKIP")
+                .map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn skipped(&self, op: &Op) -> bool {
+        !self.skip.is_empty() && {
+            let shape = op.detail.split(' ').next().unwrap_or("");
+            let full = format!("{}@{shape}", op.name);
+            self.skip.iter().any(|s| full.starts_with(s.as_str()))
         }
     }
 
@@ -1663,7 +1679,7 @@ impl Kernels {
                     label: Some("step"),
                     timestamp_writes: None,
                 });
-                for op in ops {
+                for op in ops.into_iter().filter(|op| !self.skipped(op)) {
                     Self::dispatch(&mut pass, op, dims);
                 }
             }
