@@ -350,7 +350,9 @@ fn decode_and_prefill_attention_match_cpu() {
             let qo = GpuBuffer::zeros(&ctx, quantised_len(heads * hd), "q").unwrap();
             let qout = quantised.then_some(&qo);
             let ops = k
-                .attn_decode(&gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len, qout)
+                .attn_decode(
+                    &gq, &gk, &gv, &scores, &out, heads, kv_heads, hd, ctx_len, qout,
+                )
                 .unwrap();
             // twice, the output cleared between: past one chunk, the head's last workgroup
             // merges the chunks and must leave its device counter at zero for the next step
@@ -762,7 +764,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
 /// matrix), and the consumer reads those blocks instead of quantising x itself. Against the
 /// same int8-activation twin and budget as above, on the producer's own f32 output: the chain
 /// changes where the rounding happens, not what it is. Rows per workgroup vary with the rows
-/// per subgroup; the last workgroup is partly empty.
+/// per subgroup and the invocations per workgroup; the last workgroup is partly empty.
 #[test]
 fn chained_q8_0_matvecs_match_their_cpu_twin() {
     use qwen_omni::gpu::{Q8Input, QuantOut, quantised_len};
@@ -781,10 +783,32 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     // rows per workgroup (subgroups x rows x groups) must hold whole blocks and at most 128:
     // which shapes qualify depends on the adapter's subgroup size, so the cases that do are
     // run, the default four rows per subgroup always among them
+    // then the wide shapes (`Tuning::q8_wide_wg`: 512 or 1024 invocations) where the adapter
+    // takes them
     let mut ran = 0;
-    for &(rows, groups) in &[(4u32, 1u32), (2, 2), (4, 2), (1, 4)] {
+    let mut wide_ran = 0;
+    let cases = [
+        (4u32, 1u32, 0u32),
+        (2, 2, 0),
+        (4, 2, 0),
+        (1, 4, 0),
+        (2, 1, 512),
+        (1, 1, 512),
+        (1, 1, 1024),
+    ];
+    for &(rows, groups, wide) in &cases {
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
+        k.tuning.q8_wide_wg = wide;
+        k.tuning.q8_wide_rows = rows;
+        k.tuning.q8_min_wgs = if wide > 0 { u32::MAX } else { 1 };
+        if wide > 0 {
+            let (_, _, m) = q8(224, 32, 90);
+            if k.q8_link_shape(&m, None).1 != wide {
+                continue;
+            }
+            wide_ran += 1;
+        }
         let probe = |rows_total: usize, swiglu: bool| {
             let (_, _, m) = q8(rows_total, 32, 90);
             let q = GpuBuffer::zeros(&ctx, quantised_len(rows_total), "probe").unwrap();
@@ -907,6 +931,9 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         ran >= 2,
         "only {ran} shape(s) of rows per workgroup chained"
     );
+    if ctx.limits.max_compute_invocations_per_workgroup >= 512 {
+        assert!(wide_ran >= 1, "no wide shape ran");
+    }
 }
 
 /// The chain of a dense layer as one phased dispatch (o_proj -> gate_up -> down -> next qkv,
@@ -1056,7 +1083,10 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
         for pass in 0..3 {
             let (got_qkv, got_x) = run(k, true, pass == 2, &counters);
             let e = rel(&got_qkv, &want_qkv).max(rel(&got_x, &want_x));
-            assert!(e < 1e-5, "phased chain, {pre} trips ahead, pass {pass}: {e:.2e}");
+            assert!(
+                e < 1e-5,
+                "phased chain, {pre} trips ahead, pass {pass}: {e:.2e}"
+            );
             assert_eq!(
                 counters.read_u32(&ctx, 0, 4).unwrap(),
                 vec![0; 4],

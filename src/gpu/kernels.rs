@@ -141,6 +141,12 @@ pub struct Tuning {
     pub q8_phases: bool,
     /// most phases per dispatch (1..=4; `OMNI_Q8_PHASE_MAX`)
     pub q8_phase_max: u32,
+    /// invocations per workgroup of the chained decode matvecs that would otherwise have
+    /// fewer than `q8_min_wgs` workgroups (0: none wider; `OMNI_Q8_WIDE_WG` 512 or 1024), with
+    /// `q8_wide_rows` rows per subgroup (`OMNI_Q8_WIDE_ROWS`): more subgroups per SM where
+    /// the quantised output's 32-row blocks cap the workgroup count (4096 rows: 128)
+    pub q8_wide_wg: u32,
+    pub q8_wide_rows: u32,
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
@@ -178,6 +184,8 @@ impl Default for Tuning {
             q8_phases: false,
             q8_phase_max: 4,
             q8_prefetch: 1,
+            q8_wide_wg: 0,
+            q8_wide_rows: 2,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -214,6 +222,8 @@ impl Tuning {
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
+            q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
+            q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
             q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
                 .map_or(d.q8_chain_attn, |v| v != "0"),
@@ -294,7 +304,12 @@ impl Kernels {
             host_submit_ns: AtomicU64::new(0),
             host_steps: AtomicU64::new(0),
             skip: std::env::var("OMNI_DEBUG_SKIP")
-                .map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -451,12 +466,9 @@ impl Kernels {
         self.matvec_impl(w, x, x_off, y, y_off, f, None)
     }
 
-    /// Rows per 256-invocation workgroup for the one-row-per-subgroup matvecs: 256 / the
-    /// smallest subgroup size the adapter may pick (a larger actual size leaves the extra
-    /// workgroups idle, never rows uncovered).
     /// The pipeline constants of `matvec_sg` / `matvec_q8` with `rows` rows per subgroup, and
     /// the rows per workgroup: ROWS per subgroup of the smallest size the adapter may pick (a
-    /// larger subgroup loops over its share).
+    /// larger subgroup loops over its share, never leaving rows uncovered).
     /// `columns`: workgroups per row range (the slots of a MoE matvec, else 1).
     /// `multiple`: rows per workgroup are raised to a multiple of it where the row groups allow
     /// (the quantised output's blocks; the caller checks).
@@ -476,6 +488,22 @@ impl Kernels {
         } else {
             self.tuning.matvec_wg
         };
+        self.subgroup_matvec_shape(w, f, wg, rows, rms_norm, matrix_rows, columns, multiple)
+    }
+
+    /// [`Kernels::subgroup_matvec_constants`] with `wg` invocations per workgroup.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn subgroup_matvec_shape(
+        &self,
+        w: &GpuMatrix,
+        f: MatFlags,
+        wg: u32,
+        rows: u32,
+        rms_norm: bool,
+        matrix_rows: u32,
+        columns: u32,
+        multiple: u32,
+    ) -> (Vec<(&'static str, f64)>, u32) {
         let base = (wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
         let mut groups = if w.is_q8 { self.tuning.q8_groups } else { 1 };
         while groups > 1 && matrix_rows.div_ceil(base * groups) * columns < self.tuning.q8_min_wgs {

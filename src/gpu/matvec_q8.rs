@@ -115,19 +115,11 @@ impl Kernels {
             return false;
         }
         let (_, multiple) = out.mode();
-        let (_, rpw) = self.subgroup_matvec_constants(
-            w,
-            MatFlags::default(),
-            self.tuning.q8_rows,
-            false,
-            w.rows as u32,
-            1,
-            multiple,
-        );
+        let (_, rpw, wg) = self.chain_constants(w, MatFlags::default(), false, multiple);
         w.rows.is_multiple_of(multiple as usize)
             && rpw.is_multiple_of(multiple)
             && rpw <= 128
-            && rpw <= 4 * self.tuning.q8_wg
+            && rpw <= 4 * wg
     }
 
     /// y[y_off..] (+)= W x for Q8_0 `w` (matvec_q8.wgsl), x as `input` says; with `out`, the
@@ -170,15 +162,7 @@ impl Kernels {
             ));
         }
         let (qout_mode, multiple) = out.as_ref().map_or((0, 1), QuantOut::mode);
-        let (mut consts, rows_per_wg) = self.subgroup_matvec_constants(
-            w,
-            f,
-            self.tuning.q8_rows,
-            rms,
-            w.rows as u32,
-            1,
-            multiple,
-        );
+        let (mut consts, rows_per_wg, _) = self.chain_constants(w, f, rms, multiple);
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
         // the quantised output's length: the next matvec's K
@@ -221,6 +205,42 @@ impl Kernels {
                 Ok(op)
             })
             .collect()
+    }
+
+    /// The pipeline constants, rows per workgroup and invocations per workgroup of a chain
+    /// link: the Q8_0 defaults, or the wide shape (`Tuning::q8_wide_wg`) where those leave
+    /// fewer than `q8_min_wgs` workgroups and the adapter takes it.
+    fn chain_constants(
+        &self,
+        w: &GpuMatrix,
+        f: MatFlags,
+        rms: bool,
+        multiple: u32,
+    ) -> (Vec<(&'static str, f64)>, u32, u32) {
+        let t = &self.tuning;
+        let rows = w.rows as u32;
+        let (c, rpw) = self.subgroup_matvec_constants(w, f, t.q8_rows, rms, rows, 1, multiple);
+        let wide = t.q8_wide_wg;
+        let limits = &self.ctx.limits;
+        let fits = wide > t.q8_wg
+            && wide <= limits.max_compute_invocations_per_workgroup
+            && wide <= limits.max_compute_workgroup_size_x
+            // (matvec_q8.wgsl's per-subgroup sums hold 64)
+            && wide / self.ctx.info.subgroup_min_size.max(1) <= 64;
+        if !fits || rows.div_ceil(rpw) >= t.q8_min_wgs {
+            return (c, rpw, t.q8_wg);
+        }
+        let (c, rpw) =
+            self.subgroup_matvec_shape(w, f, wide, t.q8_wide_rows, rms, rows, 1, multiple);
+        (c, rpw, wide)
+    }
+
+    /// Rows and invocations per workgroup of `w` as a chain link writing `out` (tests check
+    /// which shape ran).
+    pub fn q8_link_shape(&self, w: &GpuMatrix, out: Option<&QuantOut>) -> (u32, u32) {
+        let multiple = out.map_or(1, |o| o.mode().1);
+        let (_, rpw, wg) = self.chain_constants(w, MatFlags::default(), false, multiple);
+        (rpw, wg)
     }
 
     /// Rows per workgroup of `w` as a phase of [`Kernels::matvec_q8_phases`] writing `out`:
