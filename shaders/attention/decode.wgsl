@@ -91,6 +91,29 @@ fn rotated(at: u32, i: u32, inv: f32, wi: f32, wp: f32, c: f32, s: f32) -> f32 {
     return x * c + raw_at(at, i - half) * inv * wp * s;
 }
 
+// The cache row of value register k of `slice` (past the chunk or PER_SLICE: none, as
+// 0xffffffff, which no row count reaches)
+fn v_row(k: u32, row0: u32, slice: u32) -> u32 {
+    let i = slice + k * SLICES;
+    return select(0xffffffffu, row0 + i, k < PER_SLICE && i < CHUNK);
+}
+
+// Score term t of an invocation: vec4 j + 4t of the query against key register kv
+fn kdot(t: u32, kv: vec4<f32>, j: u32) -> f32 {
+    if (t < KT && j + 4u * t < V4) { return dot(qs[j + 4u * t], kv); }
+    return 0.0;
+}
+
+// Weighted value term k of an invocation: register vv for a cached row, the workgroup's new
+// row for the step's own position (FUSED_QK), else nothing
+fn vterm(k: u32, vv: vec4<f32>, row0: u32, slice: u32, u: u32, cached: u32, n: u32) -> vec4<f32> {
+    let i = slice + k * SLICES;
+    if (k >= PER_SLICE || i >= CHUNK) { return vec4<f32>(0.0); }
+    if (row0 + i < cached) { return pe[i / 4u][i % 4u] * vv; }
+    if (FUSED_QK && row0 + i == n - 1u) { return pe[i / 4u][i % 4u] * vn[u]; }
+    return vec4<f32>(0.0);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let h = wg.x;
@@ -109,23 +132,79 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     let j = li % 4u;
     let slice = li / V4;
     let u = li % V4;
-    // (sized for HD 256; the loops' trip counts are the constants KT and PER_SLICE, so the
-    // compiler unrolls them and keeps the arrays in registers)
-    var kp: array<vec4<f32>, 16>;
-    var vp: array<vec4<f32>, 16>;
+    // Named registers, not arrays (an array indexed in a loop may live in local memory): k_t
+    // holds vec4 j + 4t of row r, v_k vec4 u of row slice + k * SLICES; the constants KT and
+    // PER_SLICE (at most 16, HD <= 256) drop the unused ones at pipeline creation.
+    var k0 = vec4<f32>(0.0);
+    var k1 = vec4<f32>(0.0);
+    var k2 = vec4<f32>(0.0);
+    var k3 = vec4<f32>(0.0);
+    var k4 = vec4<f32>(0.0);
+    var k5 = vec4<f32>(0.0);
+    var k6 = vec4<f32>(0.0);
+    var k7 = vec4<f32>(0.0);
+    var k8 = vec4<f32>(0.0);
+    var k9 = vec4<f32>(0.0);
+    var k10 = vec4<f32>(0.0);
+    var k11 = vec4<f32>(0.0);
+    var k12 = vec4<f32>(0.0);
+    var k13 = vec4<f32>(0.0);
+    var k14 = vec4<f32>(0.0);
+    var k15 = vec4<f32>(0.0);
+    var v0 = vec4<f32>(0.0);
+    var v1 = vec4<f32>(0.0);
+    var v2 = vec4<f32>(0.0);
+    var v3 = vec4<f32>(0.0);
+    var v4 = vec4<f32>(0.0);
+    var v5 = vec4<f32>(0.0);
+    var v6 = vec4<f32>(0.0);
+    var v7 = vec4<f32>(0.0);
+    var v8 = vec4<f32>(0.0);
+    var v9 = vec4<f32>(0.0);
+    var v10 = vec4<f32>(0.0);
+    var v11 = vec4<f32>(0.0);
+    var v12 = vec4<f32>(0.0);
+    var v13 = vec4<f32>(0.0);
+    var v14 = vec4<f32>(0.0);
+    var v15 = vec4<f32>(0.0);
     if (row0 + r < cached) {
-        let kb = ((row0 + r) * p.kv_heads + kvh) * V4;
-        for (var t = 0u; t < KT; t++) {
-            if (j + 4u * t < V4) { kp[t] = kc[kb + j + 4u * t]; }
-        }
+        let kb = ((row0 + r) * p.kv_heads + kvh) * V4 + j;
+        if (j < V4) { k0 = kc[kb]; }
+        if (KT > 1u && j + 4u < V4) { k1 = kc[kb + 4u]; }
+        if (KT > 2u && j + 8u < V4) { k2 = kc[kb + 8u]; }
+        if (KT > 3u && j + 12u < V4) { k3 = kc[kb + 12u]; }
+        if (KT > 4u && j + 16u < V4) { k4 = kc[kb + 16u]; }
+        if (KT > 5u && j + 20u < V4) { k5 = kc[kb + 20u]; }
+        if (KT > 6u && j + 24u < V4) { k6 = kc[kb + 24u]; }
+        if (KT > 7u && j + 28u < V4) { k7 = kc[kb + 28u]; }
+        if (KT > 8u && j + 32u < V4) { k8 = kc[kb + 32u]; }
+        if (KT > 9u && j + 36u < V4) { k9 = kc[kb + 36u]; }
+        if (KT > 10u && j + 40u < V4) { k10 = kc[kb + 40u]; }
+        if (KT > 11u && j + 44u < V4) { k11 = kc[kb + 44u]; }
+        if (KT > 12u && j + 48u < V4) { k12 = kc[kb + 48u]; }
+        if (KT > 13u && j + 52u < V4) { k13 = kc[kb + 52u]; }
+        if (KT > 14u && j + 56u < V4) { k14 = kc[kb + 56u]; }
+        if (KT > 15u && j + 60u < V4) { k15 = kc[kb + 60u]; }
     }
     if (slice < SLICES) {
-        for (var k = 0u; k < PER_SLICE; k++) {
-            let i = slice + k * SLICES;
-            if (i < CHUNK && row0 + i < cached) {
-                vp[k] = vc[((row0 + i) * p.kv_heads + kvh) * V4 + u];
-            }
-        }
+        let pitch = p.kv_heads * V4;
+        let vb = kvh * V4 + u;
+        if (v_row(0u, row0, slice) < cached) { v0 = vc[v_row(0u, row0, slice) * pitch + vb]; }
+        if (v_row(1u, row0, slice) < cached) { v1 = vc[v_row(1u, row0, slice) * pitch + vb]; }
+        if (v_row(2u, row0, slice) < cached) { v2 = vc[v_row(2u, row0, slice) * pitch + vb]; }
+        if (v_row(3u, row0, slice) < cached) { v3 = vc[v_row(3u, row0, slice) * pitch + vb]; }
+        if (v_row(4u, row0, slice) < cached) { v4 = vc[v_row(4u, row0, slice) * pitch + vb]; }
+        if (v_row(5u, row0, slice) < cached) { v5 = vc[v_row(5u, row0, slice) * pitch + vb]; }
+        if (v_row(6u, row0, slice) < cached) { v6 = vc[v_row(6u, row0, slice) * pitch + vb]; }
+        if (v_row(7u, row0, slice) < cached) { v7 = vc[v_row(7u, row0, slice) * pitch + vb]; }
+        if (v_row(8u, row0, slice) < cached) { v8 = vc[v_row(8u, row0, slice) * pitch + vb]; }
+        if (v_row(9u, row0, slice) < cached) { v9 = vc[v_row(9u, row0, slice) * pitch + vb]; }
+        if (v_row(10u, row0, slice) < cached) { v10 = vc[v_row(10u, row0, slice) * pitch + vb]; }
+        if (v_row(11u, row0, slice) < cached) { v11 = vc[v_row(11u, row0, slice) * pitch + vb]; }
+        if (v_row(12u, row0, slice) < cached) { v12 = vc[v_row(12u, row0, slice) * pitch + vb]; }
+        if (v_row(13u, row0, slice) < cached) { v13 = vc[v_row(13u, row0, slice) * pitch + vb]; }
+        if (v_row(14u, row0, slice) < cached) { v14 = vc[v_row(14u, row0, slice) * pitch + vb]; }
+        if (v_row(15u, row0, slice) < cached) { v15 = vc[v_row(15u, row0, slice) * pitch + vb]; }
     }
     if (FUSED_QK) {
         let pos = n - 1u;
@@ -173,9 +252,10 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     workgroupBarrier();
     var s = 0.0;
     if (row0 + r < cached) {
-        for (var t = 0u; t < KT; t++) {
-            if (j + 4u * t < V4) { s = s + dot(qs[j + 4u * t], kp[t]); }
-        }
+        s = ((kdot(0u, k0, j) + kdot(1u, k1, j) + kdot(2u, k2, j) + kdot(3u, k3, j))
+            + (kdot(4u, k4, j) + kdot(5u, k5, j) + kdot(6u, k6, j) + kdot(7u, k7, j)))
+            + ((kdot(8u, k8, j) + kdot(9u, k9, j) + kdot(10u, k10, j) + kdot(11u, k11, j))
+            + (kdot(12u, k12, j) + kdot(13u, k13, j) + kdot(14u, k14, j) + kdot(15u, k15, j)));
     } else if (FUSED_QK && row0 + r == n - 1u) {
         for (var t = 0u; t < KT; t++) {
             if (j + 4u * t < V4) { s = s + dot(qs[j + 4u * t], kn[j + 4u * t]); }
@@ -201,15 +281,22 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     // weighted values
     if (slice < SLICES) {
         var acc = vec4<f32>(0.0);
-        for (var k = 0u; k < PER_SLICE; k++) {
-            let i = slice + k * SLICES;
-            if (i >= CHUNK) {
-            } else if (row0 + i < cached) {
-                acc = acc + pe[i / 4u][i % 4u] * vp[k];
-            } else if (FUSED_QK && row0 + i == n - 1u) {
-                acc = acc + pe[i / 4u][i % 4u] * vn[u];
-            }
-        }
+        acc = acc + vterm(0u, v0, row0, slice, u, cached, n);
+        acc = acc + vterm(1u, v1, row0, slice, u, cached, n);
+        acc = acc + vterm(2u, v2, row0, slice, u, cached, n);
+        acc = acc + vterm(3u, v3, row0, slice, u, cached, n);
+        acc = acc + vterm(4u, v4, row0, slice, u, cached, n);
+        acc = acc + vterm(5u, v5, row0, slice, u, cached, n);
+        acc = acc + vterm(6u, v6, row0, slice, u, cached, n);
+        acc = acc + vterm(7u, v7, row0, slice, u, cached, n);
+        acc = acc + vterm(8u, v8, row0, slice, u, cached, n);
+        acc = acc + vterm(9u, v9, row0, slice, u, cached, n);
+        acc = acc + vterm(10u, v10, row0, slice, u, cached, n);
+        acc = acc + vterm(11u, v11, row0, slice, u, cached, n);
+        acc = acc + vterm(12u, v12, row0, slice, u, cached, n);
+        acc = acc + vterm(13u, v13, row0, slice, u, cached, n);
+        acc = acc + vterm(14u, v14, row0, slice, u, cached, n);
+        acc = acc + vterm(15u, v15, row0, slice, u, cached, n);
         ov[slice * V4 + u] = acc;
     }
     workgroupBarrier();
