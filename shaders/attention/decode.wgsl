@@ -24,6 +24,8 @@ override FUSED_QK: bool = false;
 // QOUT: a final output (a single chunk) is also written quantised for the o_proj matvec
 // (gpu/matvec_q8.rs, XIN): blocks of 32 dims, eight invocations' vec4s each, Q8_0 rule.
 override QOUT: bool = false;
+// NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
+override NOP: bool = false;
 override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
 override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
@@ -116,6 +118,8 @@ fn vterm(k: u32, vv: vec4<f32>, row0: u32, slice: u32, u: u32, cached: u32, n: u
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    // (a run-time test the compiler cannot fold, so every binding stays in use)
+    if (NOP && p.heads != 0u) { return; }
     let h = wg.x;
     let c = wg.y;
     let n = step.kv_len;

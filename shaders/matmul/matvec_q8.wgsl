@@ -41,6 +41,8 @@ override QOUT: u32 = 0u;
 // a lane's block loop has a constant trip count: the compiler unrolls it and issues every
 // iteration's weight loads together, instead of one round trip to memory per iteration.
 override SGC: u32 = 0u;
+// NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
+override NOP: bool = false;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -251,6 +253,8 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sgs: u32) {
+    // (a run-time test the compiler cannot fold, so every binding stays in use)
+    if (NOP && p.k != 0u) { return; }
     w_row0 = 0u;
     x_base = p.x_off;
     u_base = p.up_off;

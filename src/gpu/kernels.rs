@@ -259,6 +259,18 @@ struct SplitK {
     tokens: u32,
 }
 
+/// A `,`-separated list from a measurement knob (empty when unset).
+fn debug_list(key: &str) -> Vec<String> {
+    std::env::var(key)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub struct Kernels {
     pub ctx: Arc<GpuContext>,
     /// the `Step` uniform shared by every op
@@ -278,6 +290,10 @@ pub struct Kernels {
     /// not dispatched, so a bench shows what they cost inside the real step. The output is
     /// then wrong by construction; never set outside a bench.
     skip: Vec<String>,
+    /// The same for `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`): their
+    /// workgroups return at once, so the dispatch keeps its bindings and barriers but does no
+    /// work (what a dispatch boundary costs by itself).
+    nop: Vec<String>,
 }
 
 impl Kernels {
@@ -303,14 +319,8 @@ impl Kernels {
             host_ns: AtomicU64::new(0),
             host_submit_ns: AtomicU64::new(0),
             host_steps: AtomicU64::new(0),
-            skip: std::env::var("OMNI_DEBUG_SKIP")
-                .map(|v| {
-                    v.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            skip: debug_list("OMNI_DEBUG_SKIP"),
+            nop: debug_list("OMNI_DEBUG_NOP"),
         }
     }
 
@@ -351,7 +361,15 @@ impl Kernels {
         buffers: &[(u32, &wgpu::Buffer)],
         groups: GroupsFn,
     ) -> Result<Op> {
-        let pipeline = self.ctx.pipelines.get(&self.ctx.device, name, constants)?;
+        let nop =
+            ["attn_decode", "matvec_q8"].contains(&name) && self.nop.iter().any(|s| s == name);
+        let pipeline = if nop {
+            let mut c = constants.to_vec();
+            c.push(("NOP", 1.0));
+            self.ctx.pipelines.get(&self.ctx.device, name, &c)?
+        } else {
+            self.ctx.pipelines.get(&self.ctx.device, name, constants)?
+        };
         let mut padded = params.to_vec();
         while !padded.len().is_multiple_of(4) {
             padded.push(0);
