@@ -15,4 +15,4 @@ pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
 pub use kernels::{Kernels, MatFlags, Op, StepDims, Tuning};
 pub use matvec_q8::{ChainPhase, Q8Input, QuantOut, quantised_len};
 pub use pipelines::PipelineCache;
-pub use profiler::{KernelTiming, measure_copy_bandwidth};
+pub use profiler::{CopyBandwidth, KernelTiming, measure_copy_bandwidth};

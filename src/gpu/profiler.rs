@@ -120,18 +120,38 @@ impl Profiler {
     }
 }
 
-/// Streaming bandwidth in bytes per second, counting bytes read plus bytes written (the
-/// convention of ../shared/reference/peer-baselines.md), measured with the engine's own kind
-/// of kernel: a vec4 grid-stride copy (vkCmdCopyBuffer can run on a slower copy engine; on an
-/// H200 it gave 0.84 TB/s). Median of `passes` runs of 4 copies of `bytes`, wall clock
-/// around submit + wait.
-pub fn measure_copy_bandwidth(ctx: &GpuContext, bytes: u64, passes: usize) -> Result<f64> {
+/// The device's copy bandwidth (bytes read + written per second), three ways.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyBandwidth {
+    /// the engine's own streaming-copy shader: median and best of the passes
+    pub shader_median: f64,
+    pub shader_best: f64,
+    /// `copy_buffer_to_buffer` (vkCmdCopyBuffer), best of the passes (it may run on a slower
+    /// copy engine: 0.84 TB/s on an H200 in session 3)
+    pub engine_best: f64,
+}
+
+impl CopyBandwidth {
+    /// The roofline a decode step is held against: the best copy rate any way reached.
+    pub fn roofline(&self) -> f64 {
+        self.shader_best.max(self.engine_best)
+    }
+}
+
+/// Copy bandwidth over two buffers of `bytes` (capped by the binding limit), `passes` timed
+/// submissions of 8 copies each per way, after a warm-up. Wall-clock per submission: the 8
+/// copies of ~1 GB take milliseconds, against tens of microseconds of submit and wait. Run to
+/// run on an H200 the median moved by +-7% (s5); the best of the passes is the steadier
+/// ceiling, and a roofline should be the best the device can do.
+pub fn measure_copy_bandwidth(ctx: &GpuContext, bytes: u64, passes: usize) -> Result<CopyBandwidth> {
     let bytes = bytes.min(ctx.max_binding()).min(ctx.limits.max_buffer_size) / 16 * 16;
     let make = |label| {
         ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     };
@@ -152,23 +172,37 @@ pub fn measure_copy_bandwidth(ctx: &GpuContext, bytes: u64, passes: usize) -> Re
         ],
     });
     let groups = ((bytes / 16 / 256) as u32).clamp(1, 65535);
-    let run = |copies: usize| -> Result<f64> {
+    const COPIES: usize = 8;
+    let run = |engine: bool| -> Result<f64> {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        for _ in 0..copies {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(groups, 1, 1);
+        for _ in 0..COPIES {
+            if engine {
+                enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+            } else {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind, &[]);
+                pass.dispatch_workgroups(groups, 1, 1);
+            }
         }
         let t = Instant::now();
         ctx.queue.submit([enc.finish()]);
         ctx.wait()?;
-        Ok(copies as f64 * 2.0 * bytes as f64 / t.elapsed().as_secs_f64())
+        Ok(COPIES as f64 * 2.0 * bytes as f64 / t.elapsed().as_secs_f64())
     };
-    run(1)?; // warm-up: pipeline and first touch
-    let mut rates = (0..passes.max(1))
-        .map(|_| run(4))
-        .collect::<Result<Vec<f64>>>()?;
-    rates.sort_by(f64::total_cmp);
-    Ok(rates[rates.len() / 2])
+    let measure = |engine: bool| -> Result<Vec<f64>> {
+        run(engine)?; // warm-up: pipeline and first touch
+        let mut rates = (0..passes.max(1))
+            .map(|_| run(engine))
+            .collect::<Result<Vec<f64>>>()?;
+        rates.sort_by(f64::total_cmp);
+        Ok(rates)
+    };
+    let shader = measure(false)?;
+    let engine = measure(true)?;
+    Ok(CopyBandwidth {
+        shader_median: shader[shader.len() / 2],
+        shader_best: shader[shader.len() - 1],
+        engine_best: engine[engine.len() - 1],
+    })
 }
