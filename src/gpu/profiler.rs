@@ -143,7 +143,11 @@ impl CopyBandwidth {
 /// copies of ~1 GB take milliseconds, against tens of microseconds of submit and wait. Run to
 /// run on an H200 the median moved by +-7% (s5); the best of the passes is the steadier
 /// ceiling, and a roofline should be the best the device can do.
-pub fn measure_copy_bandwidth(ctx: &GpuContext, bytes: u64, passes: usize) -> Result<CopyBandwidth> {
+pub fn measure_copy_bandwidth(
+    ctx: &GpuContext,
+    bytes: u64,
+    passes: usize,
+) -> Result<CopyBandwidth> {
     let bytes = bytes.min(ctx.max_binding()).min(ctx.limits.max_buffer_size) / 16 * 16;
     let make = |label| {
         ctx.device.create_buffer(&wgpu::BufferDescriptor {
