@@ -1,6 +1,6 @@
-// Decode attention, split-K ("flash decoding"): one workgroup per (head, chunk of CHUNK cache
+// Decode attention, split-K ("flash decoding"): one workgroup per (head, chunk of 64 cache
 // rows), so a long context spreads over the whole GPU instead of one workgroup per head
-// looping over every row. With a single chunk (kv_len <= CHUNK) the output is final at once.
+// looping over every row. With a single chunk (kv_len <= 64) the output is final at once.
 // With several, each writes its chunk's unnormalised output with the chunk's max score and
 // exponential sum to `part`, and the head's last workgroup to finish (a device counter per
 // head) merges them, in the same dispatch.
@@ -30,11 +30,7 @@ override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
 override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
 override PER_SLICE: u32 = (CHUNK + SLICES - 1u) / SLICES;
-// cache rows per workgroup: 128 for HD <= 128, else 64 (the host's choice: KT and PER_SLICE
-// stay within the 16 named registers each); TPR invocations share a row's scores
-override CHUNK: u32 = 64u;
-override TPR: u32 = 256u / CHUNK;
-override KT: u32 = (V4 + TPR - 1u) / TPR;  // vec4 of a cache row per invocation of the scores
+override KT: u32 = (V4 + 3u) / 4u;  // vec4 of a cache row per invocation of the scores
 
 struct Params {
     heads: u32,
@@ -61,11 +57,13 @@ struct Params {
 // per head, how many of its chunks have written their part (zero between dispatches)
 @group(0) @binding(11) var<storage, read_write> done_chunks: array<atomic<u32>>;
 
+const CHUNK: u32 = 64u;
+
 var<workgroup> raw: array<vec4<f32>, 128>;  // FUSED_QK: raw q head | raw k head at vec4 64
 var<workgroup> qs: array<vec4<f32>, 64>;    // the scaled, rotated query
-var<workgroup> dots: array<f32, 256>;       // CHUNK rows x TPR partial dot products
-var<workgroup> sc: array<vec4<f32>, 32>;    // the chunk's scores
-var<workgroup> pe: array<vec4<f32>, 32>;    // their exponentials relative to the chunk's max
+var<workgroup> dots: array<f32, 256>;       // 64 rows x 4 partial dot products
+var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
+var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
 var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
 var<workgroup> chunk_max: f32;              // the chunk's max score
 var<workgroup> last_flag: u32;              // 1 in the head's last chunk to finish
@@ -102,9 +100,9 @@ fn v_row(k: u32, row0: u32, slice: u32) -> u32 {
     return select(0xffffffffu, row0 + i, k < PER_SLICE && i < CHUNK);
 }
 
-// Score term t of an invocation: vec4 j + TPR t of the query against key register kv
+// Score term t of an invocation: vec4 j + 4t of the query against key register kv
 fn kdot(t: u32, kv: vec4<f32>, j: u32) -> f32 {
-    if (t < KT && j + TPR * t < V4) { return dot(qs[j + TPR * t], kv); }
+    if (t < KT && j + 4u * t < V4) { return dot(qs[j + 4u * t], kv); }
     return 0.0;
 }
 
@@ -131,15 +129,15 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     let stores_new = FUSED_QK && row0 + CHUNK >= n;
     // rows read from the cache: all of them, or (FUSED_QK) all but the step's own
     let cached = select(n, n - 1u, FUSED_QK);
-    // scores: TPR invocations per cache row, each a share of the row's vec4s (interleaved,
+    // scores: four invocations per cache row, each a quarter of the row's vec4s (interleaved,
     // adjacent loads); values: SLICES groups of invocations split the rows, one vec4 of dims
     // each. Both sets of cache loads are issued here, first.
-    let r = li / TPR;
-    let j = li % TPR;
+    let r = li / 4u;
+    let j = li % 4u;
     let slice = li / V4;
     let u = li % V4;
     // Named registers, not arrays (an array indexed in a loop may live in local memory): k_t
-    // holds vec4 j + TPR t of row r, v_k vec4 u of row slice + k * SLICES; the constants KT and
+    // holds vec4 j + 4t of row r, v_k vec4 u of row slice + k * SLICES; the constants KT and
     // PER_SLICE (at most 16, HD <= 256) drop the unused ones at pipeline creation.
     var k0 = vec4<f32>(0.0);
     var k1 = vec4<f32>(0.0);
@@ -176,21 +174,21 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     if (row0 + r < cached) {
         let kb = ((row0 + r) * p.kv_heads + kvh) * V4 + j;
         if (j < V4) { k0 = kc[kb]; }
-        if (KT > 1u && j + 1u * TPR < V4) { k1 = kc[kb + 1u * TPR]; }
-        if (KT > 2u && j + 2u * TPR < V4) { k2 = kc[kb + 2u * TPR]; }
-        if (KT > 3u && j + 3u * TPR < V4) { k3 = kc[kb + 3u * TPR]; }
-        if (KT > 4u && j + 4u * TPR < V4) { k4 = kc[kb + 4u * TPR]; }
-        if (KT > 5u && j + 5u * TPR < V4) { k5 = kc[kb + 5u * TPR]; }
-        if (KT > 6u && j + 6u * TPR < V4) { k6 = kc[kb + 6u * TPR]; }
-        if (KT > 7u && j + 7u * TPR < V4) { k7 = kc[kb + 7u * TPR]; }
-        if (KT > 8u && j + 8u * TPR < V4) { k8 = kc[kb + 8u * TPR]; }
-        if (KT > 9u && j + 9u * TPR < V4) { k9 = kc[kb + 9u * TPR]; }
-        if (KT > 10u && j + 10u * TPR < V4) { k10 = kc[kb + 10u * TPR]; }
-        if (KT > 11u && j + 11u * TPR < V4) { k11 = kc[kb + 11u * TPR]; }
-        if (KT > 12u && j + 12u * TPR < V4) { k12 = kc[kb + 12u * TPR]; }
-        if (KT > 13u && j + 13u * TPR < V4) { k13 = kc[kb + 13u * TPR]; }
-        if (KT > 14u && j + 14u * TPR < V4) { k14 = kc[kb + 14u * TPR]; }
-        if (KT > 15u && j + 15u * TPR < V4) { k15 = kc[kb + 15u * TPR]; }
+        if (KT > 1u && j + 4u < V4) { k1 = kc[kb + 4u]; }
+        if (KT > 2u && j + 8u < V4) { k2 = kc[kb + 8u]; }
+        if (KT > 3u && j + 12u < V4) { k3 = kc[kb + 12u]; }
+        if (KT > 4u && j + 16u < V4) { k4 = kc[kb + 16u]; }
+        if (KT > 5u && j + 20u < V4) { k5 = kc[kb + 20u]; }
+        if (KT > 6u && j + 24u < V4) { k6 = kc[kb + 24u]; }
+        if (KT > 7u && j + 28u < V4) { k7 = kc[kb + 28u]; }
+        if (KT > 8u && j + 32u < V4) { k8 = kc[kb + 32u]; }
+        if (KT > 9u && j + 36u < V4) { k9 = kc[kb + 36u]; }
+        if (KT > 10u && j + 40u < V4) { k10 = kc[kb + 40u]; }
+        if (KT > 11u && j + 44u < V4) { k11 = kc[kb + 44u]; }
+        if (KT > 12u && j + 48u < V4) { k12 = kc[kb + 48u]; }
+        if (KT > 13u && j + 52u < V4) { k13 = kc[kb + 52u]; }
+        if (KT > 14u && j + 56u < V4) { k14 = kc[kb + 56u]; }
+        if (KT > 15u && j + 60u < V4) { k15 = kc[kb + 60u]; }
     }
     if (slice < SLICES) {
         let pitch = p.kv_heads * V4;
@@ -264,17 +262,14 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             + (kdot(12u, k12, j) + kdot(13u, k13, j) + kdot(14u, k14, j) + kdot(15u, k15, j)));
     } else if (FUSED_QK && row0 + r == n - 1u) {
         for (var t = 0u; t < KT; t++) {
-            if (j + TPR * t < V4) { s = s + dot(qs[j + TPR * t], kn[j + TPR * t]); }
+            if (j + 4u * t < V4) { s = s + dot(qs[j + 4u * t], kn[j + 4u * t]); }
         }
     }
     dots[li] = s;
     workgroupBarrier();
     if (li < CHUNK) {
         var v = -3.4e38;
-        if (row0 + li < n) {
-            v = 0.0;
-            for (var t = 0u; t < TPR; t++) { v = v + dots[TPR * li + t]; }
-        }
+        if (row0 + li < n) { v = (dots[4u * li] + dots[4u * li + 1u]) + (dots[4u * li + 2u] + dots[4u * li + 3u]); }
         sc[li / 4u][li % 4u] = v;
     }
     workgroupBarrier();

@@ -261,14 +261,6 @@ struct SplitK {
     tokens: u32,
 }
 
-/// Cache rows per workgroup of the decode attention (decode.wgsl's CHUNK): 128 where a head
-/// of at most 128 dims keeps each invocation's cache reads within its 16 named registers, so
-/// contexts up to 128 rows need no merge of chunks (H200, s6: the merge costs ~2% at Qwen3-8B);
-/// else 64.
-fn decode_chunk(head_dim: usize) -> usize {
-    if head_dim <= 128 { 128 } else { 64 }
-}
-
 /// A `,`-separated list from a measurement knob (empty when unset).
 fn debug_list(key: &str) -> Vec<String> {
     std::env::var(key)
@@ -1497,11 +1489,11 @@ impl Kernels {
 
     /// Floats of the `part` scratch [`Kernels::attn_decode`] needs for a cache of `ctx_len`.
     pub fn attn_decode_scratch(heads: usize, head_dim: usize, ctx_len: usize) -> usize {
-        heads * ctx_len.div_ceil(decode_chunk(head_dim)) * (head_dim + 2)
+        heads * ctx_len.div_ceil(64) * (head_dim + 2)
     }
 
     /// Decode attention of one query per head over cache rows 0..kv_len: one dispatch over
-    /// chunks of 128 or 64 rows (`decode_chunk`), whose last workgroup per head merges the chunks when there are
+    /// chunks of 64 rows, whose last workgroup per head merges the chunks when there are
     /// several.
     /// `part` holds [`Kernels::attn_decode_scratch`] floats. With `qout`, the output also goes
     /// there quantised (gpu/matvec_q8.rs) for a chained o_proj.
@@ -1605,8 +1597,7 @@ impl Kernels {
         }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
-        let chunk = decode_chunk(head_dim);
-        let chunks = ctx_len.div_ceil(chunk) as u32;
+        let chunks = ctx_len.div_ceil(64) as u32;
         let pitch = ((heads + 2 * kv_heads) * head_dim) as u32;
         let eps = fused.as_ref().map_or(0, |f| f.eps.to_bits());
         let params = [
@@ -1628,7 +1619,6 @@ impl Kernels {
             &[
                 ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
                 ("HD", head_dim as f64),
-                ("CHUNK", chunk as f64),
                 qout_const,
             ],
             &params,
@@ -1645,7 +1635,7 @@ impl Kernels {
                 qout_buf,
                 &done_chunks.buffer,
             ],
-            Box::new(move |d| [h, d.kv_len().div_ceil(chunk as u32), 1]),
+            Box::new(move |d| [h, d.kv_len().div_ceil(64), 1]),
         )?;
         Ok(vec![split])
     }
