@@ -26,6 +26,11 @@ override FUSED_QK: bool = false;
 override QOUT: bool = false;
 // NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
 override NOP: bool = false;
+// STOP: return after stage 1 (loads, QK-norm / RoPE), 2 (scores, softmax) or 3 (weighted
+// values, unquantised output); 0 runs to the end (a measurement knob, OMNI_DEBUG_ATTN_STOP:
+// what each stage adds to a decode step; the registers a stage would use are consumed, so
+// their loads stay)
+override STOP: u32 = 0u;
 override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
 override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
@@ -254,6 +259,11 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         qs[li] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * scale;
     }
     workgroupBarrier();
+    if (STOP == 1u) {
+        let t = dot(k0 + k1 + k2 + k3 + k4 + k5 + k6 + k7 + k8 + k9 + k10 + k11 + k12 + k13 + k14 + k15, vec4<f32>(1.0)) + dot(v0 + v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + v9 + v10 + v11 + v12 + v13 + v14 + v15, vec4<f32>(1.0)) + qs[li % 32u].x;
+        if (t == 1.5e-38) { out[0] = vec4<f32>(t); }
+        return;
+    }
     var s = 0.0;
     if (row0 + r < cached) {
         s = ((kdot(0u, k0, j) + kdot(1u, k1, j) + kdot(2u, k2, j) + kdot(3u, k3, j))
@@ -282,6 +292,11 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         if (li == 0u) { chunk_max = m; }
     }
     workgroupBarrier();
+    if (STOP == 2u) {
+        let t = dot(v0 + v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + v9 + v10 + v11 + v12 + v13 + v14 + v15, vec4<f32>(1.0)) + pe[li % 16u].x;
+        if (t == 1.5e-38) { out[0] = vec4<f32>(t); }
+        return;
+    }
     // weighted values
     if (slice < SLICES) {
         var acc = vec4<f32>(0.0);
@@ -326,6 +341,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             }
         }
     }
+    if (STOP == 3u) { return; }
     // n is uniform: the whole workgroup takes these branches or none
     if (n > CHUNK) {
         // Several chunks: the head's last workgroup to finish merges them all (a second

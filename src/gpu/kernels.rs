@@ -1620,6 +1620,15 @@ impl Kernels {
                 ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
                 ("HD", head_dim as f64),
                 qout_const,
+                // a measurement knob (decode.wgsl's STOP); anything else than 1-3 runs it all
+                (
+                    "STOP",
+                    std::env::var("OMNI_DEBUG_ATTN_STOP")
+                        .ok()
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .filter(|v| (1..=3).contains(v))
+                        .unwrap_or(0) as f64,
+                ),
             ],
             &params,
             true,
