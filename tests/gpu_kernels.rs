@@ -312,10 +312,15 @@ fn decode_and_prefill_attention_match_cpu() {
         (4usize, 2usize, 16usize, 0usize, 1usize),
         (6, 2, 12, 9, 1),
         (3, 3, 24, 300, 1),
-        // decode chunk edges: 64 rows (one chunk), 65 (two), 128, and head_dim 256
+        // decode chunk edges: head_dim <= 128 takes 128 rows per workgroup of 512 where the
+        // adapter allows: 64 rows, 128 (one chunk), 129 (two), 256; head_dim 256 takes 64 per
+        // 256: 64, 65 (two), 201
         (2, 1, 128, 63, 1),
-        (2, 1, 128, 64, 1),
-        (8, 2, 64, 127, 1),
+        (2, 1, 128, 127, 1),
+        (2, 1, 128, 128, 1),
+        (8, 2, 64, 255, 1),
+        (4, 2, 256, 63, 1),
+        (4, 2, 256, 64, 1),
         (4, 2, 256, 200, 1),
         (6, 2, 12, 0, 70),
         (4, 1, 32, 5, 19),

@@ -563,22 +563,24 @@ fn a_model_larger_than_the_gpu_memory_budget_is_a_clear_error() {
     );
 }
 
-/// Decode steps past one 64-row attention chunk: the fused QK-norm / RoPE / cache store runs in
-/// the last chunk's workgroups while earlier chunks read older rows, and the combine pass merges.
+/// Decode steps past one 128-row attention chunk (64 where the adapter lacks 512-invocation
+/// workgroups, crossed too): the fused QK-norm / RoPE / cache store runs in the last chunk's
+/// workgroups while earlier chunks read older rows, and the head's last workgroup merges them.
 #[test]
 fn decode_past_one_attention_chunk_matches_the_cpu_engine() {
     let ctx = gpu();
     let cpu = Qwen3Model::load(&fixture("odd-gqa3")).unwrap();
-    let mut g = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
-    let mut cache = cpu.new_cache(96);
-    let ids: Vec<u32> = (0..62u32).map(|i| (i * 31 + 7) % 257).collect();
+    let o = GpuModelOptions { ctx: 160, ..opts() };
+    let mut g = Qwen3Gpu::new(&ctx, &cpu, o).unwrap();
+    let mut cache = cpu.new_cache(160);
+    let ids: Vec<u32> = (0..124u32).map(|i| (i * 31 + 7) % 257).collect();
     g.prefill(&ids, None).unwrap();
     cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
     for (s, id) in [3u32, 250, 17, 99, 5, 1].into_iter().enumerate() {
         let ours = g.decode(Some(id), true).unwrap();
         let want = cpu.forward(&[id], &mut cache, Logits::Last).unwrap();
         assert_close(
-            &format!("decode at position {}", 62 + s),
+            &format!("decode at position {}", 124 + s),
             &ours,
             &want,
             GPU_VS_CPU_REL,

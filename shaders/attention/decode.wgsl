@@ -1,6 +1,6 @@
-// Decode attention, split-K ("flash decoding"): one workgroup per (head, chunk of 64 cache
+// Decode attention, split-K ("flash decoding"): one workgroup per (head, chunk of CHUNK cache
 // rows), so a long context spreads over the whole GPU instead of one workgroup per head
-// looping over every row. With a single chunk (kv_len <= 64) the output is final at once.
+// looping over every row. With a single chunk (kv_len <= CHUNK) the output is final at once.
 // With several, each writes its chunk's unnormalised output with the chunk's max score and
 // exponential sum to `part`, and the head's last workgroup to finish (a device counter per
 // head) merges them, in the same dispatch.
@@ -33,7 +33,12 @@ override NOP: bool = false;
 override STOP: u32 = 0u;
 override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
-override SLICES: u32 = 256u / V4;   // row slices of the weighted sum of values
+// invocations and cache rows per workgroup: 512 and 128 for HD <= 128 (contexts up to 128 rows
+// need no merge of chunks, and each invocation reads what it does with 256 and 64), else 256
+// and 64 (the host's choice: four invocations per row either way)
+override WG: u32 = 256u;
+override CHUNK: u32 = 64u;
+override SLICES: u32 = WG / V4;   // row slices of the weighted sum of values
 override PER_SLICE: u32 = (CHUNK + SLICES - 1u) / SLICES;
 override KT: u32 = (V4 + 3u) / 4u;  // vec4 of a cache row per invocation of the scores
 
@@ -62,14 +67,12 @@ struct Params {
 // per head, how many of its chunks have written their part (zero between dispatches)
 @group(0) @binding(11) var<storage, read_write> done_chunks: array<atomic<u32>>;
 
-const CHUNK: u32 = 64u;
-
 var<workgroup> raw: array<vec4<f32>, 128>;  // FUSED_QK: raw q head | raw k head at vec4 64
 var<workgroup> qs: array<vec4<f32>, 64>;    // the scaled, rotated query
-var<workgroup> dots: array<f32, 256>;       // 64 rows x 4 partial dot products
-var<workgroup> sc: array<vec4<f32>, 16>;    // the chunk's scores
-var<workgroup> pe: array<vec4<f32>, 16>;    // their exponentials relative to the chunk's max
-var<workgroup> ov: array<vec4<f32>, 256>;   // (slices, V4) partial outputs
+var<workgroup> dots: array<f32, 512>;       // CHUNK rows x 4 partial dot products
+var<workgroup> sc: array<vec4<f32>, 32>;    // the chunk's scores
+var<workgroup> pe: array<vec4<f32>, 32>;    // their exponentials relative to the chunk's max
+var<workgroup> ov: array<vec4<f32>, 512>;   // (slices, V4) partial outputs
 var<workgroup> chunk_max: f32;              // the chunk's max score
 var<workgroup> last_flag: u32;              // 1 in the head's last chunk to finish
 var<workgroup> kn: array<vec4<f32>, 64>;    // FUSED_QK: the new key row (normed, rotated)
@@ -82,8 +85,17 @@ fn raw_at(at: u32, i: u32) -> f32 {
 // 1 / rms of the head at raw[at ..] with the QK-norm eps (every invocation reads the same
 // words: broadcast loads, unrolled)
 fn inv_rms(at: u32) -> f32 {
-    var ss = 0.0;
-    for (var i = 0u; i < V4; i++) { ss = ss + dot(raw[at + i], raw[at + i]); }
+    // eight independent chains of multiply-adds (two vec4 accumulators), not one dependent
+    // chain of V4 dot products: this sits on the kernel's critical path twice (q and k)
+    var sa = vec4<f32>(0.0);
+    var sb = vec4<f32>(0.0);
+    for (var i = 0u; i + 1u < V4; i += 2u) {
+        sa = sa + raw[at + i] * raw[at + i];
+        sb = sb + raw[at + i + 1u] * raw[at + i + 1u];
+    }
+    if (V4 % 2u == 1u) { sa = sa + raw[at + V4 - 1u] * raw[at + V4 - 1u]; }
+    let s4 = sa + sb;
+    let ss = (s4.x + s4.y) + (s4.z + s4.w);
     return 1.0 / sqrt(ss / f32(HD) + bitcast<f32>(p.eps_bits));
 }
 
@@ -121,7 +133,7 @@ fn vterm(k: u32, vv: vec4<f32>, row0: u32, slice: u32, u: u32, cached: u32, n: u
     return vec4<f32>(0.0);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     // (a run-time test the compiler cannot fold, so every binding stays in use)
     if (NOP && p.heads != 0u) { return; }

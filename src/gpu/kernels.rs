@@ -1487,13 +1487,14 @@ impl Kernels {
         ])
     }
 
-    /// Floats of the `part` scratch [`Kernels::attn_decode`] needs for a cache of `ctx_len`.
+    /// Floats of the `part` scratch [`Kernels::attn_decode`] needs for a cache of `ctx_len`
+    /// (counted in chunks of 64 rows, the smaller of its two chunk sizes).
     pub fn attn_decode_scratch(heads: usize, head_dim: usize, ctx_len: usize) -> usize {
         heads * ctx_len.div_ceil(64) * (head_dim + 2)
     }
 
     /// Decode attention of one query per head over cache rows 0..kv_len: one dispatch over
-    /// chunks of 64 rows, whose last workgroup per head merges the chunks when there are
+    /// chunks of 128 or 64 rows, whose last workgroup per head merges the chunks when there are
     /// several.
     /// `part` holds [`Kernels::attn_decode_scratch`] floats. With `qout`, the output also goes
     /// there quantised (gpu/matvec_q8.rs) for a chained o_proj.
@@ -1597,7 +1598,14 @@ impl Kernels {
         }
         let scale = (1.0 / (head_dim as f32).sqrt()).to_bits();
         let h = heads as u32;
-        let chunks = ctx_len.div_ceil(64) as u32;
+        // decode.wgsl's WG and CHUNK: 128 rows per workgroup of 512 where the head and the
+        // adapter allow (no chunk merge up to 128 rows), else 64 per 256
+        let lim = &self.ctx.limits;
+        let wide = head_dim <= 128
+            && lim.max_compute_invocations_per_workgroup >= 512
+            && lim.max_compute_workgroup_size_x >= 512;
+        let (wg, chunk) = if wide { (512u32, 128u32) } else { (256, 64) };
+        let chunks = (ctx_len as u32).div_ceil(chunk);
         let pitch = ((heads + 2 * kv_heads) * head_dim) as u32;
         let eps = fused.as_ref().map_or(0, |f| f.eps.to_bits());
         let params = [
@@ -1619,6 +1627,8 @@ impl Kernels {
             &[
                 ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
                 ("HD", head_dim as f64),
+                ("WG", wg as f64),
+                ("CHUNK", chunk as f64),
                 qout_const,
                 // a measurement knob (decode.wgsl's STOP); anything else than 1-3 runs it all
                 (
@@ -1644,7 +1654,7 @@ impl Kernels {
                 qout_buf,
                 &done_chunks.buffer,
             ],
-            Box::new(move |d| [h, d.kv_len().div_ceil(64), 1]),
+            Box::new(move |d| [h, d.kv_len().div_ceil(chunk), 1]),
         )?;
         Ok(vec![split])
     }
