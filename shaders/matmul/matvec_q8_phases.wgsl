@@ -26,10 +26,6 @@ override ROWS: u32 = 4u;     // rows per subgroup pass (1..4)
 override WG: u32 = 256u;
 override SGC: u32 = 0u;      // the subgroup size where fixed (0: at run time)
 override N_PHASES: u32 = 4u;
-// POLL: dependent multiply-adds between two reads of the counter while waiting, so hundreds of
-// waiting workgroups do not flood the counter's cache line, which the producers' increments
-// must reach (0: poll back to back)
-override POLL: u32 = 0u;
 
 // (the row length, accumulate, RMSNorm and output mode are each phase's pipeline constants)
 struct Phase {
@@ -86,7 +82,6 @@ struct Params {
 @group(0) @binding(22) var<storage, read_write> counters: array<atomic<u32>>;
 
 var<workgroup> yo: array<f32, 128>;   // QOUT: the workgroup's final rows
-var<workgroup> poll_sink: f32;        // keeps the back-off's work
 // The phase's quantised input, copied once per workgroup (K <= 12288): the vectors are bound
 // writable (a phase writes what the next reads), and NVIDIA serves writable buffers' loads
 // without the L1 cache, so reading x from them in the block loop ran each matvec 1.1-1.4x
@@ -105,9 +100,6 @@ fn wait_previous(li: u32, ph: u32) {
         if (li == 0u) {
             loop {
                 if (atomicLoad(&counters[p.cbase + ph - 1u]) >= p.ph[ph - 1u].wgs) { break; }
-                var d = f32(ph);
-                for (var i = 0u; i < POLL; i++) { d = d * 0.999 + 1.0; }
-                poll_sink = d;
             }
         }
         workgroupBarrier();

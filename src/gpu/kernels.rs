@@ -150,8 +150,6 @@ pub struct Tuning {
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
-    /// multiply-adds a waiting phase spends between reads of its counter (`OMNI_Q8_POLL`)
-    pub q8_poll: u32,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -186,7 +184,6 @@ impl Default for Tuning {
             q8_phases: false,
             q8_phase_max: 4,
             q8_prefetch: 1,
-            q8_poll: 0,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
@@ -227,10 +224,6 @@ impl Tuning {
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
-            q8_poll: std::env::var("OMNI_Q8_POLL")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                .map_or(d.q8_poll, |v| v.min(100_000)),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),

@@ -345,7 +345,6 @@ impl Kernels {
             ("ROWS", self.tuning.q8_rows as f64),
             ("WG", self.tuning.q8_wg as f64),
             ("N_PHASES", phases.len() as f64),
-            ("POLL", self.tuning.q8_poll as f64),
         ];
         for (i, (ph, rpw)) in phases.iter().zip(&rpws).enumerate() {
             let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);
