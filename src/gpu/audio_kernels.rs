@@ -6,7 +6,8 @@
 //! buffers, because the shaders run without bounds checks (docs/kernels.md).
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{AttnLayout, grid, grid256};
+use crate::gpu::attention::AttnLayout;
+use crate::gpu::kernels::{grid, grid256};
 use crate::gpu::{GpuBuffer, Kernels, Op};
 
 /// Head sizes the scalar fallback holds in registers (`MAX_HD` of attn_windowed.wgsl).

@@ -1,6 +1,7 @@
 //! All wgpu code: the shared device context, buffers, the shader pipeline cache and kernel
 //! wrappers. Nothing outside this module imports wgpu.
 
+mod attention;
 pub mod audio_kernels;
 pub mod buffers;
 mod context;
@@ -9,10 +10,12 @@ mod matvec_q8;
 mod pipelines;
 pub mod profiler;
 mod random;
+mod tuning;
 
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
-pub use kernels::{Kernels, MatFlags, Op, StepDims, Tuning};
+pub use kernels::{Kernels, MatFlags, Op, StepDims};
 pub use matvec_q8::{ChainPhase, Q8Input, QuantOut, quantised_len};
 pub use pipelines::PipelineCache;
 pub use profiler::{CopyBandwidth, KernelTiming, measure_copy_bandwidth};
+pub use tuning::Tuning;

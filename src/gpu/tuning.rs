@@ -1,0 +1,163 @@
+//! Shape choices of the GPU kernels, measured per card, and the measurement-only knobs read
+//! from the environment (docs/kernels.md lists them).
+
+/// Shape choices of the decode matvecs, measured per card (docs/kernels.md). The environment
+/// variables `OMNI_MATVEC_ROWS` and `OMNI_Q8_ROWS` override them for measurements.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// rows one subgroup computes together in the 16-bit matvec (1..=4)
+    pub matvec_rows: u32,
+    /// the same for the Q8_0 matvec
+    pub q8_rows: u32,
+    /// rows per subgroup of the Q8_0 expert (MoE) matvecs (H200, 30B-A3B, 64 decoded tokens:
+    /// 1 / 4 rows 255 / 302 tok/s)
+    pub q8_moe_rows: u32,
+    /// invocations per workgroup of the subgroup matvecs (64, 128 or 256)
+    pub matvec_wg: u32,
+    /// Q8_0 decode with int8 activations (`dot4I8Packed`, as llama.cpp does): 1.6x faster at
+    /// Qwen3-Omni-30B-A3B on an H200; adds the activations' rounding to the weights' (tests
+    /// bound it); `OMNI_Q8_DOT=0` turns it off
+    pub q8_dot: bool,
+    /// invocations per workgroup of the Q8_0 matvecs (64, 128 or 256)
+    pub q8_wg: u32,
+    /// prefill steps of at most this many tokens run matvecs over the tokens (Q8_0: the grouped
+    /// expert matvec, and the dense layers' linear_prefill) instead of tiled matmuls, whose
+    /// 64-token tiles are mostly padding and few workgroups for short prompts
+    pub small_t: u32,
+    /// most row groups one subgroup of a Q8_0 matvec takes in turn (1..=4): every workgroup
+    /// first quantises the whole input, so fewer, longer-running workgroups repeat that less
+    pub q8_groups: u32,
+    /// ... as long as the matvec keeps at least this many workgroups
+    pub q8_min_wgs: u32,
+    /// Q8_0 matvecs get their row length as a pipeline constant (fixed loop trip counts the
+    /// compiler unrolls, more weight loads in flight); `OMNI_Q8_FIXED_K=0` reads it at run time
+    pub q8_fixed_k: bool,
+    /// decode chains dense layers' Q8_0 matvecs: each writes its output quantised for the next
+    /// (gpu/matvec_q8.rs); `OMNI_Q8_CHAIN=0` lets every matvec quantise its own input
+    pub q8_chain: bool,
+    /// Q8_0 matvecs get the subgroup size as a constant where the adapter has only one
+    /// (`OMNI_Q8_FIXED_SG=0`: read at run time)
+    pub q8_fixed_sg: bool,
+    /// ... starting at the attention, which writes its output quantised for o_proj
+    /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
+    pub q8_chain_attn: bool,
+    /// ... and runs each layer's o_proj, gate_up, down and the next qkv as one dispatch
+    /// (matvec_q8_phases.wgsl; `OMNI_Q8_PHASES=1`). Off: on an H200 it ran 305 against 323
+    /// tok/s at Qwen3-8B (the phases' hand-over costs what a dispatch boundary does, s5 run
+    /// 15); kept for GPUs whose boundaries cost more, such as the Strix Halo target (unmeasured)
+    pub q8_phases: bool,
+    /// most phases per dispatch (1..=4; `OMNI_Q8_PHASE_MAX`)
+    pub q8_phase_max: u32,
+    /// invocations per workgroup of the chained decode matvecs that would otherwise have
+    /// fewer than `q8_min_wgs` workgroups (0: none wider; `OMNI_Q8_WIDE_WG` 512 or 1024), with
+    /// `q8_wide_rows` rows per subgroup (`OMNI_Q8_WIDE_ROWS`): more subgroups per SM where
+    /// the quantised output's 32-row blocks cap the workgroup count (4096 rows: 128)
+    pub q8_wide_wg: u32,
+    pub q8_wide_rows: u32,
+    /// block trips of its first rows a phase loads before waiting for the previous phase
+    /// (0..=2; `OMNI_Q8_PREFETCH`)
+    pub q8_prefetch: u32,
+    /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
+    /// run time
+    pub route_fixed_e: bool,
+    /// tokens per tile of the Q8_0 grouped expert matmul (32 or 64; `OMNI_GATHER_TILE`)
+    pub gather_tile: u32,
+    /// matmuls of at least this many output tiles are never split along K
+    /// (`OMNI_SPLIT_MAX_TILES`)
+    pub split_max_tiles: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        // measured on an H200 (docs/benchmarks.md, 2026-11-27): 16-bit 1 / 2 / 4 rows gave
+        // 61% / 71% / 66% of copy bandwidth at Qwen3-8B; Q8_0 1 / 2 / 3 / 4 rows 15.5 / 9.0 /
+        // 7.9 / 7.4 ms per token
+        Tuning {
+            matvec_rows: 2,
+            q8_rows: 4,
+            q8_moe_rows: 4,
+            matvec_wg: 256,
+            q8_dot: true,
+            q8_wg: 256,
+            // H200, s3 run 2: 8B 263.9 -> 268.9 tok/s, 30B-A3B 287.1 -> 288.2; 4 groups with only
+            // 64 workgroups left too few in flight (234.9)
+            q8_groups: 4,
+            q8_min_wgs: 264,
+            small_t: 128,
+            q8_fixed_k: true,
+            q8_chain: true,
+            q8_fixed_sg: true,
+            q8_chain_attn: true,
+            q8_phases: false,
+            q8_phase_max: 4,
+            q8_prefetch: 1,
+            // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
+            // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
+            q8_wide_wg: 512,
+            q8_wide_rows: 2,
+            route_fixed_e: true,
+            gather_tile: 32,
+            // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
+            // 2957 -> 3035 tok/s; the 8B's 256-tile matmuls split: -5%
+            split_max_tiles: 200,
+        }
+    }
+}
+
+impl Tuning {
+    pub fn from_env() -> Self {
+        let get = |key: &str, ok: &[u32], default: u32| {
+            std::env::var(key)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| ok.contains(v))
+                .unwrap_or(default)
+        };
+        let d = Tuning::default();
+        Tuning {
+            matvec_rows: get("OMNI_MATVEC_ROWS", &[1, 2, 3, 4], d.matvec_rows),
+            q8_rows: get("OMNI_Q8_ROWS", &[1, 2, 3, 4], d.q8_rows),
+            q8_moe_rows: get("OMNI_Q8_MOE_ROWS", &[1, 2, 3, 4], d.q8_moe_rows),
+            matvec_wg: get("OMNI_MATVEC_WG", &[64, 128, 256], d.matvec_wg),
+            q8_dot: std::env::var("OMNI_Q8_DOT").map_or(d.q8_dot, |v| v != "0"),
+            q8_wg: get("OMNI_Q8_WG", &[64, 128, 256], d.q8_wg),
+            q8_groups: get("OMNI_Q8_GROUPS", &[1, 2, 3, 4], d.q8_groups),
+            q8_min_wgs: std::env::var("OMNI_Q8_MIN_WGS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.q8_min_wgs),
+            q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
+            q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
+            q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
+            q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
+            q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
+            q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
+            q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
+            q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
+            q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
+                .map_or(d.q8_chain_attn, |v| v != "0"),
+            route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
+            gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
+            split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.split_max_tiles),
+            small_t: std::env::var("OMNI_SMALL_T")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.small_t),
+        }
+    }
+}
+
+/// A `,`-separated list from a measurement knob (empty when unset).
+pub(crate) fn debug_list(key: &str) -> Vec<String> {
+    std::env::var(key)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
