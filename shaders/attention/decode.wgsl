@@ -6,9 +6,9 @@
 // head) merges them, in the same dispatch.
 // FUSED_QK: `q` is the raw q|k|v projection of the step's token; each workgroup applies the
 // QK-norm and RoPE to its head's query itself, and the workgroups of the last chunk also
-// normalise, rotate and store the new key and value rows into the cache before reading them
-// (workgroups of one kv head write identical values). This saves the separate
-// qk_norm_rope_kv dispatch per layer in decode.
+// normalise, rotate and store the new key and value rows into the cache, using them from
+// workgroup memory (workgroups of one kv head write identical values). This saves the
+// separate qk_norm_rope_kv dispatch per layer in decode.
 //
 // The kernel moves a few KB, so its time is latency: the chain of dependent memory round trips
 // and barriers. It is written to keep that chain short: HD is a pipeline constant, so every
@@ -46,7 +46,7 @@ struct Params {
     heads: u32,
     kv_heads: u32,
     head_dim: u32,     // = HD
-    chunks: u32,       // chunk pitch of `part` (cache capacity / 64, rounded up)
+    chunks: u32,       // chunk pitch of `part` (cache capacity / CHUNK, rounded up)
     scale_bits: u32,   // f32 bits of 1 / sqrt(head_dim)
     pitch: u32,        // FUSED_QK: floats per q|k|v row
     eps_bits: u32,     // FUSED_QK: f32 bits of the QK-norm eps

@@ -20,6 +20,14 @@ const KNOWN_PEAKS: &[(&str, f64)] = &[("H200", 66.9), ("H100", 66.9), ("A100", 1
 /// (../shared/reference/peer-baselines.md): the roofline issue 4's 75% target counts against.
 const KNOWN_COPY: &[(&str, f64)] = &[("H200", 4280.0)];
 
+/// The figure of `table` for this adapter, by name substring.
+fn known(table: &[(&str, f64)], ctx: &GpuContext) -> Option<f64> {
+    table
+        .iter()
+        .find(|(n, _)| ctx.info.name.contains(n))
+        .map(|(_, v)| *v)
+}
+
 pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     let rss0 = MemInfo::read();
     let t0 = Instant::now();
@@ -150,12 +158,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     );
     let bpt = g.bytes_per_decoded_token() as f64;
     let flops = 2.0 * layer_params * pre; // one multiply-add per layer weight per token
-    let peak = a.peak_tflops.or_else(|| {
-        KNOWN_PEAKS
-            .iter()
-            .find(|(n, _)| ctx.info.name.contains(n))
-            .map(|(_, p)| *p)
-    });
+    let peak = a.peak_tflops.or_else(|| known(KNOWN_PEAKS, ctx));
     let share = peak
         .map(|p| format!(", {:.1}% of {p} f32 peak", 100.0 * flops / 1e12 / p))
         .unwrap_or_default();
@@ -213,7 +216,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         "| share of the best copy bandwidth measured (roofline) | {:.1}% |",
         100.0 * bpt * dr / bw
     );
-    if let Some((_, gbs)) = KNOWN_COPY.iter().find(|(n, _)| ctx.info.name.contains(n)) {
+    if let Some(gbs) = known(KNOWN_COPY, ctx) {
         println!(
             "| share of the peers' {gbs:.0} GB/s copy on this card | {:.1}% |",
             100.0 * bpt * dr / (gbs * 1e9)

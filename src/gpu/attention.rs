@@ -167,15 +167,8 @@ impl Kernels {
                 ("WG", wg as f64),
                 ("CHUNK", chunk as f64),
                 qout_const,
-                // a measurement knob (decode.wgsl's STOP); anything else than 1-3 runs it all
-                (
-                    "STOP",
-                    std::env::var("OMNI_DEBUG_ATTN_STOP")
-                        .ok()
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .filter(|v| (1..=3).contains(v))
-                        .unwrap_or(0) as f64,
-                ),
+                // a measurement knob (0 runs it all)
+                ("STOP", self.debug.attn_stop as f64),
             ],
             &params,
             true,

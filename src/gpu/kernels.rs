@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 
 use crate::error::Result;
 use crate::gpu::profiler::Profiler;
-use crate::gpu::tuning::debug_list;
+use crate::gpu::tuning::DebugKnobs;
 use crate::gpu::{GpuBuffer, GpuContext, GpuMatrix, Tuning};
 
 /// Dynamic sizes of one step, mirrored by the `Step` uniform of the shaders.
@@ -109,15 +109,8 @@ pub struct Kernels {
     host_ns: AtomicU64,
     host_submit_ns: AtomicU64,
     host_steps: AtomicU64,
-    /// A measurement knob only (`OMNI_DEBUG_SKIP`, `,`-separated): ops whose
-    /// "name@shape" (e.g. `attn_decode`, `matvec_q8@4096x12288`) starts with one of these are
-    /// not dispatched, so a bench shows what they cost inside the real step. The output is
-    /// then wrong by construction; never set outside a bench.
-    skip: Vec<String>,
-    /// The same for `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`): their
-    /// workgroups return at once, so the dispatch keeps its bindings and barriers but does no
-    /// work (what a dispatch boundary costs by itself).
-    nop: Vec<String>,
+    /// measurement-only knobs (never set outside a bench)
+    pub(crate) debug: DebugKnobs,
 }
 
 impl Kernels {
@@ -143,16 +136,7 @@ impl Kernels {
             host_ns: AtomicU64::new(0),
             host_submit_ns: AtomicU64::new(0),
             host_steps: AtomicU64::new(0),
-            skip: debug_list("OMNI_DEBUG_SKIP"),
-            nop: debug_list("OMNI_DEBUG_NOP"),
-        }
-    }
-
-    fn skipped(&self, op: &Op) -> bool {
-        !self.skip.is_empty() && {
-            let shape = op.detail.split(' ').next().unwrap_or("");
-            let full = format!("{}@{shape}", op.name);
-            self.skip.iter().any(|s| full.starts_with(s.as_str()))
+            debug: DebugKnobs::from_env(),
         }
     }
 
@@ -185,9 +169,7 @@ impl Kernels {
         buffers: &[(u32, &wgpu::Buffer)],
         groups: GroupsFn,
     ) -> Result<Op> {
-        let nop =
-            ["attn_decode", "matvec_q8"].contains(&name) && self.nop.iter().any(|s| s == name);
-        let pipeline = if nop {
+        let pipeline = if self.debug.nop(name) {
             let mut c = constants.to_vec();
             c.push(("NOP", 1.0));
             self.ctx.pipelines.get(&self.ctx.device, name, &c)?
@@ -1327,7 +1309,10 @@ impl Kernels {
                     label: Some("step"),
                     timestamp_writes: None,
                 });
-                for op in ops.into_iter().filter(|op| !self.skipped(op)) {
+                for op in ops
+                    .into_iter()
+                    .filter(|op| !self.debug.skips(op.name, &op.detail))
+                {
                     Self::dispatch(&mut pass, op, dims);
                 }
             }

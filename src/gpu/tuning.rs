@@ -150,14 +150,57 @@ impl Tuning {
     }
 }
 
-/// A `,`-separated list from a measurement knob (empty when unset).
-pub(crate) fn debug_list(key: &str) -> Vec<String> {
-    std::env::var(key)
-        .map(|v| {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+/// Measurement-only knobs, read once with the `Kernels`: they take work out of the real decode
+/// step so `omni bench` shows what it cost there. The output is then wrong by construction;
+/// never set outside a bench.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DebugKnobs {
+    /// `OMNI_DEBUG_SKIP` (`,`-separated): ops whose "name@shape" (e.g. `attn_decode`,
+    /// `matvec_q8@4096x12288`) starts with one of these are not dispatched
+    skip: Vec<String>,
+    /// `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`): their workgroups return
+    /// at once, so the dispatch keeps its bindings and barriers but does no work (what a
+    /// dispatch boundary costs by itself)
+    nop: Vec<String>,
+    /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
+    /// decode attention returns
+    pub attn_stop: u32,
+}
+
+impl DebugKnobs {
+    pub fn from_env() -> Self {
+        let list = |key: &str| {
+            std::env::var(key)
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        DebugKnobs {
+            skip: list("OMNI_DEBUG_SKIP"),
+            nop: list("OMNI_DEBUG_NOP"),
+            attn_stop: std::env::var("OMNI_DEBUG_ATTN_STOP")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (1..=3).contains(v))
+                .unwrap_or(0),
+        }
+    }
+
+    /// Whether the op `name` with `detail` (its shape first) is left out of the step.
+    pub fn skips(&self, name: &str, detail: &str) -> bool {
+        !self.skip.is_empty() && {
+            let shape = detail.split(' ').next().unwrap_or("");
+            let full = format!("{name}@{shape}");
+            self.skip.iter().any(|s| full.starts_with(s.as_str()))
+        }
+    }
+
+    /// Whether the shader `name` is built to return at once (only shaders with a NOP constant).
+    pub fn nop(&self, name: &str) -> bool {
+        ["attn_decode", "matvec_q8"].contains(&name) && self.nop.iter().any(|s| s == name)
+    }
 }
