@@ -41,6 +41,14 @@ override QOUT: u32 = 0u;
 // a lane's block loop has a constant trip count: the compiler unrolls it and issues every
 // iteration's weight loads together, instead of one round trip to memory per iteration.
 override SGC: u32 = 0u;
+// FIX_IN: x is the fixed-point residual stream of the fused MLP (mlp_q8.wgsl) in `fx`, read
+// and quantised by every workgroup (with DOT, not XIN).
+override FIX_IN: bool = false;
+// FIX_OUT: the output is added to the residual stream and written into `fx` as fixed point
+// (o_proj before the fused MLP, which adds into it): 1: the residual is f32 y (the
+// embedding's, layer 0; y is only read); 2: it is `fx` itself (each row read and written by
+// its owner).
+override FIX_OUT: u32 = 0u;
 // NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
 override NOP: bool = false;
 
@@ -76,6 +84,8 @@ struct Params {
 // MOE: the expert id per slot; XIN: the quantised x (one binding: a variant uses one or none)
 @group(0) @binding(6) var<storage, read> aux: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
+// FIX_IN / FIX_OUT: the fixed-point residual stream, hi words (i32) then lo words (u32)
+@group(0) @binding(8) var<storage, read_write> fx: array<u32>;
 
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
@@ -100,7 +110,25 @@ fn pair_row(r: u32) -> u32 {
     return r;
 }
 
+// The fixed-point value of element e (mlp_q8.wgsl's format) of a vector of n.
+fn fixed_at(e: u32, n: u32) -> f32 {
+    return (f32(bitcast<i32>(fx[e])) + f32(fx[n + e]) * (1.0 / 65536.0)) * (1.0 / 256.0);
+}
+
+fn store_fixed(e: u32, n: u32, v: f32) {
+    let t = v * 256.0;
+    let hi = floor(t);
+    fx[e] = bitcast<u32>(i32(hi));
+    fx[n + e] = u32(round((t - hi) * 65536.0));
+}
+
 fn xin(i: u32) -> vec4<f32> {
+    if (FIX_IN) {
+        let e = x_base + 4u * i;
+        let n = kdim();
+        return vec4<f32>(fixed_at(e, n), fixed_at(e + 1u, n), fixed_at(e + 2u, n),
+                         fixed_at(e + 3u, n));
+    }
     let a = x[x_base / 4u + i];
     if (SWIGLU) {
         let u = x[u_base / 4u + i];
@@ -198,6 +226,12 @@ fn store(row: u32, v: f32, total_ss: f32) {
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(kdim()) + bitcast<f32>(p.eps_bits)); }
     let o = y_base + pair_row(row);
+    if (FIX_OUT > 0u) {
+        if (FIX_OUT == 1u) { r = y[o] + r; } else { r = fixed_at(o, p.rows) + r; }
+        store_fixed(o, p.rows, r);
+        if (QOUT > 0u) { yo[row - wg_first] = r; }
+        return;
+    }
     if (ACCUMULATE) { r = y[o] + r; }
     y[o] = r;
     if (QOUT > 0u) { yo[row - wg_first] = r; }

@@ -551,7 +551,7 @@ impl Kernels {
                         &consts,
                         &params,
                         false,
-                        // QOUT's buffer unused
+                        // QOUT's and the fixed-point stream's buffers unused
                         &[
                             &c.buffer,
                             &x.buffer,
@@ -559,6 +559,7 @@ impl Kernels {
                             g,
                             scales,
                             &route.buffer,
+                            &self.unused,
                             &self.unused,
                         ],
                         groups,

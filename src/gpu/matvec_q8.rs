@@ -36,6 +36,21 @@ pub enum Q8Input<'a> {
         q: &'a GpuBuffer,
         norm_eps: Option<f32>,
     },
+    /// the fused MLP's fixed-point residual stream (mlp_q8.rs), RMS-normed with `norm.0` and
+    /// quantised by each workgroup
+    Fixed {
+        acc: &'a GpuBuffer,
+        norm: (&'a GpuBuffer, f32),
+    },
+}
+
+/// Where a Q8_0 matvec's output goes when it feeds the fused MLP: added to the residual and
+/// written as the fixed-point stream `acc` (which the MLP then adds into).
+#[derive(Clone, Copy)]
+pub struct FixedResidual<'a> {
+    pub acc: &'a GpuBuffer,
+    /// the residual so far as f32 (layer 0: the embedding); None: `acc` holds it
+    pub from_f32: Option<&'a GpuBuffer>,
 }
 
 /// What a chained Q8_0 matvec also writes, quantised, into its `QuantOut` buffer.
@@ -134,6 +149,42 @@ impl Kernels {
         f: MatFlags,
         out: Option<QuantOut>,
     ) -> Result<Vec<Op>> {
+        self.matvec_q8_full(w, input, y, y_off, f, out, None)
+    }
+
+    /// o_proj ahead of the fused MLP: residual + W x into the fixed-point stream
+    /// (`residual.acc`), and quantised into `out` for the MLP.
+    pub fn matvec_q8_into_fixed(
+        &self,
+        w: &GpuMatrix,
+        input: Q8Input,
+        residual: FixedResidual,
+        out: QuantOut,
+    ) -> Result<Vec<Op>> {
+        if residual.acc.len < 2 * w.rows || !matches!(out, QuantOut::Normed(..)) {
+            return Err(Error::Gpu(
+                "a fixed-point residual holds two words per row and feeds a normed output".into(),
+            ));
+        }
+        let f = MatFlags {
+            accumulate: true,
+            swiglu_up_off: None,
+        };
+        // (y: the f32 residual where there is one)
+        self.matvec_q8_full(w, input, residual.acc, 0, f, Some(out), Some(residual))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn matvec_q8_full(
+        &self,
+        w: &GpuMatrix,
+        input: Q8Input,
+        y: &GpuBuffer,
+        y_off: usize,
+        f: MatFlags,
+        out: Option<QuantOut>,
+        residual: Option<FixedResidual>,
+    ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
         let (x, x_off, eps, rms) = match input {
             Q8Input::F32 { x, x_off, norm } => {
@@ -142,6 +193,19 @@ impl Kernels {
             Q8Input::Quantised { q, norm_eps } => {
                 (q, 0, norm_eps.map_or(0, f32::to_bits), norm_eps.is_some())
             }
+            // (x is not read: its binding gets the norm weight, a read-only stand-in)
+            Q8Input::Fixed { acc, norm } => {
+                if acc.len < 2 * w.cols || !self.q8_dot(w) {
+                    return Err(Error::Gpu(
+                        "a fixed-point input holds two words per value and needs int8 dot".into(),
+                    ));
+                }
+                (norm.0, 0, norm.1.to_bits(), true)
+            }
+        };
+        let fixed_in = match input {
+            Q8Input::Fixed { acc, .. } => Some(acc),
+            _ => None,
         };
         let quantised_in = matches!(input, Q8Input::Quantised { .. });
         if !self.ctx.has_subgroups() || !x_off.is_multiple_of(4) || !up.is_multiple_of(4) {
@@ -165,12 +229,28 @@ impl Kernels {
         let (mut consts, rows_per_wg, _) = self.chain_constants(w, f, rms, multiple);
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
+        if fixed_in.is_some() {
+            consts.push(("FIX_IN", 1.0));
+        }
+        if let Some(r) = &residual {
+            consts.push(("FIX_OUT", if r.from_f32.is_some() { 1.0 } else { 2.0 }));
+        }
+        // binding 8: the fixed-point stream; y (binding 3) the f32 residual of FIX_OUT 1
+        let fx = residual
+            .map(|r| r.acc)
+            .or(fixed_in)
+            .map_or(&self.unused, |b| &b.buffer);
+        let y = match residual {
+            Some(r) => r.from_f32.map_or(&self.unused, |b| &b.buffer),
+            None => &y.buffer,
+        };
         // the quantised output's length: the next matvec's K
         let qlen = quantised_out_len(out.as_ref(), w)?;
         // the norm weight: the next RMSNorm's when QOUT folds it, else this matvec's own
         let g = match (out, input) {
             (Some(QuantOut::Normed(_, g)), _) => g,
             (_, Q8Input::F32 { norm: Some(n), .. }) => n.0,
+            (_, Q8Input::Fixed { norm, .. }) => norm.0,
             _ => x,
         };
         let qout = out.as_ref().map_or(&self.unused, |o| &o.buffer().buffer);
@@ -191,11 +271,13 @@ impl Kernels {
                     false,
                     // binding 6: the quantised input (x when none; no MoE route here)
                     &[
-                        &c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout,
+                        &c.buffer, &x.buffer, y, &g.buffer, scales, &x.buffer, qout, fx,
                     ],
                     Box::new(move |_| grid(wg)),
                 )?;
                 let link = match (quantised_in, qout_mode) {
+                    _ if fixed_in.is_some() => " (fixed in)",
+                    _ if residual.is_some() => " (fixed out)",
                     (false, 0) => "",
                     (true, 0) => " (quantised in)",
                     (false, _) => " (quantised out)",

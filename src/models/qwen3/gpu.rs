@@ -14,7 +14,8 @@ use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{
-    GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut, StepDims,
+    FixedResidual, GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut,
+    StepDims,
 };
 use crate::models::sampler::SamplingParams;
 use crate::nn::Linear;
@@ -227,6 +228,7 @@ pub struct Qwen3Gpu {
     q8_chained_attention: bool,
     /// ... each layer's o_proj .. next qkv as one phased dispatch
     q8_phased: bool,
+    q8_fused_mlp: bool,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
     /// how many ops at the start of each program gather the embedding rows
@@ -685,6 +687,11 @@ impl Qwen3Gpu {
     /// Whether each layer's o_proj, gate_up, down and next qkv run as one phased dispatch.
     pub fn q8_phased(&self) -> bool {
         self.q8_phased
+    }
+
+    /// Whether decode runs each dense layer's feed-forward block as one dispatch (mlp_q8).
+    pub fn q8_fused_mlp(&self) -> bool {
+        self.q8_fused_mlp
     }
 
     /// GPU time by kernel of one prefill step of `t` tokens (ids 0..t, which time the same as

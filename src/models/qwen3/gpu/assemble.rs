@@ -128,7 +128,14 @@ impl Qwen3Gpu {
                     &l.qkv_proj.parts[..]
                 };
                 for (off, part) in parts {
-                    if chained_in {
+                    if chained_in && dc.fused_mlp {
+                        // the residual stream arrives fixed point from the fused MLP
+                        let input = Q8Input::Fixed {
+                            acc: &dc.acc,
+                            norm: (&l.input_layernorm, eps),
+                        };
+                        ops.extend(k.matvec_q8_linked(part, input, &ac.qkv, *off, none, None)?);
+                    } else if chained_in {
                         let input = Q8Input::Quantised {
                             q: &dc.qa,
                             norm_eps: Some(eps),
@@ -191,7 +198,15 @@ impl Qwen3Gpu {
                         continue;
                     }
                     let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
-                    ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
+                    if dc.fused_mlp {
+                        let residual = FixedResidual {
+                            acc: &dc.acc,
+                            from_f32: (li == 0).then_some(&ac.x),
+                        };
+                        ops.extend(k.matvec_q8_into_fixed(&l.o_proj, input, residual, out)?);
+                    } else {
+                        ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
+                    }
                 } else {
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
                 }
@@ -210,6 +225,11 @@ impl Qwen3Gpu {
                         continue;
                     }
                 };
+                if chain && dc.fused_mlp {
+                    let gu = &gate_up_proj.parts[0].1;
+                    ops.push(k.mlp_q8(gu, down_proj, &dc.qa, eps, &dc.acc)?);
+                    continue;
+                }
                 if chain {
                     let input = Q8Input::Quantised {
                         q: &dc.qa,
@@ -268,6 +288,12 @@ impl Qwen3Gpu {
         let mut decode_ops = program(false)?;
         if dc.head_phase {
             // the last layer's phased dispatch ran the lm_head
+        } else if dc.fused_mlp {
+            let input = Q8Input::Fixed {
+                acc: &dc.acc,
+                norm: (&norm, eps),
+            };
+            decode_ops.extend(k.matvec_q8_linked(head, input, &acts.logits, 0, none, None)?);
         } else if dc.head {
             let input = Q8Input::Quantised {
                 q: dc.head_input(),
@@ -315,6 +341,7 @@ impl Qwen3Gpu {
             q8_chained: dc.on,
             q8_chained_attention: dc.attn,
             q8_phased: dc.phased,
+            q8_fused_mlp: dc.fused_mlp,
             prefill_ops,
             prefill_all_ops,
             embedding_ops: embed_op_count,
