@@ -264,15 +264,15 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     }
 }
 
-/// The fused MLP (gpu/mlp_q8.rs) in other shapes than the default picks: slices of 64 and
-/// 128 values, workgroups narrower than the hidden size (several down rows per invocation),
-/// odd rows per subgroup pass. Against the unfused chain (same roundings of the same values).
+/// The fused MLP (gpu/mlp_q8.rs) in each slice it takes (32 to 128 values: 1 to 4 lanes per
+/// down row, one idle at 96), workgroups narrower than the hidden size (several passes over
+/// down's rows), odd rows per subgroup pass. Against the unfused chain (same roundings of the same values).
 #[test]
 fn fused_mlp_shapes_match_the_unfused_chain() {
     let ctx = gpu();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("hd32");
-    write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
+    write_model(&dir, (320, 96, 4, 2, 32, 384, 2), true);
     let mut cpu = Qwen3Model::load(&dir).unwrap();
     assert!(cpu.quantize_q8_0() > 0);
     let two = qwen_omni::gpu::Tuning {
@@ -286,7 +286,7 @@ fn fused_mlp_shapes_match_the_unfused_chain() {
         .iter()
         .map(|&id| unfused.decode(Some(id), true).unwrap())
         .collect();
-    for (slice, wg, rows) in [(64, 32, 3), (128, 64, 1), (32, 128, 2)] {
+    for (slice, wg, rows) in [(96, 32, 3), (128, 64, 1), (64, 128, 2), (32, 512, 4)] {
         let t = qwen_omni::gpu::Tuning {
             q8_mlp_slice: slice,
             q8_mlp_wg: wg,

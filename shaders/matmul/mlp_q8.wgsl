@@ -22,6 +22,8 @@ override HC: u32 = 4096;    // hidden size: gate_up's K and down's rows, a multi
 override ROWS: u32 = 4;     // gate / up rows a subgroup computes together (1..4)
 override SGC: u32 = 0u;     // the subgroup size where the adapter has only one (0: at run time)
 override NOP: bool = false; // a measurement knob (OMNI_DEBUG_NOP=mlp_q8): return at once
+// STOP: return after stage 1 or 2 (OMNI_DEBUG_MLP_STOP, a measurement knob: output wrong)
+override STOP: u32 = 0u;
 
 struct Params {
     inter: u32,        // intermediate size: gate_up's rows / 2, down's K
@@ -122,6 +124,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         }
     }
     workgroupBarrier();
+    if (STOP == 1u) { return; }
     // 2. silu(gate) * up, quantised in blocks of 32: invocation li takes four values, eight
     //    neighbouring lanes a block (every invocation takes part in the shuffles)
     let i = 4u * li;
@@ -140,15 +143,23 @@ fn main(@builtin(local_invocation_index) li: u32,
         if (i % 32u == 0u) { ad[i / 32u] = m / 127.0; }
     }
     workgroupBarrier();
-    // 3. the slice's columns of down: invocation li takes rows li, li + WG, ..., each row's
-    //    SLICE / 32 blocks one after another (contiguous in memory)
+    if (STOP == 2u) { return; }
+    // 3. the slice's columns of down. A row's SLICE / 32 blocks are contiguous in memory: a
+    //    group of G neighbouring lanes takes one row, a block each, and sums by shuffles, so
+    //    a subgroup's loads cover a few whole lines (a lane per row touched a line per lane
+    //    and ran the kernel 1.4x slower). The loop is uniform: every lane shuffles.
     let nbs = SLICE / 32u;
+    let gsz = select(select(4u, 2u, nbs == 2u), 1u, nbs == 1u);
+    let j = li % gsz;
     let b0 = s * nbs;
-    for (var r = li; r < HC; r += WG) {
+    for (var base = 0u; base < HC; base += WG / gsz) {
+        let r = base + li / gsz;
         var v = 0.0;
-        for (var j = 0u; j < nbs; j++) {
-            v = v + dot_i8(dn_blk(r, b0 + j), aq[2u * j], aq[2u * j + 1u], ad[j]);
+        if (r < HC && j < nbs) {
+            v = dot_i8(dn_blk(r, b0 + j), aq[2u * j], aq[2u * j + 1u], ad[j]);
         }
-        add_fixed(r, v);
+        if (gsz > 1u) { v = v + subgroupShuffleXor(v, 1u); }
+        if (gsz > 2u) { v = v + subgroupShuffleXor(v, 2u); }
+        if (r < HC && j == 0u) { add_fixed(r, v); }
     }
 }

@@ -107,6 +107,9 @@ impl Kernels {
             ("HC", hidden as f64),
             ("ROWS", self.tuning.q8_mlp_rows.clamp(1, 4) as f64),
         ];
+        if self.debug.mlp_stop > 0 {
+            consts.push(("STOP", self.debug.mlp_stop as f64));
+        }
         let info = &self.ctx.info;
         if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
             consts.push(("SGC", info.subgroup_min_size as f64));

@@ -106,7 +106,7 @@ impl Default for Tuning {
             q8_fused_mlp: true,
             q8_mlp_wgs: 128,
             q8_mlp_slice: 0,
-            q8_mlp_rows: 4,
+            q8_mlp_rows: 2,
             q8_mlp_wg: 512,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
@@ -190,6 +190,9 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
     pub attn_stop: u32,
+    /// `OMNI_DEBUG_MLP_STOP` (1-2, else 0): mlp_q8.wgsl's STOP, the stage after which the
+    /// fused MLP returns
+    pub mlp_stop: u32,
 }
 
 impl DebugKnobs {
@@ -211,6 +214,11 @@ impl DebugKnobs {
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|v| (1..=3).contains(v))
+                .unwrap_or(0),
+            mlp_stop: std::env::var("OMNI_DEBUG_MLP_STOP")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (1..=2).contains(v))
                 .unwrap_or(0),
         }
     }
