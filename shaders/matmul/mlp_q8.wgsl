@@ -22,7 +22,7 @@ override HC: u32 = 4096;    // hidden size: gate_up's K and down's rows, a multi
 override ROWS: u32 = 4;     // gate / up rows a subgroup computes together (1..4)
 override SGC: u32 = 0u;     // the subgroup size where the adapter has only one (0: at run time)
 override NOP: bool = false; // a measurement knob (OMNI_DEBUG_NOP=mlp_q8): return at once
-// STOP: return after stage 1 or 2 (OMNI_DEBUG_MLP_STOP, a measurement knob: output wrong)
+// STOP: return after stage 1, 2 or 3 (OMNI_DEBUG_MLP_STOP, a measurement knob: output wrong)
 override STOP: u32 = 0u;
 
 struct Params {
@@ -45,6 +45,8 @@ struct Params {
 var<workgroup> gv: array<f32, 256>;          // the slice's gate values, then its up values
 var<workgroup> aq: array<vec4<u32>, 8>;      // silu(gate) * up as int8: two vec4 per block
 var<workgroup> ad: array<f32, 4>;            // ... and its block scales
+const PART: u32 = 4096u;
+var<workgroup> part: array<f32, 4096>;       // down's partial sums of PART rows at a time
 
 fn gu_blk(row: u32, b: u32) -> Blk {
     let base = row * (p.gu_stride / 4u) + 2u * b;
@@ -146,20 +148,57 @@ fn main(@builtin(local_invocation_index) li: u32,
     if (STOP == 2u) { return; }
     // 3. the slice's columns of down. A row's SLICE / 32 blocks are contiguous in memory: a
     //    group of G neighbouring lanes takes one row, a block each, and sums by shuffles, so
-    //    a subgroup's loads cover a few whole lines (a lane per row touched a line per lane
-    //    and ran the kernel 1.4x slower). The loop is uniform: every lane shuffles.
+    //    a subgroup's loads cover a few whole lines. A lane loads the blocks of 8 rows before
+    //    the first is used (one memory round trip per 8 rows, not per row), the sums go to
+    //    workgroup memory, and only then come the atomics (4. below): a loop with atomics in
+    //    it ran one round trip per row (down at 1.8 TB/s). Uniform loops: every lane shuffles.
     let nbs = SLICE / 32u;
     let gsz = select(select(4u, 2u, nbs == 2u), 1u, nbs == 1u);
     let j = li % gsz;
-    let b0 = s * nbs;
-    for (var base = 0u; base < HC; base += WG / gsz) {
-        let r = base + li / gsz;
-        var v = 0.0;
-        if (r < HC && j < nbs) {
-            v = dot_i8(dn_blk(r, b0 + j), aq[2u * j], aq[2u * j + 1u], ad[j]);
+    let jb = min(j, nbs - 1u);
+    let b = s * nbs + jb;
+    let xa = aq[2u * jb];
+    let xb = aq[2u * jb + 1u];
+    let dx = select(0.0, ad[jb], j < nbs);
+    let span = WG / gsz;
+    let lr = li / gsz;
+    for (var c0 = 0u; c0 < HC; c0 += PART) {
+        let rows = min(PART, HC - c0);
+        let top = c0 + rows - 1u;
+        for (var base = 0u; base < rows; base += 8u * span) {
+            let r = c0 + base + lr;
+            let k0 = dn_blk(min(r, top), b);
+            let k1 = dn_blk(min(r + span, top), b);
+            let k2 = dn_blk(min(r + 2u * span, top), b);
+            let k3 = dn_blk(min(r + 3u * span, top), b);
+            let k4 = dn_blk(min(r + 4u * span, top), b);
+            let k5 = dn_blk(min(r + 5u * span, top), b);
+            let k6 = dn_blk(min(r + 6u * span, top), b);
+            let k7 = dn_blk(min(r + 7u * span, top), b);
+            var v = vec4<f32>(dot_i8(k0, xa, xb, dx), dot_i8(k1, xa, xb, dx),
+                              dot_i8(k2, xa, xb, dx), dot_i8(k3, xa, xb, dx));
+            var w = vec4<f32>(dot_i8(k4, xa, xb, dx), dot_i8(k5, xa, xb, dx),
+                              dot_i8(k6, xa, xb, dx), dot_i8(k7, xa, xb, dx));
+            if (gsz > 1u) {
+                v = v + subgroupShuffleXor(v, 1u);
+                w = w + subgroupShuffleXor(w, 1u);
+            }
+            if (gsz > 2u) {
+                v = v + subgroupShuffleXor(v, 2u);
+                w = w + subgroupShuffleXor(w, 2u);
+            }
+            if (j == 0u) {
+                let p0 = base + lr;
+                for (var k = 0u; k < 4u; k++) {
+                    if (p0 + k * span < rows) { part[p0 + k * span] = v[k]; }
+                    if (p0 + (k + 4u) * span < rows) { part[p0 + (k + 4u) * span] = w[k]; }
+                }
+            }
         }
-        if (gsz > 1u) { v = v + subgroupShuffleXor(v, 1u); }
-        if (gsz > 2u) { v = v + subgroupShuffleXor(v, 2u); }
-        if (r < HC && j == 0u) { add_fixed(r, v); }
+        workgroupBarrier();
+        if (STOP == 3u) { return; }
+        // 4. the partial sums into the residual stream (consecutive lanes, consecutive rows)
+        for (var r = li; r < rows; r += WG) { add_fixed(c0 + r, part[r]); }
+        workgroupBarrier();
     }
 }

@@ -37,7 +37,9 @@ impl Kernels {
             && inter.is_multiple_of(32)
             && hidden <= 12288
             && self.ctx.info.subgroup_min_size >= 8
-            && self.mlp_q8_wg() >= 32;
+            && self.mlp_q8_wg() >= 32
+            // (its partial sums of 4096 rows and its slice: mlp_q8.wgsl)
+            && self.ctx.limits.max_compute_workgroup_storage_size >= 18 * 1024;
         if !fits {
             return None;
         }

@@ -190,7 +190,7 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
     pub attn_stop: u32,
-    /// `OMNI_DEBUG_MLP_STOP` (1-2, else 0): mlp_q8.wgsl's STOP, the stage after which the
+    /// `OMNI_DEBUG_MLP_STOP` (1-3, else 0): mlp_q8.wgsl's STOP, the stage after which the
     /// fused MLP returns
     pub mlp_stop: u32,
 }
@@ -218,7 +218,7 @@ impl DebugKnobs {
             mlp_stop: std::env::var("OMNI_DEBUG_MLP_STOP")
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=2).contains(v))
+                .filter(|v| (1..=3).contains(v))
                 .unwrap_or(0),
         }
     }
