@@ -226,3 +226,117 @@ fn long_moe_prefill_step_matches_the_cpu_engine() {
         );
     }
 }
+
+/// A random qwen3_moe model whose every matrix quantises (rows multiples of 32; the fixture's
+/// 40-wide experts stay BF16): hidden 96, 6 experts of 64, top 3, head_dim 32, 2 layers.
+fn write_q8_moe_model(dir: &std::path::Path) {
+    use qwen_omni::tensor::{DType, f32_to_bf16};
+    use qwen_omni::weights::{SafetensorsWriter, TensorSpec};
+    let (v, h, heads, kvh, hd, inter, experts, layers) = (320, 96, 4, 2, 32, 64, 6, 2);
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = serde_json::json!({
+        "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "vocab_size": v,
+        "hidden_size": h, "intermediate_size": 128, "moe_intermediate_size": inter,
+        "num_experts": experts, "num_experts_per_tok": 3, "norm_topk_prob": true,
+        "decoder_sparse_step": 1, "mlp_only_layers": [], "num_hidden_layers": layers,
+        "num_attention_heads": heads, "num_key_value_heads": kvh, "head_dim": hd,
+        "hidden_act": "silu", "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16"
+    });
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight".into(), vec![v, h]),
+        ("lm_head.weight".into(), vec![v, h]),
+        ("model.norm.weight".into(), vec![h]),
+    ];
+    for i in 0..layers {
+        let p = format!("model.layers.{i}");
+        shapes.extend([
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![heads * hd, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kvh * hd, h]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kvh * hd, h]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, heads * hd]),
+            (format!("{p}.self_attn.q_norm.weight"), vec![hd]),
+            (format!("{p}.self_attn.k_norm.weight"), vec![hd]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            (format!("{p}.mlp.gate.weight"), vec![experts, h]),
+        ]);
+        for e in 0..experts {
+            let q = format!("{p}.mlp.experts.{e}");
+            shapes.extend([
+                (format!("{q}.gate_proj.weight"), vec![inter, h]),
+                (format!("{q}.up_proj.weight"), vec![inter, h]),
+                (format!("{q}.down_proj.weight"), vec![h, inter]),
+            ]);
+        }
+    }
+    let specs: Vec<TensorSpec> = shapes
+        .iter()
+        .map(|(n, s)| TensorSpec::new(n, DType::BF16, s))
+        .collect();
+    let mut w = SafetensorsWriter::create(&dir.join("model.safetensors"), &specs).unwrap();
+    let mut rng = qwen_omni::models::sampler::Rng::new(91);
+    for (n, s) in &shapes {
+        let count: usize = s.iter().product();
+        let bytes: Vec<u8> = (0..count)
+            .flat_map(|_| {
+                let x = if s.len() == 1 {
+                    0.5 + rng.next_f32()
+                } else {
+                    (rng.next_f32() * 2.0 - 1.0) * 1.7 / (s[1] as f32).sqrt()
+                };
+                let x = if n.contains("embed") { x * 8.0 } else { x };
+                f32_to_bf16(x).to_le_bytes()
+            })
+            .collect();
+        w.write(&bytes).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// MoE decode with its residual stream in fixed point (gpu/matvec_q8.rs `FixedResidual`):
+/// o_proj writes it (from the f32 embedding in layer 0, from the stream after), the down
+/// experts add their weighted outputs into it by atomics (no moe_sum), the next qkv and the
+/// lm_head read it. Against the separate moe_sum (the same roundings of the same values: the
+/// f32 budget) and the CPU Q8_0 engine (the Q8_0 budget).
+#[test]
+fn fixed_point_moe_decode_matches_the_moe_sum_and_the_cpu_engine() {
+    let ctx = gpu();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("q8moe");
+    write_q8_moe_model(&dir);
+    let mut cpu = Qwen3Model::load(&dir).unwrap();
+    assert!(cpu.quantize_q8_0() > 0);
+    let mut folded = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    assert!(folded.moe_folded(), "every matrix is Q8_0: decode should fold the sum");
+    let separate = qwen_omni::gpu::Tuning {
+        q8_moe_fold: false,
+        ..Default::default()
+    };
+    let mut summed = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), separate).unwrap();
+    assert!(!summed.moe_folded());
+    let ids = [3u32, 14, 15, 92, 65];
+    let mut cache = cpu.new_cache(96);
+    let want = cpu
+        .forward(&ids, &mut cache, qwen_omni::models::qwen3::Logits::Last)
+        .unwrap();
+    folded.prefill(&ids, None).unwrap();
+    summed.prefill(&ids, None).unwrap();
+    let mut next = qwen_omni::cpu::argmax(&want) as u32;
+    for s in 0..20 {
+        let want = cpu
+            .forward(&[next], &mut cache, qwen_omni::models::qwen3::Logits::Last)
+            .unwrap();
+        let got = folded.decode(Some(next), true).unwrap();
+        let other = summed.decode(Some(next), true).unwrap();
+        assert_close(&format!("folded vs moe_sum, step {s}"), &got, &other, GPU_VS_CPU_REL);
+        assert_close(
+            &format!("folded vs CPU Q8_0, step {s}"),
+            &got,
+            &want,
+            common::tol::Q8_LOGITS_REL,
+        );
+        next = qwen_omni::cpu::argmax(&want) as u32;
+    }
+}

@@ -36,21 +36,33 @@ pub enum Q8Input<'a> {
         q: &'a GpuBuffer,
         norm_eps: Option<f32>,
     },
-    /// the fused MLP's fixed-point residual stream (mlp_q8.rs), RMS-normed with `norm.0` and
-    /// quantised by each workgroup
+    /// the fixed-point residual stream (MoE decode: [`FixedResidual`]), RMS-normed with
+    /// `norm.0` and quantised by each workgroup
     Fixed {
         acc: &'a GpuBuffer,
         norm: (&'a GpuBuffer, f32),
     },
 }
 
-/// Where a Q8_0 matvec's output goes when it feeds the fused MLP: added to the residual and
-/// written as the fixed-point stream `acc` (which the MLP then adds into).
+/// The residual stream of a MoE decode step in fixed point (matvec_q8.wgsl's `fx`), so the
+/// down-expert matvec can add the experts' weighted outputs into it with integer atomics
+/// (exact and order-independent; WGSL has no float atomics) instead of a `moe_sum` dispatch:
+/// o_proj adds its output to the residual and writes it both here and as f32 `x` (which the
+/// router and the experts read), the down experts add into `acc`, the next qkv and the lm_head
+/// read `acc` ([`Q8Input::Fixed`]).
 #[derive(Clone, Copy)]
 pub struct FixedResidual<'a> {
+    /// [`fixed_len`] words
     pub acc: &'a GpuBuffer,
-    /// the residual so far as f32 (layer 0: the embedding); None: `acc` holds it
-    pub from_f32: Option<&'a GpuBuffer>,
+    /// the f32 residual, written too
+    pub x: &'a GpuBuffer,
+    /// the residual so far is `x` (layer 0: the embedding's), not `acc`
+    pub from_x: bool,
+}
+
+/// Words of the fixed-point residual stream of a `hidden`-long vector (hi words, lo words).
+pub fn fixed_len(hidden: usize) -> usize {
+    2 * hidden
 }
 
 /// What a chained Q8_0 matvec also writes, quantised, into its `QuantOut` buffer.
@@ -152,26 +164,24 @@ impl Kernels {
         self.matvec_q8_full(w, input, y, y_off, f, out, None)
     }
 
-    /// o_proj ahead of the fused MLP: residual + W x into the fixed-point stream
-    /// (`residual.acc`), and quantised into `out` for the MLP.
+    /// o_proj of a MoE layer: residual + W x into the fixed-point stream and f32 x
+    /// ([`FixedResidual`]).
     pub fn matvec_q8_into_fixed(
         &self,
         w: &GpuMatrix,
         input: Q8Input,
         residual: FixedResidual,
-        out: QuantOut,
     ) -> Result<Vec<Op>> {
-        if residual.acc.len < 2 * w.rows || !matches!(out, QuantOut::Normed(..)) {
+        if residual.acc.len < fixed_len(w.rows) || w.chunks.len() != 1 {
             return Err(Error::Gpu(
-                "a fixed-point residual holds two words per row and feeds a normed output".into(),
+                "a fixed-point residual takes one weight chunk and two words per row".into(),
             ));
         }
         let f = MatFlags {
             accumulate: true,
             swiglu_up_off: None,
         };
-        // (y: the f32 residual where there is one)
-        self.matvec_q8_full(w, input, residual.acc, 0, f, Some(out), Some(residual))
+        self.matvec_q8_full(w, input, residual.x, 0, f, None, Some(residual))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -233,17 +243,13 @@ impl Kernels {
             consts.push(("FIX_IN", 1.0));
         }
         if let Some(r) = &residual {
-            consts.push(("FIX_OUT", if r.from_f32.is_some() { 1.0 } else { 2.0 }));
+            consts.push(("FIX_OUT", if r.from_x { 1.0 } else { 2.0 }));
         }
-        // binding 8: the fixed-point stream; y (binding 3) the f32 residual of FIX_OUT 1
+        // binding 8: the fixed-point stream
         let fx = residual
             .map(|r| r.acc)
             .or(fixed_in)
             .map_or(&self.unused, |b| &b.buffer);
-        let y = match residual {
-            Some(r) => r.from_f32.map_or(&self.unused, |b| &b.buffer),
-            None => &y.buffer,
-        };
         // the quantised output's length: the next matvec's K
         let qlen = quantised_out_len(out.as_ref(), w)?;
         // the norm weight: the next RMSNorm's when QOUT folds it, else this matvec's own
@@ -271,7 +277,16 @@ impl Kernels {
                     false,
                     // binding 6: the quantised input (x when none; no MoE route here)
                     &[
-                        &c.buffer, &x.buffer, y, &g.buffer, scales, &x.buffer, qout, fx,
+                        &c.buffer,
+                        &x.buffer,
+                        &y.buffer,
+                        &g.buffer,
+                        scales,
+                        &x.buffer,
+                        qout,
+                        fx,
+                        // (binding 9, read-only: the weights stand in)
+                        &c.buffer,
                     ],
                     Box::new(move |_| grid(wg)),
                 )?;

@@ -20,11 +20,6 @@ const COMPOSED: &[(&str, &str, &str)] = &[
         Q8_BLOCK,
     ),
     (
-        "mlp_q8",
-        include_str!("../../shaders/matmul/mlp_q8.wgsl"),
-        Q8_BLOCK,
-    ),
-    (
         "matmul",
         include_str!("../../shaders/matmul/matmul_w16.wgsl"),
         MATMUL_BODY,

@@ -54,18 +54,10 @@ pub struct Tuning {
     /// the quantised output's 32-row blocks cap the workgroup count (4096 rows: 128)
     pub q8_wide_wg: u32,
     pub q8_wide_rows: u32,
-    /// each dense layer's gate_up, SwiGLU and down run as one dispatch whose workgroups take a
-    /// slice of the intermediate vector each and add down's partial sums into a fixed-point
-    /// residual stream (gpu/mlp_q8.rs; `OMNI_Q8_FUSED_MLP=0` turns it off)
-    pub q8_fused_mlp: bool,
-    /// ... with about this many workgroups (`OMNI_Q8_MLP_WGS`), or slices of this many values
-    /// (`OMNI_Q8_MLP_SLICE` 32 / 64 / 96 / 128; 0: by the workgroup count)
-    pub q8_mlp_wgs: u32,
-    pub q8_mlp_slice: u32,
-    /// ... gate / up rows per subgroup pass (`OMNI_Q8_MLP_ROWS`) and invocations per workgroup
-    /// (`OMNI_Q8_MLP_WG`)
-    pub q8_mlp_rows: u32,
-    pub q8_mlp_wg: u32,
+    /// MoE decode adds the routed experts' weighted outputs into the residual stream inside
+    /// the down-expert matvec (integer atomics into a fixed-point stream, gpu/matvec_q8.rs),
+    /// with no `moe_sum` dispatch (`OMNI_Q8_MOE_FOLD=0`: the separate sum)
+    pub q8_moe_fold: bool,
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
@@ -103,11 +95,7 @@ impl Default for Tuning {
             q8_phases: false,
             q8_phase_max: 4,
             q8_prefetch: 1,
-            q8_fused_mlp: true,
-            q8_mlp_wgs: 128,
-            q8_mlp_slice: 0,
-            q8_mlp_rows: 2,
-            q8_mlp_wg: 512,
+            q8_moe_fold: true,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
@@ -148,14 +136,7 @@ impl Tuning {
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
-            q8_fused_mlp: std::env::var("OMNI_Q8_FUSED_MLP").map_or(d.q8_fused_mlp, |v| v != "0"),
-            q8_mlp_wgs: std::env::var("OMNI_Q8_MLP_WGS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.q8_mlp_wgs),
-            q8_mlp_slice: get("OMNI_Q8_MLP_SLICE", &[0, 32, 64, 96, 128], d.q8_mlp_slice),
-            q8_mlp_rows: get("OMNI_Q8_MLP_ROWS", &[1, 2, 3, 4], d.q8_mlp_rows),
-            q8_mlp_wg: get("OMNI_Q8_MLP_WG", &[128, 256, 512, 1024], d.q8_mlp_wg),
+            q8_moe_fold: std::env::var("OMNI_Q8_MOE_FOLD").map_or(d.q8_moe_fold, |v| v != "0"),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
@@ -183,16 +164,13 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_SKIP` (`,`-separated): ops whose "name@shape" (e.g. `attn_decode`,
     /// `matvec_q8@4096x12288`) starts with one of these are not dispatched
     skip: Vec<String>,
-    /// `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`, `mlp_q8`): their workgroups return
+    /// `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`): their workgroups return
     /// at once, so the dispatch keeps its bindings and barriers but does no work (what a
     /// dispatch boundary costs by itself)
     nop: Vec<String>,
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
     pub attn_stop: u32,
-    /// `OMNI_DEBUG_MLP_STOP` (1-3, else 0): mlp_q8.wgsl's STOP, the stage after which the
-    /// fused MLP returns
-    pub mlp_stop: u32,
 }
 
 impl DebugKnobs {
@@ -215,11 +193,6 @@ impl DebugKnobs {
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|v| (1..=3).contains(v))
                 .unwrap_or(0),
-            mlp_stop: std::env::var("OMNI_DEBUG_MLP_STOP")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=3).contains(v))
-                .unwrap_or(0),
         }
     }
 
@@ -234,6 +207,6 @@ impl DebugKnobs {
 
     /// Whether the shader `name` is built to return at once (only shaders with a NOP constant).
     pub fn nop(&self, name: &str) -> bool {
-        ["attn_decode", "matvec_q8", "mlp_q8"].contains(&name) && self.nop.iter().any(|s| s == name)
+        ["attn_decode", "matvec_q8"].contains(&name) && self.nop.iter().any(|s| s == name)
     }
 }

@@ -3,9 +3,7 @@
 
 use super::{GpuLayer, GpuMatrix};
 use crate::error::Result;
-use crate::gpu::{
-    ChainPhase, GpuBuffer, GpuContext, Kernels, Op, QuantOut, fixed_len, quantised_len,
-};
+use crate::gpu::{ChainPhase, GpuBuffer, GpuContext, Kernels, Op, QuantOut, quantised_len};
 
 pub(super) struct DecodeChain {
     /// o_proj -> gate_up and down -> the next qkv (or the lm_head): the residual stream quantised
@@ -19,8 +17,6 @@ pub(super) struct DecodeChain {
     pub qo: GpuBuffer,
     /// four per layer, ordering the phases of its dispatch
     counters: GpuBuffer,
-    /// the fused MLP's fixed-point residual stream (gpu/mlp_q8.rs)
-    pub acc: GpuBuffer,
     /// decode chains the dense layers' Q8_0 matvecs
     pub on: bool,
     /// ... the lm_head reads the last layer's quantised output (not when it stays 16-bit)
@@ -31,10 +27,6 @@ pub(super) struct DecodeChain {
     pub phased: bool,
     /// ... and the last layer's takes the lm_head too
     pub head_phase: bool,
-    /// ... each layer's gate_up, SwiGLU and down run as one dispatch (mlp_q8), adding into
-    /// the fixed-point residual stream `acc`, which o_proj writes and the next qkv and the
-    /// lm_head read
-    pub fused_mlp: bool,
 }
 
 impl DecodeChain {
@@ -91,32 +83,17 @@ impl DecodeChain {
                     && k.phase_rows_per_wg(down, Some(&normed)).is_some()
             });
         let head_phase = phased && head_on && k.phase_rows_per_wg(head, None).is_some();
-        let fused_mlp = on
-            && !phased
-            && head_on
-            && k.tuning.q8_fused_mlp
-            && head.cols == hidden
-            && layers.iter().all(|l| {
-                let Some((gate_up, down)) = l.dense_ffn() else {
-                    return false;
-                };
-                k.mlp_q8_slice(&gate_up.parts[0].1, down).is_some()
-                    && l.qkv_proj.parts.iter().all(|p| p.1.cols == hidden)
-            });
-        let acc = GpuBuffer::zeros(ctx, fixed_len(if fused_mlp { hidden } else { 2 }), "acc")?;
         Ok(DecodeChain {
             qa,
             qb,
             qc,
             qo,
             counters,
-            acc,
             on,
             head: head_on,
             attn,
             phased,
             head_phase,
-            fused_mlp,
         })
     }
 
