@@ -41,21 +41,6 @@ override QOUT: u32 = 0u;
 // a lane's block loop has a constant trip count: the compiler unrolls it and issues every
 // iteration's weight loads together, instead of one round trip to memory per iteration.
 override SGC: u32 = 0u;
-// The fixed-point residual stream `fx` (MoE decode, gpu/matvec_q8.rs): value v of element e
-// of an n-long vector is hi + lo / 2^16 in units of 2^-8, hi = floor(v * 2^8) as i32 at fx[e],
-// lo the rest of the fraction as u32 at fx[n + e]. Integer adds are exact and
-// order-independent, so workgroups can add into it with atomics (WGSL has no float atomics).
-// Each add's lo is at most 2^16, so a lo word takes 2^16 adds; hi holds |v| < 2^23.
-// FIX_IN: x is the stream, read and quantised by every workgroup (with DOT, not XIN).
-override FIX_IN: bool = false;
-// FIX_OUT: the output is added to the residual stream and written both to `fx` and to f32 y
-// (o_proj of a MoE layer): 1: the residual is y (layer 0: the embedding's); 2: it is `fx`.
-// Each row is read and written by its owner.
-override FIX_OUT: u32 = 0u;
-// MOE_SUM (with MOE): slot s's output, times the slot's routing weight `mw[s]`, is added into
-// `fx` by atomics instead of being written to y: the weighted sum over a token's experts
-// (moe_sum.wgsl) folded into the down-expert matvec.
-override MOE_SUM: bool = false;
 // NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
 override NOP: bool = false;
 
@@ -91,9 +76,6 @@ struct Params {
 // MOE: the expert id per slot; XIN: the quantised x (one binding: a variant uses one or none)
 @group(0) @binding(6) var<storage, read> aux: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
-// FIX_IN / FIX_OUT / MOE_SUM: the fixed-point residual stream, hi words then lo words
-@group(0) @binding(8) var<storage, read_write> fx: array<atomic<u32>>;
-@group(0) @binding(9) var<storage, read> mw: array<f32>;         // MOE_SUM: routing weights
 
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
@@ -109,7 +91,6 @@ var<private> x_base: u32;  // offset of x (the gate half when SWIGLU)
 var<private> u_base: u32;  // offset of the up half (SWIGLU)
 var<private> y_base: u32;  // output offset of row 0
 var<private> wg_first: u32;  // QOUT: the workgroup's first (logical) row
-var<private> slot_w: f32;    // MOE_SUM: this slot's routing weight
 
 // The weight / output row of logical row r: QOUT 2 interleaves gate and up blocks of 32.
 fn pair_row(r: u32) -> u32 {
@@ -119,39 +100,7 @@ fn pair_row(r: u32) -> u32 {
     return r;
 }
 
-// The fixed-point value of element e of an n-long vector in `fx`.
-fn fixed_at(e: u32, n: u32) -> f32 {
-    let hi = bitcast<i32>(atomicLoad(&fx[e]));
-    return (f32(hi) + f32(atomicLoad(&fx[n + e])) * (1.0 / 65536.0)) * (1.0 / 256.0);
-}
-
-// v as (hi, lo) words: hi = floor(v * 2^8), lo = the fraction left in units of 2^-16
-fn fixed_words(v: f32) -> vec2<u32> {
-    let t = v * 256.0;
-    let hi = floor(t);
-    return vec2<u32>(bitcast<u32>(i32(hi)), u32(round((t - hi) * 65536.0)));
-}
-
-fn store_fixed(e: u32, n: u32, v: f32) {
-    let w = fixed_words(v);
-    atomicStore(&fx[e], w.x);
-    atomicStore(&fx[n + e], w.y);
-}
-
-// v added to element e (two atomics whose results nobody waits for).
-fn add_fixed(e: u32, n: u32, v: f32) {
-    let w = fixed_words(v);
-    atomicAdd(&fx[e], w.x);
-    atomicAdd(&fx[n + e], w.y);
-}
-
 fn xin(i: u32) -> vec4<f32> {
-    if (FIX_IN) {
-        let e = x_base + 4u * i;
-        let n = kdim();
-        return vec4<f32>(fixed_at(e, n), fixed_at(e + 1u, n), fixed_at(e + 2u, n),
-                         fixed_at(e + 3u, n));
-    }
     let a = x[x_base / 4u + i];
     if (SWIGLU) {
         let u = x[u_base / 4u + i];
@@ -249,15 +198,7 @@ fn store(row: u32, v: f32, total_ss: f32) {
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(kdim()) + bitcast<f32>(p.eps_bits)); }
     let o = y_base + pair_row(row);
-    if (MOE_SUM) {
-        add_fixed(row, p.rows, slot_w * r);
-        return;
-    }
-    if (FIX_OUT > 0u) {
-        if (FIX_OUT == 1u) { r = y[o] + r; } else { r = fixed_at(o, p.rows) + r; }
-        store_fixed(o, p.rows, r);
-    }
-    if (ACCUMULATE && FIX_OUT == 0u) { r = y[o] + r; }
+    if (ACCUMULATE) { r = y[o] + r; }
     y[o] = r;
     if (QOUT > 0u) { yo[row - wg_first] = r; }
 }
@@ -322,7 +263,6 @@ fn main(@builtin(local_invocation_index) li: u32,
         let slot = wg.z;
         let e0 = p.row0 / p.rows;
         let e = aux[slot / 4u][slot % 4u];
-        if (MOE_SUM) { slot_w = mw[slot]; }
         // the expert lives in another chunk: nothing to do here (uniform per workgroup)
         if (e < e0 || (e - e0) * p.rows >= p.chunk_rows) { return; }
         w_row0 = (e - e0) * p.rows;

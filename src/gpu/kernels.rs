@@ -475,9 +475,7 @@ impl Kernels {
     /// Mixture-of-experts matvec for the step's t tokens and k choices each (t * k slots):
     /// slot s multiplies the matrix of expert `route[s]` (rows `rows_per_expert` of the stacked
     /// `w`) with x row `s / x_div` (at x_off + (s / x_div) * x_stride) and writes
-    /// y[y_off + s * rows_per_expert ..]. `norm` folds an RMSNorm of that x row in. `sum`
-    /// (Q8_0, one token): (routing weights, fixed-point stream): each slot's output times its
-    /// weight is added into the stream instead (`FixedResidual`; y is not written).
+    /// y[y_off + s * rows_per_expert ..]. `norm` folds an RMSNorm of that x row in.
     #[allow(clippy::too_many_arguments)]
     pub fn matvec_moe(
         &self,
@@ -492,16 +490,8 @@ impl Kernels {
         k: usize,
         f: MatFlags,
         norm: Option<(&GpuBuffer, f32)>,
-        sum: Option<(&GpuBuffer, &GpuBuffer)>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
-        if sum.is_some_and(|s| {
-            !w.is_q8 || s.0.len < k || s.1.len < super::fixed_len(rows_per_expert)
-        }) {
-            return Err(crate::Error::Gpu(
-                "a summed MoE matvec takes Q8_0 weights, a weight per slot and the stream".into(),
-            ));
-        }
         let aligned = [x_off, x_stride, up].iter().all(|v| v.is_multiple_of(4));
         if !self.ctx.has_subgroups() || !aligned || !w.cols.is_multiple_of(8) {
             return Err(crate::Error::Gpu(
@@ -532,9 +522,6 @@ impl Kernels {
             1,
         );
         consts.push(("MOE", 1.0));
-        if sum.is_some() {
-            consts.push(("MOE_SUM", 1.0));
-        }
         let eps = norm.map_or(0, |n| n.1.to_bits());
         let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
         let wg = (rows_per_expert as u32).div_ceil(rows_per_wg);
@@ -564,8 +551,7 @@ impl Kernels {
                         &consts,
                         &params,
                         false,
-                        // QOUT's buffer unused; the fixed-point stream and the routing
-                        // weights where the slots' sum is folded in
+                        // QOUT's buffer unused
                         &[
                             &c.buffer,
                             &x.buffer,
@@ -574,8 +560,6 @@ impl Kernels {
                             scales,
                             &route.buffer,
                             &self.unused,
-                            sum.map_or(&self.unused, |s| &s.1.buffer),
-                            sum.map_or(&c.buffer, |s| &s.0.buffer),
                         ],
                         groups,
                     )

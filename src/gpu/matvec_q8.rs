@@ -36,33 +36,6 @@ pub enum Q8Input<'a> {
         q: &'a GpuBuffer,
         norm_eps: Option<f32>,
     },
-    /// the fixed-point residual stream (MoE decode: [`FixedResidual`]), RMS-normed with
-    /// `norm.0` and quantised by each workgroup
-    Fixed {
-        acc: &'a GpuBuffer,
-        norm: (&'a GpuBuffer, f32),
-    },
-}
-
-/// The residual stream of a MoE decode step in fixed point (matvec_q8.wgsl's `fx`), so the
-/// down-expert matvec can add the experts' weighted outputs into it with integer atomics
-/// (exact and order-independent; WGSL has no float atomics) instead of a `moe_sum` dispatch:
-/// o_proj adds its output to the residual and writes it both here and as f32 `x` (which the
-/// router and the experts read), the down experts add into `acc`, the next qkv and the lm_head
-/// read `acc` ([`Q8Input::Fixed`]).
-#[derive(Clone, Copy)]
-pub struct FixedResidual<'a> {
-    /// [`fixed_len`] words
-    pub acc: &'a GpuBuffer,
-    /// the f32 residual, written too
-    pub x: &'a GpuBuffer,
-    /// the residual so far is `x` (layer 0: the embedding's), not `acc`
-    pub from_x: bool,
-}
-
-/// Words of the fixed-point residual stream of a `hidden`-long vector (hi words, lo words).
-pub fn fixed_len(hidden: usize) -> usize {
-    2 * hidden
 }
 
 /// What a chained Q8_0 matvec also writes, quantised, into its `QuantOut` buffer.
@@ -161,40 +134,6 @@ impl Kernels {
         f: MatFlags,
         out: Option<QuantOut>,
     ) -> Result<Vec<Op>> {
-        self.matvec_q8_full(w, input, y, y_off, f, out, None)
-    }
-
-    /// o_proj of a MoE layer: residual + W x into the fixed-point stream and f32 x
-    /// ([`FixedResidual`]).
-    pub fn matvec_q8_into_fixed(
-        &self,
-        w: &GpuMatrix,
-        input: Q8Input,
-        residual: FixedResidual,
-    ) -> Result<Vec<Op>> {
-        if residual.acc.len < fixed_len(w.rows) || w.chunks.len() != 1 {
-            return Err(Error::Gpu(
-                "a fixed-point residual takes one weight chunk and two words per row".into(),
-            ));
-        }
-        let f = MatFlags {
-            accumulate: true,
-            swiglu_up_off: None,
-        };
-        self.matvec_q8_full(w, input, residual.x, 0, f, None, Some(residual))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn matvec_q8_full(
-        &self,
-        w: &GpuMatrix,
-        input: Q8Input,
-        y: &GpuBuffer,
-        y_off: usize,
-        f: MatFlags,
-        out: Option<QuantOut>,
-        residual: Option<FixedResidual>,
-    ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
         let (x, x_off, eps, rms) = match input {
             Q8Input::F32 { x, x_off, norm } => {
@@ -203,19 +142,6 @@ impl Kernels {
             Q8Input::Quantised { q, norm_eps } => {
                 (q, 0, norm_eps.map_or(0, f32::to_bits), norm_eps.is_some())
             }
-            // (x is not read: its binding gets the norm weight, a read-only stand-in)
-            Q8Input::Fixed { acc, norm } => {
-                if acc.len < 2 * w.cols || !self.q8_dot(w) {
-                    return Err(Error::Gpu(
-                        "a fixed-point input holds two words per value and needs int8 dot".into(),
-                    ));
-                }
-                (norm.0, 0, norm.1.to_bits(), true)
-            }
-        };
-        let fixed_in = match input {
-            Q8Input::Fixed { acc, .. } => Some(acc),
-            _ => None,
         };
         let quantised_in = matches!(input, Q8Input::Quantised { .. });
         if !self.ctx.has_subgroups() || !x_off.is_multiple_of(4) || !up.is_multiple_of(4) {
@@ -239,24 +165,12 @@ impl Kernels {
         let (mut consts, rows_per_wg, _) = self.chain_constants(w, f, rms, multiple);
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
-        if fixed_in.is_some() {
-            consts.push(("FIX_IN", 1.0));
-        }
-        if let Some(r) = &residual {
-            consts.push(("FIX_OUT", if r.from_x { 1.0 } else { 2.0 }));
-        }
-        // binding 8: the fixed-point stream
-        let fx = residual
-            .map(|r| r.acc)
-            .or(fixed_in)
-            .map_or(&self.unused, |b| &b.buffer);
         // the quantised output's length: the next matvec's K
         let qlen = quantised_out_len(out.as_ref(), w)?;
         // the norm weight: the next RMSNorm's when QOUT folds it, else this matvec's own
         let g = match (out, input) {
             (Some(QuantOut::Normed(_, g)), _) => g,
             (_, Q8Input::F32 { norm: Some(n), .. }) => n.0,
-            (_, Q8Input::Fixed { norm, .. }) => norm.0,
             _ => x,
         };
         let qout = out.as_ref().map_or(&self.unused, |o| &o.buffer().buffer);
@@ -277,22 +191,11 @@ impl Kernels {
                     false,
                     // binding 6: the quantised input (x when none; no MoE route here)
                     &[
-                        &c.buffer,
-                        &x.buffer,
-                        &y.buffer,
-                        &g.buffer,
-                        scales,
-                        &x.buffer,
-                        qout,
-                        fx,
-                        // (binding 9, read-only: the weights stand in)
-                        &c.buffer,
+                        &c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout,
                     ],
                     Box::new(move |_| grid(wg)),
                 )?;
                 let link = match (quantised_in, qout_mode) {
-                    _ if fixed_in.is_some() => " (fixed in)",
-                    _ if residual.is_some() => " (fixed out)",
                     (false, 0) => "",
                     (true, 0) => " (quantised in)",
                     (false, _) => " (quantised out)",

@@ -54,10 +54,6 @@ pub struct Tuning {
     /// the quantised output's 32-row blocks cap the workgroup count (4096 rows: 128)
     pub q8_wide_wg: u32,
     pub q8_wide_rows: u32,
-    /// MoE decode adds the routed experts' weighted outputs into the residual stream inside
-    /// the down-expert matvec (integer atomics into a fixed-point stream, gpu/matvec_q8.rs),
-    /// with no `moe_sum` dispatch (`OMNI_Q8_MOE_FOLD=0`: the separate sum)
-    pub q8_moe_fold: bool,
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
@@ -95,7 +91,6 @@ impl Default for Tuning {
             q8_phases: false,
             q8_phase_max: 4,
             q8_prefetch: 1,
-            q8_moe_fold: true,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
@@ -136,7 +131,6 @@ impl Tuning {
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
-            q8_moe_fold: std::env::var("OMNI_Q8_MOE_FOLD").map_or(d.q8_moe_fold, |v| v != "0"),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),

@@ -14,8 +14,7 @@ use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{
-    FixedResidual, GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut,
-    StepDims, fixed_len,
+    GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut, StepDims,
 };
 use crate::models::sampler::SamplingParams;
 use crate::nn::Linear;
@@ -228,7 +227,6 @@ pub struct Qwen3Gpu {
     q8_chained_attention: bool,
     /// ... each layer's o_proj .. next qkv as one phased dispatch
     q8_phased: bool,
-    moe_folded: bool,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
     /// how many ops at the start of each program gather the embedding rows
@@ -253,8 +251,6 @@ pub struct Qwen3Gpu {
     _norm: GpuBuffer,
     _rope: GpuBuffer,
     _moe_acts: Option<MoeActs>,
-    /// MoE decode's fixed-point residual stream (`FixedResidual`)
-    _acc: GpuBuffer,
 }
 
 /// (positions, 2, half): cos then sin per position, from the CPU kernel's own math.
@@ -689,12 +685,6 @@ impl Qwen3Gpu {
     /// Whether each layer's o_proj, gate_up, down and next qkv run as one phased dispatch.
     pub fn q8_phased(&self) -> bool {
         self.q8_phased
-    }
-
-    /// Whether MoE decode adds the experts' outputs into a fixed-point residual stream inside
-    /// the down-expert matvec (no moe_sum dispatch).
-    pub fn moe_folded(&self) -> bool {
-        self.moe_folded
     }
 
     /// GPU time by kernel of one prefill step of `t` tokens (ids 0..t, which time the same as

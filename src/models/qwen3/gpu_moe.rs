@@ -139,12 +139,6 @@ impl GpuMoe {
         })
     }
 
-    /// Whether the down experts run the Q8_0 slot matvec (which can add into the fixed-point
-    /// residual stream).
-    pub(super) fn down_q8(&self) -> bool {
-        self.down.is_q8
-    }
-
     pub(super) fn experts(&self) -> (usize, usize, usize) {
         (self.experts, self.top_k, self.inter)
     }
@@ -158,19 +152,16 @@ impl GpuMoe {
     /// x (t, hidden) += MoE(rms_norm(x) * norm): the ops of one layer. Decode folds the norm
     /// into the router and gate|up matvecs; prefill normalises into `h` first.
     #[allow(clippy::too_many_arguments)]
-    /// The layer's ops over the residual stream `x` (`h` a scratch row set); `sum` (decode):
-    /// the fixed-point stream the down experts add into instead of a moe_sum into `x`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn ops(
         &self,
         k: &Kernels,
         a: &MoeActs,
-        (x, h): (&GpuBuffer, &GpuBuffer),
+        x: &GpuBuffer,
+        h: &GpuBuffer,
         norm: &GpuBuffer,
         eps: f32,
         hidden: usize,
         prefill: bool,
-        sum: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
         let none = MatFlags::default();
         let (e, kk, inter) = (self.experts, self.top_k, self.inter);
@@ -271,7 +262,6 @@ impl GpuMoe {
                 kk,
                 none,
                 normed_input,
-                None,
             )?);
             let d = &self.down;
             ops.extend(k.matvec_moe(
@@ -286,11 +276,7 @@ impl GpuMoe {
                 kk,
                 swiglu,
                 None,
-                sum.map(|acc| (&a.weights, acc)),
             )?);
-            if sum.is_some() {
-                return Ok(ops);
-            }
         }
         ops.push(k.moe_sum(&a.out, &a.weights, x, hidden, kk)?);
         Ok(ops)

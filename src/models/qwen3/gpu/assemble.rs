@@ -94,10 +94,6 @@ impl Qwen3Gpu {
         // Decode chains the dense layers' Q8_0 matvecs (gpu/matvec_q8.rs, chain.rs): each
         // writes its output quantised for the next, which then skips quantising its input.
         let dc = chain::DecodeChain::new(ctx, &k, &layers, head, &norm, hidden, inter, hd, heads)?;
-        // MoE decode keeps the residual stream in fixed point too, so the down experts add
-        // their weighted outputs into it and no moe_sum runs (gpu/matvec_q8.rs)
-        let fixed = moe_fold(&k, &layers, head, hidden);
-        let stream = buf(ctx, fixed_len(if fixed { hidden } else { 1 }), "residual_fixed")?;
         let program = |prefill: bool| -> Result<Vec<Op>> {
             let chain = dc.on && !prefill;
             let ac = &acts;
@@ -132,13 +128,7 @@ impl Qwen3Gpu {
                     &l.qkv_proj.parts[..]
                 };
                 for (off, part) in parts {
-                    if fixed && li > 0 && !prefill {
-                        let input = Q8Input::Fixed {
-                            acc: &stream,
-                            norm: (&l.input_layernorm, eps),
-                        };
-                        ops.extend(k.matvec_q8_linked(part, input, &ac.qkv, *off, none, None)?);
-                    } else if chained_in {
+                    if chained_in {
                         let input = Q8Input::Quantised {
                             q: &dc.qa,
                             norm_eps: Some(eps),
@@ -202,18 +192,6 @@ impl Qwen3Gpu {
                     }
                     let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
-                } else if fixed && !prefill {
-                    let input = Q8Input::F32 {
-                        x: &ac.attn,
-                        x_off: 0,
-                        norm: None,
-                    };
-                    let residual = FixedResidual {
-                        acc: &stream,
-                        x: &ac.x,
-                        from_x: li == 0,
-                    };
-                    ops.extend(k.matvec_q8_into_fixed(&l.o_proj, input, residual)?);
                 } else {
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
                 }
@@ -228,8 +206,7 @@ impl Qwen3Gpu {
                             .as_ref()
                             .ok_or_else(|| Error::Gpu("MoE scratch missing".into()))?;
                         let norm = &l.post_attention_layernorm;
-                        let sum = (fixed && !prefill).then_some(&stream);
-                        ops.extend(m.ops(&k, a, (&ac.x, &ac.h), norm, eps, hidden, prefill, sum)?);
+                        ops.extend(m.ops(&k, a, &ac.x, &ac.h, norm, eps, hidden, prefill)?);
                         continue;
                     }
                 };
@@ -291,12 +268,6 @@ impl Qwen3Gpu {
         let mut decode_ops = program(false)?;
         if dc.head_phase {
             // the last layer's phased dispatch ran the lm_head
-        } else if fixed {
-            let input = Q8Input::Fixed {
-                acc: &stream,
-                norm: (&norm, eps),
-            };
-            decode_ops.extend(k.matvec_q8_linked(head, input, &acts.logits, 0, none, None)?);
         } else if dc.head {
             let input = Q8Input::Quantised {
                 q: dc.head_input(),
@@ -344,7 +315,6 @@ impl Qwen3Gpu {
             q8_chained: dc.on,
             q8_chained_attention: dc.attn,
             q8_phased: dc.phased,
-            moe_folded: fixed,
             prefill_ops,
             prefill_all_ops,
             embedding_ops: embed_op_count,
@@ -368,26 +338,6 @@ impl Qwen3Gpu {
             _norm: norm,
             _rope: rope,
             _moe_acts: moe_acts,
-            _acc: stream,
         })
     }
-}
-
-/// Whether MoE decode can keep its residual stream in fixed point (`Tuning::q8_moe_fold`):
-/// every layer MoE with Q8_0 projections and experts taking int8 activations, o_proj in one
-/// chunk, and a Q8_0 lm_head (the stream's readers quantise it themselves).
-fn moe_fold(k: &Kernels, layers: &[GpuLayer], head: &GpuMatrix, hidden: usize) -> bool {
-    let q8 = |w: &GpuMatrix| k.q8_dot(w) && w.cols == hidden;
-    k.tuning.q8_moe_fold
-        && k.ctx.has_subgroups()
-        && q8(head)
-        && layers.iter().all(|l| {
-            let GpuFfn::Moe(m) = &l.ffn else {
-                return false;
-            };
-            l.qkv_proj.parts.iter().all(|p| q8(&p.1))
-                && k.q8_dot(&l.o_proj)
-                && l.o_proj.chunks.len() == 1
-                && m.down_q8()
-        })
 }
