@@ -563,13 +563,30 @@ fn matvec_with_folded_rms_norm_matches_cpu_norm_then_matvec() {
     }
 }
 
+/// The device sampler against its CPU twin: the fast path (0 < top_k <= 64: radix select of
+/// the k-th logit, survivors finished by one invocation) picks exactly the twin's token at any
+/// vocabulary size (its sums run over the few survivors, in index order); the general path
+/// (top-k off or above 64, or more than 256 tokens tied at the k-th value) exactly for 1000
+/// logits, and a token consistent with the twin's thresholds for 151936 (sums over the
+/// vocabulary in another order).
 #[test]
 fn sampler_matches_its_cpu_twin() {
-    use qwen_omni::models::sampler::{SamplingParams, device_sample};
+    use qwen_omni::models::sampler::{DEVICE_TOPK_MAX, SamplingParams, device_sample};
     let ctx = gpu();
     let k = Kernels::new(&ctx);
-    for &n in &[1000usize, 151_936] {
-        let logits: Vec<f32> = values(n, 51).iter().map(|v| v * 9.0).collect();
+    let tied = |n: usize| -> Vec<f32> {
+        // 300 tokens share the largest logit: 20 of them cannot be chosen without the rest
+        let mut l: Vec<f32> = values(n, 7).iter().map(|v| v * 3.0 - 2.0).collect();
+        for i in 0..300 {
+            l[(i * 3 + 11) % n] = 4.5;
+        }
+        l
+    };
+    for (n, logits) in [
+        (1000usize, values(1000, 51).iter().map(|v| v * 9.0).collect::<Vec<f32>>()),
+        (151_936, values(151_936, 51).iter().map(|v| v * 9.0).collect()),
+        (1000, tied(1000)),
+    ] {
         let gl = GpuBuffer::from_f32(&ctx, &logits, "logits").unwrap();
         let (id, next) = (
             GpuBuffer::zeros(&ctx, 1, "id").unwrap(),
@@ -599,13 +616,25 @@ fn sampler_matches_its_cpu_twin() {
                 top_k: 1,
                 ..base.clone()
             },
+            SamplingParams {
+                temperature: 2.0,
+                top_k: DEVICE_TOPK_MAX,
+                top_p: 0.8,
+                ..base.clone()
+            },
+            SamplingParams {
+                temperature: 2.0,
+                top_k: DEVICE_TOPK_MAX + 1,
+                top_p: 0.8,
+                ..base.clone()
+            },
         ] {
+            let fast = p.top_k > 0 && p.top_k <= DEVICE_TOPK_MAX;
             for u in [0.013f32, 0.37, 0.93] {
                 op.write_params(&ctx, &Kernels::sample_params(n, &p, u));
                 k.run([&op], StepDims { t: 1, pos0: 0 }).unwrap();
                 let got = id.read_u32(&ctx, 0, 1).unwrap()[0];
-                if n <= 1000 {
-                    // few terms: the sums agree to well under a token's mass
+                if n <= 1000 || fast {
                     assert_eq!(got, device_sample(&logits, &p, u), "n {n} {p:?} u {u}");
                 }
                 common::assert_pick_consistent(&logits, &p, u, got);

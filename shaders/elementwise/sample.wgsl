@@ -1,11 +1,26 @@
-// Sampling on the device: temperature, top-k, top-p and min-p by threshold search, then an
-// inverse-CDF pick in index order with the uniform number `u` the host draws from its seeded
-// RNG. One workgroup. With p_i = exp((l_i - max) / T) (so max p = 1):
+// Sampling on the device: temperature, top-k, top-p and min-p, then an inverse-CDF pick in
+// index order with the uniform number `u` the host draws from its seeded RNG. One workgroup.
+// CPU twin: `models::sampler::device_sample`. The chosen id goes to out[0] and next_ids[0].
+//
+// Fast path (0 < top_k <= KMAX, the usual settings): the k-th largest logit is found exactly by
+// a radix select over the logits' order-preserving bit patterns (4 passes of 8 bits, a
+// 256-bin histogram each), and its survivors (logit >= that one: ties kept, as transformers
+// does) are gathered, sorted by index and finished by one invocation: p_i = exp((l_i - max) /
+// T); top-p the largest t with mass(p >= t) >= top_p * mass; min-p t = min_p; the pick over
+// p >= max of the two. Sums run in index order, as the twin's. More than CAND survivors (a tie
+// of hundreds at the k-th value) take the general path.
+//
+// General path: with p_i = exp((l_i - max) / T) (so max p = 1), thresholds by binary search on
+// p's bit pattern, 31 passes over the logits each:
 //   top-k:  the largest t with count(p >= t) >= k            (ties at the k-th value kept)
 //   top-p:  the largest t with sum(p >= t) >= top_p * sum(p)  (over the top-k survivors)
 //   min-p:  t = min_p
 // Tokens with p >= max of the three thresholds survive; the pick walks them in index order.
-// CPU twin: `models::sampler::device_sample`. The chosen id goes to out[0] and next_ids[0].
+// (62 passes over 152K logits on one workgroup: ~2.3 ms per token on an H200; the fast path
+// reads them 6 times, coalesced.)
+const KMAX: u32 = 64u;
+const CAND: u32 = 256u;
+
 struct Params {
     n: u32,
     top_k: u32,          // 0: off
@@ -25,6 +40,140 @@ struct Params {
 var<workgroup> red: array<f32, 256>;
 var<workgroup> cnt: array<u32, 256>;
 var<workgroup> shared_max: f32;
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> pick_bin: vec2<u32>;          // radix select: the bin, the rank left in it
+var<workgroup> n_cand: atomic<u32>;
+var<workgroup> n_cand_u: u32;
+var<workgroup> cand_i: array<u32, 256>;      // survivors' indices (CAND)
+var<workgroup> cand_p: array<f32, 256>;      // ... their logits, then their p
+
+// An order-preserving u32 of a logit (larger logit, larger key); NaN sorts below everything.
+fn order_key(l: f32) -> u32 {
+    if (l != l) { return 0u; }
+    let b = bitcast<u32>(l);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+// The fast path's k-th largest key (exact, ties counted): radix select, most significant byte
+// first, over the invocations' strided (coalesced) shares of the logits.
+fn kth_key(li: u32, n: u32, k: u32) -> u32 {
+    var prefix = 0u;
+    var mask = 0u;
+    var need = k;
+    for (var round = 0u; round < 4u; round++) {
+        let shift = 24u - 8u * round;
+        atomicStore(&hist[li], 0u);
+        workgroupBarrier();
+        for (var i = li; i < n; i += 256u) {
+            let key = order_key(logits[i]);
+            if ((key & mask) == prefix) { atomicAdd(&hist[(key >> shift) & 255u], 1u); }
+        }
+        workgroupBarrier();
+        if (li == 0u) {
+            var above = 0u;
+            var b = 255u;
+            loop {
+                let c = atomicLoad(&hist[b]);
+                if (above + c >= need || b == 0u) { break; }
+                above = above + c;
+                b = b - 1u;
+            }
+            pick_bin = vec2<u32>(b, need - above);
+        }
+        let chosen = workgroupUniformLoad(&pick_bin);
+        prefix = prefix | (chosen.x << shift);
+        mask = mask | (255u << shift);
+        need = chosen.y;
+    }
+    return prefix;
+}
+
+// The fast path after the survivors are known (li 0 alone; at most CAND of them, in index
+// order, their p in cand_p).
+fn finish(total: u32) {
+    var goal = 0.0;
+    var tp = 0.0;
+    let top_p = bitcast<f32>(p.top_p_bits);
+    if (top_p < 1.0) {
+        var all = 0.0;
+        for (var j = 0u; j < total; j++) { all = all + cand_p[j]; }
+        goal = top_p * all;
+        var lo_b = 0u;
+        var hi_b = 0x3f800001u;
+        for (var it = 0u; it < 31u; it++) {
+            let mid = (lo_b + hi_b) / 2u;
+            let t = bitcast<f32>(mid);
+            var part = 0.0;
+            for (var j = 0u; j < total; j++) { if (cand_p[j] >= t) { part = part + cand_p[j]; } }
+            if (part >= goal) { lo_b = mid; } else { hi_b = mid; }
+        }
+        tp = bitcast<f32>(lo_b);
+    }
+    let tau = max(tp, bitcast<f32>(p.min_p_bits));
+    var mass = 0.0;
+    for (var j = 0u; j < total; j++) { if (cand_p[j] >= tau) { mass = mass + cand_p[j]; } }
+    let goal_mass = bitcast<f32>(p.u_bits) * mass;
+    var acc = 0.0;
+    var pick = 0xffffffffu;
+    var last = 0xffffffffu;
+    for (var j = 0u; j < total; j++) {
+        if (cand_p[j] >= tau) {
+            last = cand_i[j];
+            acc = acc + cand_p[j];
+            if (acc > goal_mass) { pick = cand_i[j]; break; }
+        }
+    }
+    if (pick == 0xffffffffu) { pick = last; }
+    if (pick == 0xffffffffu) { pick = 0u; }
+    out[0] = pick;
+    next_ids[0] = pick;
+}
+
+// The fast path: false where the survivors overflow CAND (the general path then runs).
+fn fast_path(li: u32, n: u32, mx: f32) -> bool {
+    let kth = kth_key(li, n, p.top_k);
+    if (li == 0u) { atomicStore(&n_cand, 0u); }
+    cand_i[li] = 0xffffffffu;
+    workgroupBarrier();
+    for (var i = li; i < n; i += 256u) {
+        let l = logits[i];
+        if (order_key(l) >= kth) {
+            let slot = atomicAdd(&n_cand, 1u);
+            if (slot < CAND) {
+                cand_i[slot] = i;
+                cand_p[slot] = l;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (li == 0u) { n_cand_u = atomicLoad(&n_cand); }
+    let total = workgroupUniformLoad(&n_cand_u);
+    if (total > CAND) { return false; }
+    // into index order (bitonic sort of the 256 slots; empty ones carry index 0xffffffff)
+    for (var k = 2u; k <= 256u; k = k * 2u) {
+        for (var j = k / 2u; j > 0u; j = j / 2u) {
+            let other = li ^ j;
+            if (other > li) {
+                let a = cand_i[li];
+                let b = cand_i[other];
+                if ((a > b) == ((li & k) == 0u)) {
+                    let pa = cand_p[li];
+                    cand_i[li] = b;
+                    cand_i[other] = a;
+                    cand_p[li] = cand_p[other];
+                    cand_p[other] = pa;
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+    if (li < total) {
+        cand_p[li] = exp((cand_p[li] - mx) * bitcast<f32>(p.inv_temp_bits));
+    }
+    workgroupBarrier();
+    if (li == 0u) { finish(total); }
+    return true;
+}
 
 fn prob(i: u32, mx: f32) -> f32 {
     return exp((logits[i] - mx) * bitcast<f32>(p.inv_temp_bits));
@@ -69,13 +218,19 @@ fn reduce_count(li: u32, v: u32) -> u32 {
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32) {
     let n = p.n;
+    // max logit (strided: coalesced; NaN ignored)
+    var m = -3.4e38;
+    for (var i = li; i < n; i += 256u) {
+        let l = logits[i];
+        if (l > m) { m = l; }
+    }
+    let mx = reduce_max(li, m);
+    if (p.top_k > 0u && p.top_k <= KMAX && p.top_k < n) {
+        if (fast_path(li, n, mx)) { return; }
+    }
     let chunk = (n + 255u) / 256u;
     let lo = min(li * chunk, n);
     let hi = min(lo + chunk, n);
-    // max logit
-    var m = -3.4e38;
-    for (var i = lo; i < hi; i++) { m = max(m, logits[i]); }
-    let mx = reduce_max(li, m);
     // top-k threshold: binary search on the bit pattern of p in (0, 1]
     var tk = 0.0;
     if (p.top_k > 0u && p.top_k < n) {

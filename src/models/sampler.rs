@@ -197,11 +197,14 @@ pub fn filter_candidates(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f32)> 
     c
 }
 
-/// The GPU sampler's algorithm on the CPU (its twin; `shaders/elementwise/sample.wgsl`):
-/// p_i = exp((l_i - max) / T); thresholds for top-k (largest t with count(p >= t) >= k, ties
-/// kept), top-p (largest t with mass(p >= t) >= top_p * mass, over the top-k survivors) and
-/// min-p; then the token where the cumulative mass in index order passes u * total.
-/// It keeps the same tokens as [`filter_candidates`] except for ties at a boundary.
+/// The GPU sampler's algorithm on the CPU (its twin; `shaders/elementwise/sample.wgsl`), with
+/// p_i = exp((l_i - max) / T). Fast path (0 < top_k <= [`DEVICE_TOPK_MAX`], at most
+/// [`DEVICE_CANDIDATES`] survivors): top-k keeps the logits >= the k-th largest (ties kept);
+/// over those, top-p is the largest t with mass(p >= t) >= top_p * mass and min-p is t =
+/// min_p. General path: thresholds for top-k (largest t with count(p >= t) >= k, ties kept),
+/// top-p (as above, over the top-k survivors) and min-p over all p. Then the token where the
+/// cumulative mass of the survivors in index order passes u * total. It keeps the same tokens
+/// as [`filter_candidates`] except for ties at a boundary.
 pub fn device_sample(logits: &[f32], s: &SamplingParams, u: f32) -> u32 {
     let (p, tau) = device_threshold(logits, s);
     let total: f32 = p.iter().filter(|&&q| q >= tau).sum();
@@ -220,8 +223,23 @@ pub fn device_sample(logits: &[f32], s: &SamplingParams, u: f32) -> u32 {
     last.unwrap_or(0) as u32
 }
 
+/// Most top-k the device sampler's fast path takes, and most survivors (ties included) it
+/// holds; beyond them it takes its general path.
+pub const DEVICE_TOPK_MAX: usize = 64;
+pub const DEVICE_CANDIDATES: usize = 256;
+
+/// The device sampler's order-preserving key of a logit (NaN below everything).
+fn order_key(l: f32) -> u32 {
+    if l.is_nan() {
+        return 0;
+    }
+    let b = l.to_bits();
+    if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 }
+}
+
 /// The unnormalised probabilities exp((l - max) / T) and the survival threshold of
-/// [`device_sample`].
+/// [`device_sample`] (tokens with p >= it survive; the fast path marks the tokens outside the
+/// top-k with p = -1).
 pub fn device_threshold(logits: &[f32], s: &SamplingParams) -> (Vec<f32>, f32) {
     let n = logits.len();
     let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -230,7 +248,6 @@ pub fn device_threshold(logits: &[f32], s: &SamplingParams) -> (Vec<f32>, f32) {
     } else {
         1.0
     };
-    let p: Vec<f32> = logits.iter().map(|&l| ((l - mx) * inv_t).exp()).collect();
     // largest bit pattern t in [0, 1] with pred(t) true, by binary search as the shader does
     let search = |pred: &dyn Fn(f32) -> bool| -> f32 {
         let (mut lo, mut hi) = (0u32, 0x3f80_0001u32);
@@ -244,6 +261,32 @@ pub fn device_threshold(logits: &[f32], s: &SamplingParams) -> (Vec<f32>, f32) {
         }
         f32::from_bits(lo)
     };
+    if s.top_k > 0 && s.top_k <= DEVICE_TOPK_MAX && s.top_k < n {
+        let mut keys: Vec<u32> = logits.iter().map(|&l| order_key(l)).collect();
+        keys.select_nth_unstable_by(s.top_k - 1, |a, b| b.cmp(a));
+        let kth = keys[s.top_k - 1];
+        let kept = logits.iter().filter(|&&l| order_key(l) >= kth).count();
+        if kept <= DEVICE_CANDIDATES {
+            let p: Vec<f32> = logits
+                .iter()
+                .map(|&l| {
+                    if order_key(l) >= kth {
+                        ((l - mx) * inv_t).exp()
+                    } else {
+                        -1.0
+                    }
+                })
+                .collect();
+            let tp = if s.top_p < 1.0 {
+                let goal = s.top_p * p.iter().filter(|&&q| q >= 0.0).sum::<f32>();
+                search(&|t| p.iter().filter(|&&q| q >= t).sum::<f32>() >= goal)
+            } else {
+                0.0
+            };
+            return (p, tp.max(s.min_p));
+        }
+    }
+    let p: Vec<f32> = logits.iter().map(|&l| ((l - mx) * inv_t).exp()).collect();
     let tk = if s.top_k > 0 && s.top_k < n {
         search(&|t| p.iter().filter(|&&q| q >= t).count() >= s.top_k)
     } else {
