@@ -564,8 +564,9 @@ fn matvec_with_folded_rms_norm_matches_cpu_norm_then_matvec() {
 }
 
 /// The device sampler against its CPU twin: the fast path (0 < top_k <= 64: radix select of
-/// the k-th logit, survivors finished by one invocation) picks exactly the twin's token at any
-/// vocabulary size (its sums run over the few survivors, in index order); the general path
+/// the k-th logit over the tokens above a bound, or over all when the bound leaves too many;
+/// survivors finished by one invocation) picks exactly the twin's token at any vocabulary size
+/// (its sums run over the few survivors, in index order); the general path
 /// (top-k off or above 64, or more than 256 tokens tied at the k-th value) exactly for 1000
 /// logits, and a token consistent with the twin's thresholds for 151936 (sums over the
 /// vocabulary in another order).
@@ -582,10 +583,22 @@ fn sampler_matches_its_cpu_twin() {
         }
         l
     };
+    // the largest logits all in the shares of four of the 256 invocations: the bound from the
+    // invocations' maxima then leaves thousands of tokens, and the radix select reads them all
+    let crowded = |n: usize| -> Vec<f32> {
+        let mut l: Vec<f32> = values(n, 9).iter().map(|v| v * 3.0).collect();
+        for (i, x) in l.iter_mut().enumerate() {
+            if i % 256 < 4 {
+                *x = 8.0 + (i as f32 * 0.37).sin();
+            }
+        }
+        l
+    };
     for (n, logits) in [
         (1000usize, values(1000, 51).iter().map(|v| v * 9.0).collect::<Vec<f32>>()),
         (151_936, values(151_936, 51).iter().map(|v| v * 9.0).collect()),
         (1000, tied(1000)),
+        (151_936, crowded(151_936)),
     ] {
         let gl = GpuBuffer::from_f32(&ctx, &logits, "logits").unwrap();
         let (id, next) = (

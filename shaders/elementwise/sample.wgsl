@@ -3,8 +3,9 @@
 // CPU twin: `models::sampler::device_sample`. The chosen id goes to out[0] and next_ids[0].
 //
 // Fast path (0 < top_k <= KMAX, the usual settings): the k-th largest logit is found exactly by
-// a radix select over the logits' order-preserving bit patterns (4 passes of 8 bits, a
-// 256-bin histogram each), and its survivors (logit >= that one: ties kept, as transformers
+// a radix select over the logits' order-preserving bit patterns (4 rounds of 8 bits, a
+// 256-bin histogram each, over the few tokens at or above a bound: see fast_path), and its
+// survivors (logit >= that one: ties kept, as transformers
 // does) are gathered, sorted by index and finished by one invocation: p_i = exp((l_i - max) /
 // T); top-p the largest t with mass(p >= t) >= top_p * mass; min-p t = min_p; the pick over
 // p >= max of the two. Sums run in index order, as the twin's. More than CAND survivors (a tie
@@ -17,7 +18,7 @@
 //   min-p:  t = min_p
 // Tokens with p >= max of the three thresholds survive; the pick walks them in index order.
 // (62 passes over 152K logits on one workgroup: ~2.3 ms per token on an H200; the fast path
-// reads them 6 times, coalesced.)
+// reads them twice, coalesced.)
 const KMAX: u32 = 64u;
 const CAND: u32 = 256u;
 
@@ -46,6 +47,11 @@ var<workgroup> n_cand: atomic<u32>;
 var<workgroup> n_cand_u: u32;
 var<workgroup> cand_i: array<u32, 256>;      // survivors' indices (CAND)
 var<workgroup> cand_p: array<f32, 256>;      // ... their logits, then their p
+var<workgroup> tkeys: array<u32, 256>;       // each invocation's largest key
+var<workgroup> n_big: atomic<u32>;
+var<workgroup> big_i: array<u32, 1024>;      // tokens at or above the bound (BIG)
+var<workgroup> big_k: array<u32, 1024>;      // ... their keys
+const BIG: u32 = 1024u;
 
 // An order-preserving u32 of a logit (larger logit, larger key); NaN sorts below everything.
 fn order_key(l: f32) -> u32 {
@@ -55,8 +61,8 @@ fn order_key(l: f32) -> u32 {
 }
 
 // The fast path's k-th largest key (exact, ties counted): radix select, most significant byte
-// first, over the invocations' strided (coalesced) shares of the logits.
-fn kth_key(li: u32, n: u32, k: u32) -> u32 {
+// first, over the `count` keys of big_k (local) or of all logits (strided, coalesced).
+fn kth_key(li: u32, count: u32, k: u32, local: bool) -> u32 {
     var prefix = 0u;
     var mask = 0u;
     var need = k;
@@ -64,8 +70,9 @@ fn kth_key(li: u32, n: u32, k: u32) -> u32 {
         let shift = 24u - 8u * round;
         atomicStore(&hist[li], 0u);
         workgroupBarrier();
-        for (var i = li; i < n; i += 256u) {
-            let key = order_key(logits[i]);
+        for (var i = li; i < count; i += 256u) {
+            var key = 0u;
+            if (local) { key = big_k[i]; } else { key = order_key(logits[i]); }
             if ((key & mask) == prefix) { atomicAdd(&hist[(key >> shift) & 255u], 1u); }
         }
         workgroupBarrier();
@@ -129,19 +136,68 @@ fn finish(total: u32) {
     next_ids[0] = pick;
 }
 
+// Sorts `tkeys` descending (bitonic, 256 entries, one per invocation).
+fn sort_tkeys(li: u32) {
+    for (var k = 2u; k <= 256u; k = k * 2u) {
+        for (var j = k / 2u; j > 0u; j = j / 2u) {
+            let other = li ^ j;
+            if (other > li) {
+                let a = tkeys[li];
+                let b = tkeys[other];
+                if ((a < b) == ((li & k) == 0u)) {
+                    tkeys[li] = b;
+                    tkeys[other] = a;
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+}
+
 // The fast path: false where the survivors overflow CAND (the general path then runs).
-fn fast_path(li: u32, n: u32, mx: f32) -> bool {
-    let kth = kth_key(li, n, p.top_k);
+// `own_max`: this invocation's largest logit of its strided share. The k-th largest of the
+// invocations' maxima bounds the k-th largest logit from below (they are k distinct tokens),
+// so one pass gathers the few tokens at or above it (at most BIG) and the radix select runs
+// on those in workgroup memory; a bound with more tokens above it selects over all logits.
+fn fast_path(li: u32, n: u32, mx: f32, own_max: f32) -> bool {
+    let k = p.top_k;
+    tkeys[li] = order_key(own_max);
+    if (li == 0u) { atomicStore(&n_big, 0u); }
+    workgroupBarrier();
+    sort_tkeys(li);
+    let bound = tkeys[k - 1u];
+    for (var i = li; i < n; i += 256u) {
+        let key = order_key(logits[i]);
+        if (key >= bound) {
+            let slot = atomicAdd(&n_big, 1u);
+            if (slot < BIG) {
+                big_i[slot] = i;
+                big_k[slot] = key;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (li == 0u) { n_cand_u = atomicLoad(&n_big); }
+    let nb = workgroupUniformLoad(&n_cand_u);
+    let local = nb <= BIG;
+    let kth = kth_key(li, select(n, nb, local), k, local);
     if (li == 0u) { atomicStore(&n_cand, 0u); }
     cand_i[li] = 0xffffffffu;
     workgroupBarrier();
-    for (var i = li; i < n; i += 256u) {
-        let l = logits[i];
-        if (order_key(l) >= kth) {
+    for (var i = li; i < select(n, nb, local); i += 256u) {
+        var key = 0u;
+        var at = i;
+        if (local) {
+            key = big_k[i];
+            at = big_i[i];
+        } else {
+            key = order_key(logits[i]);
+        }
+        if (key >= kth) {
             let slot = atomicAdd(&n_cand, 1u);
             if (slot < CAND) {
-                cand_i[slot] = i;
-                cand_p[slot] = l;
+                cand_i[slot] = at;
+                cand_p[slot] = logits[at];
             }
         }
     }
@@ -226,7 +282,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
     }
     let mx = reduce_max(li, m);
     if (p.top_k > 0u && p.top_k <= KMAX && p.top_k < n) {
-        if (fast_path(li, n, mx)) { return; }
+        if (fast_path(li, n, mx, m)) { return; }
     }
     let chunk = (n + 255u) / 256u;
     let lo = min(li * chunk, n);
