@@ -595,8 +595,17 @@ fn sampler_matches_its_cpu_twin() {
         l
     };
     for (n, logits) in [
-        (1000usize, values(1000, 51).iter().map(|v| v * 9.0).collect::<Vec<f32>>()),
-        (151_936, values(151_936, 51).iter().map(|v| v * 9.0).collect()),
+        (
+            1000usize,
+            values(1000, 51)
+                .iter()
+                .map(|v| v * 9.0)
+                .collect::<Vec<f32>>(),
+        ),
+        (
+            151_936,
+            values(151_936, 51).iter().map(|v| v * 9.0).collect(),
+        ),
         (1000, tied(1000)),
         (151_936, crowded(151_936)),
     ] {

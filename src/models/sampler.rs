@@ -234,7 +234,11 @@ fn order_key(l: f32) -> u32 {
         return 0;
     }
     let b = l.to_bits();
-    if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 }
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
 }
 
 /// The unnormalised probabilities exp((l - max) / T) and the survival threshold of
