@@ -45,9 +45,10 @@ var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> pick_bin: vec2<u32>;          // radix select: the bin, the rank left in it
 var<workgroup> n_cand: atomic<u32>;
 var<workgroup> n_cand_u: u32;
-var<workgroup> cand_i: array<u32, 256>;      // survivors' indices (CAND)
-var<workgroup> cand_p: array<f32, 256>;      // ... their logits, then their p
-var<workgroup> tkeys: array<u32, 256>;       // each invocation's largest key
+// survivors' indices (CAND), their logits, then their p; before that, cand_i holds each
+// invocation's largest key (fast_path's bound)
+var<workgroup> cand_i: array<u32, 256>;
+var<workgroup> cand_p: array<f32, 256>;
 var<workgroup> n_big: atomic<u32>;
 var<workgroup> big_i: array<u32, 1024>;      // tokens at or above the bound (BIG)
 var<workgroup> big_k: array<u32, 1024>;      // ... their keys
@@ -136,17 +137,21 @@ fn finish(total: u32) {
     next_ids[0] = pick;
 }
 
-// Sorts `tkeys` descending (bitonic, 256 entries, one per invocation).
-fn sort_tkeys(li: u32) {
+// Sorts the 256 entries of cand_i ascending, cand_p moving along (bitonic, one invocation
+// per entry).
+fn sort_cand(li: u32) {
     for (var k = 2u; k <= 256u; k = k * 2u) {
         for (var j = k / 2u; j > 0u; j = j / 2u) {
             let other = li ^ j;
             if (other > li) {
-                let a = tkeys[li];
-                let b = tkeys[other];
-                if ((a < b) == ((li & k) == 0u)) {
-                    tkeys[li] = b;
-                    tkeys[other] = a;
+                let a = cand_i[li];
+                let b = cand_i[other];
+                if ((a > b) == ((li & k) == 0u)) {
+                    let pa = cand_p[li];
+                    cand_i[li] = b;
+                    cand_i[other] = a;
+                    cand_p[li] = cand_p[other];
+                    cand_p[other] = pa;
                 }
             }
             workgroupBarrier();
@@ -161,11 +166,11 @@ fn sort_tkeys(li: u32) {
 // on those in workgroup memory; a bound with more tokens above it selects over all logits.
 fn fast_path(li: u32, n: u32, mx: f32, own_max: f32) -> bool {
     let k = p.top_k;
-    tkeys[li] = order_key(own_max);
+    cand_i[li] = order_key(own_max);
     if (li == 0u) { atomicStore(&n_big, 0u); }
     workgroupBarrier();
-    sort_tkeys(li);
-    let bound = tkeys[k - 1u];
+    sort_cand(li);
+    let bound = cand_i[256u - k];
     for (var i = li; i < n; i += 256u) {
         let key = order_key(logits[i]);
         if (key >= bound) {
@@ -205,24 +210,8 @@ fn fast_path(li: u32, n: u32, mx: f32, own_max: f32) -> bool {
     if (li == 0u) { n_cand_u = atomicLoad(&n_cand); }
     let total = workgroupUniformLoad(&n_cand_u);
     if (total > CAND) { return false; }
-    // into index order (bitonic sort of the 256 slots; empty ones carry index 0xffffffff)
-    for (var k = 2u; k <= 256u; k = k * 2u) {
-        for (var j = k / 2u; j > 0u; j = j / 2u) {
-            let other = li ^ j;
-            if (other > li) {
-                let a = cand_i[li];
-                let b = cand_i[other];
-                if ((a > b) == ((li & k) == 0u)) {
-                    let pa = cand_p[li];
-                    cand_i[li] = b;
-                    cand_i[other] = a;
-                    cand_p[li] = cand_p[other];
-                    cand_p[other] = pa;
-                }
-            }
-            workgroupBarrier();
-        }
-    }
+    // into index order (empty slots carry index 0xffffffff)
+    sort_cand(li);
     if (li < total) {
         cand_p[li] = exp((cand_p[li] - mx) * bitcast<f32>(p.inv_temp_bits));
     }
