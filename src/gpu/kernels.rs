@@ -560,6 +560,9 @@ impl Kernels {
                             scales,
                             &route.buffer,
                             &self.unused,
+                            // SPLITK's buffers unused
+                            &self.unused,
+                            &self.unused,
                         ],
                         groups,
                     )

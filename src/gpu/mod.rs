@@ -8,6 +8,7 @@ mod context;
 mod kernels;
 mod matvec_q8;
 mod pipelines;
+mod prefetch;
 pub mod profiler;
 mod random;
 mod tuning;

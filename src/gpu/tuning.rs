@@ -57,6 +57,14 @@ pub struct Tuning {
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
+    /// workgroups per row block of the chained decode matvecs with few row blocks (o_proj,
+    /// down: 128 at 4096 rows), each over a slice of the row length (`OMNI_Q8_SPLIT_K`, 1..=4;
+    /// 1: off)
+    pub q8_split_k: u32,
+    /// percent of each chained decode matvec's rows read into the L2 cache by a dispatch
+    /// running beside the op before it (gpu/prefetch.rs), in the order o_proj, gate_up,
+    /// down, the next layer's qkv, the lm_head (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
+    pub l2_prefetch: [u32; 5],
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -95,6 +103,8 @@ impl Default for Tuning {
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
             q8_wide_rows: 2,
+            q8_split_k: 1,
+            l2_prefetch: [0; 5],
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -136,6 +146,14 @@ impl Tuning {
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
             q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
                 .map_or(d.q8_chain_attn, |v| v != "0"),
+            q8_split_k: get("OMNI_Q8_SPLIT_K", &[1, 2, 3, 4], d.q8_split_k),
+            l2_prefetch: std::env::var("OMNI_L2_PREFETCH")
+                .ok()
+                .and_then(|v| {
+                    let p: Vec<u32> = v.split(',').filter_map(|x| x.parse().ok()).collect();
+                    (p.len() == 5 && p.iter().all(|&x| x <= 100)).then(|| [p[0], p[1], p[2], p[3], p[4]])
+                })
+                .unwrap_or(d.l2_prefetch),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")
@@ -158,7 +176,7 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_SKIP` (`,`-separated): ops whose "name@shape" (e.g. `attn_decode`,
     /// `matvec_q8@4096x12288`) starts with one of these are not dispatched
     skip: Vec<String>,
-    /// `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`): their workgroups return
+    /// `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`, `l2_prefetch`): their workgroups return
     /// at once, so the dispatch keeps its bindings and barriers but does no work (what a
     /// dispatch boundary costs by itself)
     nop: Vec<String>,
@@ -201,6 +219,6 @@ impl DebugKnobs {
 
     /// Whether the shader `name` is built to return at once (only shaders with a NOP constant).
     pub fn nop(&self, name: &str) -> bool {
-        ["attn_decode", "matvec_q8"].contains(&name) && self.nop.iter().any(|s| s == name)
+        ["attn_decode", "matvec_q8", "l2_prefetch"].contains(&name) && self.nop.iter().any(|s| s == name)
     }
 }

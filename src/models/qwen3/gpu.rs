@@ -716,6 +716,16 @@ impl Qwen3Gpu {
         self.kernels.take_host_step_time()
     }
 
+    /// How many of the decode step's dispatches have a detail (the profiler's label beside
+    /// the shader name, e.g. a matrix shape or " split 3") containing `part` (tests check
+    /// which shapes ran).
+    pub fn decode_ops_with(&self, part: &str) -> usize {
+        self.decode_ops
+            .iter()
+            .filter(|op| op.detail.contains(part))
+            .count()
+    }
+
     /// Dispatches in one decode step.
     pub fn decode_op_count(&self) -> usize {
         self.decode_ops.len() + self.choice_ops().count()

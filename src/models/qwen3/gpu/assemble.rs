@@ -94,6 +94,8 @@ impl Qwen3Gpu {
         // Decode chains the dense layers' Q8_0 matvecs (gpu/matvec_q8.rs, chain.rs): each
         // writes its output quantised for the next, which then skips quantising its input.
         let dc = chain::DecodeChain::new(ctx, &k, &layers, head, &norm, hidden, inter, hd, heads)?;
+        // L2 prefetch dispatches beside the op before each chained matvec (gpu/prefetch.rs)
+        let pf = k.tuning.l2_prefetch;
         let program = |prefill: bool| -> Result<Vec<Op>> {
             let chain = dc.on && !prefill;
             let ac = &acts;
@@ -191,6 +193,7 @@ impl Qwen3Gpu {
                         continue;
                     }
                     let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
+                    ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
                 } else {
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
@@ -217,7 +220,9 @@ impl Qwen3Gpu {
                     };
                     let out = QuantOut::SwiGlu(&dc.qb);
                     let gu = &gate_up_proj.parts[0].1;
+                    ops.extend(k.l2_prefetch(gu, pf[1])?);
                     ops.extend(k.matvec_q8_linked(gu, input, &ac.gu, 0, none, Some(out))?);
+                    ops.extend(k.l2_prefetch(down_proj, pf[2])?);
                     // the next layer's input norm, or the final one before the lm_head
                     let next = match layers.get(li + 1) {
                         Some(n) => Some(QuantOut::Normed(&dc.qa, &n.input_layernorm)),
@@ -228,6 +233,15 @@ impl Qwen3Gpu {
                         norm_eps: None,
                     };
                     ops.extend(k.matvec_q8_linked(down_proj, input, &ac.x, 0, acc, next)?);
+                    match layers.get(li + 1) {
+                        Some(n) => {
+                            for (_, part) in &n.qkv_proj.parts {
+                                ops.extend(k.l2_prefetch(part, pf[3])?);
+                            }
+                        }
+                        None if dc.head => ops.extend(k.l2_prefetch(head, pf[4])?),
+                        None => {}
+                    }
                     continue;
                 }
                 let fold = !prefill && gate_up_proj.parts.iter().all(|p| k.fuses_norm(&p.1));

@@ -1,0 +1,55 @@
+//! L2 prefetch of a weight matrix (shaders/matmul/l2_prefetch.wgsl): a dispatch recorded right
+//! after the op before that matrix's matvec, with no barrier between them, so the matrix's
+//! first bytes stream into the L2 cache while a latency-bound op (the decode attention, a small
+//! matvec) leaves the memory bandwidth idle.
+
+use crate::error::{Error, Result};
+use crate::gpu::{GpuBuffer, GpuMatrix, Kernels, Op};
+
+/// vec4 loads per invocation and invocations per workgroup of l2_prefetch.wgsl
+const PER: u32 = 8;
+const WG: u32 = 256;
+
+impl Kernels {
+    /// Dispatches that read the first `percent` % of `w`'s rows (values and block scales) into
+    /// the L2 cache; none for 0. Only a Q8_0 matrix's layout is known here.
+    pub fn l2_prefetch(&self, w: &GpuMatrix, percent: u32) -> Result<Vec<Op>> {
+        if percent == 0 {
+            return Ok(Vec::new());
+        }
+        if !w.is_q8 {
+            return Err(Error::Gpu("L2 prefetch is written for Q8_0 matrices".into()));
+        }
+        let want = (w.rows * percent.min(100) as usize).div_ceil(100);
+        let mut ops = Vec::new();
+        for c in &w.chunks {
+            let rows = want.saturating_sub(c.row0).min(c.rows);
+            if rows == 0 {
+                break;
+            }
+            let scales = c
+                .scales
+                .as_ref()
+                .ok_or_else(|| Error::Gpu("a Q8_0 matrix chunk without scales".into()))?;
+            // whole vec4 only: a partial last one is left to the matvec
+            let n_w = (rows * w.stride / 4) as u32;
+            let n_s = (rows * w.scale_stride / 4) as u32;
+            // the sink is this op's own, so no other dispatch's use of it orders this one
+            let sink = GpuBuffer::zeros(&self.ctx, 4, "l2_prefetch_sink")?;
+            let groups = (n_w + n_s).div_ceil(WG * PER);
+            let mut op = self.op(
+                "l2_prefetch",
+                &[("WG", WG as f64), ("PER", PER as f64)],
+                // a magic value no fold of real weights is expected to hit (and a hit only
+                // writes the sink)
+                &[n_w, n_s, 0x9e37_79b9],
+                false,
+                &[&c.buffer, scales, &sink.buffer],
+                Box::new(move |_| super::kernels::grid(groups)),
+            )?;
+            op.detail = format!("{}x{} {percent}%", w.rows, w.cols);
+            ops.push(op);
+        }
+        Ok(ops)
+    }
+}
