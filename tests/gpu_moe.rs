@@ -141,6 +141,19 @@ fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
     // ... and its prefill steps (8 tokens) run matvecs over the tokens with int8 activations
     // (the grouped expert matvec, the dense layers' linear_prefill)
     let mut fast = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    // ... and the same with o_proj read ahead into the L2 cache during the attention
+    // (gpu/prefetch.rs; the MoE layers' only prefetch site): read-only, so bit-identical
+    let ahead = qwen_omni::gpu::Tuning {
+        l2_prefetch: [100; 5],
+        ..Default::default()
+    };
+    let mut prefetched = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), ahead).unwrap();
+    let plain_ops = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), Default::default()).unwrap();
+    assert_eq!(
+        prefetched.decode_op_count(),
+        plain_ops.decode_op_count() + cpu.config.num_hidden_layers
+    );
+    prefetched.prefill(ids, None).unwrap();
     let fp = fast
         .prefill(ids, Some(qwen_omni::models::qwen3::Logits::All))
         .unwrap();
@@ -160,6 +173,7 @@ fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
             .unwrap();
         assert_close("q8 decode logits", &got, &want, GPU_VS_CPU_REL);
         let f = fast.decode(Some(id), true).unwrap();
+        assert_eq!(prefetched.decode(Some(id), true).unwrap(), f, "prefetched, id {id}");
         assert_close(
             "q8 int8-activation decode logits",
             &f,

@@ -41,13 +41,6 @@ override QOUT: u32 = 0u;
 // a lane's block loop has a constant trip count: the compiler unrolls it and issues every
 // iteration's weight loads together, instead of one round trip to memory per iteration.
 override SGC: u32 = 0u;
-// SPLITK: workgroups per row block, each taking 1 / SPLITK of the row length (XIN only, no
-// RMS_NORM, no MOE: the host checks). A matrix of few output blocks (4096 rows: 128
-// workgroups, one per SM on an H200) otherwise has too few loads in flight. Each workgroup
-// writes its rows' partial sums to `part`; the row block's last workgroup to finish (a device
-// counter) adds them in slice order, so the result does not depend on which finished last,
-// and does what a whole workgroup does after its rows (residual, QOUT).
-override SPLITK: u32 = 1u;
 // NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
 override NOP: bool = false;
 
@@ -83,9 +76,6 @@ struct Params {
 // MOE: the expert id per slot; XIN: the quantised x (one binding: a variant uses one or none)
 @group(0) @binding(6) var<storage, read> aux: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
-@group(0) @binding(8) var<storage, read_write> part: array<f32>;  // SPLITK: (SPLITK, rows)
-@group(0) @binding(9) var<storage, read_write> split_done: array<atomic<u32>>; // per row block
-var<workgroup> last_flag: u32;  // SPLITK: 1 in the row block's last workgroup to finish
 
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
@@ -281,10 +271,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         u_base = p.up_off + xr;
         y_base = p.y_off + slot * p.rows;
     }
-    let lin = wg.x + wg.y * nwg.x;
-    let rb = lin / SPLITK;    // row block
-    let ks = lin % SPLITK;    // its slice of the row length
-    let first = rb * RPW;
+    let first = (wg.x + wg.y * nwg.x) * RPW;
     wg_first = first;
     let nsg = WG / sgs;
     let last = p.rows - 1u;
@@ -294,10 +281,7 @@ fn main(@builtin(local_invocation_index) li: u32,
     if (DOT && !XIN) { wg_ss = quantise_x(li, lane, sgs); }
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
-    // this workgroup's blocks of a row: b0 .. b0 + nbs (all of them without SPLITK)
-    let nbs = (nb + SPLITK - 1u) / SPLITK;
-    let b0 = ks * nbs;
-    let trips = (nbs + step - 1u) / step;
+    let trips = (nb + step - 1u) / step;
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
@@ -307,9 +291,8 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
         for (var i = 0u; i < trips && XIN; i++) {
-            let bl = lane + i * step;
-            let b = b0 + bl;
-            if (bl < nbs && b < nb) {
+            let b = lane + i * step;
+            if (b < nb) {
                 let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
                 if (RMS_NORM) { ss = ss + bitcast<f32>(aux[2u * nb + nq4 + b / 4u][b % 4u]); }
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
@@ -353,44 +336,13 @@ fn main(@builtin(local_invocation_index) li: u32,
         let total = subgroupAdd(acc);
         var total_ss = subgroupAdd(ss);
         if (DOT && !XIN) { total_ss = wg_ss; }
-        if (lane == 0u && SPLITK > 1u) {
-            store_part(ks, r0, total);
-        } else if (lane == 0u) {
+        if (lane == 0u) {
             store(r0, total.x, total_ss);
             if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
             if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
             if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
         }
     }
-    if (SPLITK > 1u) {
-        // release this slice's partial sums, count it; the last resets the count for the next
-        // dispatch, acquires the others' and finishes the rows
-        storageBarrier();
-        if (li == 0u) {
-            let done = atomicAdd(&split_done[rb], 1u) + 1u;
-            last_flag = select(0u, 1u, done == SPLITK);
-            if (done == SPLITK) { atomicStore(&split_done[rb], 0u); }
-        }
-        if (workgroupUniformLoad(&last_flag) == 0u) { return; }
-        storageBarrier();
-        for (var r = li; r < RPW; r += WG) {
-            let row = first + r;
-            if (row < p.rows) {
-                var v = 0.0;
-                for (var k = 0u; k < SPLITK; k++) { v = v + part[k * p.rows + row]; }
-                store(row, v, 0.0);
-            }
-        }
-    }
     if (QOUT > 0u) { quantise_out(li); }
-}
-
-// SPLITK: slice ks's partial sums of rows r0 .. r0 + ROWS
-fn store_part(ks: u32, r0: u32, total: vec4<f32>) {
-    let at = ks * p.rows + r0;
-    if (r0 < p.rows) { part[at] = total.x; }
-    if (ROWS > 1u && r0 + 1u < p.rows) { part[at + 1u] = total.y; }
-    if (ROWS > 2u && r0 + 2u < p.rows) { part[at + 2u] = total.z; }
-    if (ROWS > 3u && r0 + 3u < p.rows) { part[at + 3u] = total.w; }
 }
 

@@ -132,7 +132,7 @@ impl Kernels {
             step,
             unused,
             split: None,
-            tuning: Tuning::from_env(),
+            tuning: Tuning::for_adapter(&ctx.info),
             host_ns: AtomicU64::new(0),
             host_submit_ns: AtomicU64::new(0),
             host_steps: AtomicU64::new(0),
@@ -559,9 +559,6 @@ impl Kernels {
                             g,
                             scales,
                             &route.buffer,
-                            &self.unused,
-                            // SPLITK's buffers unused
-                            &self.unused,
                             &self.unused,
                         ],
                         groups,

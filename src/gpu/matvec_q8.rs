@@ -115,7 +115,7 @@ impl Kernels {
             return false;
         }
         let (_, multiple) = out.mode();
-        let (_, rpw, wg) = self.chain_constants(w, MatFlags::default(), false, multiple, 1);
+        let (_, rpw, wg) = self.chain_constants(w, MatFlags::default(), false, multiple);
         w.rows.is_multiple_of(multiple as usize)
             && rpw.is_multiple_of(multiple)
             && rpw <= 128
@@ -162,9 +162,7 @@ impl Kernels {
             ));
         }
         let (qout_mode, multiple) = out.as_ref().map_or((0, 1), QuantOut::mode);
-        let split = self.q8_split(w, quantised_in, rms);
-        let (mut consts, rows_per_wg, _) = self.chain_constants(w, f, rms, multiple, split);
-        consts.push(("SPLITK", split as f64));
+        let (mut consts, rows_per_wg, _) = self.chain_constants(w, f, rms, multiple);
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
         // the quantised output's length: the next matvec's K
@@ -181,19 +179,7 @@ impl Kernels {
             .map(|c| {
                 let mut params = matvec_params(c.rows, w, x_off, y_off, c.row0, up, eps);
                 params.extend([w.scale_stride as u32, 0, 0, 0, qlen as u32]);
-                let blocks = (c.rows as u32).div_ceil(rows_per_wg);
-                let wg = blocks * split;
-                // SPLITK: the slices' partial sums and a finished-slice count per row block
-                let (part, done) = if split > 1 {
-                    (
-                        Some(GpuBuffer::zeros(&self.ctx, split as usize * c.rows, "split_part")?),
-                        Some(GpuBuffer::zeros(&self.ctx, blocks as usize, "split_done")?),
-                    )
-                } else {
-                    (None, None)
-                };
-                let part = part.as_ref().map_or(&self.unused, |b| &b.buffer);
-                let done = done.as_ref().map_or(&self.unused, |b| &b.buffer);
+                let wg = (c.rows as u32).div_ceil(rows_per_wg);
                 let scales = c
                     .scales
                     .as_ref()
@@ -206,7 +192,6 @@ impl Kernels {
                     // binding 6: the quantised input (x when none; no MoE route here)
                     &[
                         &c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout,
-                        part, done,
                     ],
                     Box::new(move |_| grid(wg)),
                 )?;
@@ -216,8 +201,7 @@ impl Kernels {
                     (false, _) => " (quantised out)",
                     (true, _) => " (quantised in, out)",
                 };
-                let sliced = if split > 1 { format!(" split {split}") } else { String::new() };
-                op.detail = format!("{}x{}{link}{sliced}", c.rows, w.cols);
+                op.detail = format!("{}x{}{link}", c.rows, w.cols);
                 Ok(op)
             })
             .collect()
@@ -232,12 +216,10 @@ impl Kernels {
         f: MatFlags,
         rms: bool,
         multiple: u32,
-        split: u32,
     ) -> (Vec<(&'static str, f64)>, u32, u32) {
         let t = &self.tuning;
         let rows = w.rows as u32;
-        let (c, rpw) =
-            self.subgroup_matvec_constants(w, f, t.q8_rows, rms, rows, split, multiple);
+        let (c, rpw) = self.subgroup_matvec_constants(w, f, t.q8_rows, rms, rows, 1, multiple);
         let wide = t.q8_wide_wg;
         let limits = &self.ctx.limits;
         let fits = wide > t.q8_wg
@@ -245,42 +227,19 @@ impl Kernels {
             && wide <= limits.max_compute_workgroup_size_x
             // (matvec_q8.wgsl's per-subgroup sums hold 64)
             && wide / self.ctx.info.subgroup_min_size.max(1) <= 64;
-        if !fits || rows.div_ceil(rpw) * split >= t.q8_min_wgs {
+        if !fits || rows.div_ceil(rpw) >= t.q8_min_wgs {
             return (c, rpw, t.q8_wg);
         }
         let (c, rpw) =
-            self.subgroup_matvec_shape(w, f, wide, t.q8_wide_rows, rms, rows, split, multiple);
+            self.subgroup_matvec_shape(w, f, wide, t.q8_wide_rows, rms, rows, 1, multiple);
         (c, rpw, wide)
-    }
-
-    /// Workgroups per row block of a chain link (matvec_q8.wgsl's SPLITK): `Tuning::q8_split_k`
-    /// for a link with a quantised input and no norm whose row blocks alone would leave fewer
-    /// than `q8_min_wgs` workgroups, else 1.
-    fn q8_split(&self, w: &GpuMatrix, quantised_in: bool, rms: bool) -> u32 {
-        let t = &self.tuning;
-        if t.q8_split_k <= 1 || !quantised_in || rms {
-            return 1;
-        }
-        let (_, rpw, _) = self.chain_constants(w, MatFlags::default(), false, 1, 1);
-        if (w.rows as u32).div_ceil(rpw) >= t.q8_min_wgs {
-            return 1;
-        }
-        // every slice keeps at least one block of a row
-        let split = t.q8_split_k.min((w.cols / 32) as u32).max(1);
-        // the split shape must hold whole output blocks as the unsplit one does
-        let (_, rpw, wg) = self.chain_constants(w, MatFlags::default(), false, 32, split);
-        if split > 1 && rpw.is_multiple_of(32) && rpw <= 128 && rpw <= 4 * wg {
-            split
-        } else {
-            1
-        }
     }
 
     /// Rows and invocations per workgroup of `w` as a chain link writing `out` (tests check
     /// which shape ran).
     pub fn q8_link_shape(&self, w: &GpuMatrix, out: Option<&QuantOut>) -> (u32, u32) {
         let multiple = out.map_or(1, |o| o.mode().1);
-        let (_, rpw, wg) = self.chain_constants(w, MatFlags::default(), false, multiple, 1);
+        let (_, rpw, wg) = self.chain_constants(w, MatFlags::default(), false, multiple);
         (rpw, wg)
     }
 

@@ -57,10 +57,6 @@ pub struct Tuning {
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
-    /// workgroups per row block of the chained decode matvecs with few row blocks (o_proj,
-    /// down: 128 at 4096 rows), each over a slice of the row length (`OMNI_Q8_SPLIT_K`, 1..=4;
-    /// 1: off)
-    pub q8_split_k: u32,
     /// percent of each chained decode matvec's rows read into the L2 cache by a dispatch
     /// running beside the op before it (gpu/prefetch.rs), in the order o_proj, gate_up,
     /// down, the next layer's qkv, the lm_head (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
@@ -103,7 +99,6 @@ impl Default for Tuning {
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
             q8_wide_rows: 2,
-            q8_split_k: 1,
             l2_prefetch: [0; 5],
             route_fixed_e: true,
             gather_tile: 32,
@@ -115,7 +110,25 @@ impl Default for Tuning {
 }
 
 impl Tuning {
+    /// The defaults, with the environment's overrides.
     pub fn from_env() -> Self {
+        Self::from_env_over(Tuning::default())
+    }
+
+    /// The defaults for this adapter (what was measured on its kind of card), with the
+    /// environment's overrides.
+    pub fn for_adapter(info: &crate::gpu::AdapterSummary) -> Self {
+        let mut d = Tuning::default();
+        if info.name.contains("NVIDIA") {
+            // H200, s8 runs 1-4: Qwen3-8B Q8_0 decode 341-342 -> 346.5 tok/s with o_proj
+            // read into the L2 cache during the attention (gate_up, down or qkv beside the
+            // matvec before them: 292-322, their lines do not survive that matvec's stream)
+            d.l2_prefetch = [100, 0, 0, 0, 0];
+        }
+        Self::from_env_over(d)
+    }
+
+    fn from_env_over(d: Tuning) -> Self {
         let get = |key: &str, ok: &[u32], default: u32| {
             std::env::var(key)
                 .ok()
@@ -123,7 +136,6 @@ impl Tuning {
                 .filter(|v| ok.contains(v))
                 .unwrap_or(default)
         };
-        let d = Tuning::default();
         Tuning {
             matvec_rows: get("OMNI_MATVEC_ROWS", &[1, 2, 3, 4], d.matvec_rows),
             q8_rows: get("OMNI_Q8_ROWS", &[1, 2, 3, 4], d.q8_rows),
@@ -146,7 +158,6 @@ impl Tuning {
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
             q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
                 .map_or(d.q8_chain_attn, |v| v != "0"),
-            q8_split_k: get("OMNI_Q8_SPLIT_K", &[1, 2, 3, 4], d.q8_split_k),
             l2_prefetch: std::env::var("OMNI_L2_PREFETCH")
                 .ok()
                 .and_then(|v| {

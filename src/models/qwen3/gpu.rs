@@ -309,7 +309,7 @@ fn buf(ctx: &GpuContext, len: usize, label: &str) -> Result<GpuBuffer> {
 impl Qwen3Gpu {
     /// Upload a loaded model's weights and build its step programs.
     pub fn new(ctx: &Arc<GpuContext>, m: &Qwen3Model, opts: GpuModelOptions) -> Result<Self> {
-        Self::new_tuned(ctx, m, opts, crate::gpu::Tuning::from_env())
+        Self::new_tuned(ctx, m, opts, crate::gpu::Tuning::for_adapter(&ctx.info))
     }
 
     /// As `new` with the kernels' shape choices given (tests pin the exact Q8_0 path).
@@ -714,16 +714,6 @@ impl Qwen3Gpu {
     /// Mean host time to record a step and to submit it, since the last call.
     pub fn take_host_step_time(&self) -> Option<(std::time::Duration, std::time::Duration)> {
         self.kernels.take_host_step_time()
-    }
-
-    /// How many of the decode step's dispatches have a detail (the profiler's label beside
-    /// the shader name, e.g. a matrix shape or " split 3") containing `part` (tests check
-    /// which shapes ran).
-    pub fn decode_ops_with(&self, part: &str) -> usize {
-        self.decode_ops
-            .iter()
-            .filter(|op| op.detail.contains(part))
-            .count()
     }
 
     /// Dispatches in one decode step.

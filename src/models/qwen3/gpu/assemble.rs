@@ -196,6 +196,9 @@ impl Qwen3Gpu {
                     ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
                 } else {
+                    if !prefill && l.o_proj.is_q8 {
+                        ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
+                    }
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
                 }
                 // 2. feed-forward block, added to the residual

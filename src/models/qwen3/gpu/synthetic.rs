@@ -106,6 +106,6 @@ impl Qwen3Gpu {
             weight_bytes: weight_bytes + lm_head_bytes,
             lm_head_bytes,
         };
-        Self::assemble(ctx, c, &a, weights, opts, crate::gpu::Tuning::from_env())
+        Self::assemble(ctx, c, &a, weights, opts, crate::gpu::Tuning::for_adapter(&ctx.info))
     }
 }
