@@ -240,3 +240,42 @@ fn long_moe_prefill_step_matches_the_cpu_engine() {
         );
     }
 }
+
+/// Q8_0 experts whose down matvec adds the token's weighted slots into the residual in each
+/// row block's last slot workgroup (`Tuning::moe_sum_fold`, matvec_q8.wgsl's MOE_SUM), against
+/// the same model with a separate moe_sum dispatch: the same sums in the same slot order, so
+/// within the f32 budget, step after step (the counters must be left ready for the next). On
+/// the synthetic toy MoE, whose experts (32-wide) quantise, where the fixture's (40) stay BF16.
+#[test]
+fn folded_moe_sum_matches_the_moe_sum_dispatch() {
+    let ctx = gpu();
+    let c = qwen_omni::models::presets::synthetic_config("qwen3-moe-tiny").unwrap();
+    let opts = GpuModelOptions {
+        ctx: 64,
+        max_prefill: 8,
+        all_logits: false,
+    };
+    let tuned = |fold: bool| {
+        let t = qwen_omni::gpu::Tuning {
+            moe_sum_fold: fold,
+            ..Default::default()
+        };
+        Qwen3Gpu::synthetic_tuned(&ctx, &c, true, opts.clone(), t).unwrap()
+    };
+    let (mut folded, mut separate) = (tuned(true), tuned(false));
+    assert_eq!(
+        separate.decode_op_count(),
+        folded.decode_op_count() + c.num_hidden_layers,
+        "one moe_sum dispatch per layer fewer"
+    );
+    let ids = [3u32, 14, 15, 92, 65];
+    folded.prefill(&ids, None).unwrap();
+    separate.prefill(&ids, None).unwrap();
+    let mut next = 7u32;
+    for step in 0..12 {
+        let a = folded.decode(Some(next), true).unwrap();
+        let b = separate.decode(Some(next), true).unwrap();
+        assert_close(&format!("folded moe_sum, step {step}"), &a, &b, GPU_VS_CPU_REL);
+        next = qwen_omni::cpu::argmax(&b) as u32;
+    }
+}

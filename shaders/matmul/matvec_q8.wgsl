@@ -41,6 +41,12 @@ override QOUT: u32 = 0u;
 // a lane's block loop has a constant trip count: the compiler unrolls it and issues every
 // iteration's weight loads together, instead of one round trip to memory per iteration.
 override SGC: u32 = 0u;
+// MOE_SUM (MOE only): the row block's last slot workgroup of a token to finish (a device
+// counter per token and row block) also adds the token's KS slots' rows, weighted by `route_w`,
+// to the residual `res`, in slot order: what moe_sum.wgsl does as a dispatch of its own, with
+// the same arithmetic, one dispatch boundary fewer per MoE layer.
+override MOE_SUM: bool = false;
+override KS: u32 = 8u;     // slots per token
 // NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
 override NOP: bool = false;
 
@@ -64,6 +70,7 @@ struct Params {
     x_div: u32,
     x_stride: u32,
     qlen: u32,          // QOUT: length of the quantised output vector (the next matvec's K)
+    n_blocks: u32,      // MOE_SUM: row blocks per slot (counters per token)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -76,6 +83,10 @@ struct Params {
 // MOE: the expert id per slot; XIN: the quantised x (one binding: a variant uses one or none)
 @group(0) @binding(6) var<storage, read> aux: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read_write> qout: array<u32>; // QOUT: quantised y
+@group(0) @binding(8) var<storage, read> route_w: array<f32>;     // MOE_SUM: (t * KS)
+@group(0) @binding(9) var<storage, read_write> res: array<f32>;   // MOE_SUM: (t, rows)
+@group(0) @binding(10) var<storage, read_write> sum_done: array<atomic<u32>>; // (t, n_blocks)
+var<workgroup> last_flag: u32;  // MOE_SUM: 1 in the token's last slot of a row block
 
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
@@ -344,5 +355,30 @@ fn main(@builtin(local_invocation_index) li: u32,
         }
     }
     if (QOUT > 0u) { quantise_out(li); }
+    if (MOE && MOE_SUM) { add_slots(li, wg.z / KS, wg.x + wg.y * nwg.x, first); }
+}
+
+// MOE_SUM: release this slot's rows and count them; the token's last slot of the row block
+// resets the count for the next dispatch, acquires the others' rows and adds them all.
+fn add_slots(li: u32, t: u32, rb: u32, first: u32) {
+    storageBarrier();
+    if (li == 0u) {
+        let done = atomicAdd(&sum_done[t * p.n_blocks + rb], 1u) + 1u;
+        last_flag = select(0u, 1u, done == KS);
+        if (done == KS) { atomicStore(&sum_done[t * p.n_blocks + rb], 0u); }
+    }
+    if (workgroupUniformLoad(&last_flag) == 0u) { return; }
+    storageBarrier();
+    for (var r = li; r < RPW; r += WG) {
+        let row = first + r;
+        if (row < p.rows) {
+            var acc = 0.0;
+            for (var j = 0u; j < KS; j++) {
+                let s = t * KS + j;
+                acc = acc + route_w[s] * y[p.y_off + s * p.rows + row];
+            }
+            res[t * p.rows + row] = res[t * p.rows + row] + acc;
+        }
+    }
 }
 

@@ -57,6 +57,15 @@ impl Op {
     }
 }
 
+/// What a Q8_0 MoE matvec ([`Kernels::matvec_moe`]) adds into the residual itself, as
+/// [`Kernels::moe_sum`] would: each token's slots weighted by `weights` (t * k), into
+/// `residual` (t, rows per expert), for steps of up to `max_t` tokens.
+pub struct MoeSum<'a> {
+    pub weights: &'a GpuBuffer,
+    pub residual: &'a GpuBuffer,
+    pub max_t: usize,
+}
+
 /// Split a workgroup count over x and y (each at most 65535), as the shaders expect
 /// (linear id = wg.x + wg.y * num_workgroups.x).
 pub(crate) fn grid(n: u32) -> [u32; 3] {
@@ -490,8 +499,14 @@ impl Kernels {
         k: usize,
         f: MatFlags,
         norm: Option<(&GpuBuffer, f32)>,
+        sum: Option<MoeSum>,
     ) -> Result<Vec<Op>> {
         let up = f.swiglu_up_off.unwrap_or(0);
+        if sum.is_some() && !w.is_q8 {
+            return Err(crate::Error::Gpu(
+                "only the Q8_0 MoE matvec adds its slots into the residual itself".into(),
+            ));
+        }
         let aligned = [x_off, x_stride, up].iter().all(|v| v.is_multiple_of(4));
         if !self.ctx.has_subgroups() || !aligned || !w.cols.is_multiple_of(8) {
             return Err(crate::Error::Gpu(
@@ -525,6 +540,20 @@ impl Kernels {
         let eps = norm.map_or(0, |n| n.1.to_bits());
         let g = norm.map_or(&x.buffer, |n| &n.0.buffer);
         let wg = (rows_per_expert as u32).div_ceil(rows_per_wg);
+        // MOE_SUM: finished slots per token and row block, shared by the chunks' dispatches
+        // (a token's last slot may sit in any chunk)
+        let sum_done = match &sum {
+            Some(s) => Some(GpuBuffer::zeros(&self.ctx, s.max_t * wg as usize, "moe_sum_done")?),
+            None => None,
+        };
+        if sum.is_some() {
+            consts.extend([("MOE_SUM", 1.0), ("KS", k as f64)]);
+        }
+        let (route_w, res, done) = match (&sum, &sum_done) {
+            (Some(s), Some(d)) => (&s.weights.buffer, &s.residual.buffer, &d.buffer),
+            // unused: a read-only binding takes x, the writable ones the shared dummy
+            _ => (&x.buffer, &self.unused, &self.unused),
+        };
         let k = k as u32;
         w.chunks
             .iter()
@@ -545,6 +574,7 @@ impl Kernels {
                         x_div as u32,
                         x_stride as u32,
                         0, // qlen: no QOUT
+                        wg,
                     ]);
                     self.op(
                         "matvec_q8",
@@ -560,6 +590,9 @@ impl Kernels {
                             scales,
                             &route.buffer,
                             &self.unused,
+                            route_w,
+                            res,
+                            done,
                         ],
                         groups,
                     )

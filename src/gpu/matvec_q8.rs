@@ -178,7 +178,7 @@ impl Kernels {
             .iter()
             .map(|c| {
                 let mut params = matvec_params(c.rows, w, x_off, y_off, c.row0, up, eps);
-                params.extend([w.scale_stride as u32, 0, 0, 0, qlen as u32]);
+                params.extend([w.scale_stride as u32, 0, 0, 0, qlen as u32, 0]);
                 let wg = (c.rows as u32).div_ceil(rows_per_wg);
                 let scales = c
                     .scales
@@ -192,6 +192,8 @@ impl Kernels {
                     // binding 6: the quantised input (x when none; no MoE route here)
                     &[
                         &c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout,
+                        // MOE_SUM's buffers unused (read-only: x; writable: the dummy)
+                        &x.buffer, &self.unused, &self.unused,
                     ],
                     Box::new(move |_| grid(wg)),
                 )?;

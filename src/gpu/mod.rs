@@ -15,7 +15,7 @@ mod tuning;
 
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
-pub use kernels::{Kernels, MatFlags, Op, StepDims};
+pub use kernels::{Kernels, MatFlags, MoeSum, Op, StepDims};
 pub use matvec_q8::{ChainPhase, Q8Input, QuantOut, quantised_len};
 pub use pipelines::PipelineCache;
 pub use profiler::{CopyBandwidth, KernelTiming, measure_copy_bandwidth};

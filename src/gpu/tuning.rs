@@ -61,6 +61,10 @@ pub struct Tuning {
     /// running beside the op before it (gpu/prefetch.rs), in the order o_proj, gate_up,
     /// down, the next layer's qkv, the lm_head (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
     pub l2_prefetch: [u32; 5],
+    /// the Q8_0 down-expert matvec adds the token's weighted slots into the residual in the
+    /// row block's last slot workgroup, instead of a `moe_sum` dispatch (`OMNI_MOE_SUM_FOLD=0`:
+    /// the dispatch)
+    pub moe_sum_fold: bool,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -100,6 +104,7 @@ impl Default for Tuning {
             q8_wide_wg: 512,
             q8_wide_rows: 2,
             l2_prefetch: [0; 5],
+            moe_sum_fold: true,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -165,6 +170,7 @@ impl Tuning {
                     (p.len() == 5 && p.iter().all(|&x| x <= 100)).then(|| [p[0], p[1], p[2], p[3], p[4]])
                 })
                 .unwrap_or(d.l2_prefetch),
+            moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")

@@ -262,8 +262,16 @@ impl GpuMoe {
                 kk,
                 none,
                 normed_input,
+                None,
             )?);
             let d = &self.down;
+            // the Q8_0 down matvec adds the slots into the residual itself (no moe_sum)
+            let fold = d.is_q8 && k.tuning.moe_sum_fold;
+            let sum = fold.then_some(crate::gpu::MoeSum {
+                weights: &a.weights,
+                residual: x,
+                max_t: a.max_t,
+            });
             ops.extend(k.matvec_moe(
                 d,
                 hidden,
@@ -276,7 +284,11 @@ impl GpuMoe {
                 kk,
                 swiglu,
                 None,
+                sum,
             )?);
+            if fold {
+                return Ok(ops);
+            }
         }
         ops.push(k.moe_sum(&a.out, &a.weights, x, hidden, kk)?);
         Ok(ops)

@@ -12,6 +12,19 @@ impl Qwen3Gpu {
         q8: bool,
         opts: GpuModelOptions,
     ) -> Result<Self> {
+        let tuning = crate::gpu::Tuning::for_adapter(&ctx.info);
+        Self::synthetic_tuned(ctx, c, q8, opts, tuning)
+    }
+
+    /// [`Qwen3Gpu::synthetic`] with the kernels' shape choices given (the same weights for the
+    /// same config: tests compare programs on them).
+    pub fn synthetic_tuned(
+        ctx: &Arc<GpuContext>,
+        c: &crate::models::config::Qwen3Config,
+        q8: bool,
+        opts: GpuModelOptions,
+        tuning: crate::gpu::Tuning,
+    ) -> Result<Self> {
         let hd = c.head_dim();
         let a = crate::nn::attention::AttentionConfig {
             hidden: c.hidden_size,
@@ -106,6 +119,6 @@ impl Qwen3Gpu {
             weight_bytes: weight_bytes + lm_head_bytes,
             lm_head_bytes,
         };
-        Self::assemble(ctx, c, &a, weights, opts, crate::gpu::Tuning::for_adapter(&ctx.info))
+        Self::assemble(ctx, c, &a, weights, opts, tuning)
     }
 }
