@@ -222,7 +222,15 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             100.0 * bpt * dr / (gbs * 1e9)
         );
     }
-    println!("| dispatches per decode step | {} |", g.decode_op_count());
+    let ahead = g.decode_prefetch_count();
+    if ahead > 0 {
+        println!(
+            "| dispatches per decode step | {} ({ahead} of them L2 prefetches, without a barrier) |",
+            g.decode_op_count()
+        );
+    } else {
+        println!("| dispatches per decode step | {} |", g.decode_op_count());
+    }
     if !host_step.is_empty() {
         let n = g.decode_op_count().max(1) as f64;
         let mut rec: Vec<f64> = host_step.iter().map(|d| d.0.as_secs_f64() * 1e6).collect();

@@ -716,6 +716,15 @@ impl Qwen3Gpu {
         self.kernels.take_host_step_time()
     }
 
+    /// How many of the decode step's dispatches read weights ahead into the L2 cache
+    /// (gpu/prefetch.rs): recorded without a barrier, they run beside the op before them.
+    pub fn decode_prefetch_count(&self) -> usize {
+        self.decode_ops
+            .iter()
+            .filter(|op| op.name == "l2_prefetch")
+            .count()
+    }
+
     /// Dispatches in one decode step.
     pub fn decode_op_count(&self) -> usize {
         self.decode_ops.len() + self.choice_ops().count()
