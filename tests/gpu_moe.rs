@@ -173,7 +173,11 @@ fn q8_0_experts_on_the_gpu_match_the_cpu_q8_0_engine() {
             .unwrap();
         assert_close("q8 decode logits", &got, &want, GPU_VS_CPU_REL);
         let f = fast.decode(Some(id), true).unwrap();
-        assert_eq!(prefetched.decode(Some(id), true).unwrap(), f, "prefetched, id {id}");
+        assert_eq!(
+            prefetched.decode(Some(id), true).unwrap(),
+            f,
+            "prefetched, id {id}"
+        );
         assert_close(
             "q8 int8-activation decode logits",
             &f,
@@ -260,7 +264,7 @@ fn folded_moe_sum_matches_the_moe_sum_dispatch() {
             moe_sum_fold: fold,
             ..Default::default()
         };
-        Qwen3Gpu::synthetic_tuned(&ctx, &c, true, opts.clone(), t).unwrap()
+        Qwen3Gpu::synthetic_tuned(&ctx, &c, true, opts, t).unwrap()
     };
     let (mut folded, mut separate) = (tuned(true), tuned(false));
     assert_eq!(
@@ -275,7 +279,12 @@ fn folded_moe_sum_matches_the_moe_sum_dispatch() {
     for step in 0..12 {
         let a = folded.decode(Some(next), true).unwrap();
         let b = separate.decode(Some(next), true).unwrap();
-        assert_close(&format!("folded moe_sum, step {step}"), &a, &b, GPU_VS_CPU_REL);
+        assert_close(
+            &format!("folded moe_sum, step {step}"),
+            &a,
+            &b,
+            GPU_VS_CPU_REL,
+        );
         next = qwen_omni::cpu::argmax(&b) as u32;
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::bench::{BenchArgs, MemInfo, median};
 use super::info::human_bytes;
 use super::load::load_qwen3;
-use crate::gpu::{GpuContext, measure_copy_bandwidth};
+use crate::gpu::{GpuContext, measure_barrier_cost, measure_copy_bandwidth};
 use crate::models::qwen3::gpu::{GpuModelOptions, Qwen3Gpu};
 use crate::models::sampler::Rng;
 
@@ -149,6 +149,8 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
     };
     let copy = measure_copy_bandwidth(ctx, 1 << 30, 7)?;
     let bw = copy.roofline();
+    // 264 workgroups: two per SM on an H200, the order of the step's matvecs
+    let barrier = measure_barrier_cost(ctx, 264, 7)?;
 
     let (pre, dr, da, ds) = (
         median(&mut pre),
@@ -222,6 +224,27 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             100.0 * bpt * dr / (gbs * 1e9)
         );
     }
+    // the step's floor: its barriers (every dispatch but the read-ahead ones waits for the one
+    // before) with no work, plus its weights at the best bandwidth measured
+    let barriers = g.decode_op_count() - g.decode_prefetch_count();
+    let floor = barriers as f64 * barrier + bpt / bw;
+    println!(
+        "| an empty dispatch behind a barrier (264 workgroups, best of 7) | {:.2} us |",
+        barrier * 1e6
+    );
+    let peers = known(KNOWN_COPY, ctx)
+        .map(|gbs| {
+            format!(
+                ", {:.1}% of the peers' {gbs:.0} GB/s",
+                100.0 * bpt / floor / (gbs * 1e9)
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "| floor of this step: {barriers} such dispatches + the weights at the best copy bandwidth | {:.2} ms = {:.0} tok/s at most{peers} |",
+        floor * 1e3,
+        1.0 / floor
+    );
     let ahead = g.decode_prefetch_count();
     if ahead > 0 {
         println!(

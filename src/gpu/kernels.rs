@@ -543,7 +543,11 @@ impl Kernels {
         // MOE_SUM: finished slots per token and row block, shared by the chunks' dispatches
         // (a token's last slot may sit in any chunk)
         let sum_done = match &sum {
-            Some(s) => Some(GpuBuffer::zeros(&self.ctx, s.max_t * wg as usize, "moe_sum_done")?),
+            Some(s) => Some(GpuBuffer::zeros(
+                &self.ctx,
+                s.max_t * wg as usize,
+                "moe_sum_done",
+            )?),
             None => None,
         };
         if sum.is_some() {

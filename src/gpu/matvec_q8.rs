@@ -191,9 +191,17 @@ impl Kernels {
                     false,
                     // binding 6: the quantised input (x when none; no MoE route here)
                     &[
-                        &c.buffer, &x.buffer, &y.buffer, &g.buffer, scales, &x.buffer, qout,
+                        &c.buffer,
+                        &x.buffer,
+                        &y.buffer,
+                        &g.buffer,
+                        scales,
+                        &x.buffer,
+                        qout,
                         // MOE_SUM's buffers unused (read-only: x; writable: the dummy)
-                        &x.buffer, &self.unused, &self.unused,
+                        &x.buffer,
+                        &self.unused,
+                        &self.unused,
                     ],
                     Box::new(move |_| grid(wg)),
                 )?;

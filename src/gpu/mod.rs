@@ -18,5 +18,5 @@ pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
 pub use kernels::{Kernels, MatFlags, MoeSum, Op, StepDims};
 pub use matvec_q8::{ChainPhase, Q8Input, QuantOut, quantised_len};
 pub use pipelines::PipelineCache;
-pub use profiler::{CopyBandwidth, KernelTiming, measure_copy_bandwidth};
+pub use profiler::{CopyBandwidth, KernelTiming, measure_barrier_cost, measure_copy_bandwidth};
 pub use tuning::Tuning;

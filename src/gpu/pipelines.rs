@@ -99,6 +99,10 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/elementwise/qk_norm_rope_kv.wgsl"),
     ),
     (
+        "barrier_probe",
+        include_str!("../../shaders/elementwise/barrier_probe.wgsl"),
+    ),
+    (
         "l2_prefetch",
         include_str!("../../shaders/matmul/l2_prefetch.wgsl"),
     ),

@@ -18,7 +18,9 @@ impl Kernels {
             return Ok(Vec::new());
         }
         if !w.is_q8 {
-            return Err(Error::Gpu("L2 prefetch is written for Q8_0 matrices".into()));
+            return Err(Error::Gpu(
+                "L2 prefetch is written for Q8_0 matrices".into(),
+            ));
         }
         let want = (w.rows * percent.min(100) as usize).div_ceil(100);
         let mut ops = Vec::new();

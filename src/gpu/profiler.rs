@@ -210,3 +210,50 @@ pub fn measure_copy_bandwidth(
         engine_best: engine[engine.len() - 1],
     })
 }
+
+/// What an empty dispatch behind a barrier costs on this device, in seconds: chains of
+/// dispatches of `workgroups` workgroups that all write one word of the same buffer (so wgpu
+/// records a barrier before each) in one pass, timed from submit to completion at two lengths;
+/// the difference per extra dispatch removes the submission's own cost. Best of `passes`.
+pub fn measure_barrier_cost(ctx: &GpuContext, workgroups: u32, passes: usize) -> Result<f64> {
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("barrier-probe"),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let pipeline = ctx.pipelines.get(&ctx.device, "barrier_probe", &[])?;
+    let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("barrier-probe"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: buffer.as_entire_binding(),
+        }],
+    });
+    let run = |n: usize| -> Result<f64> {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            for _ in 0..n {
+                pass.dispatch_workgroups(workgroups.max(1), 1, 1);
+            }
+        }
+        let commands = enc.finish();
+        let t = Instant::now();
+        ctx.queue.submit([commands]);
+        ctx.wait()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    const SHORT: usize = 16;
+    const LONG: usize = 528;
+    run(LONG)?; // warm-up: pipeline and first submission
+    let mut best = f64::INFINITY;
+    for _ in 0..passes.max(1) {
+        let (a, b) = (run(SHORT)?, run(LONG)?);
+        best = best.min((b - a).max(0.0) / (LONG - SHORT) as f64);
+    }
+    Ok(best)
+}

@@ -167,7 +167,8 @@ impl Tuning {
                 .ok()
                 .and_then(|v| {
                     let p: Vec<u32> = v.split(',').filter_map(|x| x.parse().ok()).collect();
-                    (p.len() == 5 && p.iter().all(|&x| x <= 100)).then(|| [p[0], p[1], p[2], p[3], p[4]])
+                    (p.len() == 5 && p.iter().all(|&x| x <= 100))
+                        .then(|| [p[0], p[1], p[2], p[3], p[4]])
                 })
                 .unwrap_or(d.l2_prefetch),
             moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
@@ -236,6 +237,7 @@ impl DebugKnobs {
 
     /// Whether the shader `name` is built to return at once (only shaders with a NOP constant).
     pub fn nop(&self, name: &str) -> bool {
-        ["attn_decode", "matvec_q8", "l2_prefetch"].contains(&name) && self.nop.iter().any(|s| s == name)
+        ["attn_decode", "matvec_q8", "l2_prefetch"].contains(&name)
+            && self.nop.iter().any(|s| s == name)
     }
 }
