@@ -192,7 +192,9 @@ impl<'t> ReplyPrinter<'t> {
     pub(crate) fn new(tokenizer: Option<&'t Tokenizer>, print_ids: bool) -> Result<Self> {
         let stream = match (tokenizer, print_ids) {
             (Some(t), false) => Some(TextStream::new(t)),
-            (None, false) => bail!("no tokenizer.json to print text with: add --print-ids"),
+            (None, false) => bail!(
+                "no tokenizer (tokenizer.json, or vocab.json + merges.txt) to print text with: add --print-ids"
+            ),
             _ => None,
         };
         Ok(ReplyPrinter {

@@ -20,7 +20,12 @@ const SIDE_FILES: &[&str] = &[
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
+    // the tokenizer of checkpoints without a tokenizer.json (models/tokenizer_files.rs)
+    "vocab.json",
+    "merges.txt",
     "chat_template.jinja",
+    "chat_template.json",
+    "preprocessor_config.json",
 ];
 
 pub fn run(model: &str, out: &Path, keep: &[String]) -> Result<()> {

@@ -10,3 +10,4 @@ pub mod presets;
 pub mod qwen3;
 pub mod sampler;
 pub mod tokenizer;
+pub mod tokenizer_files;

@@ -10,16 +10,29 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Load `dir/tokenizer.json`.
+    /// Load `dir/tokenizer.json`, or, where a checkpoint ships none, the Qwen2 byte-level BPE
+    /// of its `vocab.json`, `merges.txt` and `tokenizer_config.json`
+    /// (models/tokenizer_files.rs).
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        if !path.is_file() {
-            return Err(Error::Tokenizer {
-                path,
-                msg: "not found (pass --prompt-ids to run without a tokenizer)".into(),
-            });
+        if path.is_file() {
+            return Self::from_file(&path);
         }
-        Self::from_file(&path)
+        if super::tokenizer_files::has_bpe_files(dir) {
+            let text = super::tokenizer_files::tokenizer_json(dir)?;
+            let vocab = dir.join("vocab.json");
+            let inner: tokenizers::Tokenizer = text.parse().map_err(|e| Error::Tokenizer {
+                path: vocab.clone(),
+                msg: format!("with merges.txt, does not make a tokenizer: {e}"),
+            })?;
+            return Ok(Tokenizer { inner, path: vocab });
+        }
+        Err(Error::Tokenizer {
+            path,
+            msg: "not found, nor vocab.json + merges.txt (pass --prompt-ids to run without a \
+                  tokenizer)"
+                .into(),
+        })
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {

@@ -107,7 +107,7 @@ impl Pipeline {
             (Some(t), text) => setup.thinker.tokens.system_turn(&t.encode(text)?),
             (None, _) => {
                 tracing::warn!(
-                    "generation.system_prompt is set but the model has no tokenizer.json: no system turn"
+                    "generation.system_prompt is set but the model has no tokenizer (tokenizer.json, or vocab.json + merges.txt): no system turn"
                 );
                 Vec::new()
             }

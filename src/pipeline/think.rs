@@ -187,7 +187,7 @@ impl Thinker {
             }
             Question::Text(text) => {
                 let tok = self.s.tokenizer.as_ref().ok_or_else(|| {
-                    bad("this model has no tokenizer.json: ask with audio".into())
+                    bad("this model has no tokenizer (tokenizer.json, or vocab.json + merges.txt): ask with audio".into())
                 })?;
                 (None, tok.encode(&text).map_err(internal)?, text)
             }
