@@ -159,10 +159,11 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
-/// A model ships a chat template (tokenizer_config.json `chat_template` or
-/// chat_template.jinja): it is an instruct model and prompts get the chat format by default.
+/// A model ships a chat template (tokenizer_config.json `chat_template`, chat_template.jinja,
+/// or chat_template.json as the Omni repositories do): it is an instruct model and prompts get
+/// the chat format by default.
 pub fn is_instruct(dir: &std::path::Path) -> bool {
-    if dir.join("chat_template.jinja").is_file() {
+    if dir.join("chat_template.jinja").is_file() || dir.join("chat_template.json").is_file() {
         return true;
     }
     std::fs::read_to_string(dir.join("tokenizer_config.json"))
@@ -225,5 +226,36 @@ impl<'t> ReplyPrinter<'t> {
             write!(self.out, "{}", s.finish()?).context("writing to stdout")?;
         }
         writeln!(self.out).context("writing to stdout")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_instruct;
+
+    /// Each place a checkpoint keeps its chat template makes it an instruct model.
+    #[test]
+    fn a_chat_template_anywhere_means_instruct() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        assert!(!is_instruct(dir));
+        std::fs::write(dir.join("tokenizer_config.json"), r#"{"eos_token": "x"}"#).unwrap();
+        assert!(!is_instruct(dir));
+        std::fs::write(
+            dir.join("chat_template.json"),
+            r#"{"chat_template": "{{ x }}"}"#,
+        )
+        .unwrap();
+        assert!(is_instruct(dir));
+        std::fs::remove_file(dir.join("chat_template.json")).unwrap();
+        std::fs::write(dir.join("chat_template.jinja"), "{{ x }}").unwrap();
+        assert!(is_instruct(dir));
+        std::fs::remove_file(dir.join("chat_template.jinja")).unwrap();
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"chat_template": "t"}"#,
+        )
+        .unwrap();
+        assert!(is_instruct(dir));
     }
 }
