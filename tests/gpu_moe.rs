@@ -288,3 +288,107 @@ fn folded_moe_sum_matches_the_moe_sum_dispatch() {
         next = qwen_omni::cpu::argmax(&b) as u32;
     }
 }
+
+/// The decode router and routing in one dispatch (moe_router.wgsl) against the CPU: RMSNorm of
+/// x with its weight, the 16-bit router's logits, `nn::moe::route`. Ids exactly, weights within
+/// the f32 budget; BF16 and F16 routers, 6 to 300 experts, several tokens. Shapes outside the
+/// kernel (hidden not a multiple of 8, above 4096) are declined, so the caller keeps the
+/// two-dispatch path.
+#[test]
+fn fused_router_and_routing_match_the_cpu() {
+    use qwen_omni::gpu::GpuMatrix;
+    use qwen_omni::tensor::DType;
+    let ctx = gpu();
+    let k = Kernels::new(&ctx);
+    let values = |n: usize, seed: u64| -> Vec<f32> {
+        let mut r = qwen_omni::models::sampler::Rng::new(seed);
+        (0..n).map(|_| r.next_f32() * 2.0 - 1.0).collect()
+    };
+    let to_16 = |dtype: DType, v: &[f32]| -> (Vec<u8>, Vec<f32>) {
+        let mut bytes = Vec::new();
+        let mut back = Vec::new();
+        for &x in v {
+            if dtype == DType::BF16 {
+                let b = qwen_omni::tensor::f32_to_bf16(x);
+                bytes.extend(b.to_le_bytes());
+                back.push(f32::from_bits((b as u32) << 16));
+            } else {
+                let h = half::f16::from_f32(x);
+                bytes.extend(h.to_le_bytes());
+                back.push(h.to_f32());
+            }
+        }
+        (bytes, back)
+    };
+    let eps = 1e-6f32;
+    for &(experts, top_k, renorm, t, hidden, dtype) in &[
+        (6usize, 3usize, true, 3usize, 64usize, DType::BF16),
+        (128, 8, true, 2, 2048, DType::BF16),
+        (7, 2, false, 1, 200, DType::F16),
+        (300, 1, true, 1, 256, DType::BF16),
+    ] {
+        let (bytes, w) = to_16(dtype, &values(experts * hidden, 31));
+        let router = GpuMatrix::upload(&ctx, dtype, &bytes, experts, hidden, "router").unwrap();
+        let x = values(t * hidden, 32);
+        let g: Vec<f32> = values(hidden, 33).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let (gx, gg) = (
+            GpuBuffer::from_f32(&ctx, &x, "x").unwrap(),
+            GpuBuffer::from_f32(&ctx, &g, "g").unwrap(),
+        );
+        let ids = GpuBuffer::zeros(&ctx, t * top_k, "ids").unwrap();
+        let wts = GpuBuffer::zeros(&ctx, t * top_k, "w").unwrap();
+        let op = k
+            .moe_router(&router, &gx, &gg, eps, top_k, renorm, &ids, &wts)
+            .unwrap()
+            .expect("the kernel takes this shape");
+        k.run(
+            [&op],
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
+        let got_ids = ids.read_u32(&ctx, 0, t * top_k).unwrap();
+        let got_w = wts.read_f32(&ctx, 0, t * top_k).unwrap();
+        for tok in 0..t {
+            let xt = &x[tok * hidden..(tok + 1) * hidden];
+            let ms = xt.iter().map(|v| v * v).sum::<f32>() / hidden as f32;
+            let rms = (ms + eps).sqrt();
+            let logits: Vec<f32> = (0..experts)
+                .map(|e| {
+                    let row = &w[e * hidden..(e + 1) * hidden];
+                    row.iter()
+                        .zip(xt)
+                        .zip(&g)
+                        .map(|((a, b), c)| a * b * c)
+                        .sum::<f32>()
+                        / rms
+                })
+                .collect();
+            let want = qwen_omni::nn::moe::route(&logits, top_k, renorm);
+            let s = tok * top_k..(tok + 1) * top_k;
+            assert_eq!(
+                got_ids[s.clone()],
+                want.iter().map(|r| r.0 as u32).collect::<Vec<_>>(),
+                "{experts} experts, hidden {hidden}, token {tok}"
+            );
+            let ww: Vec<f32> = want.iter().map(|r| r.1).collect();
+            assert_close(
+                &format!("fused route weights {experts}"),
+                &got_w[s],
+                &ww,
+                GPU_VS_CPU_REL,
+            );
+        }
+    }
+    // declined shapes
+    for hidden in [44usize, 4104] {
+        let (bytes, _) = to_16(DType::BF16, &values(8 * hidden, 34));
+        let router = GpuMatrix::upload(&ctx, DType::BF16, &bytes, 8, hidden, "router").unwrap();
+        let x = GpuBuffer::zeros(&ctx, hidden, "x").unwrap();
+        let b = GpuBuffer::zeros(&ctx, 8, "b").unwrap();
+        let got = k.moe_router(&router, &x, &x, eps, 2, true, &b, &b).unwrap();
+        assert!(got.is_none(), "hidden {hidden} must be declined");
+    }
+}

@@ -7,6 +7,7 @@ pub mod buffers;
 mod context;
 mod kernels;
 mod matvec_q8;
+mod moe_router;
 mod pipelines;
 mod prefetch;
 pub mod profiler;

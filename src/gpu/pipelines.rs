@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 const MATMUL_BODY: &str = include_str!("../../shaders/matmul/matmul_body.wgsl");
+const ROUTE_CORE: &str = include_str!("../../shaders/elementwise/route_core.wgsl");
 const Q8_BLOCK: &str = include_str!("../../shaders/matmul/q8_block.wgsl");
 
 /// Shaders assembled from a format-specific part and a shared body (WGSL has no includes):
@@ -28,6 +29,16 @@ const COMPOSED: &[(&str, &str, &str)] = &[
         "matmul_q8",
         include_str!("../../shaders/matmul/matmul_wq8.wgsl"),
         MATMUL_BODY,
+    ),
+    (
+        "moe_route",
+        include_str!("../../shaders/elementwise/moe_route.wgsl"),
+        ROUTE_CORE,
+    ),
+    (
+        "moe_router",
+        include_str!("../../shaders/elementwise/moe_router.wgsl"),
+        ROUTE_CORE,
     ),
 ];
 
@@ -68,10 +79,6 @@ const SHADERS: &[(&str, &str)] = &[
     (
         "fill_random",
         include_str!("../../shaders/elementwise/fill_random.wgsl"),
-    ),
-    (
-        "moe_route",
-        include_str!("../../shaders/elementwise/moe_route.wgsl"),
     ),
     (
         "moe_group",

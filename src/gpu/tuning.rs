@@ -65,6 +65,9 @@ pub struct Tuning {
     /// row block's last slot workgroup, instead of a `moe_sum` dispatch (`OMNI_MOE_SUM_FOLD=0`:
     /// the dispatch)
     pub moe_sum_fold: bool,
+    /// decode MoE routing runs the router in the same dispatch as the routing (moe_router.wgsl)
+    /// instead of a router matvec and a `moe_route` dispatch (`OMNI_MOE_ROUTER=0`: those two)
+    pub moe_router: bool,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -105,6 +108,7 @@ impl Default for Tuning {
             q8_wide_rows: 2,
             l2_prefetch: [0; 5],
             moe_sum_fold: true,
+            moe_router: true,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -172,6 +176,7 @@ impl Tuning {
                 })
                 .unwrap_or(d.l2_prefetch),
             moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
+            moe_router: std::env::var("OMNI_MOE_ROUTER").map_or(d.moe_router, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")

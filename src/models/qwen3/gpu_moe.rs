@@ -166,7 +166,27 @@ impl GpuMoe {
         let none = MatFlags::default();
         let (e, kk, inter) = (self.experts, self.top_k, self.inter);
         let mut ops = Vec::new();
-        let normed_input = if prefill || !k.fuses_norm(&self.router) {
+        // decode: the router and the routing in one dispatch where the kernel fits
+        let fused = if prefill || !k.tuning.moe_router {
+            None
+        } else {
+            k.moe_router(
+                &self.router,
+                x,
+                norm,
+                eps,
+                kk,
+                self.renorm,
+                &a.ids,
+                &a.weights,
+            )?
+        };
+        let routed = fused.is_some();
+        let normed_input = if let Some(op) = fused {
+            ops.push(op);
+            // the expert matvecs fold the norm into their own input, as below
+            Some((norm, eps))
+        } else if prefill || !k.fuses_norm(&self.router) {
             ops.push(k.rms_norm(x, h, norm, hidden, 1, 0, eps)?);
             ops.extend(if prefill {
                 k.linear_prefill(&self.router, h, hidden, &a.logits, e, 0, none)?
@@ -178,7 +198,9 @@ impl GpuMoe {
             ops.extend(k.matvec_normed(&self.router, x, norm, eps, &a.logits, 0)?);
             Some((norm, eps))
         };
-        ops.push(k.moe_route(&a.logits, e, kk, self.renorm, &a.ids, &a.weights)?);
+        if !routed {
+            ops.push(k.moe_route(&a.logits, e, kk, self.renorm, &a.ids, &a.weights)?);
+        }
         let swiglu = MatFlags {
             accumulate: false,
             swiglu_up_off: Some(inter),
