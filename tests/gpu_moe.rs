@@ -289,8 +289,9 @@ fn folded_moe_sum_matches_the_moe_sum_dispatch() {
     }
 }
 
-/// The decode router and routing in one dispatch (moe_router.wgsl) against the CPU: RMSNorm of
-/// x with its weight, the 16-bit router's logits, `nn::moe::route`. Ids exactly, weights within
+/// The decode router and routing in one dispatch (moe_router.wgsl: the router's rows over
+/// several workgroups, the token's last one routing) against the CPU: RMSNorm of x with its
+/// weight, the 16-bit router's logits, `nn::moe::route`. Ids exactly, weights within
 /// the f32 budget; BF16 and F16 routers, 6 to 300 experts, several tokens. Shapes outside the
 /// kernel (hidden not a multiple of 8, above 4096) are declined, so the caller keeps the
 /// two-dispatch path.
@@ -337,8 +338,9 @@ fn fused_router_and_routing_match_the_cpu() {
         );
         let ids = GpuBuffer::zeros(&ctx, t * top_k, "ids").unwrap();
         let wts = GpuBuffer::zeros(&ctx, t * top_k, "w").unwrap();
+        let lg = GpuBuffer::zeros(&ctx, t * experts, "logits").unwrap();
         let op = k
-            .moe_router(&router, &gx, &gg, eps, top_k, renorm, &ids, &wts)
+            .moe_router(&router, &lg, &gx, &gg, eps, top_k, renorm, &ids, &wts)
             .unwrap()
             .expect("the kernel takes this shape");
         k.run(
@@ -388,7 +390,9 @@ fn fused_router_and_routing_match_the_cpu() {
         let router = GpuMatrix::upload(&ctx, DType::BF16, &bytes, 8, hidden, "router").unwrap();
         let x = GpuBuffer::zeros(&ctx, hidden, "x").unwrap();
         let b = GpuBuffer::zeros(&ctx, 8, "b").unwrap();
-        let got = k.moe_router(&router, &x, &x, eps, 2, true, &b, &b).unwrap();
+        let got = k
+            .moe_router(&router, &b, &x, &x, eps, 2, true, &b, &b)
+            .unwrap();
         assert!(got.is_none(), "hidden {hidden} must be declined");
     }
 }

@@ -1,7 +1,9 @@
-// Decode MoE routing with the router in the same dispatch, one workgroup per token: the
-// RMSNorm of the residual x (its weight g folded in, as the router matvec folds it), the E
-// router logits from 16-bit weights, then route_core.wgsl's routing. One dispatch instead of
-// the router matvec's and moe_route's, and the logits never leave workgroup memory.
+// Decode MoE routing with the router in the same dispatch: workgroup (b, t) computes the RMSNorm
+// of token t's residual x (its weight g folded in, as the router matvec folds it) and router
+// rows b * RPW .. of the 16-bit weights, one row per subgroup; the token's last workgroup to
+// finish (a device counter per token) reads all its logits back and routes them
+// (route_core.wgsl). One dispatch instead of the router matvec's and moe_route's. (One
+// workgroup per token for all 128 rows was slower on an H200: 0.5 MB through one SM.)
 override IS_F16: bool = false;
 override HID: u32 = 2048u;  // hidden size: a multiple of 8, at most 4096 (the host checks)
 // SGC: the subgroup size where the adapter has only one (0: read at run time); known, a
@@ -17,11 +19,14 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // (t, experts)
+@group(0) @binding(7) var<storage, read_write> done: array<atomic<u32>>;  // per token
 @group(0) @binding(4) var<storage, read> x: array<vec4<f32>>;   // (t, HID / 4)
 @group(0) @binding(5) var<storage, read> g: array<vec4<f32>>;   // (HID / 4)
 @group(0) @binding(6) var<storage, read> w: array<vec4<u32>>;   // (experts, stride / 4)
 
 var<workgroup> xs: array<vec4<f32>, 1024>;  // x * g
+var<workgroup> last_flag: u32;
 
 // Eight weights of word quad q against the normed inputs a | b
 fn part(q: vec4<u32>, a: vec4<f32>, b: vec4<f32>) -> f32 {
@@ -34,8 +39,9 @@ fn part(q: vec4<u32>, a: vec4<f32>, b: vec4<f32>) -> f32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
-    let t = wg.x;
+    let t = wg.y;
     let n = select(p.experts, E, E > 0u);
     let q4 = HID / 4u;
     var ss = 0.0;
@@ -47,34 +53,31 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     // (its barriers also make xs whole)
     let total_ss = reduce(li, lane, sgs, ss, false);
     let rms = sqrt(total_ss / f32(HID) + bitcast<f32>(p.eps_bits));
-    // logits: subgroup s takes rows s, s + nsg, ... two per pass; lanes stride the row's quads
-    let nsg = WG / sgs;
+    // this workgroup's rows: one per subgroup; lanes stride the row's quads
+    let r = wg.x * (WG / sgs) + li / sgs;
     let per = HID / 8u;
     let step = select(sgs, SGC, SGC > 0u);
     let trips = (per + step - 1u) / step;
     let row_q = p.stride / 4u;
-    // a subgroup-uniform loop: li / sgs is the same for every lane of a subgroup
-    for (var r0 = li / sgs; r0 < n; r0 += 2u * nsg) {
-        let r1 = r0 + nsg;
-        let r1c = min(r1, n - 1u);  // past the end: a real row, not stored
-        var a0 = 0.0;
-        var a1 = 0.0;
-        for (var i = 0u; i < trips; i++) {
-            let j = lane + i * step;
-            if (j < per) {
-                let xa = xs[2u * j];
-                let xb = xs[2u * j + 1u];
-                a0 = a0 + part(w[r0 * row_q + j], xa, xb);
-                a1 = a1 + part(w[r1c * row_q + j], xa, xb);
-            }
-        }
-        let s0 = subgroupAdd(a0);
-        let s1 = subgroupAdd(a1);
-        if (lane == 0u) {
-            lg[r0 / 4u][r0 % 4u] = s0 / rms;
-            if (r1 < n) { lg[r1 / 4u][r1 % 4u] = s1 / rms; }
-        }
+    let rc = min(r, n - 1u);  // past the end: a real row, not stored
+    var a0 = 0.0;
+    for (var i = 0u; i < trips; i++) {
+        let j = lane + i * step;
+        if (j < per) { a0 = a0 + part(w[rc * row_q + j], xs[2u * j], xs[2u * j + 1u]); }
     }
+    let s0 = subgroupAdd(a0);
+    if (lane == 0u && r < n) { logits[t * n + r] = s0 / rms; }
+    // release the logits, count the workgroup; the token's last resets the count for the next
+    // dispatch, acquires the others' logits and routes
+    storageBarrier();
+    if (li == 0u) {
+        let d = atomicAdd(&done[t], 1u) + 1u;
+        last_flag = select(0u, 1u, d == nwg.x);
+        if (d == nwg.x) { atomicStore(&done[t], 0u); }
+    }
+    if (workgroupUniformLoad(&last_flag) == 0u) { return; }
+    storageBarrier();
+    for (var i = li; i < n; i += WG) { lg[i / 4u][i % 4u] = logits[t * n + i]; }
     workgroupBarrier();
     route_from_lg(li, lane, sgs, t, n, p.k);
 }

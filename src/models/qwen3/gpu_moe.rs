@@ -172,6 +172,7 @@ impl GpuMoe {
         } else {
             k.moe_router(
                 &self.router,
+                &a.logits,
                 x,
                 norm,
                 eps,
