@@ -245,47 +245,83 @@ fn long_moe_prefill_step_matches_the_cpu_engine() {
     }
 }
 
-/// Q8_0 experts whose down matvec adds the token's weighted slots into the residual in each
-/// row block's last slot workgroup (`Tuning::moe_sum_fold`, matvec_q8.wgsl's MOE_SUM), against
-/// the same model with a separate moe_sum dispatch: the same sums in the same slot order, so
-/// within the f32 budget, step after step (the counters must be left ready for the next). On
-/// the synthetic toy MoE, whose experts (32-wide) quantise, where the fixture's (40) stay BF16.
+/// MoE decode with each of this engine's decode-only MoE shortcuts turned off in turn, against
+/// the default program, step after step (their device counters must be left ready for the next):
+/// - the down matvec adding the slots into the residual (`Tuning::moe_sum_fold`) vs a moe_sum
+///   dispatch: the same sums in the same order;
+/// - the router and routing in one dispatch (`Tuning::moe_router`) vs the router matvec and
+///   moe_route: the same logits up to summation order, the same route;
+/// - the attention handing o_proj its output quantised (`Tuning::q8_chain_attn`) vs o_proj
+///   quantising it itself: the same roundings of the same values.
+///
+/// Each within the f32 budget. On the synthetic toy MoE with head_dim 32 (so the attention can
+/// quantise whole blocks), whose 32-wide experts quantise (the fixture's 40 stay BF16).
 #[test]
-fn folded_moe_sum_matches_the_moe_sum_dispatch() {
+fn moe_decode_shortcuts_match_the_plain_program() {
     let ctx = gpu();
-    let c = qwen_omni::models::presets::synthetic_config("qwen3-moe-tiny").unwrap();
+    let mut json = qwen_omni::models::presets::moe_config_json("qwen3-moe-tiny").unwrap();
+    json["head_dim"] = serde_json::json!(32);
+    let c = qwen_omni::models::config::Qwen3Config::from_json(json, std::path::Path::new("toy"))
+        .unwrap();
     let opts = GpuModelOptions {
         ctx: 64,
         max_prefill: 8,
         all_logits: false,
     };
-    let tuned = |fold: bool| {
-        let t = qwen_omni::gpu::Tuning {
-            moe_sum_fold: fold,
-            ..Default::default()
-        };
-        Qwen3Gpu::synthetic_tuned(&ctx, &c, true, opts, t).unwrap()
-    };
-    let (mut folded, mut separate) = (tuned(true), tuned(false));
-    assert_eq!(
-        separate.decode_op_count(),
-        folded.decode_op_count() + c.num_hidden_layers,
-        "one moe_sum dispatch per layer fewer"
-    );
+    let model =
+        |t: qwen_omni::gpu::Tuning| Qwen3Gpu::synthetic_tuned(&ctx, &c, true, opts, t).unwrap();
+    let d = qwen_omni::gpu::Tuning::default;
+    let layers = c.num_hidden_layers;
+    let mut plain = model(d());
+    // o_proj reads the attention's quantised output in every layer
+    assert_eq!(plain.decode_ops_with("(quantised in)"), layers);
+    let variants = [
+        (
+            "moe_sum dispatch",
+            qwen_omni::gpu::Tuning {
+                moe_sum_fold: false,
+                ..d()
+            },
+            layers,
+        ),
+        (
+            "router matvec + moe_route",
+            qwen_omni::gpu::Tuning {
+                moe_router: false,
+                ..d()
+            },
+            layers,
+        ),
+        (
+            "o_proj quantising its input",
+            qwen_omni::gpu::Tuning {
+                q8_chain_attn: false,
+                ..d()
+            },
+            0,
+        ),
+    ];
     let ids = [3u32, 14, 15, 92, 65];
-    folded.prefill(&ids, None).unwrap();
-    separate.prefill(&ids, None).unwrap();
-    let mut next = 7u32;
-    for step in 0..12 {
-        let a = folded.decode(Some(next), true).unwrap();
-        let b = separate.decode(Some(next), true).unwrap();
-        assert_close(
-            &format!("folded moe_sum, step {step}"),
-            &a,
-            &b,
-            GPU_VS_CPU_REL,
+    plain.prefill(&ids, None).unwrap();
+    for (what, tuning, extra) in variants {
+        let mut other = model(tuning);
+        assert_eq!(
+            other.decode_op_count(),
+            plain.decode_op_count() + extra,
+            "{what}"
         );
-        next = qwen_omni::cpu::argmax(&b) as u32;
+        let linked = if extra == 0 { 0 } else { layers };
+        assert_eq!(other.decode_ops_with("(quantised in)"), linked, "{what}");
+        other.prefill(&ids, None).unwrap();
+        let mut base = model(d());
+        base.prefill(&ids, None).unwrap();
+        let mut next = 7u32;
+        for step in 0..12 {
+            let a = base.decode(Some(next), true).unwrap();
+            let b = other.decode(Some(next), true).unwrap();
+            assert_close(&format!("{what}, step {step}"), &b, &a, GPU_VS_CPU_REL);
+            next = qwen_omni::cpu::argmax(&a) as u32;
+        }
     }
 }
 

@@ -716,6 +716,16 @@ impl Qwen3Gpu {
         self.kernels.take_host_step_time()
     }
 
+    /// How many of the decode step's dispatches have a detail (the profiler's label beside the
+    /// shader name: a matrix shape, " (quantised in)") containing `part` (tests check which
+    /// links ran).
+    pub fn decode_ops_with(&self, part: &str) -> usize {
+        self.decode_ops
+            .iter()
+            .filter(|op| op.detail.contains(part))
+            .count()
+    }
+
     /// How many of the decode step's dispatches read weights ahead into the L2 cache
     /// (gpu/prefetch.rs): recorded without a barrier, they run beside the op before them.
     pub fn decode_prefetch_count(&self) -> usize {

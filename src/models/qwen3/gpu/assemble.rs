@@ -96,6 +96,15 @@ impl Qwen3Gpu {
         let dc = chain::DecodeChain::new(ctx, &k, &layers, head, &norm, hidden, inter, hd, heads)?;
         // L2 prefetch dispatches beside the op before each chained matvec (gpu/prefetch.rs)
         let pf = k.tuning.l2_prefetch;
+        // outside the dense chain (MoE layers), decode attention still hands its output on
+        // quantised to a Q8_0 o_proj that can read it (the chain's `attn` conditions)
+        let attn_to_o = |l: &GpuLayer| {
+            !dc.on
+                && k.tuning.q8_chain
+                && k.tuning.q8_chain_attn
+                && hd.is_multiple_of(32)
+                && k.q8_chain_fits(&l.o_proj, None)
+        };
         let program = |prefill: bool| -> Result<Vec<Op>> {
             let chain = dc.on && !prefill;
             let ac = &acts;
@@ -158,7 +167,10 @@ impl Qwen3Gpu {
                         k.attn_prefill(&ac.q, &l.k_cache, &l.v_cache, &ac.attn, heads, kvh, hd)?,
                     );
                 } else {
-                    // QK-norm, RoPE and the cache store happen inside the attention
+                    // QK-norm, RoPE and the cache store happen inside the attention, which also
+                    // hands its output on quantised to o_proj in the dense chain and, outside
+                    // it (MoE layers), where o_proj alone can take it
+                    let hand_on = if chain { dc.attn } else { attn_to_o(l) };
                     ops.extend(k.attn_decode_fused(
                         &ac.qkv,
                         &l.k_cache,
@@ -171,7 +183,7 @@ impl Qwen3Gpu {
                         kvh,
                         hd,
                         cap,
-                        (chain && dc.attn).then_some(&dc.qo),
+                        hand_on.then_some(&dc.qo),
                     )?);
                 }
                 if chain {
@@ -195,6 +207,13 @@ impl Qwen3Gpu {
                     let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
                     ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
+                } else if !prefill && attn_to_o(l) {
+                    ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
+                    let input = Q8Input::Quantised {
+                        q: &dc.qo,
+                        norm_eps: None,
+                    };
+                    ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, None)?);
                 } else {
                     if !prefill && l.o_proj.is_q8 {
                         ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
