@@ -216,7 +216,7 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     // every matrix of the chain also read ahead into the L2 cache (gpu/prefetch.rs): read-only
     // dispatches beside the real ones, so the logits must not move at all
     let ahead = qwen_omni::gpu::Tuning {
-        l2_prefetch: [100; 6],
+        l2_prefetch: [100; 5],
         ..Default::default()
     };
     let mut prefetched = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), ahead).unwrap();

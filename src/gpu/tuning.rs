@@ -59,9 +59,8 @@ pub struct Tuning {
     pub q8_prefetch: u32,
     /// percent of each chained decode matvec's rows read into the L2 cache by a dispatch
     /// running beside the op before it (gpu/prefetch.rs), in the order o_proj, gate_up,
-    /// down, the next layer's qkv, the lm_head, and in MoE layers the next layer's qkv beside
-    /// the router (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`; a sixth value left out is 0)
-    pub l2_prefetch: [u32; 6],
+    /// down, the next layer's qkv, the lm_head (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
+    pub l2_prefetch: [u32; 5],
     /// the Q8_0 down-expert matvec adds the token's weighted slots into the residual in the
     /// row block's last slot workgroup, instead of a `moe_sum` dispatch (`OMNI_MOE_SUM_FOLD=0`:
     /// the dispatch)
@@ -107,7 +106,7 @@ impl Default for Tuning {
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
             q8_wide_rows: 2,
-            l2_prefetch: [0; 6],
+            l2_prefetch: [0; 5],
             moe_sum_fold: true,
             moe_router: true,
             route_fixed_e: true,
@@ -133,7 +132,7 @@ impl Tuning {
             // H200, s8 runs 1-4: Qwen3-8B Q8_0 decode 341-342 -> 346.5 tok/s with o_proj
             // read into the L2 cache during the attention (gate_up, down or qkv beside the
             // matvec before them: 292-322, their lines do not survive that matvec's stream)
-            d.l2_prefetch = [100, 0, 0, 0, 0, 0];
+            d.l2_prefetch = [100, 0, 0, 0, 0];
         }
         Self::from_env_over(d)
     }
@@ -172,8 +171,8 @@ impl Tuning {
                 .ok()
                 .and_then(|v| {
                     let p: Vec<u32> = v.split(',').filter_map(|x| x.parse().ok()).collect();
-                    let ok = (p.len() == 5 || p.len() == 6) && p.iter().all(|&x| x <= 100);
-                    ok.then(|| [p[0], p[1], p[2], p[3], p[4], p.get(5).copied().unwrap_or(0)])
+                    (p.len() == 5 && p.iter().all(|&x| x <= 100))
+                        .then(|| [p[0], p[1], p[2], p[3], p[4]])
                 })
                 .unwrap_or(d.l2_prefetch),
             moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),

@@ -231,17 +231,7 @@ impl Qwen3Gpu {
                             .as_ref()
                             .ok_or_else(|| Error::Gpu("MoE scratch missing".into()))?;
                         let norm = &l.post_attention_layernorm;
-                        let mut moe = m.ops(&k, a, &ac.x, &ac.h, norm, eps, hidden, prefill)?;
-                        // the next layer's qkv read into L2 beside the (latency-bound) router
-                        let next_qkv = layers.get(li + 1).filter(|_| !prefill && pf[5] > 0);
-                        if let Some(n) = next_qkv.filter(|_| !moe.is_empty()) {
-                            let mut ahead = Vec::new();
-                            for (_, part) in n.qkv_proj.parts.iter().filter(|p| p.1.is_q8) {
-                                ahead.extend(k.l2_prefetch(part, pf[5])?);
-                            }
-                            moe.splice(1..1, ahead);
-                        }
-                        ops.extend(moe);
+                        ops.extend(m.ops(&k, a, &ac.x, &ac.h, norm, eps, hidden, prefill)?);
                         continue;
                     }
                 };
