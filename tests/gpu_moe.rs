@@ -23,6 +23,55 @@ fn opts() -> GpuModelOptions {
     }
 }
 
+/// Runs `op` for `t` tokens twice (device counters must be left ready for the next dispatch)
+/// and reads the slots' expert ids and weights.
+fn run_route(
+    k: &Kernels,
+    op: &qwen_omni::gpu::Op,
+    t: usize,
+    ids: &GpuBuffer,
+    w: &GpuBuffer,
+    top_k: usize,
+) -> (Vec<u32>, Vec<f32>) {
+    for _ in 0..2 {
+        k.run(
+            [op],
+            StepDims {
+                t: t as u32,
+                pos0: 0,
+            },
+        )
+        .unwrap();
+    }
+    let ctx = &k.ctx;
+    (
+        ids.read_u32(ctx, 0, t * top_k).unwrap(),
+        w.read_f32(ctx, 0, t * top_k).unwrap(),
+    )
+}
+
+/// Token `tok`'s slots (of `top_k`) against `nn::moe::route` of its `logits`: ids exactly,
+/// weights within the f32 budget.
+fn assert_route(
+    what: &str,
+    ids: &[u32],
+    w: &[f32],
+    tok: usize,
+    top_k: usize,
+    logits: &[f32],
+    renorm: bool,
+) {
+    let want = qwen_omni::nn::moe::route(logits, top_k, renorm);
+    let s = tok * top_k..(tok + 1) * top_k;
+    assert_eq!(
+        ids[s.clone()],
+        want.iter().map(|r| r.0 as u32).collect::<Vec<_>>(),
+        "{what}, token {tok}"
+    );
+    let ww: Vec<f32> = want.iter().map(|r| r.1).collect();
+    assert_close(&format!("{what} weights"), &w[s], &ww, GPU_VS_CPU_REL);
+}
+
 #[test]
 fn moe_routing_on_the_device_matches_the_cpu_route() {
     let ctx = gpu();
@@ -40,35 +89,11 @@ fn moe_routing_on_the_device_matches_the_cpu_route() {
         let ids = GpuBuffer::zeros(&ctx, t * top_k, "ids").unwrap();
         let w = GpuBuffer::zeros(&ctx, t * top_k, "w").unwrap();
         let op = k.moe_route(&gl, experts, top_k, renorm, &ids, &w).unwrap();
-        k.run(
-            [&op],
-            StepDims {
-                t: t as u32,
-                pos0: 0,
-            },
-        )
-        .unwrap();
-        let got_ids = ids.read_u32(&ctx, 0, t * top_k).unwrap();
-        let got_w = w.read_f32(&ctx, 0, t * top_k).unwrap();
+        let (got_ids, got_w) = run_route(&k, &op, t, &ids, &w, top_k);
         for tok in 0..t {
-            let want = qwen_omni::nn::moe::route(
-                &logits[tok * experts..(tok + 1) * experts],
-                top_k,
-                renorm,
-            );
-            let s = tok * top_k..(tok + 1) * top_k;
-            assert_eq!(
-                got_ids[s.clone()],
-                want.iter().map(|r| r.0 as u32).collect::<Vec<_>>(),
-                "{experts} experts, token {tok}"
-            );
-            let ww: Vec<f32> = want.iter().map(|r| r.1).collect();
-            assert_close(
-                &format!("route weights {experts}"),
-                &got_w[s],
-                &ww,
-                GPU_VS_CPU_REL,
-            );
+            let lg = &logits[tok * experts..(tok + 1) * experts];
+            let what = format!("{experts} experts");
+            assert_route(&what, &got_ids, &got_w, tok, top_k, lg, renorm);
         }
     }
 }
@@ -379,16 +404,7 @@ fn fused_router_and_routing_match_the_cpu() {
             .moe_router(&router, &lg, &gx, &gg, eps, top_k, renorm, &ids, &wts)
             .unwrap()
             .expect("the kernel takes this shape");
-        k.run(
-            [&op],
-            StepDims {
-                t: t as u32,
-                pos0: 0,
-            },
-        )
-        .unwrap();
-        let got_ids = ids.read_u32(&ctx, 0, t * top_k).unwrap();
-        let got_w = wts.read_f32(&ctx, 0, t * top_k).unwrap();
+        let (got_ids, got_w) = run_route(&k, &op, t, &ids, &wts, top_k);
         for tok in 0..t {
             let xt = &x[tok * hidden..(tok + 1) * hidden];
             let ms = xt.iter().map(|v| v * v).sum::<f32>() / hidden as f32;
@@ -404,20 +420,8 @@ fn fused_router_and_routing_match_the_cpu() {
                         / rms
                 })
                 .collect();
-            let want = qwen_omni::nn::moe::route(&logits, top_k, renorm);
-            let s = tok * top_k..(tok + 1) * top_k;
-            assert_eq!(
-                got_ids[s.clone()],
-                want.iter().map(|r| r.0 as u32).collect::<Vec<_>>(),
-                "{experts} experts, hidden {hidden}, token {tok}"
-            );
-            let ww: Vec<f32> = want.iter().map(|r| r.1).collect();
-            assert_close(
-                &format!("fused route weights {experts}"),
-                &got_w[s],
-                &ww,
-                GPU_VS_CPU_REL,
-            );
+            let what = format!("fused, {experts} experts, hidden {hidden}");
+            assert_route(&what, &got_ids, &got_w, tok, top_k, &logits, renorm);
         }
     }
     // declined shapes
