@@ -173,7 +173,10 @@ fn broken_vocab_and_merges_files_are_clear_errors() {
     std::fs::write(dir.join("merges.txt"), format!("{merges}a b c\n")).unwrap();
     let e = err(dir);
     assert!(e.contains("merges.txt") && e.contains("two tokens"), "{e}");
+    // where a tokenizer is optional (serve, ask), broken files are still an error, not "none"
+    assert!(Tokenizer::load_optional(dir).is_err());
     std::fs::write(dir.join("merges.txt"), &merges).unwrap();
+    assert!(Tokenizer::load_optional(dir).unwrap().is_some());
     // another tokenizer class
     let cfg = std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap();
     let other = cfg.replace("Qwen2Tokenizer", "LlamaTokenizer");
@@ -200,4 +203,5 @@ fn broken_vocab_and_merges_files_are_clear_errors() {
         e.contains("tokenizer.json") && e.contains("merges.txt"),
         "{e}"
     );
+    assert!(Tokenizer::load_optional(dir).unwrap().is_none());
 }

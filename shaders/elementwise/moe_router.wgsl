@@ -1,6 +1,6 @@
 // Decode MoE routing with the router in the same dispatch: workgroup (b, t) computes the RMSNorm
 // of token t's residual x (its weight g folded in, as the router matvec folds it) and router
-// rows b * RPW .. of the 16-bit weights, one row per subgroup; the token's last workgroup to
+// rows b * (WG / subgroup size) .. of the 16-bit weights, one row per subgroup; the token's last workgroup to
 // finish (a device counter per token) reads all its logits back and routes them
 // (route_core.wgsl). One dispatch instead of the router matvec's and moe_route's. (One
 // workgroup per token for all 128 rows was slower on an H200: 0.5 MB through one SM.)

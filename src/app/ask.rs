@@ -43,10 +43,13 @@ pub fn run(a: &AskArgs) -> Result<()> {
         thinker.text.quantize_q8_0();
     }
     let generation = GenerationConfig::load(&dir)?;
-    let tokenizer = Tokenizer::load(&dir).ok();
+    let tokenizer = Tokenizer::load_optional(&dir)?;
     let encode = |text: &str, what: &str| -> Result<Vec<u32>> {
         let t = tokenizer.as_ref().with_context(|| {
-            format!("{what} needs the model's tokenizer.json (or use --prompt-ids)")
+            format!(
+                "{what} needs the model's tokenizer (tokenizer.json, or vocab.json + merges.txt; \
+                 or use --prompt-ids)"
+            )
         })?;
         Ok(t.encode(text)?)
     };

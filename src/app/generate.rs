@@ -47,7 +47,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let params = sampling_params(a, &loaded.generation);
     let mut sampler = Sampler::new(params)?;
     let (prompt, tokenizer) = match (&a.prompt_ids, &a.prompt) {
-        (Some(ids), None) => (parse_ids(ids)?, Tokenizer::load(&dir).ok()),
+        (Some(ids), None) => (parse_ids(ids)?, Tokenizer::load_optional(&dir)?),
         (None, Some(text)) => {
             let tok = Tokenizer::load(&dir)?;
             let use_chat = if a.raw {

@@ -129,7 +129,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         thinker.text.quantize_q8_0();
     }
     let thinker: &'static OmniThinker = Box::leak(Box::new(thinker));
-    let tokenizer = Tokenizer::load(&dir).ok().map(Arc::new);
+    let tokenizer = Tokenizer::load_optional(&dir)?.map(Arc::new);
     let extra_stop_ids = GenerationConfig::load(&dir)
         .ok()
         .and_then(|g| g.eos_token_id.map(|e| e.to_vec()))

@@ -6,7 +6,8 @@ use crate::gpu::{GpuBuffer, GpuMatrix, Kernels, Op};
 
 /// Most hidden values moe_router.wgsl holds in workgroup memory.
 const MAX_HIDDEN: usize = 4096;
-/// Its workgroup memory: x * g (16 KB), logits (4 KB), partial sums (1 KB), chosen (256 B).
+/// Its workgroup memory: x * g (16 KB), logits (4 KB), partial sums (1 KB), chosen (256 B), a
+/// flag.
 const SHARED_BYTES: u32 = 16384 + 4096 + 1024 + 256 + 4;
 /// Invocations per workgroup: eight subgroups of 32, a router row each (16 workgroups for
 /// 128 experts)
@@ -15,9 +16,10 @@ const WG: u32 = 256;
 impl Kernels {
     /// One op that norms each token's x (RMSNorm with weight `g`, `eps`), multiplies it with
     /// the 16-bit `router` into `logits` (t, experts) and routes as [`Kernels::moe_route`]
-    /// does, in each token's last workgroup, writing the slots' expert ids and weights; None where this adapter or matrix does not fit the kernel (one binding of
-    /// 16-bit weights, hidden a multiple of 8 up to 4096, at most 1024 experts, subgroups),
-    /// and the caller keeps the router matvec and `moe_route`.
+    /// does, in each token's last workgroup, writing the slots' expert ids and weights. None
+    /// where this adapter or matrix does not fit the kernel (one binding of 16-bit weights,
+    /// hidden a multiple of 8 up to 4096, at most 1024 experts, 1..=64 choices, subgroups,
+    /// 21.5 KB of workgroup memory): the caller keeps the router matvec and `moe_route`.
     #[allow(clippy::too_many_arguments)]
     pub fn moe_router(
         &self,

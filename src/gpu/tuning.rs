@@ -57,9 +57,10 @@ pub struct Tuning {
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
-    /// percent of each chained decode matvec's rows read into the L2 cache by a dispatch
-    /// running beside the op before it (gpu/prefetch.rs), in the order o_proj, gate_up,
-    /// down, the next layer's qkv, the lm_head (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
+    /// percent of each Q8_0 decode matvec's rows read into the L2 cache by a dispatch running
+    /// beside the op before it (gpu/prefetch.rs), in the order o_proj (in every layer kind),
+    /// and in the dense chain gate_up, down, the next layer's qkv, the lm_head
+    /// (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
     pub l2_prefetch: [u32; 5],
     /// the Q8_0 down-expert matvec adds the token's weighted slots into the residual in the
     /// row block's last slot workgroup, instead of a `moe_sum` dispatch (`OMNI_MOE_SUM_FOLD=0`:
@@ -129,9 +130,10 @@ impl Tuning {
     pub fn for_adapter(info: &crate::gpu::AdapterSummary) -> Self {
         let mut d = Tuning::default();
         if info.name.contains("NVIDIA") {
-            // H200, s8 runs 1-4: Qwen3-8B Q8_0 decode 341-342 -> 346.5 tok/s with o_proj
-            // read into the L2 cache during the attention (gate_up, down or qkv beside the
-            // matvec before them: 292-322, their lines do not survive that matvec's stream)
+            // H200, s8 runs 1-5: Qwen3-8B Q8_0 decode +0.8% (mean 344.7 vs 341.9 tok/s) and
+            // 30B-A3B 367.0 -> 372.4 with o_proj read into the L2 cache during the attention
+            // (gate_up, down or qkv beside the matvec before them: 292-322, their lines do not
+            // survive that matvec's stream)
             d.l2_prefetch = [100, 0, 0, 0, 0];
         }
         Self::from_env_over(d)

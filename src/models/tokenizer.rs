@@ -35,6 +35,14 @@ impl Tokenizer {
         })
     }
 
+    /// [`Tokenizer::load`] where a model may have no tokenizer at all: None when `dir` has
+    /// neither tokenizer.json nor vocab.json + merges.txt, an error when its files are broken.
+    pub fn load_optional(dir: &Path) -> Result<Option<Self>> {
+        let present =
+            dir.join("tokenizer.json").is_file() || super::tokenizer_files::has_bpe_files(dir);
+        present.then(|| Self::load(dir)).transpose()
+    }
+
     pub fn from_file(path: &Path) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
             path: path.to_path_buf(),
