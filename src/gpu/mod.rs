@@ -7,7 +7,7 @@ pub mod buffers;
 mod context;
 mod kernels;
 mod matvec_q8;
-mod moe_router;
+mod moe;
 mod pipelines;
 mod prefetch;
 pub mod profiler;
@@ -16,7 +16,8 @@ mod tuning;
 
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
-pub use kernels::{Kernels, MatFlags, MoeSum, Op, StepDims};
+pub use kernels::{Kernels, MatFlags, Op, StepDims};
+pub use moe::MoeSum;
 pub use matvec_q8::{ChainPhase, Q8Input, QuantOut, quantised_len};
 pub use pipelines::PipelineCache;
 pub use profiler::{CopyBandwidth, KernelTiming, measure_barrier_cost, measure_copy_bandwidth};
