@@ -184,6 +184,13 @@ impl GpuContext {
     }
 
     /// Subgroup operations are on (the matvec then reduces without workgroup memory).
+    /// The subgroup size where the adapter has only one (kernels take it as a pipeline
+    /// constant: fixed loop trip counts the compiler unrolls).
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        let info = &self.info;
+        (info.subgroup_min_size == info.subgroup_max_size).then_some(info.subgroup_min_size)
+    }
+
     pub fn has_subgroups(&self) -> bool {
         self.features.contains(wgpu::Features::SUBGROUP)
             && self.info.subgroup_min_size >= 1

@@ -347,9 +347,12 @@ impl Kernels {
         ]);
         if w.is_q8 {
             c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
-            let info = &self.ctx.info;
-            if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
-                c.push(("SGC", info.subgroup_min_size as f64));
+            if let Some(sg) = self
+                .ctx
+                .fixed_subgroup_size()
+                .filter(|_| self.tuning.q8_fixed_sg)
+            {
+                c.push(("SGC", sg as f64));
             }
             if self.tuning.q8_fixed_k {
                 c.push(("KC", w.cols as f64));

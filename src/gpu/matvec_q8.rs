@@ -368,9 +368,12 @@ impl Kernels {
                 (PHASE_PRE[i], self.tuning.q8_prefetch as f64),
             ]);
         }
-        let info = &self.ctx.info;
-        if self.tuning.q8_fixed_sg && info.subgroup_min_size == info.subgroup_max_size {
-            consts.push(("SGC", info.subgroup_min_size as f64));
+        if let Some(sg) = self
+            .ctx
+            .fixed_subgroup_size()
+            .filter(|_| self.tuning.q8_fixed_sg)
+        {
+            consts.push(("SGC", sg as f64));
         }
         let mut op = self.op_at(
             "matvec_q8_phases",

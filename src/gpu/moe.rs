@@ -70,11 +70,7 @@ impl Kernels {
         }
         // finished workgroups per token (the last resets its count)
         let done = GpuBuffer::zeros(&self.ctx, max_t, "moe_router_done")?;
-        let sgc = if info.subgroup_min_size == info.subgroup_max_size {
-            info.subgroup_min_size
-        } else {
-            0
-        };
+        let sgc = self.ctx.fixed_subgroup_size().unwrap_or(0);
         let e_const = if self.tuning.route_fixed_e {
             experts
         } else {

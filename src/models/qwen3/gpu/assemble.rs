@@ -186,6 +186,10 @@ impl Qwen3Gpu {
                         hand_on.then_some(&dc.qo),
                     )?);
                 }
+                // o_proj read into L2 beside the attention (not in the opt-in phased dispatch)
+                if !prefill && l.o_proj.is_q8 && !(chain && dc.phased) {
+                    ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
+                }
                 if chain {
                     let input = if dc.attn {
                         Q8Input::Quantised {
@@ -205,19 +209,14 @@ impl Qwen3Gpu {
                         continue;
                     }
                     let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
-                    ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
                 } else if !prefill && attn_to_o(l) {
-                    ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                     let input = Q8Input::Quantised {
                         q: &dc.qo,
                         norm_eps: None,
                     };
                     ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, None)?);
                 } else {
-                    if !prefill && l.o_proj.is_q8 {
-                        ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
-                    }
                     ops.extend(lin(&l.o_proj, &ac.attn, heads * hd, &ac.x, hidden, 0, acc)?);
                 }
                 // 2. feed-forward block, added to the residual
