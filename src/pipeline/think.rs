@@ -233,6 +233,10 @@ impl Thinker {
             Ok(ControlFlow::Continue(()))
         })
         .map_err(internal)?;
+        // generation is over: an interrupt from here on has nothing to stop, and one that reads
+        // the flag after seeing this turn's reply event must learn so (the caller clears it
+        // too, for turns that end in an error)
+        self.controls.generating.store(false, Ordering::SeqCst);
         if let Some(first) = firsts.first() {
             t.prefill_ms = ms(first.duration_since(gen_start));
             t.to_first_token_ms = ms(first.duration_since(ended));
