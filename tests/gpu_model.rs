@@ -260,6 +260,60 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     }
 }
 
+/// o_proj inside the decode attention's dispatch (attn_oproj.wgsl): its workgroups load their
+/// weights, wait on a device counter for every head's quantised output, then add their rows to
+/// the residual and hand them on quantised. Against the same chain with o_proj a dispatch of
+/// its own (the same int8 products, summed in another order: the f32 budget) and against the
+/// CPU Q8_0 engine (the Q8_0 budget), past 128 cached rows so the heads' chunks are merged by
+/// their last workgroup before o_proj may start. One dispatch fewer per layer.
+#[test]
+fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
+    let ctx = gpu();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hd32");
+    write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
+    let mut cpu = Qwen3Model::load(&dir).unwrap();
+    assert!(cpu.quantize_q8_0() > 0);
+    let long = GpuModelOptions {
+        ctx: 200,
+        max_prefill: 8,
+        all_logits: false,
+    };
+    let fused_tuning = qwen_omni::gpu::Tuning {
+        attn_oproj: true,
+        ..Default::default()
+    };
+    let mut fused = Qwen3Gpu::new_tuned(&ctx, &cpu, long, fused_tuning).unwrap();
+    let mut apart = Qwen3Gpu::new_tuned(&ctx, &cpu, long, Default::default()).unwrap();
+    assert!(fused.q8_chained_attention());
+    let layers = cpu.config.num_hidden_layers;
+    assert_eq!(fused.decode_op_count() + layers, apart.decode_op_count());
+    let ids = [3u32, 1, 4, 1, 5];
+    let mut cache = cpu.new_cache(200);
+    let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
+    fused.prefill(&ids, None).unwrap();
+    apart.prefill(&ids, None).unwrap();
+    let mut next = qwen_omni::cpu::argmax(&want) as u32;
+    for s in 0..150 {
+        let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
+        let got = fused.decode(Some(next), true).unwrap();
+        let other = apart.decode(Some(next), true).unwrap();
+        assert_close(
+            &format!("fused vs apart, step {s}"),
+            &got,
+            &other,
+            GPU_VS_CPU_REL,
+        );
+        assert_close(
+            &format!("fused vs CPU, step {s}"),
+            &got,
+            &want,
+            common::tol::Q8_LOGITS_REL,
+        );
+        next = qwen_omni::cpu::argmax(&want) as u32;
+    }
+}
+
 /// The chain with a 16-bit lm_head (`omni quantize --keep-bf16 lm_head`): the last layer's down
 /// projection then hands nothing on quantised, and the final norm and the lm_head take the f32
 /// residual as before. Against the CPU engine with the same mixed weights.

@@ -277,7 +277,9 @@ fn long_moe_prefill_step_matches_the_cpu_engine() {
 /// - the router and routing in one dispatch (`Tuning::moe_router`) vs the router matvec and
 ///   moe_route: the same logits up to summation order, the same route;
 /// - the attention handing o_proj its output quantised (`Tuning::q8_chain_attn`) vs o_proj
-///   quantising it itself: the same roundings of the same values.
+///   quantising it itself: the same roundings of the same values;
+/// - and on, o_proj inside the attention's dispatch (`Tuning::attn_oproj`, attn_oproj.wgsl)
+///   vs its own dispatch: the same int8 products summed in another order.
 ///
 /// Each within the f32 budget. On the synthetic toy MoE with head_dim 32 (so the attention can
 /// quantise whole blocks), whose 32-wide experts quantise (the fixture's 40 stay BF16).
@@ -297,6 +299,7 @@ fn moe_decode_shortcuts_match_the_plain_program() {
         |t: qwen_omni::gpu::Tuning| Qwen3Gpu::synthetic_tuned(&ctx, &c, true, opts, t).unwrap();
     let d = qwen_omni::gpu::Tuning::default;
     let layers = c.num_hidden_layers;
+    let more = layers as isize;
     let mut plain = model(d());
     // o_proj reads the attention's quantised output in every layer
     assert_eq!(plain.decode_ops_with("(quantised in)"), layers);
@@ -307,7 +310,7 @@ fn moe_decode_shortcuts_match_the_plain_program() {
                 moe_sum_fold: false,
                 ..d()
             },
-            layers,
+            more,
         ),
         (
             "router matvec + moe_route",
@@ -315,7 +318,7 @@ fn moe_decode_shortcuts_match_the_plain_program() {
                 moe_router: false,
                 ..d()
             },
-            layers,
+            more,
         ),
         (
             "o_proj quantising its input",
@@ -325,17 +328,25 @@ fn moe_decode_shortcuts_match_the_plain_program() {
             },
             0,
         ),
+        (
+            "o_proj inside the attention's dispatch",
+            qwen_omni::gpu::Tuning {
+                attn_oproj: true,
+                ..d()
+            },
+            -more,
+        ),
     ];
     let ids = [3u32, 14, 15, 92, 65];
     plain.prefill(&ids, None).unwrap();
     for (what, tuning, extra) in variants {
         let mut other = model(tuning);
         assert_eq!(
-            other.decode_op_count(),
-            plain.decode_op_count() + extra,
+            other.decode_op_count() as isize,
+            plain.decode_op_count() as isize + extra,
             "{what}"
         );
-        let linked = if extra == 0 { 0 } else { layers };
+        let linked = if extra > 0 { layers } else { 0 };
         assert_eq!(other.decode_ops_with("(quantised in)"), linked, "{what}");
         other.prefill(&ids, None).unwrap();
         let mut base = model(d());

@@ -50,7 +50,12 @@ struct Params {
     scale_bits: u32,   // f32 bits of 1 / sqrt(head_dim)
     pitch: u32,        // FUSED_QK: floats per q|k|v row
     eps_bits: u32,     // FUSED_QK: f32 bits of the QK-norm eps
-    _p2: u32,
+    // attn_oproj.wgsl only (zero for the attention alone): o_proj's rows, vec4 words per
+    // weight row, u32 words of scales per row, and the rows' quantised output's length
+    o_rows: u32,
+    o_stride4: u32,
+    o_sstride: u32,
+    o_qlen: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -133,12 +138,11 @@ fn vterm(k: u32, vv: vec4<f32>, row0: u32, slice: u32, u: u32, cached: u32, n: u
     return vec4<f32>(0.0);
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+// The workgroup of head h, chunk c (the entry point: decode_main.wgsl, or attn_oproj.wgsl
+// beside o_proj). True where it wrote the head's final output (its only chunk, or the merge).
+fn attend(li: u32, h: u32, c: u32) -> bool {
     // (a run-time test the compiler cannot fold, so every binding stays in use)
-    if (NOP && p.heads != 0u) { return; }
-    let h = wg.x;
-    let c = wg.y;
+    if (NOP && p.heads != 0u) { return false; }
     let n = step.kv_len;
     let kvh = h / (p.heads / p.kv_heads);
     let row0 = c * CHUNK;
@@ -274,7 +278,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     if (STOP == 1u) {
         let t = dot(k0 + k1 + k2 + k3 + k4 + k5 + k6 + k7 + k8 + k9 + k10 + k11 + k12 + k13 + k14 + k15, vec4<f32>(1.0)) + dot(v0 + v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + v9 + v10 + v11 + v12 + v13 + v14 + v15, vec4<f32>(1.0)) + qs[li % 32u].x;
         if (t == 1.5e-38) { out[0] = vec4<f32>(t); }
-        return;
+        return false;
     }
     var s = 0.0;
     if (row0 + r < cached) {
@@ -307,7 +311,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     if (STOP == 2u) {
         let t = dot(v0 + v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + v9 + v10 + v11 + v12 + v13 + v14 + v15, vec4<f32>(1.0)) + pe[li % 16u].x;
         if (t == 1.5e-38) { out[0] = vec4<f32>(t); }
-        return;
+        return false;
     }
     // weighted values
     if (slice < SLICES) {
@@ -353,7 +357,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             }
         }
     }
-    if (STOP == 3u) { return; }
+    if (STOP == 3u) { return false; }
     // n is uniform: the whole workgroup takes these branches or none
     if (n > CHUNK) {
         // Several chunks: the head's last workgroup to finish merges them all (a second
@@ -366,7 +370,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
             last_flag = select(0u, 1u, done == used);
             if (done == used) { atomicStore(&done_chunks[h], 0u); }
         }
-        if (workgroupUniformLoad(&last_flag) == 0u) { return; }
+        if (workgroupUniformLoad(&last_flag) == 0u) { return false; }
         // acquire the other chunks' parts, then out = sum_c o_c e^(m_c - M) / sum_c l_c
         // e^(m_c - M), M the largest chunk max
         storageBarrier();
@@ -389,6 +393,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         }
     }
     if (QOUT) { quantise_head(li, V4, h * HD + 4u * li, HD, fin); }
+    return true;
 }
 
 // QOUT: the output quantised for the chained o_proj. No subgroup operations: the attention

@@ -3,7 +3,7 @@
 //! audio encoder's windowed attention).
 
 use crate::error::Result;
-use crate::gpu::{GpuBuffer, Kernels, Op};
+use crate::gpu::{GpuBuffer, GpuMatrix, Kernels, Op, QuantOut};
 
 /// The QK-norm weights and RoPE table a fused decode attention applies itself.
 struct FusedQk<'a> {
@@ -11,6 +11,14 @@ struct FusedQk<'a> {
     k_norm: &'a GpuBuffer,
     rope: &'a GpuBuffer,
     eps: f32,
+}
+
+/// The o_proj an attention dispatch also runs (attn_oproj.wgsl): `res` += W x, and with `out`
+/// the result also quantised for the next matvec.
+pub struct FusedOProj<'a> {
+    pub w: &'a GpuMatrix,
+    pub res: &'a GpuBuffer,
+    pub out: Option<QuantOut<'a>>,
 }
 
 /// Where [`Kernels::flash_attention`] finds its rows, in vec4s: query rows `q_ld` apart, key and
@@ -50,7 +58,7 @@ impl Kernels {
         qout: Option<&GpuBuffer>,
     ) -> Result<Vec<Op>> {
         self.attn_decode_impl(
-            q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None, qout,
+            q, kc, vc, part, out, heads, kv_heads, head_dim, ctx_len, None, qout, None,
         )
     }
 
@@ -72,6 +80,7 @@ impl Kernels {
         head_dim: usize,
         ctx_len: usize,
         qout: Option<&GpuBuffer>,
+        oproj: Option<FusedOProj>,
     ) -> Result<Vec<Op>> {
         let fused = FusedQk {
             q_norm: norms.0,
@@ -91,7 +100,38 @@ impl Kernels {
             ctx_len,
             Some(fused),
             qout,
+            oproj,
         )
+    }
+
+    /// Invocations per workgroup of the decode attention for `head_dim`: 512 over 128 cache
+    /// rows where the head and the adapter allow (no chunk merge up to 128 rows), else 256 over
+    /// 64.
+    fn attn_decode_wg(&self, head_dim: usize) -> (u32, u32) {
+        let lim = &self.ctx.limits;
+        let wide = head_dim <= 128
+            && lim.max_compute_invocations_per_workgroup >= 512
+            && lim.max_compute_workgroup_size_x >= 512;
+        if wide { (512, 128) } else { (256, 64) }
+    }
+
+    /// Whether o_proj `w` can run inside the decode attention's dispatch
+    /// ([`Kernels::attn_decode_fused`] with a [`FusedOProj`]): Q8_0 in one chunk over the
+    /// heads' quantised output, rows in blocks of 32, and a row's blocks in at most eight per
+    /// invocation (K <= 4096 at head_dim <= 128).
+    pub fn attn_oproj_fits(&self, w: &GpuMatrix, heads: usize, head_dim: usize) -> bool {
+        let (wg, _) = self.attn_decode_wg(head_dim);
+        let tpr = wg as usize / 32;
+        self.tuning.attn_oproj
+            && self.debug.attn_stop == 0
+            && w.is_q8
+            && w.chunks.len() == 1
+            && head_dim.is_multiple_of(32)
+            && w.cols == heads * head_dim
+            && w.stride.is_multiple_of(4)
+            && w.rows.is_multiple_of(32)
+            && w.rows > 0
+            && (w.cols / 32).div_ceil(tpr) <= 8
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -108,6 +148,7 @@ impl Kernels {
         ctx_len: usize,
         fused: Option<FusedQk>,
         qout: Option<&GpuBuffer>,
+        oproj: Option<FusedOProj>,
     ) -> Result<Vec<Op>> {
         if let Some(qo) = qout {
             // whole blocks of 32 per head, and room for every head's blocks
@@ -137,15 +178,11 @@ impl Kernels {
         let h = heads as u32;
         // decode.wgsl's WG and CHUNK: 128 rows per workgroup of 512 where the head and the
         // adapter allow (no chunk merge up to 128 rows), else 64 per 256
-        let lim = &self.ctx.limits;
-        let wide = head_dim <= 128
-            && lim.max_compute_invocations_per_workgroup >= 512
-            && lim.max_compute_workgroup_size_x >= 512;
-        let (wg, chunk) = if wide { (512u32, 128u32) } else { (256, 64) };
+        let (wg, chunk) = self.attn_decode_wg(head_dim);
         let chunks = (ctx_len as u32).div_ceil(chunk);
         let pitch = ((heads + 2 * kv_heads) * head_dim) as u32;
         let eps = fused.as_ref().map_or(0, |f| f.eps.to_bits());
-        let params = [
+        let mut params = vec![
             h,
             kv_heads as u32,
             head_dim as u32,
@@ -159,34 +196,92 @@ impl Kernels {
             .map_or((q, q, q), |f| (f.q_norm, f.k_norm, f.rope));
         // per head, its chunks done (the last one merges them and zeroes the count)
         let done_chunks = GpuBuffer::zeros(&self.ctx, heads, "attn_done_chunks")?;
-        let split = self.op(
-            "attn_decode",
-            &[
-                ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
-                ("HD", head_dim as f64),
-                ("WG", wg as f64),
-                ("CHUNK", chunk as f64),
-                qout_const,
-                // a measurement knob (0 runs it all)
-                ("STOP", self.debug.attn_stop as f64),
-            ],
+        let constants = [
+            ("FUSED_QK", if fused.is_some() { 1.0 } else { 0.0 }),
+            ("HD", head_dim as f64),
+            ("WG", wg as f64),
+            ("CHUNK", chunk as f64),
+            qout_const,
+            // a measurement knob (0 runs it all)
+            ("STOP", self.debug.attn_stop as f64),
+        ];
+        let mut bufs = vec![
+            &q.buffer,
+            &kc.buffer,
+            &vc.buffer,
+            &part.buffer,
+            &out.buffer,
+            &qn.buffer,
+            &kn.buffer,
+            &rope.buffer,
+            qout_buf,
+            &done_chunks.buffer,
+        ];
+        let Some(o) = oproj else {
+            params.extend([0; 4]);
+            let split = self.op(
+                "attn_decode",
+                &constants,
+                &params,
+                true,
+                &bufs,
+                Box::new(move |d| [h, d.kv_len().div_ceil(chunk), 1]),
+            )?;
+            return Ok(vec![split]);
+        };
+        // the attention's workgroups, then o_proj's (attn_oproj.wgsl)
+        if qout.is_none() || !self.attn_oproj_fits(o.w, heads, head_dim) {
+            return Err(crate::Error::Gpu(format!(
+                "a {}x{} o_proj cannot run inside the decode attention's dispatch",
+                o.w.rows, o.w.cols
+            )));
+        }
+        let (g, oq) = match o.out {
+            // (any read-only buffer for the unused norm weight)
+            None => (&qn.buffer, &self.unused),
+            Some(QuantOut::Normed(q, g)) if q.len >= super::quantised_len(o.w.rows) => {
+                (&g.buffer, &q.buffer)
+            }
+            Some(_) => {
+                return Err(crate::Error::Gpu(
+                    "o_proj inside the attention writes a normed quantised output only".into(),
+                ));
+            }
+        };
+        let scales = o.w.chunks[0]
+            .scales
+            .as_ref()
+            .ok_or_else(|| crate::Error::Gpu("Q8_0 chunk without scales".into()))?;
+        params.extend([
+            o.w.rows as u32,
+            (o.w.stride / 4) as u32,
+            o.w.scale_stride as u32,
+            o.w.rows as u32,
+        ]);
+        let mut consts = constants.to_vec();
+        consts.push(("OKB", (o.w.cols / 32) as f64));
+        consts.push(("OQOUT", if o.out.is_some() { 1.0 } else { 0.0 }));
+        // [0] heads done, [1] o_proj workgroups past their wait
+        let sync = GpuBuffer::zeros(&self.ctx, 2, "attn_oproj_sync")?;
+        bufs.extend([
+            &o.w.chunks[0].buffer,
+            scales,
+            &o.res.buffer,
+            g,
+            oq,
+            &sync.buffer,
+        ]);
+        let o_wgs = (o.w.rows / 32) as u32;
+        let mut op = self.op(
+            "attn_oproj",
+            &consts,
             &params,
             true,
-            &[
-                &q.buffer,
-                &kc.buffer,
-                &vc.buffer,
-                &part.buffer,
-                &out.buffer,
-                &qn.buffer,
-                &kn.buffer,
-                &rope.buffer,
-                qout_buf,
-                &done_chunks.buffer,
-            ],
-            Box::new(move |d| [h, d.kv_len().div_ceil(chunk), 1]),
+            &bufs,
+            Box::new(move |d| [h * d.kv_len().div_ceil(chunk) + o_wgs, 1, 1]),
         )?;
-        Ok(vec![split])
+        op.detail = format!("{}x{}", o.w.rows, o.w.cols);
+        Ok(vec![op])
     }
 
     /// Causal flash attention of the step's t queries over cache rows 0..pos0 + t.

@@ -14,6 +14,7 @@ pub mod profiler;
 mod random;
 mod tuning;
 
+pub use attention::FusedOProj;
 pub use buffers::{GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, GpuContext, GpuOptions, list_adapters};
 pub use kernels::{Kernels, MatFlags, Op, StepDims};

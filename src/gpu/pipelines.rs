@@ -11,10 +11,22 @@ const COMMON: &str = include_str!("../../shaders/common/bf16.wgsl");
 const MATMUL_BODY: &str = include_str!("../../shaders/matmul/matmul_body.wgsl");
 const ROUTE_CORE: &str = include_str!("../../shaders/elementwise/route_core.wgsl");
 const Q8_BLOCK: &str = include_str!("../../shaders/matmul/q8_block.wgsl");
+const DECODE_ATTN: &str = include_str!("../../shaders/attention/decode.wgsl");
 
 /// Shaders assembled from a format-specific part and a shared body (WGSL has no includes):
 /// (name, part prepended to the body, body).
 const COMPOSED: &[(&str, &str, &str)] = &[
+    // the decode attention alone, or with o_proj's workgroups beside it
+    (
+        "attn_decode",
+        include_str!("../../shaders/attention/decode_main.wgsl"),
+        DECODE_ATTN,
+    ),
+    (
+        "attn_oproj",
+        include_str!("../../shaders/attention/attn_oproj.wgsl"),
+        DECODE_ATTN,
+    ),
     (
         "matvec_q8",
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
@@ -44,10 +56,6 @@ const COMPOSED: &[(&str, &str, &str)] = &[
 
 /// (name, source) of every shader.
 const SHADERS: &[(&str, &str)] = &[
-    (
-        "attn_decode",
-        include_str!("../../shaders/attention/decode.wgsl"),
-    ),
     (
         "matmul_reduce",
         include_str!("../../shaders/matmul/matmul_reduce.wgsl"),

@@ -62,6 +62,10 @@ pub struct Tuning {
     /// and in the dense chain gate_up, down, the next layer's qkv, the lm_head
     /// (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
     pub l2_prefetch: [u32; 5],
+    /// decode attention and o_proj in one dispatch (attn_oproj.wgsl): o_proj's workgroups
+    /// load their weights while the attention runs, then wait for its output on a device
+    /// counter (`OMNI_ATTN_OPROJ=0/1`)
+    pub attn_oproj: bool,
     /// the Q8_0 down-expert matvec adds the token's weighted slots into the residual in the
     /// row block's last slot workgroup, instead of a `moe_sum` dispatch (`OMNI_MOE_SUM_FOLD=0`:
     /// the dispatch)
@@ -108,6 +112,7 @@ impl Default for Tuning {
             q8_wide_wg: 512,
             q8_wide_rows: 2,
             l2_prefetch: [0; 5],
+            attn_oproj: false,
             moe_sum_fold: true,
             moe_router: true,
             route_fixed_e: true,
@@ -177,6 +182,7 @@ impl Tuning {
                         .then(|| [p[0], p[1], p[2], p[3], p[4]])
                 })
                 .unwrap_or(d.l2_prefetch),
+            attn_oproj: std::env::var("OMNI_ATTN_OPROJ").map_or(d.attn_oproj, |v| v != "0"),
             moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
             moe_router: std::env::var("OMNI_MOE_ROUTER").map_or(d.moe_router, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),

@@ -14,7 +14,8 @@ use super::{Logits, Qwen3Model};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{
-    GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut, StepDims,
+    FusedOProj, GpuBuffer, GpuContext, GpuMatrix, Kernels, MatFlags, Op, Q8Input, QuantOut,
+    StepDims,
 };
 use crate::models::sampler::SamplingParams;
 use crate::nn::Linear;

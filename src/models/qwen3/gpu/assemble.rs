@@ -125,6 +125,8 @@ impl Qwen3Gpu {
                 }
             };
             for (li, l) in layers.iter().enumerate() {
+                // o_proj ran inside the attention's dispatch
+                let mut o_done = false;
                 // 1. attention block (decode folds the RMSNorm into the projection when it can)
                 let fold = !prefill && l.qkv_proj.parts.iter().all(|p| k.fuses_norm(&p.1));
                 if !fold {
@@ -171,6 +173,14 @@ impl Qwen3Gpu {
                     // hands its output on quantised to o_proj in the dense chain and, outside
                     // it (MoE layers), where o_proj alone can take it
                     let hand_on = if chain { dc.attn } else { attn_to_o(l) };
+                    // ... and runs o_proj in the same dispatch where it can
+                    let fits = k.attn_oproj_fits(&l.o_proj, heads, hd);
+                    let oproj = (hand_on && !(chain && dc.phased) && fits).then(|| FusedOProj {
+                        w: &l.o_proj,
+                        res: &ac.x,
+                        out: chain.then_some(QuantOut::Normed(&dc.qa, &l.post_attention_layernorm)),
+                    });
+                    o_done = oproj.is_some();
                     ops.extend(k.attn_decode_fused(
                         &ac.qkv,
                         &l.k_cache,
@@ -184,10 +194,11 @@ impl Qwen3Gpu {
                         hd,
                         cap,
                         hand_on.then_some(&dc.qo),
+                        oproj,
                     )?);
                 }
                 // o_proj read into L2 beside the attention (not in the opt-in phased dispatch)
-                if !prefill && l.o_proj.is_q8 && !(chain && dc.phased) {
+                if !prefill && l.o_proj.is_q8 && !(chain && dc.phased) && !o_done {
                     ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                 }
                 if chain {
@@ -209,7 +220,18 @@ impl Qwen3Gpu {
                         continue;
                     }
                     let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
-                    ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
+                    if !o_done {
+                        ops.extend(k.matvec_q8_linked(
+                            &l.o_proj,
+                            input,
+                            &ac.x,
+                            0,
+                            acc,
+                            Some(out),
+                        )?);
+                    }
+                } else if o_done {
+                    // the attention's dispatch added o_proj to the residual already
                 } else if !prefill && attn_to_o(l) {
                     let input = Q8Input::Quantised {
                         q: &dc.qo,

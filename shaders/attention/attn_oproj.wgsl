@@ -1,0 +1,175 @@
+// Decode attention and the o_proj matvec after it in one dispatch (appended to decode.wgsl,
+// which runs with QOUT). The first heads x chunks workgroups are the attention's; the rest take
+// o_proj's rows, 32 each (one block of its quantised output). An o_proj workgroup loads all of
+// its weights (32 rows: 139 KB at K = 4096) into registers first, since they do not depend on
+// the attention, then waits until every head has written its quantised output (a device
+// counter), copies that vector into workgroup memory and finishes its rows from registers.
+// The attention is latency-bound (~5 us per layer on an H200) and leaves the memory idle: this
+// way o_proj's weights stream while it runs, and the boundary between the two is gone.
+//
+// Workgroups wait only on workgroups of lower id (the attention's), which a GPU that starts
+// workgroups in id order has started before them: no deadlock however few fit at once.
+//
+// Each o_proj row is TPR = WG / 32 invocations, each of them OBPT blocks (b = t + TPR i); the
+// row sums their partials in index order. ACCUMULATE: y = res + W x into `res`; OQOUT: the rows
+// also go quantised with the next RMSNorm's weight folded in (matvec_q8.wgsl's QOUT 1 format).
+override OKB: u32 = 128u;                     // blocks of 32 per o_proj row (K / 32)
+override TPR: u32 = WG / 32u;                 // invocations per row
+override OBPT: u32 = (OKB + TPR - 1u) / TPR;  // blocks per invocation, at most 8 (host checks)
+override OQOUT: bool = true;
+
+@group(0) @binding(12) var<storage, read> ow: array<vec4<u32>>;   // (o_rows, o_stride4)
+@group(0) @binding(13) var<storage, read> osc: array<u32>;        // (o_rows, o_sstride) f16 pairs
+@group(0) @binding(14) var<storage, read_write> res: array<f32>;  // the residual stream
+@group(0) @binding(15) var<storage, read> og: array<f32>;         // OQOUT: the next norm weight
+@group(0) @binding(16) var<storage, read_write> oq: array<u32>;   // OQOUT: the rows quantised
+// [0] heads whose output is final, [1] o_proj workgroups past their wait (the last resets both)
+@group(0) @binding(17) var<storage, read_write> sync: array<atomic<u32>>;
+
+var<workgroup> xs: array<vec4<u32>, 256>;  // the attention's output as int8 (K <= 4096)
+var<workgroup> xsd: array<f32, 128>;       // its block scales
+var<workgroup> opart: array<f32, 512>;     // per-invocation partial sums
+var<workgroup> orow: array<f32, 32>;       // the workgroup's final rows
+var<workgroup> onorm: array<f32, 32>;      // ... times the next norm's weight
+
+// Block i of an invocation as a dot with the copied input (zero past the row's blocks).
+fn oblock(i: u32, t: u32, qa: vec4<u32>, qb: vec4<u32>, d: f32) -> f32 {
+    let b = t + TPR * i;
+    if (i >= OBPT || b >= OKB) { return 0.0; }
+    let xa = xs[2u * b];
+    let xb = xs[2u * b + 1u];
+    let s = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y) + dot4I8Packed(qa.z, xa.z)
+          + dot4I8Packed(qa.w, xa.w) + dot4I8Packed(qb.x, xb.x) + dot4I8Packed(qb.y, xb.y)
+          + dot4I8Packed(qb.z, xb.z) + dot4I8Packed(qb.w, xb.w);
+    return d * xsd[b] * f32(s);
+}
+
+// The f16 scale of block b of `row`.
+fn oscale(row: u32, b: u32) -> f32 {
+    let s2 = unpack2x16float(osc[row * p.o_sstride + b / 2u]);
+    return select(s2.x, s2.y, (b & 1u) == 1u);
+}
+
+fn oproj(li: u32, ow_id: u32) {
+    let row0 = ow_id * 32u;
+    let row = row0 + li / TPR;
+    let t = li % TPR;
+    let wb = row * p.o_stride4;
+    // Every weight load first, into named registers (an array indexed in a loop may live in
+    // local memory); the constants drop the ones past OBPT.
+    var a0 = vec4<u32>(0u);
+    var b0 = vec4<u32>(0u);
+    var a1 = vec4<u32>(0u);
+    var b1 = vec4<u32>(0u);
+    var a2 = vec4<u32>(0u);
+    var b2 = vec4<u32>(0u);
+    var a3 = vec4<u32>(0u);
+    var b3 = vec4<u32>(0u);
+    var a4 = vec4<u32>(0u);
+    var b4 = vec4<u32>(0u);
+    var a5 = vec4<u32>(0u);
+    var b5 = vec4<u32>(0u);
+    var a6 = vec4<u32>(0u);
+    var b6 = vec4<u32>(0u);
+    var a7 = vec4<u32>(0u);
+    var b7 = vec4<u32>(0u);
+    var d0 = 0.0;
+    var d1 = 0.0;
+    var d2 = 0.0;
+    var d3 = 0.0;
+    var d4 = 0.0;
+    var d5 = 0.0;
+    var d6 = 0.0;
+    var d7 = 0.0;
+    if (row < p.o_rows) {
+        if (t < OKB) { a0 = ow[wb + 2u * t]; b0 = ow[wb + 2u * t + 1u]; d0 = oscale(row, t); }
+        let c1 = t + TPR;
+        if (OBPT > 1u && c1 < OKB) { a1 = ow[wb + 2u * c1]; b1 = ow[wb + 2u * c1 + 1u]; d1 = oscale(row, c1); }
+        let c2 = t + 2u * TPR;
+        if (OBPT > 2u && c2 < OKB) { a2 = ow[wb + 2u * c2]; b2 = ow[wb + 2u * c2 + 1u]; d2 = oscale(row, c2); }
+        let c3 = t + 3u * TPR;
+        if (OBPT > 3u && c3 < OKB) { a3 = ow[wb + 2u * c3]; b3 = ow[wb + 2u * c3 + 1u]; d3 = oscale(row, c3); }
+        let c4 = t + 4u * TPR;
+        if (OBPT > 4u && c4 < OKB) { a4 = ow[wb + 2u * c4]; b4 = ow[wb + 2u * c4 + 1u]; d4 = oscale(row, c4); }
+        let c5 = t + 5u * TPR;
+        if (OBPT > 5u && c5 < OKB) { a5 = ow[wb + 2u * c5]; b5 = ow[wb + 2u * c5 + 1u]; d5 = oscale(row, c5); }
+        let c6 = t + 6u * TPR;
+        if (OBPT > 6u && c6 < OKB) { a6 = ow[wb + 2u * c6]; b6 = ow[wb + 2u * c6 + 1u]; d6 = oscale(row, c6); }
+        let c7 = t + 7u * TPR;
+        if (OBPT > 7u && c7 < OKB) { a7 = ow[wb + 2u * c7]; b7 = ow[wb + 2u * c7 + 1u]; d7 = oscale(row, c7); }
+    }
+    // the residual and the next norm's weight of the workgroup's rows (written before this
+    // dispatch: no wait needed)
+    var r_old = 0.0;
+    var g = 0.0;
+    if (li < 32u && row0 + li < p.o_rows) {
+        r_old = res[row0 + li];
+        if (OQOUT) { g = og[row0 + li]; }
+    }
+    // wait for every head (acquire: the device-scope storage barrier after the workgroup's)
+    if (li == 0u) {
+        loop {
+            if (atomicLoad(&sync[0]) >= p.heads) { break; }
+        }
+    }
+    workgroupBarrier();
+    storageBarrier();
+    // the attention's quantised output into workgroup memory: its buffer is bound writable,
+    // and NVIDIA serves loads from writable buffers without the L1 cache
+    if (li < 2u * OKB) { xs[li] = vec4<u32>(qout[4u * li], qout[4u * li + 1u], qout[4u * li + 2u], qout[4u * li + 3u]); }
+    if (li < OKB) { xsd[li] = bitcast<f32>(qout[8u * OKB + li]); }
+    // count this workgroup past its wait; the last one resets both counts for the next layer
+    if (li == 0u) {
+        let past = atomicAdd(&sync[1], 1u) + 1u;
+        if (past == p.o_rows / 32u) {
+            atomicStore(&sync[0], 0u);
+            atomicStore(&sync[1], 0u);
+        }
+    }
+    workgroupBarrier();
+    opart[li] = ((oblock(0u, t, a0, b0, d0) + oblock(1u, t, a1, b1, d1))
+              + (oblock(2u, t, a2, b2, d2) + oblock(3u, t, a3, b3, d3)))
+              + ((oblock(4u, t, a4, b4, d4) + oblock(5u, t, a5, b5, d5))
+              + (oblock(6u, t, a6, b6, d6) + oblock(7u, t, a7, b7, d7)));
+    workgroupBarrier();
+    if (li < 32u) {
+        var acc = 0.0;
+        for (var j = 0u; j < TPR; j++) { acc = acc + opart[li * TPR + j]; }
+        let y = r_old + acc;
+        orow[li] = y;
+        onorm[li] = y * g;
+        if (row0 + li < p.o_rows) { res[row0 + li] = y; }
+    }
+    if (!OQOUT) { return; }
+    workgroupBarrier();
+    // the 32 rows are one block: its largest |y g| and sum of squares of y, in index order
+    if (li < 8u) {
+        var m = 0.0;
+        var ss = 0.0;
+        for (var j = 0u; j < 32u; j++) {
+            m = max(m, abs(onorm[j]));
+            ss = ss + orow[j] * orow[j];
+        }
+        let v = vec4<f32>(onorm[4u * li], onorm[4u * li + 1u], onorm[4u * li + 2u], onorm[4u * li + 3u]);
+        let inv = select(0.0, 127.0 / m, m > 0.0);
+        oq[(row0 + 4u * li) / 4u] = pack4xI8(vec4<i32>(round(v * inv)));
+        if (li == 0u) {
+            let nbq = p.o_qlen / 32u;
+            oq[8u * nbq + row0 / 32u] = bitcast<u32>(m / 127.0);
+            oq[8u * nbq + 4u * ((nbq + 3u) / 4u) + row0 / 32u] = bitcast<u32>(ss);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let n_attn = p.heads * ((step.kv_len + CHUNK - 1u) / CHUNK);
+    if (wg.x < n_attn) {
+        let done = attend(li, wg.x % p.heads, wg.x / p.heads);
+        // release the head's output, then count it
+        storageBarrier();
+        if (done && li == 0u) { atomicAdd(&sync[0], 1u); }
+        return;
+    }
+    oproj(li, wg.x - n_attn);
+}
