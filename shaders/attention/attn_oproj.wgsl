@@ -17,6 +17,10 @@ override OKB: u32 = 128u;                     // blocks of 32 per o_proj row (K 
 override TPR: u32 = WG / 32u;                 // invocations per row
 override OBPT: u32 = (OKB + TPR - 1u) / TPR;  // blocks per invocation, at most 8 (host checks)
 override OQOUT: bool = true;
+// OMODE: a measurement knob (OMNI_DEBUG_OPROJ_MODE; every mode but 0 gives wrong output):
+// 1 o_proj does not wait for the attention, 2 the attention returns at once, 3 o_proj loads its
+// weights after the wait, 4 o_proj returns at once
+override OMODE: u32 = 0u;
 
 @group(0) @binding(12) var<storage, read> ow: array<vec4<u32>>;   // (o_rows, o_stride4)
 @group(0) @binding(13) var<storage, read> osc: array<u32>;        // (o_rows, o_sstride) f16 pairs
@@ -50,54 +54,48 @@ fn oscale(row: u32, b: u32) -> f32 {
     return select(s2.x, s2.y, (b & 1u) == 1u);
 }
 
+// An invocation's weights: block i is (a_i | b_i) with scale d_i.
+struct OW {
+    a0: vec4<u32>, b0: vec4<u32>, a1: vec4<u32>, b1: vec4<u32>,
+    a2: vec4<u32>, b2: vec4<u32>, a3: vec4<u32>, b3: vec4<u32>,
+    a4: vec4<u32>, b4: vec4<u32>, a5: vec4<u32>, b5: vec4<u32>,
+    a6: vec4<u32>, b6: vec4<u32>, a7: vec4<u32>, b7: vec4<u32>,
+    d: array<f32, 8>,
+}
+
+// Every weight load of an invocation (row `row`, blocks t + TPR i), issued together; the
+// constants drop the ones past OBPT.
+fn load_weights(row: u32, t: u32) -> OW {
+    var o: OW;
+    let wb = row * p.o_stride4;
+    if (row < p.o_rows) {
+        if (t < OKB) { o.a0 = ow[wb + 2u * t]; o.b0 = ow[wb + 2u * t + 1u]; o.d[0] = oscale(row, t); }
+        let c1 = t + TPR;
+        if (OBPT > 1u && c1 < OKB) { o.a1 = ow[wb + 2u * c1]; o.b1 = ow[wb + 2u * c1 + 1u]; o.d[1] = oscale(row, c1); }
+        let c2 = t + 2u * TPR;
+        if (OBPT > 2u && c2 < OKB) { o.a2 = ow[wb + 2u * c2]; o.b2 = ow[wb + 2u * c2 + 1u]; o.d[2] = oscale(row, c2); }
+        let c3 = t + 3u * TPR;
+        if (OBPT > 3u && c3 < OKB) { o.a3 = ow[wb + 2u * c3]; o.b3 = ow[wb + 2u * c3 + 1u]; o.d[3] = oscale(row, c3); }
+        let c4 = t + 4u * TPR;
+        if (OBPT > 4u && c4 < OKB) { o.a4 = ow[wb + 2u * c4]; o.b4 = ow[wb + 2u * c4 + 1u]; o.d[4] = oscale(row, c4); }
+        let c5 = t + 5u * TPR;
+        if (OBPT > 5u && c5 < OKB) { o.a5 = ow[wb + 2u * c5]; o.b5 = ow[wb + 2u * c5 + 1u]; o.d[5] = oscale(row, c5); }
+        let c6 = t + 6u * TPR;
+        if (OBPT > 6u && c6 < OKB) { o.a6 = ow[wb + 2u * c6]; o.b6 = ow[wb + 2u * c6 + 1u]; o.d[6] = oscale(row, c6); }
+        let c7 = t + 7u * TPR;
+        if (OBPT > 7u && c7 < OKB) { o.a7 = ow[wb + 2u * c7]; o.b7 = ow[wb + 2u * c7 + 1u]; o.d[7] = oscale(row, c7); }
+    }
+    return o;
+}
+
 fn oproj(li: u32, ow_id: u32) {
+    if (OMODE == 4u) { return; }
     let row0 = ow_id * 32u;
     let row = row0 + li / TPR;
     let t = li % TPR;
-    let wb = row * p.o_stride4;
-    // Every weight load first, into named registers (an array indexed in a loop may live in
-    // local memory); the constants drop the ones past OBPT.
-    var a0 = vec4<u32>(0u);
-    var b0 = vec4<u32>(0u);
-    var a1 = vec4<u32>(0u);
-    var b1 = vec4<u32>(0u);
-    var a2 = vec4<u32>(0u);
-    var b2 = vec4<u32>(0u);
-    var a3 = vec4<u32>(0u);
-    var b3 = vec4<u32>(0u);
-    var a4 = vec4<u32>(0u);
-    var b4 = vec4<u32>(0u);
-    var a5 = vec4<u32>(0u);
-    var b5 = vec4<u32>(0u);
-    var a6 = vec4<u32>(0u);
-    var b6 = vec4<u32>(0u);
-    var a7 = vec4<u32>(0u);
-    var b7 = vec4<u32>(0u);
-    var d0 = 0.0;
-    var d1 = 0.0;
-    var d2 = 0.0;
-    var d3 = 0.0;
-    var d4 = 0.0;
-    var d5 = 0.0;
-    var d6 = 0.0;
-    var d7 = 0.0;
-    if (row < p.o_rows) {
-        if (t < OKB) { a0 = ow[wb + 2u * t]; b0 = ow[wb + 2u * t + 1u]; d0 = oscale(row, t); }
-        let c1 = t + TPR;
-        if (OBPT > 1u && c1 < OKB) { a1 = ow[wb + 2u * c1]; b1 = ow[wb + 2u * c1 + 1u]; d1 = oscale(row, c1); }
-        let c2 = t + 2u * TPR;
-        if (OBPT > 2u && c2 < OKB) { a2 = ow[wb + 2u * c2]; b2 = ow[wb + 2u * c2 + 1u]; d2 = oscale(row, c2); }
-        let c3 = t + 3u * TPR;
-        if (OBPT > 3u && c3 < OKB) { a3 = ow[wb + 2u * c3]; b3 = ow[wb + 2u * c3 + 1u]; d3 = oscale(row, c3); }
-        let c4 = t + 4u * TPR;
-        if (OBPT > 4u && c4 < OKB) { a4 = ow[wb + 2u * c4]; b4 = ow[wb + 2u * c4 + 1u]; d4 = oscale(row, c4); }
-        let c5 = t + 5u * TPR;
-        if (OBPT > 5u && c5 < OKB) { a5 = ow[wb + 2u * c5]; b5 = ow[wb + 2u * c5 + 1u]; d5 = oscale(row, c5); }
-        let c6 = t + 6u * TPR;
-        if (OBPT > 6u && c6 < OKB) { a6 = ow[wb + 2u * c6]; b6 = ow[wb + 2u * c6 + 1u]; d6 = oscale(row, c6); }
-        let c7 = t + 7u * TPR;
-        if (OBPT > 7u && c7 < OKB) { a7 = ow[wb + 2u * c7]; b7 = ow[wb + 2u * c7 + 1u]; d7 = oscale(row, c7); }
-    }
+    // every weight load first (they do not depend on the attention)
+    var wr: OW;
+    if (OMODE != 3u) { wr = load_weights(row, t); }
     // the residual and the next norm's weight of the workgroup's rows (written before this
     // dispatch: no wait needed)
     var r_old = 0.0;
@@ -107,7 +105,7 @@ fn oproj(li: u32, ow_id: u32) {
         if (OQOUT) { g = og[row0 + li]; }
     }
     // wait for every head (acquire: the device-scope storage barrier after the workgroup's)
-    if (li == 0u) {
+    if (li == 0u && OMODE != 1u) {
         loop {
             if (atomicLoad(&sync[0]) >= p.heads) { break; }
         }
@@ -126,11 +124,12 @@ fn oproj(li: u32, ow_id: u32) {
             atomicStore(&sync[1], 0u);
         }
     }
+    if (OMODE == 3u) { wr = load_weights(row, t); }
     workgroupBarrier();
-    opart[li] = ((oblock(0u, t, a0, b0, d0) + oblock(1u, t, a1, b1, d1))
-              + (oblock(2u, t, a2, b2, d2) + oblock(3u, t, a3, b3, d3)))
-              + ((oblock(4u, t, a4, b4, d4) + oblock(5u, t, a5, b5, d5))
-              + (oblock(6u, t, a6, b6, d6) + oblock(7u, t, a7, b7, d7)));
+    opart[li] = ((oblock(0u, t, wr.a0, wr.b0, wr.d[0]) + oblock(1u, t, wr.a1, wr.b1, wr.d[1]))
+              + (oblock(2u, t, wr.a2, wr.b2, wr.d[2]) + oblock(3u, t, wr.a3, wr.b3, wr.d[3])))
+              + ((oblock(4u, t, wr.a4, wr.b4, wr.d[4]) + oblock(5u, t, wr.a5, wr.b5, wr.d[5]))
+              + (oblock(6u, t, wr.a6, wr.b6, wr.d[6]) + oblock(7u, t, wr.a7, wr.b7, wr.d[7])));
     workgroupBarrier();
     if (li < 32u) {
         var acc = 0.0;
@@ -165,6 +164,10 @@ fn oproj(li: u32, ow_id: u32) {
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let n_attn = p.heads * ((step.kv_len + CHUNK - 1u) / CHUNK);
     if (wg.x < n_attn) {
+        if (OMODE == 2u) {
+            if (li == 0u && wg.x < p.heads) { atomicAdd(&sync[0], 1u); }
+            return;
+        }
         let done = attend(li, wg.x % p.heads, wg.x / p.heads);
         // release the head's output, then count it
         storageBarrier();

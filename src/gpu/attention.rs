@@ -261,6 +261,7 @@ impl Kernels {
         let mut consts = constants.to_vec();
         consts.push(("OKB", (o.w.cols / 32) as f64));
         consts.push(("OQOUT", if o.out.is_some() { 1.0 } else { 0.0 }));
+        consts.push(("OMODE", self.debug.oproj_mode as f64));
         // [0] heads done, [1] o_proj workgroups past their wait
         let sync = GpuBuffer::zeros(&self.ctx, 2, "attn_oproj_sync")?;
         bufs.extend([

@@ -214,6 +214,9 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
     pub attn_stop: u32,
+    /// `OMNI_DEBUG_OPROJ_MODE` (1-4, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
+    /// the attention or o_proj left out, o_proj's weights loaded after its wait)
+    pub oproj_mode: u32,
 }
 
 impl DebugKnobs {
@@ -235,6 +238,11 @@ impl DebugKnobs {
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|v| (1..=3).contains(v))
+                .unwrap_or(0),
+            oproj_mode: std::env::var("OMNI_DEBUG_OPROJ_MODE")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (1..=4).contains(v))
                 .unwrap_or(0),
         }
     }
