@@ -19,7 +19,7 @@ override OBPT: u32 = (OKB + TPR - 1u) / TPR;  // blocks per invocation, at most 
 override OQOUT: bool = true;
 // OMODE: a measurement knob (OMNI_DEBUG_OPROJ_MODE; every mode but 0 gives wrong output):
 // 1 o_proj does not wait for the attention, 2 the attention returns at once, 3 o_proj loads its
-// weights after the wait, 4 o_proj returns at once
+// weights after the wait, 4 o_proj returns at once, 5 both return at once
 override OMODE: u32 = 0u;
 
 @group(0) @binding(12) var<storage, read> ow: array<vec4<u32>>;   // (o_rows, o_stride4)
@@ -30,22 +30,29 @@ override OMODE: u32 = 0u;
 // [0] heads whose output is final, [1] o_proj workgroups past their wait (the last resets both)
 @group(0) @binding(17) var<storage, read_write> sync: array<atomic<u32>>;
 
-var<workgroup> xs: array<vec4<u32>, 256>;  // the attention's output as int8 (K <= 4096)
-var<workgroup> xsd: array<f32, 128>;       // its block scales
-var<workgroup> opart: array<f32, 512>;     // per-invocation partial sums
-var<workgroup> orow: array<f32, 32>;       // the workgroup's final rows
-var<workgroup> onorm: array<f32, 32>;      // ... times the next norm's weight
+// Workgroup memory: o_proj's workgroups run no attention, so they reuse the attention's
+// arrays (decode.wgsl) instead of declaring their own: the dispatch then needs no more
+// workgroup memory than the attention alone. `ov` holds the attention's output as int8 words
+// (vec4 0..2 OKB) then its block scales (vec4 256..), `dots` the partial sums of the
+// invocations, `sc` / `pe` the workgroup's 32 final rows and the same times the norm weight.
+fn xs(i: u32) -> vec4<u32> {
+    return bitcast<vec4<u32>>(ov[i]);
+}
+
+fn xsd(b: u32) -> f32 {
+    return ov[256u + b / 4u][b % 4u];
+}
 
 // Block i of an invocation as a dot with the copied input (zero past the row's blocks).
 fn oblock(i: u32, t: u32, qa: vec4<u32>, qb: vec4<u32>, d: f32) -> f32 {
     let b = t + TPR * i;
     if (i >= OBPT || b >= OKB) { return 0.0; }
-    let xa = xs[2u * b];
-    let xb = xs[2u * b + 1u];
+    let xa = xs(2u * b);
+    let xb = xs(2u * b + 1u);
     let s = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y) + dot4I8Packed(qa.z, xa.z)
           + dot4I8Packed(qa.w, xa.w) + dot4I8Packed(qb.x, xb.x) + dot4I8Packed(qb.y, xb.y)
           + dot4I8Packed(qb.z, xb.z) + dot4I8Packed(qb.w, xb.w);
-    return d * xsd[b] * f32(s);
+    return d * xsd(b) * f32(s);
 }
 
 // The f16 scale of block b of `row`.
@@ -89,7 +96,7 @@ fn load_weights(row: u32, t: u32) -> OW {
 }
 
 fn oproj(li: u32, ow_id: u32) {
-    if (OMODE == 4u) { return; }
+    if (OMODE == 4u || OMODE == 5u) { return; }
     let row0 = ow_id * 32u;
     let row = row0 + li / TPR;
     let t = li % TPR;
@@ -114,8 +121,11 @@ fn oproj(li: u32, ow_id: u32) {
     storageBarrier();
     // the attention's quantised output into workgroup memory: its buffer is bound writable,
     // and NVIDIA serves loads from writable buffers without the L1 cache
-    if (li < 2u * OKB) { xs[li] = vec4<u32>(qout[4u * li], qout[4u * li + 1u], qout[4u * li + 2u], qout[4u * li + 3u]); }
-    if (li < OKB) { xsd[li] = bitcast<f32>(qout[8u * OKB + li]); }
+    if (li < 2u * OKB) {
+        let v = vec4<u32>(qout[4u * li], qout[4u * li + 1u], qout[4u * li + 2u], qout[4u * li + 3u]);
+        ov[li] = bitcast<vec4<f32>>(v);
+    }
+    if (li < OKB) { ov[256u + li / 4u][li % 4u] = bitcast<f32>(qout[8u * OKB + li]); }
     // count this workgroup past its wait; the last one resets both counts for the next layer
     if (li == 0u) {
         let past = atomicAdd(&sync[1], 1u) + 1u;
@@ -126,17 +136,17 @@ fn oproj(li: u32, ow_id: u32) {
     }
     if (OMODE == 3u) { wr = load_weights(row, t); }
     workgroupBarrier();
-    opart[li] = ((oblock(0u, t, wr.a0, wr.b0, wr.d[0]) + oblock(1u, t, wr.a1, wr.b1, wr.d[1]))
+    dots[li] = ((oblock(0u, t, wr.a0, wr.b0, wr.d[0]) + oblock(1u, t, wr.a1, wr.b1, wr.d[1]))
               + (oblock(2u, t, wr.a2, wr.b2, wr.d[2]) + oblock(3u, t, wr.a3, wr.b3, wr.d[3])))
               + ((oblock(4u, t, wr.a4, wr.b4, wr.d[4]) + oblock(5u, t, wr.a5, wr.b5, wr.d[5]))
               + (oblock(6u, t, wr.a6, wr.b6, wr.d[6]) + oblock(7u, t, wr.a7, wr.b7, wr.d[7])));
     workgroupBarrier();
     if (li < 32u) {
         var acc = 0.0;
-        for (var j = 0u; j < TPR; j++) { acc = acc + opart[li * TPR + j]; }
+        for (var j = 0u; j < TPR; j++) { acc = acc + dots[li * TPR + j]; }
         let y = r_old + acc;
-        orow[li] = y;
-        onorm[li] = y * g;
+        sc[li / 4u][li % 4u] = y;
+        pe[li / 4u][li % 4u] = y * g;
         if (row0 + li < p.o_rows) { res[row0 + li] = y; }
     }
     if (!OQOUT) { return; }
@@ -145,11 +155,12 @@ fn oproj(li: u32, ow_id: u32) {
     if (li < 8u) {
         var m = 0.0;
         var ss = 0.0;
-        for (var j = 0u; j < 32u; j++) {
-            m = max(m, abs(onorm[j]));
-            ss = ss + orow[j] * orow[j];
+        for (var j = 0u; j < 8u; j++) {
+            let a = abs(pe[j]);
+            m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
+            ss = ss + dot(sc[j], sc[j]);
         }
-        let v = vec4<f32>(onorm[4u * li], onorm[4u * li + 1u], onorm[4u * li + 2u], onorm[4u * li + 3u]);
+        let v = pe[li];
         let inv = select(0.0, 127.0 / m, m > 0.0);
         oq[(row0 + 4u * li) / 4u] = pack4xI8(vec4<i32>(round(v * inv)));
         if (li == 0u) {
@@ -164,7 +175,7 @@ fn oproj(li: u32, ow_id: u32) {
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let n_attn = p.heads * ((step.kv_len + CHUNK - 1u) / CHUNK);
     if (wg.x < n_attn) {
-        if (OMODE == 2u) {
+        if (OMODE == 2u || OMODE == 5u) {
             if (li == 0u && wg.x < p.heads) { atomicAdd(&sync[0], 1u); }
             return;
         }

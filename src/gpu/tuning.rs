@@ -242,7 +242,7 @@ impl DebugKnobs {
             oproj_mode: std::env::var("OMNI_DEBUG_OPROJ_MODE")
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=4).contains(v))
+                .filter(|v| (1..=5).contains(v))
                 .unwrap_or(0),
         }
     }
