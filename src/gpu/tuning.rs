@@ -62,10 +62,12 @@ pub struct Tuning {
     /// and in the dense chain gate_up, down, the next layer's qkv, the lm_head
     /// (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
     pub l2_prefetch: [u32; 5],
-    /// decode attention and o_proj in one dispatch (attn_oproj.wgsl): o_proj's workgroups
-    /// load their weights while the attention runs, then wait for its output on a device
-    /// counter (`OMNI_ATTN_OPROJ=0/1`)
-    pub attn_oproj: bool,
+    /// decode attention and o_proj in one dispatch (attn_oproj.wgsl) where o_proj has at most
+    /// this many rows (0: never): o_proj's workgroups (32 rows each) load their weights while
+    /// the attention runs, then wait for its output on a device counter
+    /// (`OMNI_ATTN_OPROJ=rows`). It pays only where they all fit on the GPU beside the
+    /// attention's: those that start after the attention stream their 139 KB on one SM each
+    pub attn_oproj_rows: u32,
     /// the Q8_0 down-expert matvec adds the token's weighted slots into the residual in the
     /// row block's last slot workgroup, instead of a `moe_sum` dispatch (`OMNI_MOE_SUM_FOLD=0`:
     /// the dispatch)
@@ -112,7 +114,7 @@ impl Default for Tuning {
             q8_wide_wg: 512,
             q8_wide_rows: 2,
             l2_prefetch: [0; 5],
-            attn_oproj: false,
+            attn_oproj_rows: 0,
             moe_sum_fold: true,
             moe_router: true,
             route_fixed_e: true,
@@ -140,6 +142,11 @@ impl Tuning {
             // (gate_up, down or qkv beside the matvec before them: 292-322, their lines do not
             // survive that matvec's stream)
             d.l2_prefetch = [100, 0, 0, 0, 0];
+            // H200, s9 runs 1-3: Qwen3-Omni-30B-A3B Q8_0 decode 386.7-389.2 -> 393.9-395.8 tok/s
+            // with its o_proj (2048 rows: 64 workgroups beside the attention's 32, all on the
+            // 132 SMs at once) inside the attention's dispatch; Qwen3-8B's (4096 rows: 128
+            // workgroups, 28 of them start only after the attention) 343-346 -> 342.5
+            d.attn_oproj_rows = 2048;
         }
         Self::from_env_over(d)
     }
@@ -182,7 +189,10 @@ impl Tuning {
                         .then(|| [p[0], p[1], p[2], p[3], p[4]])
                 })
                 .unwrap_or(d.l2_prefetch),
-            attn_oproj: std::env::var("OMNI_ATTN_OPROJ").map_or(d.attn_oproj, |v| v != "0"),
+            attn_oproj_rows: std::env::var("OMNI_ATTN_OPROJ")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.attn_oproj_rows),
             moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
             moe_router: std::env::var("OMNI_MOE_ROUTER").map_or(d.moe_router, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
@@ -214,7 +224,7 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
     pub attn_stop: u32,
-    /// `OMNI_DEBUG_OPROJ_MODE` (1-4, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
+    /// `OMNI_DEBUG_OPROJ_MODE` (1-5, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
     /// the attention or o_proj left out, o_proj's weights loaded after its wait)
     pub oproj_mode: u32,
 }

@@ -197,8 +197,10 @@ impl Qwen3Gpu {
                         oproj,
                     )?);
                 }
-                // o_proj read into L2 beside the attention (not in the opt-in phased dispatch)
-                if !prefill && l.o_proj.is_q8 && !(chain && dc.phased) && !o_done {
+                // o_proj read into L2 beside the attention (not in the opt-in phased dispatch,
+                // nor where it runs inside the attention's)
+                let o_next = !prefill && !o_done;
+                if o_next && l.o_proj.is_q8 && !(chain && dc.phased) {
                     ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                 }
                 if chain {
