@@ -284,6 +284,13 @@ fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
         ..Default::default()
     };
     let mut fused = Qwen3Gpu::new_tuned(&ctx, &cpu, long, fused_tuning).unwrap();
+    // ... with o_proj's last rows read into L2 beside qkv first: read-only, so bit-identical
+    let tail = qwen_omni::gpu::Tuning {
+        l2_prefetch_tail: 30,
+        ..fused_tuning
+    };
+    let mut tailed = Qwen3Gpu::new_tuned(&ctx, &cpu, long, tail).unwrap();
+    assert_eq!(tailed.decode_prefetch_count(), cpu.config.num_hidden_layers);
     let mut apart = Qwen3Gpu::new_tuned(&ctx, &cpu, long, Default::default()).unwrap();
     assert!(fused.q8_chained_attention());
     let layers = cpu.config.num_hidden_layers;
@@ -293,6 +300,7 @@ fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
     let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
     fused.prefill(&ids, None).unwrap();
     apart.prefill(&ids, None).unwrap();
+    tailed.prefill(&ids, None).unwrap();
     let mut next = qwen_omni::cpu::argmax(&want) as u32;
     for s in 0..150 {
         let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();

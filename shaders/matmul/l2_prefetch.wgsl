@@ -1,4 +1,4 @@
-// Reads a prefix of a weight matrix (its int8 values, then its block scales) so the lines sit
+// Reads a prefix (or a suffix) of a weight matrix (its int8 values, then its block scales) so the lines sit
 // in the GPU's L2 cache when the matvec that owns them runs next. The host records this
 // dispatch right after the op before that matvec, with no barrier between them (it binds only
 // read-only buffers and its own sink), so it streams while that op runs: a decode attention
@@ -15,7 +15,8 @@ struct Params {
     n_w: u32,     // vec4 of values to read
     n_s: u32,     // vec4 of scales to read after them
     magic: u32,
-    _p: u32,
+    w_off: u32,   // vec4 of values and of scales before the first read (a suffix of rows)
+    s_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -33,9 +34,9 @@ fn main(@builtin(local_invocation_index) li: u32,
     for (var j = 0u; j < PER; j++) {
         let i = base + j * WG;
         if (i < p.n_w) {
-            acc = acc ^ w[i];
+            acc = acc ^ w[p.w_off + i];
         } else if (i - p.n_w < p.n_s) {
-            acc = acc ^ s[i - p.n_w];
+            acc = acc ^ s[p.s_off + i - p.n_w];
         }
     }
     let v = (acc.x ^ acc.y) ^ (acc.z ^ acc.w);

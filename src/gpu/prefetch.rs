@@ -44,7 +44,7 @@ impl Kernels {
                 &[("WG", WG as f64), ("PER", PER as f64)],
                 // a magic value no fold of real weights is expected to hit (and a hit only
                 // writes the sink)
-                &[n_w, n_s, 0x9e37_79b9],
+                &[n_w, n_s, 0x9e37_79b9, 0, 0],
                 false,
                 &[&c.buffer, scales, &sink.buffer],
                 Box::new(move |_| super::kernels::grid(groups)),
@@ -53,5 +53,41 @@ impl Kernels {
             ops.push(op);
         }
         Ok(ops)
+    }
+
+    /// A dispatch that reads the last `percent` % of a one-chunk Q8_0 `w`'s rows into the L2
+    /// cache (none for 0 or a chunked matrix): the rows of o_proj whose workgroups start only
+    /// after the attention when o_proj runs inside the attention's dispatch.
+    pub fn l2_prefetch_tail(&self, w: &GpuMatrix, percent: u32) -> Result<Vec<Op>> {
+        let [c] = &w.chunks[..] else {
+            return Ok(Vec::new());
+        };
+        if percent == 0 || !w.is_q8 || !w.stride.is_multiple_of(4) {
+            return Ok(Vec::new());
+        }
+        let want = (w.rows * percent.min(100) as usize).div_ceil(100);
+        // whole vec4 of scales: the first row a multiple of 4
+        let first = (w.rows - want.min(w.rows)) / 4 * 4;
+        let rows = w.rows - first;
+        let scales = c
+            .scales
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("a Q8_0 matrix chunk without scales".into()))?;
+        let n_w = (rows * w.stride / 4) as u32;
+        let n_s = (rows * w.scale_stride / 4) as u32;
+        let w_off = (first * w.stride / 4) as u32;
+        let s_off = (first * w.scale_stride / 4) as u32;
+        let sink = GpuBuffer::zeros(&self.ctx, 4, "l2_prefetch_sink")?;
+        let groups = (n_w + n_s).div_ceil(WG * PER);
+        let mut op = self.op(
+            "l2_prefetch",
+            &[("WG", WG as f64), ("PER", PER as f64)],
+            &[n_w, n_s, 0x9e37_79b9, w_off, s_off],
+            false,
+            &[&c.buffer, scales, &sink.buffer],
+            Box::new(move |_| super::kernels::grid(groups)),
+        )?;
+        op.detail = format!("{}x{} last {percent}%", w.rows, w.cols);
+        Ok(vec![op])
     }
 }

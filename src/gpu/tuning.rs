@@ -68,6 +68,9 @@ pub struct Tuning {
     /// (`OMNI_ATTN_OPROJ=rows`). It pays only where they all fit on the GPU beside the
     /// attention's: those that start after the attention stream their 139 KB on one SM each
     pub attn_oproj_rows: u32,
+    /// ... and then this percent of o_proj's last rows (the workgroups that start after the
+    /// attention) read into the L2 cache beside the qkv matvec (`OMNI_L2_PREFETCH_TAIL`)
+    pub l2_prefetch_tail: u32,
     /// the Q8_0 down-expert matvec adds the token's weighted slots into the residual in the
     /// row block's last slot workgroup, instead of a `moe_sum` dispatch (`OMNI_MOE_SUM_FOLD=0`:
     /// the dispatch)
@@ -115,6 +118,7 @@ impl Default for Tuning {
             q8_wide_rows: 2,
             l2_prefetch: [0; 5],
             attn_oproj_rows: 0,
+            l2_prefetch_tail: 0,
             moe_sum_fold: true,
             moe_router: true,
             route_fixed_e: true,
@@ -189,6 +193,11 @@ impl Tuning {
                         .then(|| [p[0], p[1], p[2], p[3], p[4]])
                 })
                 .unwrap_or(d.l2_prefetch),
+            l2_prefetch_tail: get(
+                "OMNI_L2_PREFETCH_TAIL",
+                &(0..=100).collect::<Vec<_>>(),
+                d.l2_prefetch_tail,
+            ),
             attn_oproj_rows: std::env::var("OMNI_ATTN_OPROJ")
                 .ok()
                 .and_then(|v| v.parse().ok())

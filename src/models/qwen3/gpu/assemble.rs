@@ -181,6 +181,9 @@ impl Qwen3Gpu {
                         out: chain.then_some(QuantOut::Normed(&dc.qa, &l.post_attention_layernorm)),
                     });
                     o_done = oproj.is_some();
+                    if o_done {
+                        ops.extend(k.l2_prefetch_tail(&l.o_proj, k.tuning.l2_prefetch_tail)?);
+                    }
                     ops.extend(k.attn_decode_fused(
                         &ac.qkv,
                         &l.k_cache,
