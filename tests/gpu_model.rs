@@ -205,8 +205,9 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     };
     let mut chained = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), phased).unwrap();
     assert!(chained.q8_chained() && chained.q8_chained_attention() && chained.q8_phased());
-    // the same chain with a dispatch per matvec (the default)
-    let mut linked = Qwen3Gpu::new(&ctx, &cpu, opts()).unwrap();
+    // the same chain with a dispatch per matvec (the default; not the adapter's tuning, which
+    // may run o_proj inside the attention's dispatch, summed in another order)
+    let mut linked = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), Default::default()).unwrap();
     assert!(linked.q8_chained_attention() && !linked.q8_phased());
     let unchained = qwen_omni::gpu::Tuning {
         q8_chain: false,

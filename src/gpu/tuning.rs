@@ -233,8 +233,9 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
     pub attn_stop: u32,
-    /// `OMNI_DEBUG_OPROJ_MODE` (1-5, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
-    /// the attention or o_proj left out, o_proj's weights loaded after its wait)
+    /// `OMNI_DEBUG_OPROJ_MODE` (1-6, else 0): attn_oproj.wgsl's OMODE 1-5 (o_proj not
+    /// waiting, the attention or o_proj left out, o_proj's weights loaded after its wait), or 6:
+    /// OSG off (the rows finished by loops over workgroup memory)
     pub oproj_mode: u32,
 }
 
@@ -261,7 +262,7 @@ impl DebugKnobs {
             oproj_mode: std::env::var("OMNI_DEBUG_OPROJ_MODE")
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=5).contains(v))
+                .filter(|v| (1..=6).contains(v))
                 .unwrap_or(0),
         }
     }
