@@ -17,10 +17,6 @@ override OKB: u32 = 128u;                     // blocks of 32 per o_proj row (K 
 override TPR: u32 = WG / 32u;                 // invocations per row
 override OBPT: u32 = (OKB + TPR - 1u) / TPR;  // blocks per invocation, at most 8 (host checks)
 override OQOUT: bool = true;
-// OSG: the subgroups are 32 wide (fixed): a row's TPR partial sums and the output block's
-// largest value and sum of squares reduce by subgroup operations instead of loops over
-// workgroup memory behind barriers (0: the loops, for any subgroup size)
-override OSG: bool = false;
 // OMODE: a measurement knob (OMNI_DEBUG_OPROJ_MODE; every mode but 0 gives wrong output):
 // 1 o_proj does not wait for the attention, 2 the attention returns at once, 3 o_proj loads its
 // weights after the wait, 4 o_proj returns at once, 5 both return at once
@@ -144,15 +140,12 @@ fn oproj(li: u32, ow_id: u32) {
               + (oblock(2u, t, wr.a2, wr.b2, wr.d[2]) + oblock(3u, t, wr.a3, wr.b3, wr.d[3])))
               + ((oblock(4u, t, wr.a4, wr.b4, wr.d[4]) + oblock(5u, t, wr.a5, wr.b5, wr.d[5]))
               + (oblock(6u, t, wr.a6, wr.b6, wr.d[6]) + oblock(7u, t, wr.a7, wr.b7, wr.d[7])));
-    if (OSG) {
-        oproj_finish_sg(li, row0, t, part, r_old, g);
-    } else {
-        oproj_finish(li, row0, part, r_old, g);
-    }
+    oproj_finish(li, row0, part, r_old, g);
 }
 
 // The rows from the invocations' partial sums, added to the residual, and (OQOUT) the block
-// quantised; loops over workgroup memory, in index order.
+// quantised; loops over workgroup memory, in index order. (Subgroup shuffles instead, on an
+// H200: no measurable difference, s9 run 5; the tail is the hand-over's memory round trips.)
 fn oproj_finish(li: u32, row0: u32, part: f32, r_old: f32, g: f32) {
     dots[li] = part;
     workgroupBarrier();
@@ -179,29 +172,6 @@ fn oproj_finish(li: u32, row0: u32, part: f32, r_old: f32, g: f32) {
         oq[(row0 + 4u * li) / 4u] = pack4xI8(vec4<i32>(round(pe[li] * inv)));
         if (li == 0u) { store_block_stats(row0, m, ss); }
     }
-}
-
-// The same by subgroup operations (32-wide subgroups: a row's TPR lanes are neighbours in one).
-fn oproj_finish_sg(li: u32, row0: u32, t: u32, part: f32, r_old_mine: f32, g_mine: f32) {
-    var acc = part;
-    for (var o = TPR / 2u; o > 0u; o = o / 2u) { acc = acc + subgroupShuffleXor(acc, o); }
-    if (t == 0u) { dots[li / TPR] = acc; }
-    workgroupBarrier();
-    // subgroup 0 (invocations 0..31) holds a row each from here on
-    if (li >= 32u) { return; }
-    let y = r_old_mine + dots[li];
-    if (row0 + li < p.o_rows) { res[row0 + li] = y; }
-    if (!OQOUT) { return; }
-    let v = y * g_mine;
-    let m = subgroupMax(abs(v));
-    let ss = subgroupAdd(y * y);
-    let inv = select(0.0, 127.0 / m, m > 0.0);
-    let q = i32(round(v * inv));
-    let b = li & ~3u;
-    let word = pack4xI8(vec4<i32>(subgroupShuffle(q, b), subgroupShuffle(q, b + 1u),
-                                  subgroupShuffle(q, b + 2u), subgroupShuffle(q, b + 3u)));
-    if (li % 4u == 0u) { oq[(row0 + li) / 4u] = word; }
-    if (li == 0u) { store_block_stats(row0, m, ss); }
 }
 
 // The block's scale and sum of squares (matvec_q8.wgsl's QOUT 1 layout).

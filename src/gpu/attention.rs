@@ -132,7 +132,6 @@ impl Kernels {
             && w.rows.is_multiple_of(32)
             && w.rows > 0
             && (w.cols / 32).div_ceil(tpr) <= 8
-            && self.ctx.has_subgroups()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -262,12 +261,7 @@ impl Kernels {
         let mut consts = constants.to_vec();
         consts.push(("OKB", (o.w.cols / 32) as f64));
         consts.push(("OQOUT", if o.out.is_some() { 1.0 } else { 0.0 }));
-        // (mode 6 of the knob: the same work, finished by loops instead of subgroup operations)
-        let mode = self.debug.oproj_mode;
-        consts.push(("OMODE", if mode == 6 { 0.0 } else { mode as f64 }));
-        let sg32 =
-            self.ctx.fixed_subgroup_size() == Some(32) && self.tuning.q8_fixed_sg && mode != 6;
-        consts.push(("OSG", if sg32 { 1.0 } else { 0.0 }));
+        consts.push(("OMODE", self.debug.oproj_mode as f64));
         // [0] heads done, [1] o_proj workgroups past their wait
         let sync = GpuBuffer::zeros(&self.ctx, 2, "attn_oproj_sync")?;
         bufs.extend([

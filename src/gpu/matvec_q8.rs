@@ -229,10 +229,6 @@ impl Kernels {
     ) -> (Vec<(&'static str, f64)>, u32, u32) {
         let t = &self.tuning;
         let rows = w.rows as u32;
-        if let Some((wg, r)) = self.debug.down_shape.filter(|_| w.cols > w.rows && multiple == 1) {
-            let (c, rpw) = self.subgroup_matvec_shape(w, f, wg, r, rms, rows, 1, multiple);
-            return (c, rpw, wg);
-        }
         let (c, rpw) = self.subgroup_matvec_constants(w, f, t.q8_rows, rms, rows, 1, multiple);
         let wide = t.q8_wide_wg;
         let limits = &self.ctx.limits;

@@ -233,14 +233,9 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
     pub attn_stop: u32,
-    /// `OMNI_DEBUG_OPROJ_MODE` (1-6, else 0): attn_oproj.wgsl's OMODE 1-5 (o_proj not
-    /// waiting, the attention or o_proj left out, o_proj's weights loaded after its wait), or 6:
-    /// OSG off (the rows finished by loops over workgroup memory)
+    /// `OMNI_DEBUG_OPROJ_MODE` (1-5, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
+    /// the attention or o_proj or both left out, o_proj's weights loaded after its wait)
     pub oproj_mode: u32,
-    /// `OMNI_DEBUG_DOWN_SHAPE=wg,rows`: the dense chain's down projection writes no quantised
-    /// output (the next matvec reads a stale one) and takes this many invocations and rows
-    /// per subgroup: what down's 32-row output blocks cost its streaming
-    pub down_shape: Option<(u32, u32)>,
 }
 
 impl DebugKnobs {
@@ -263,14 +258,10 @@ impl DebugKnobs {
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|v| (1..=3).contains(v))
                 .unwrap_or(0),
-            down_shape: std::env::var("OMNI_DEBUG_DOWN_SHAPE").ok().and_then(|v| {
-                let (a, b) = v.split_once(',')?;
-                Some((a.parse().ok()?, b.parse().ok()?))
-            }),
             oproj_mode: std::env::var("OMNI_DEBUG_OPROJ_MODE")
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=6).contains(v))
+                .filter(|v| (1..=5).contains(v))
                 .unwrap_or(0),
         }
     }

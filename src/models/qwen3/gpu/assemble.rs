@@ -275,8 +275,7 @@ impl Qwen3Gpu {
                     let next = match layers.get(li + 1) {
                         Some(n) => Some(QuantOut::Normed(&dc.qa, &n.input_layernorm)),
                         None => dc.head.then_some(QuantOut::Normed(&dc.qa, &norm)),
-                    }
-                    .filter(|_| k.debug.down_shape.is_none());
+                    };
                     let input = Q8Input::Quantised {
                         q: &dc.qb,
                         norm_eps: None,
