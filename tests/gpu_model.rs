@@ -264,62 +264,84 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
 /// o_proj inside the decode attention's dispatch (attn_oproj.wgsl): its workgroups load their
 /// weights, wait on a device counter for every head's quantised output, then add their rows to
 /// the residual and hand them on quantised. Against the same chain with o_proj a dispatch of
-/// its own (the same int8 products, summed in another order: the f32 budget) and against the
+/// its own (the same int8 products, summed in another order: the f32 budget, but for the
+/// occasional step where a row rounds to the other int8, tol::CHAIN_FLIP_STEPS_PERCENT) and the
 /// CPU Q8_0 engine (the Q8_0 budget), past 128 cached rows so the heads' chunks are merged by
-/// their last workgroup before o_proj may start. One dispatch fewer per layer.
+/// their last workgroup before o_proj may start. One dispatch fewer per layer. Two shapes: 4
+/// heads of 32 (K = 128: one block per invocation), and 32 heads of 128 (K = 4096, the real
+/// models' o_proj: eight blocks per invocation, every register of the preload in use).
 #[test]
 fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
     let ctx = gpu();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("hd32");
-    write_model(&dir, (320, 96, 4, 2, 32, 128, 2), true);
-    let mut cpu = Qwen3Model::load(&dir).unwrap();
-    assert!(cpu.quantize_q8_0() > 0);
-    let long = GpuModelOptions {
-        ctx: 200,
-        max_prefill: 8,
-        all_logits: false,
-    };
-    let fused_tuning = qwen_omni::gpu::Tuning {
-        attn_oproj_rows: u32::MAX,
-        ..Default::default()
-    };
-    let mut fused = Qwen3Gpu::new_tuned(&ctx, &cpu, long, fused_tuning).unwrap();
-    // ... with o_proj's last rows read into L2 beside qkv first: read-only, so bit-identical
-    let tail = qwen_omni::gpu::Tuning {
-        l2_prefetch_tail: 30,
-        ..fused_tuning
-    };
-    let mut tailed = Qwen3Gpu::new_tuned(&ctx, &cpu, long, tail).unwrap();
-    assert_eq!(tailed.decode_prefetch_count(), cpu.config.num_hidden_layers);
-    let mut apart = Qwen3Gpu::new_tuned(&ctx, &cpu, long, Default::default()).unwrap();
-    assert!(fused.q8_chained_attention());
-    let layers = cpu.config.num_hidden_layers;
-    assert_eq!(fused.decode_op_count() + layers, apart.decode_op_count());
-    let ids = [3u32, 1, 4, 1, 5];
-    let mut cache = cpu.new_cache(200);
-    let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
-    fused.prefill(&ids, None).unwrap();
-    apart.prefill(&ids, None).unwrap();
-    tailed.prefill(&ids, None).unwrap();
-    let mut next = qwen_omni::cpu::argmax(&want) as u32;
-    for s in 0..150 {
-        let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
-        let got = fused.decode(Some(next), true).unwrap();
-        let other = apart.decode(Some(next), true).unwrap();
-        assert_close(
-            &format!("fused vs apart, step {s}"),
-            &got,
-            &other,
-            GPU_VS_CPU_REL,
+    for (name, shape) in [
+        ("hd32", (320, 96, 4, 2, 32, 128, 2)),
+        ("k4096", (320, 64, 32, 4, 128, 64, 1)),
+    ] {
+        let dir = tmp.path().join(name);
+        write_model(&dir, shape, true);
+        let mut cpu = Qwen3Model::load(&dir).unwrap();
+        assert!(cpu.quantize_q8_0() > 0);
+        let long = GpuModelOptions {
+            ctx: 200,
+            max_prefill: 8,
+            all_logits: false,
+        };
+        let fused_tuning = qwen_omni::gpu::Tuning {
+            attn_oproj_rows: u32::MAX,
+            ..Default::default()
+        };
+        let mut fused = Qwen3Gpu::new_tuned(&ctx, &cpu, long, fused_tuning).unwrap();
+        let mut apart = Qwen3Gpu::new_tuned(&ctx, &cpu, long, Default::default()).unwrap();
+        // ... with o_proj's last rows read into L2 beside qkv first: read-only, so bit-identical
+        let tail = qwen_omni::gpu::Tuning {
+            l2_prefetch_tail: 30,
+            ..fused_tuning
+        };
+        let mut tailed = Qwen3Gpu::new_tuned(&ctx, &cpu, long, tail).unwrap();
+        let layers = cpu.config.num_hidden_layers;
+        assert!(fused.q8_chained_attention(), "{name}");
+        assert_eq!(
+            fused.decode_op_count() + layers,
+            apart.decode_op_count(),
+            "{name}"
         );
-        assert_close(
-            &format!("fused vs CPU, step {s}"),
-            &got,
-            &want,
-            common::tol::Q8_LOGITS_REL,
+        assert_eq!(tailed.decode_prefetch_count(), layers, "{name}");
+        let ids = [3u32, 1, 4, 1, 5];
+        let mut cache = cpu.new_cache(200);
+        let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
+        fused.prefill(&ids, None).unwrap();
+        apart.prefill(&ids, None).unwrap();
+        tailed.prefill(&ids, None).unwrap();
+        let mut next = qwen_omni::cpu::argmax(&want) as u32;
+        let steps = 150;
+        let mut flips = 0;
+        for s in 0..steps {
+            let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
+            let got = fused.decode(Some(next), true).unwrap();
+            let other = apart.decode(Some(next), true).unwrap();
+            let what = format!("{name}, step {s}");
+            // a row rounded to the other int8 (tol::CHAIN_FLIP_STEPS_PERCENT): Q8_0 budget
+            if common::rel_err(&got, &other) > GPU_VS_CPU_REL {
+                flips += 1;
+                let budget = common::tol::Q8_LOGITS_REL;
+                assert_close(&format!("fused vs apart, {what}"), &got, &other, budget);
+            }
+            assert_close(
+                &format!("fused vs CPU, {what}"),
+                &got,
+                &want,
+                common::tol::Q8_LOGITS_REL,
+            );
+            let t = tailed.decode(Some(next), true).unwrap();
+            assert_eq!(t, got, "tail prefetch, {what}");
+            next = qwen_omni::cpu::argmax(&want) as u32;
+        }
+        let most = steps * common::tol::CHAIN_FLIP_STEPS_PERCENT / 100;
+        assert!(
+            flips <= most,
+            "{name}: {flips} of {steps} steps off the f32 budget"
         );
-        next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }
 

@@ -1,5 +1,5 @@
-// Decode attention and the o_proj matvec after it in one dispatch (appended to decode.wgsl,
-// which runs with QOUT). The first heads x chunks workgroups are the attention's; the rest take
+// Decode attention and the o_proj matvec after it in one dispatch (decode.wgsl comes first in
+// the module; its attention runs with QOUT). The first heads x chunks workgroups are the attention's; the rest take
 // o_proj's rows, 32 each (one block of its quantised output). An o_proj workgroup loads all of
 // its weights (32 rows: 139 KB at K = 4096) into registers first, since they do not depend on
 // the attention, then waits until every head has written its quantised output (a device
@@ -11,8 +11,8 @@
 // workgroups in id order has started before them: no deadlock however few fit at once.
 //
 // Each o_proj row is TPR = WG / 32 invocations, each of them OBPT blocks (b = t + TPR i); the
-// row sums their partials in index order. ACCUMULATE: y = res + W x into `res`; OQOUT: the rows
-// also go quantised with the next RMSNorm's weight folded in (matvec_q8.wgsl's QOUT 1 format).
+// row sums their partials in index order. Always res += W x; OQOUT: the rows also go quantised
+// with the next RMSNorm's weight folded in (matvec_q8.wgsl's QOUT 1 format).
 override OKB: u32 = 128u;                     // blocks of 32 per o_proj row (K / 32)
 override TPR: u32 = WG / 32u;                 // invocations per row
 override OBPT: u32 = (OKB + TPR - 1u) / TPR;  // blocks per invocation, at most 8 (host checks)
@@ -30,17 +30,20 @@ override OMODE: u32 = 0u;
 // [0] heads whose output is final, [1] o_proj workgroups past their wait (the last resets both)
 @group(0) @binding(17) var<storage, read_write> sync: array<atomic<u32>>;
 
-// Workgroup memory: o_proj's workgroups run no attention, so they reuse the attention's
-// arrays (decode.wgsl) instead of declaring their own: the dispatch then needs no more
-// workgroup memory than the attention alone. `ov` holds the attention's output as int8 words
-// (vec4 0..2 OKB) then its block scales (vec4 256..), `dots` the partial sums of the
-// invocations, `sc` / `pe` the workgroup's 32 final rows and the same times the norm weight.
+// Workgroup memory: o_proj's workgroups run no attention, so they reuse the attention's f32
+// arrays (decode.wgsl) where they hold f32 values: `ov` the block scales of the attention's
+// output, `dots` the invocations' partial sums, `sc` / `pe` the workgroup's 32
+// final rows and the same times the norm weight. The int8 words get an array of their own:
+// through an f32 array they would pass as NaN and subnormal bit patterns, which a compiler may
+// change. (Reusing the arrays measured the same as declaring all of them anew, s9 run 3.)
+var<workgroup> xw: array<vec4<u32>, 256>;  // the attention's output as int8 (K <= 4096)
+
 fn xs(i: u32) -> vec4<u32> {
-    return bitcast<vec4<u32>>(ov[i]);
+    return xw[i];
 }
 
 fn xsd(b: u32) -> f32 {
-    return ov[256u + b / 4u][b % 4u];
+    return ov[b / 4u][b % 4u];
 }
 
 // Block i of an invocation as a dot with the copied input (zero past the row's blocks).
@@ -122,10 +125,9 @@ fn oproj(li: u32, ow_id: u32) {
     // the attention's quantised output into workgroup memory: its buffer is bound writable,
     // and NVIDIA serves loads from writable buffers without the L1 cache
     if (li < 2u * OKB) {
-        let v = vec4<u32>(qout[4u * li], qout[4u * li + 1u], qout[4u * li + 2u], qout[4u * li + 3u]);
-        ov[li] = bitcast<vec4<f32>>(v);
+        xw[li] = vec4<u32>(qout[4u * li], qout[4u * li + 1u], qout[4u * li + 2u], qout[4u * li + 3u]);
     }
-    if (li < OKB) { ov[256u + li / 4u][li % 4u] = bitcast<f32>(qout[8u * OKB + li]); }
+    if (li < OKB) { ov[li / 4u][li % 4u] = bitcast<f32>(qout[8u * OKB + li]); }
     // count this workgroup past its wait; the last one resets both counts for the next layer
     if (li == 0u) {
         let past = atomicAdd(&sync[1], 1u) + 1u;
@@ -182,18 +184,23 @@ fn store_block_stats(row0: u32, m: f32, ss: f32) {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+fn main(@builtin(local_invocation_index) li: u32,
+        @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    // one id over a grid that wraps at 65535 workgroups per dimension
+    let id = wg.x + wg.y * nwg.x;
     let n_attn = p.heads * ((step.kv_len + CHUNK - 1u) / CHUNK);
-    if (wg.x < n_attn) {
+    if (id >= n_attn + p.o_rows / 32u) { return; }
+    if (id < n_attn) {
         if (OMODE == 2u || OMODE == 5u) {
-            if (li == 0u && wg.x < p.heads) { atomicAdd(&sync[0], 1u); }
+            if (li == 0u && id < p.heads) { atomicAdd(&sync[0], 1u); }
             return;
         }
-        let done = attend(li, wg.x % p.heads, wg.x / p.heads);
+        let done = attend(li, id % p.heads, id / p.heads);
         // release the head's output, then count it
         storageBarrier();
         if (done && li == 0u) { atomicAdd(&sync[0], 1u); }
         return;
     }
-    oproj(li, wg.x - n_attn);
+    oproj(li, id - n_attn);
 }

@@ -279,7 +279,7 @@ impl Kernels {
             &params,
             true,
             &bufs,
-            Box::new(move |d| [h * d.kv_len().div_ceil(chunk) + o_wgs, 1, 1]),
+            Box::new(move |d| super::kernels::grid(h * d.kv_len().div_ceil(chunk) + o_wgs)),
         )?;
         op.detail = format!("{}x{}", o.w.rows, o.w.cols);
         Ok(vec![op])

@@ -146,10 +146,10 @@ impl Tuning {
             // (gate_up, down or qkv beside the matvec before them: 292-322, their lines do not
             // survive that matvec's stream)
             d.l2_prefetch = [100, 0, 0, 0, 0];
-            // H200, s9 runs 1-3: Qwen3-Omni-30B-A3B Q8_0 decode 386.7-389.2 -> 393.9-395.8 tok/s
+            // H200, s9 runs 1-3: Qwen3-Omni-30B-A3B Q8_0 decode 386.7-389.2 -> 393.8-395.8 tok/s
             // with its o_proj (2048 rows: 64 workgroups beside the attention's 32, all on the
             // 132 SMs at once) inside the attention's dispatch; Qwen3-8B's (4096 rows: 128
-            // workgroups, 28 of them start only after the attention) 343-346 -> 342.5
+            // workgroups, 28 of them start only after the attention) 343.1-346.2 -> 341.9-345.1
             d.attn_oproj_rows = 2048;
         }
         Self::from_env_over(d)
