@@ -288,7 +288,7 @@ fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
             all_logits: false,
         };
         let fused_tuning = qwen_omni::gpu::Tuning {
-            attn_oproj_rows: u32::MAX,
+            attn_oproj_wgs: u32::MAX,
             ..Default::default()
         };
         let mut fused = Qwen3Gpu::new_tuned(&ctx, &cpu, long, fused_tuning).unwrap();

@@ -278,7 +278,7 @@ fn long_moe_prefill_step_matches_the_cpu_engine() {
 ///   moe_route: the same logits up to summation order, the same route;
 /// - the attention handing o_proj its output quantised (`Tuning::q8_chain_attn`) vs o_proj
 ///   quantising it itself: the same roundings of the same values;
-/// - and on, o_proj inside the attention's dispatch (`Tuning::attn_oproj_rows`, attn_oproj.wgsl)
+/// - and on, o_proj inside the attention's dispatch (`Tuning::attn_oproj_wgs`, attn_oproj.wgsl)
 ///   vs its own dispatch: the same int8 products summed in another order.
 ///
 /// Each within the f32 budget. On the synthetic toy MoE with head_dim 32 (so the attention can
@@ -331,7 +331,7 @@ fn moe_decode_shortcuts_match_the_plain_program() {
         (
             "o_proj inside the attention's dispatch",
             qwen_omni::gpu::Tuning {
-                attn_oproj_rows: u32::MAX,
+                attn_oproj_wgs: u32::MAX,
                 ..d()
             },
             -more,

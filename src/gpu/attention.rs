@@ -118,11 +118,12 @@ impl Kernels {
     /// Whether o_proj `w` can run inside the decode attention's dispatch
     /// ([`Kernels::attn_decode_fused`] with a [`FusedOProj`]): Q8_0 in one chunk over the
     /// heads' quantised output, rows in blocks of 32, and a row's blocks in at most eight per
-    /// invocation (K <= 4096 at head_dim <= 128); and at most `Tuning::attn_oproj_rows` rows.
+    /// invocation (K <= 4096 at head_dim <= 128); and the heads and o_proj's workgroups at most
+    /// `Tuning::attn_oproj_wgs`.
     pub fn attn_oproj_fits(&self, w: &GpuMatrix, heads: usize, head_dim: usize) -> bool {
         let (wg, _) = self.attn_decode_wg(head_dim);
         let tpr = wg as usize / 32;
-        w.rows <= self.tuning.attn_oproj_rows as usize
+        heads + w.rows / 32 <= self.tuning.attn_oproj_wgs as usize
             && self.debug.attn_stop == 0
             && w.is_q8
             && w.chunks.len() == 1

@@ -62,12 +62,13 @@ pub struct Tuning {
     /// and in the dense chain gate_up, down, the next layer's qkv, the lm_head
     /// (`OMNI_L2_PREFETCH`, e.g. `100,50,0,0,0`)
     pub l2_prefetch: [u32; 5],
-    /// decode attention and o_proj in one dispatch (attn_oproj.wgsl) where o_proj has at most
-    /// this many rows (0: never): o_proj's workgroups (32 rows each) load their weights while
-    /// the attention runs, then wait for its output on a device counter
-    /// (`OMNI_ATTN_OPROJ=rows`). It pays only where they all fit on the GPU beside the
-    /// attention's: those that start after the attention stream their 139 KB on one SM each
-    pub attn_oproj_rows: u32,
+    /// decode attention and o_proj in one dispatch (attn_oproj.wgsl) where the attention's
+    /// heads and o_proj's workgroups (32 rows each) are at most this many (0: never): o_proj's
+    /// workgroups load their weights while the attention runs, then wait for its output on a
+    /// device counter (`OMNI_ATTN_OPROJ=workgroups`). It pays where all of them run on the GPU
+    /// at once (one per SM): o_proj workgroups that start after the attention stream their
+    /// 139 KB on one SM each
+    pub attn_oproj_wgs: u32,
     /// ... and then this percent of o_proj's last rows (the workgroups that start after the
     /// attention) read into the L2 cache beside the qkv matvec (`OMNI_L2_PREFETCH_TAIL`)
     pub l2_prefetch_tail: u32,
@@ -117,7 +118,7 @@ impl Default for Tuning {
             q8_wide_wg: 512,
             q8_wide_rows: 2,
             l2_prefetch: [0; 5],
-            attn_oproj_rows: 0,
+            attn_oproj_wgs: 0,
             l2_prefetch_tail: 0,
             moe_sum_fold: true,
             moe_router: true,
@@ -146,11 +147,14 @@ impl Tuning {
             // (gate_up, down or qkv beside the matvec before them: 292-322, their lines do not
             // survive that matvec's stream)
             d.l2_prefetch = [100, 0, 0, 0, 0];
-            // H200, s9 runs 1-3: Qwen3-Omni-30B-A3B Q8_0 decode 386.7-389.2 -> 393.8-395.8 tok/s
-            // with its o_proj (2048 rows: 64 workgroups beside the attention's 32, all on the
-            // 132 SMs at once) inside the attention's dispatch; Qwen3-8B's (4096 rows: 128
-            // workgroups, 28 of them start only after the attention) 343.1-346.2 -> 341.9-345.1
-            d.attn_oproj_rows = 2048;
+            // H200 (132 SMs), s9 runs 1-8, Q8_0 decode with o_proj inside the attention's
+            // dispatch: Qwen3-0.6B (16 heads + 32 o_proj workgroups) 1115-1120 -> 1189-1192
+            // tok/s, 1.7B (16 + 64) 843-846 -> 874-876, 4B (32 + 80) 500 -> 513-514,
+            // Qwen3-Omni-30B-A3B (32 + 64) 386.7-389.2 -> 393.6-395.8; Qwen3-8B (32 + 128: 28
+            // start only after the attention) 343.1-346.2 -> 341.9-345.1. Other NVIDIA cards:
+            // unmeasured (their SM counts differ), off
+            let sms_132 = info.name.contains("H100") || info.name.contains("H200");
+            d.attn_oproj_wgs = if sms_132 { 132 } else { 0 };
         }
         Self::from_env_over(d)
     }
@@ -198,10 +202,10 @@ impl Tuning {
                 &(0..=100).collect::<Vec<_>>(),
                 d.l2_prefetch_tail,
             ),
-            attn_oproj_rows: std::env::var("OMNI_ATTN_OPROJ")
+            attn_oproj_wgs: std::env::var("OMNI_ATTN_OPROJ")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(d.attn_oproj_rows),
+                .unwrap_or(d.attn_oproj_wgs),
             moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
             moe_router: std::env::var("OMNI_MOE_ROUTER").map_or(d.moe_router, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
