@@ -4,6 +4,7 @@
 //! matvec) leaves the memory bandwidth idle.
 
 use crate::error::{Error, Result};
+use crate::gpu::buffers::MatrixChunk;
 use crate::gpu::{GpuBuffer, GpuMatrix, Kernels, Op};
 
 /// vec4 loads per invocation and invocations per workgroup of l2_prefetch.wgsl
@@ -29,28 +30,8 @@ impl Kernels {
             if rows == 0 {
                 break;
             }
-            let scales = c
-                .scales
-                .as_ref()
-                .ok_or_else(|| Error::Gpu("a Q8_0 matrix chunk without scales".into()))?;
-            // whole vec4 only: a partial last one is left to the matvec
-            let n_w = (rows * w.stride / 4) as u32;
-            let n_s = (rows * w.scale_stride / 4) as u32;
-            // the sink is this op's own, so no other dispatch's use of it orders this one
-            let sink = GpuBuffer::zeros(&self.ctx, 4, "l2_prefetch_sink")?;
-            let groups = (n_w + n_s).div_ceil(WG * PER);
-            let mut op = self.op(
-                "l2_prefetch",
-                &[("WG", WG as f64), ("PER", PER as f64)],
-                // a magic value no fold of real weights is expected to hit (and a hit only
-                // writes the sink)
-                &[n_w, n_s, 0x9e37_79b9, 0, 0],
-                false,
-                &[&c.buffer, scales, &sink.buffer],
-                Box::new(move |_| super::kernels::grid(groups)),
-            )?;
-            op.detail = format!("{}x{} {percent}%", w.rows, w.cols);
-            ops.push(op);
+            let detail = format!("{}x{} {percent}%", w.rows, w.cols);
+            ops.push(self.l2_prefetch_rows(w, c, 0, rows, detail)?);
         }
         Ok(ops)
     }
@@ -68,26 +49,47 @@ impl Kernels {
         let want = (w.rows * percent.min(100) as usize).div_ceil(100);
         // whole vec4 of scales: the first row a multiple of 4
         let first = (w.rows - want.min(w.rows)) / 4 * 4;
-        let rows = w.rows - first;
+        let detail = format!("{}x{} last {percent}%", w.rows, w.cols);
+        Ok(vec![self.l2_prefetch_rows(
+            w,
+            c,
+            first,
+            w.rows - first,
+            detail,
+        )?])
+    }
+
+    /// The dispatch reading `rows` rows of chunk `c` of `w` from row `first` (whole vec4 only:
+    /// a partial last one is left to the matvec).
+    fn l2_prefetch_rows(
+        &self,
+        w: &GpuMatrix,
+        c: &MatrixChunk,
+        first: usize,
+        rows: usize,
+        detail: String,
+    ) -> Result<Op> {
         let scales = c
             .scales
             .as_ref()
             .ok_or_else(|| Error::Gpu("a Q8_0 matrix chunk without scales".into()))?;
-        let n_w = (rows * w.stride / 4) as u32;
-        let n_s = (rows * w.scale_stride / 4) as u32;
-        let w_off = (first * w.stride / 4) as u32;
-        let s_off = (first * w.scale_stride / 4) as u32;
+        let vec4s = |n: usize, stride: usize| (n * stride / 4) as u32;
+        let (n_w, n_s) = (vec4s(rows, w.stride), vec4s(rows, w.scale_stride));
+        let (w_off, s_off) = (vec4s(first, w.stride), vec4s(first, w.scale_stride));
+        // the sink is this op's own, so no other dispatch's use of it orders this one
         let sink = GpuBuffer::zeros(&self.ctx, 4, "l2_prefetch_sink")?;
         let groups = (n_w + n_s).div_ceil(WG * PER);
         let mut op = self.op(
             "l2_prefetch",
             &[("WG", WG as f64), ("PER", PER as f64)],
+            // a magic value no fold of real weights is expected to hit (and a hit only writes
+            // the sink)
             &[n_w, n_s, 0x9e37_79b9, w_off, s_off],
             false,
             &[&c.buffer, scales, &sink.buffer],
             Box::new(move |_| super::kernels::grid(groups)),
         )?;
-        op.detail = format!("{}x{} last {percent}%", w.rows, w.cols);
-        Ok(vec![op])
+        op.detail = detail;
+        Ok(op)
     }
 }
