@@ -1,6 +1,6 @@
 // Decode attention and the o_proj matvec after it in one dispatch (decode.wgsl comes first in
-// the module; its attention runs with QOUT). The first heads x chunks workgroups are the attention's; the rest take
-// o_proj's rows, 32 each (one block of its quantised output). An o_proj workgroup loads all of
+// the module; its attention runs with QOUT). The first heads x chunks workgroups are the
+// attention's; the rest take o_proj's rows, 32 each (one block of its quantised output). An o_proj workgroup loads all of
 // its weights (32 rows: 139 KB at K = 4096) into registers first, since they do not depend on
 // the attention, then waits until every head has written its quantised output (a device
 // counter), copies that vector into workgroup memory and finishes its rows from registers.
@@ -38,10 +38,6 @@ override OMODE: u32 = 0u;
 // change. (Reusing the arrays measured the same as declaring all of them anew, s9 run 3.)
 var<workgroup> xw: array<vec4<u32>, 256>;  // the attention's output as int8 (K <= 4096)
 
-fn xs(i: u32) -> vec4<u32> {
-    return xw[i];
-}
-
 fn xsd(b: u32) -> f32 {
     return ov[b / 4u][b % 4u];
 }
@@ -50,8 +46,8 @@ fn xsd(b: u32) -> f32 {
 fn oblock(i: u32, t: u32, qa: vec4<u32>, qb: vec4<u32>, d: f32) -> f32 {
     let b = t + TPR * i;
     if (i >= OBPT || b >= OKB) { return 0.0; }
-    let xa = xs(2u * b);
-    let xb = xs(2u * b + 1u);
+    let xa = xw[2u * b];
+    let xb = xw[2u * b + 1u];
     let s = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y) + dot4I8Packed(qa.z, xa.z)
           + dot4I8Packed(qa.w, xa.w) + dot4I8Packed(qb.x, xb.x) + dot4I8Packed(qb.y, xb.y)
           + dot4I8Packed(qb.z, xb.z) + dot4I8Packed(qb.w, xb.w);
@@ -172,15 +168,13 @@ fn oproj_finish(li: u32, row0: u32, part: f32, r_old: f32, g: f32) {
         }
         let inv = select(0.0, 127.0 / m, m > 0.0);
         oq[(row0 + 4u * li) / 4u] = pack4xI8(vec4<i32>(round(pe[li] * inv)));
-        if (li == 0u) { store_block_stats(row0, m, ss); }
+        // the block's scale and sum of squares (matvec_q8.wgsl's QOUT 1 layout)
+        if (li == 0u) {
+            let nbq = p.o_rows / 32u;
+            oq[8u * nbq + row0 / 32u] = bitcast<u32>(m / 127.0);
+            oq[8u * nbq + 4u * ((nbq + 3u) / 4u) + row0 / 32u] = bitcast<u32>(ss);
+        }
     }
-}
-
-// The block's scale and sum of squares (matvec_q8.wgsl's QOUT 1 layout).
-fn store_block_stats(row0: u32, m: f32, ss: f32) {
-    let nbq = p.o_qlen / 32u;
-    oq[8u * nbq + row0 / 32u] = bitcast<u32>(m / 127.0);
-    oq[8u * nbq + 4u * ((nbq + 3u) / 4u) + row0 / 32u] = bitcast<u32>(ss);
 }
 
 @compute @workgroup_size(WG)

@@ -51,11 +51,10 @@ struct Params {
     pitch: u32,        // FUSED_QK: floats per q|k|v row
     eps_bits: u32,     // FUSED_QK: f32 bits of the QK-norm eps
     // attn_oproj.wgsl only (zero for the attention alone): o_proj's rows, vec4 words per
-    // weight row, u32 words of scales per row, and the rows' quantised output's length
+    // weight row, u32 words of scales per row
     o_rows: u32,
     o_stride4: u32,
     o_sstride: u32,
-    o_qlen: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -219,7 +219,7 @@ impl Kernels {
             &done_chunks.buffer,
         ];
         let Some(o) = oproj else {
-            params.extend([0; 4]);
+            params.extend([0; 3]);
             let split = self.op(
                 "attn_decode",
                 &constants,
@@ -257,7 +257,6 @@ impl Kernels {
             o.w.rows as u32,
             (o.w.stride / 4) as u32,
             o.w.scale_stride as u32,
-            o.w.rows as u32,
         ]);
         let mut consts = constants.to_vec();
         consts.push(("OKB", (o.w.cols / 32) as f64));

@@ -160,12 +160,9 @@ impl Tuning {
     }
 
     fn from_env_over(d: Tuning) -> Self {
+        let num = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u32>().ok());
         let get = |key: &str, ok: &[u32], default: u32| {
-            std::env::var(key)
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| ok.contains(v))
-                .unwrap_or(default)
+            num(key).filter(|v| ok.contains(v)).unwrap_or(default)
         };
         Tuning {
             matvec_rows: get("OMNI_MATVEC_ROWS", &[1, 2, 3, 4], d.matvec_rows),
@@ -175,10 +172,7 @@ impl Tuning {
             q8_dot: std::env::var("OMNI_Q8_DOT").map_or(d.q8_dot, |v| v != "0"),
             q8_wg: get("OMNI_Q8_WG", &[64, 128, 256], d.q8_wg),
             q8_groups: get("OMNI_Q8_GROUPS", &[1, 2, 3, 4], d.q8_groups),
-            q8_min_wgs: std::env::var("OMNI_Q8_MIN_WGS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.q8_min_wgs),
+            q8_min_wgs: num("OMNI_Q8_MIN_WGS").unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
@@ -197,27 +191,16 @@ impl Tuning {
                         .then(|| [p[0], p[1], p[2], p[3], p[4]])
                 })
                 .unwrap_or(d.l2_prefetch),
-            l2_prefetch_tail: get(
-                "OMNI_L2_PREFETCH_TAIL",
-                &(0..=100).collect::<Vec<_>>(),
-                d.l2_prefetch_tail,
-            ),
-            attn_oproj_wgs: std::env::var("OMNI_ATTN_OPROJ")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.attn_oproj_wgs),
+            l2_prefetch_tail: num("OMNI_L2_PREFETCH_TAIL")
+                .filter(|&p| p <= 100)
+                .unwrap_or(d.l2_prefetch_tail),
+            attn_oproj_wgs: num("OMNI_ATTN_OPROJ").unwrap_or(d.attn_oproj_wgs),
             moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
             moe_router: std::env::var("OMNI_MOE_ROUTER").map_or(d.moe_router, |v| v != "0"),
             route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
-            split_max_tiles: std::env::var("OMNI_SPLIT_MAX_TILES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.split_max_tiles),
-            small_t: std::env::var("OMNI_SMALL_T")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.small_t),
+            split_max_tiles: num("OMNI_SPLIT_MAX_TILES").unwrap_or(d.split_max_tiles),
+            small_t: num("OMNI_SMALL_T").unwrap_or(d.small_t),
         }
     }
 }

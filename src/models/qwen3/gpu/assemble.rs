@@ -206,7 +206,9 @@ impl Qwen3Gpu {
                 if o_next && l.o_proj.is_q8 && !(chain && dc.phased) {
                     ops.extend(k.l2_prefetch(&l.o_proj, pf[0])?);
                 }
-                if chain {
+                if o_done {
+                    // the attention's dispatch added o_proj to the residual already
+                } else if chain {
                     let input = if dc.attn {
                         Q8Input::Quantised {
                             q: &dc.qo,
@@ -225,18 +227,7 @@ impl Qwen3Gpu {
                         continue;
                     }
                     let out = QuantOut::Normed(&dc.qa, &l.post_attention_layernorm);
-                    if !o_done {
-                        ops.extend(k.matvec_q8_linked(
-                            &l.o_proj,
-                            input,
-                            &ac.x,
-                            0,
-                            acc,
-                            Some(out),
-                        )?);
-                    }
-                } else if o_done {
-                    // the attention's dispatch added o_proj to the residual already
+                    ops.extend(k.matvec_q8_linked(&l.o_proj, input, &ac.x, 0, acc, Some(out))?);
                 } else if !prefill && attn_to_o(l) {
                     let input = Q8Input::Quantised {
                         q: &dc.qo,
