@@ -98,6 +98,29 @@ enum Command {
         #[arg(long)]
         adapter: Option<String>,
     },
+    /// Time a decode step's weight reads alone (no math) at a model's Q8_0 sizes, one dispatch
+    /// per matrix and as one persistent dispatch: the floor our kernels are held against (GPU)
+    BenchStream {
+        /// A dense model shape, e.g. qwen3-8b
+        #[arg(long, default_value = "qwen3-8b")]
+        synthetic: String,
+        /// Bytes of the buffer the reads cycle through (capped by one binding; far above any cache)
+        #[arg(long, default_value_t = 2 << 30)]
+        buffer_bytes: u64,
+        /// Steps per timed submission
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Timed submissions (the best counts)
+        #[arg(long, default_value_t = 3)]
+        passes: usize,
+        /// Only these ways of reading: MODE:INVOCATIONS:LOADS:GROUPS,... with MODE chain,
+        /// persist or ahead and GROUPS a count or NNk (one workgroup per NN KiB)
+        #[arg(long)]
+        variants: Option<String>,
+        /// Pick the GPU whose adapter name contains this text
+        #[arg(long)]
+        adapter: Option<String>,
+    },
     /// Measure load time, prefill and decode speed, memory and bandwidth use
     Bench {
         /// Model directory or Hugging Face repo id (local cache only)
@@ -356,6 +379,21 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             quant,
             secs,
             repeats,
+            adapter,
+        }),
+        Command::BenchStream {
+            synthetic,
+            buffer_bytes,
+            steps,
+            passes,
+            variants,
+            adapter,
+        } => app::bench_stream::run(&app::bench_stream::BenchStreamArgs {
+            synthetic,
+            buffer_bytes,
+            steps,
+            passes,
+            variants,
             adapter,
         }),
         Command::BenchAudio {

@@ -1276,3 +1276,59 @@ fn short_prefill_linear_matches_its_cpu_twin() {
         }
     }
 }
+
+/// The stream probe behind `omni bench-stream` must read every word of every op exactly once,
+/// or its times mean nothing: the xor of its workgroups' checksums against the host's xor of
+/// the same words, over odd op sizes (partial rounds, workgroups past an op's end), one
+/// dispatch per op and one persistent dispatch (one workgroup: lavapipe runs too few at once
+/// for a device-wide wait), with and without the next op's loads issued ahead.
+#[test]
+fn stream_probe_reads_every_word_once() {
+    use qwen_omni::gpu::stream_probe::{Groups, StreamProbe, StreamVariant, layout};
+    let ctx = common::gpu();
+    let probe = StreamProbe::new(&ctx, 1 << 20).unwrap();
+    let words: Vec<u32> = (0..probe.words() as u32 * 4)
+        .map(|i| i.wrapping_mul(0x9e37_79b9) ^ (i >> 3))
+        .collect();
+    probe.write(&words).unwrap();
+    let sizes = [16 * 1000 + 16, 48_000, 16, 16 * 4097, 700_000];
+    let ops = layout(&sizes, probe.words()).unwrap();
+    let mut want = [0u32; 4];
+    for &(off, len) in &ops {
+        for i in off * 4..(off + len) * 4 {
+            want[(i % 4) as usize] ^= words[i as usize];
+        }
+    }
+    let chain = |wg, loads, groups| StreamVariant {
+        wg,
+        loads,
+        groups,
+        persistent: false,
+        ahead: false,
+    };
+    let variants = [
+        chain(64, 1, Groups::Fixed(7)),
+        chain(256, 4, Groups::Fixed(33)),
+        chain(128, 8, Groups::PerBytes(4096)),
+        chain(256, 3, Groups::Fixed(5000)),
+        StreamVariant {
+            persistent: true,
+            ..chain(128, 4, Groups::Fixed(1))
+        },
+        StreamVariant {
+            persistent: true,
+            ahead: true,
+            ..chain(64, 2, Groups::Fixed(1))
+        },
+    ];
+    for v in variants {
+        let (got, gave_up) = probe.checksum(&v, &ops).unwrap();
+        assert!(!gave_up, "{v}: a wait gave up");
+        assert_eq!(got, want, "{v}");
+    }
+    // the checksum sees a word read twice or missed: an op list with one word more differs
+    let mut longer = ops.clone();
+    longer[2].1 += 1;
+    let (got, _) = probe.checksum(&variants[1], &longer).unwrap();
+    assert_ne!(got, want);
+}

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_audio;
 pub mod bench_gpu;
 pub mod bench_latency;
+pub mod bench_stream;
 pub mod ctl;
 pub mod devices;
 pub mod engine;

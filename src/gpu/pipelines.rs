@@ -122,6 +122,10 @@ const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/l2_prefetch.wgsl"),
     ),
     (
+        "stream_read",
+        include_str!("../../shaders/elementwise/stream_read.wgsl"),
+    ),
+    (
         "stream_copy",
         include_str!("../../shaders/elementwise/stream_copy.wgsl"),
     ),

@@ -1,0 +1,143 @@
+// Reads slabs of a buffer in a decode matvec's access pattern and does nothing else: no math,
+// no output but one checksum per workgroup. `omni bench-stream` (gpu/stream_probe.rs)
+// times a decode step's reads this way, to tell what the memory system and the dispatch
+// boundaries alone allow before any kernel of ours adds its own cost.
+//
+// Each op is (offset, length, per workgroup) in 16-byte words; workgroup `id` reads words
+// [offset + id * per, min(offset + (id + 1) * per, offset + length)). Its invocations read
+// WG consecutive words at a time, LOADS of those rounds issued before any is used (as the
+// matvec's unrolled block loop does).
+//
+// Without PERSIST a dispatch streams ops first..first+count (the host gives one each) and the
+// host records one dispatch per op: wgpu puts a barrier between them (every dispatch writes
+// `sink`), as between the step's matvecs. PERSIST: one dispatch streams every op; between two
+// ops its workgroups meet at a device counter, the hand-over a persistent decode kernel would
+// make instead of a barrier. AHEAD (with PERSIST): each invocation issues its first four
+// loads of the next op before that wait, as a persistent kernel could with weights, which
+// never wait on the previous op.
+override WG: u32 = 256u;
+override LOADS: u32 = 4u;
+override PERSIST: bool = false;
+override AHEAD: bool = false;
+
+// polls before a wait gives up (it sets sync[1], and every later wait returns at once):
+// workgroups that are not all resident at once would otherwise wait for each other forever.
+// A real wait lasts at most one op's read (~0.2 ms for 0.7 GB on an H200): a few hundred polls.
+const SPIN_LIMIT: u32 = 200000u;
+
+struct Params {
+    first: u32,
+    count: u32,
+    _p0: u32,
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ops: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> src: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> sink: array<vec4<u32>>;  // one per workgroup
+@group(0) @binding(4) var<storage, read_write> sync: array<atomic<u32>>; // arrivals, gave up
+
+var<workgroup> red: array<atomic<u32>, 4>;
+
+// [start, end) of workgroup `id` in op `j`
+fn slab(j: u32, id: u32) -> vec2<u32> {
+    let o = ops[j];
+    let end = o.x + o.y;
+    let s = min(o.x + min(id, o.y) * o.z, end);
+    return vec2<u32>(s, min(s + o.z, end));
+}
+
+fn stream(s: u32, e: u32, li: u32) -> vec4<u32> {
+    var acc = vec4<u32>(0u);
+    var i = s + li;
+    // full rounds: all LOADS words of this invocation lie below e
+    while (i + (LOADS - 1u) * WG < e) {
+        for (var u = 0u; u < LOADS; u++) {
+            acc ^= src[i + u * WG];
+        }
+        i += LOADS * WG;
+    }
+    while (i < e) {
+        acc ^= src[i];
+        i += WG;
+    }
+    return acc;
+}
+
+fn ahead_load(i: u32, e: u32) -> vec4<u32> {
+    if (i < e) {
+        return src[i];
+    }
+    return vec4<u32>(0u);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let id = wg.x;
+    var acc = vec4<u32>(0u);
+    if (!PERSIST) {
+        for (var j = p.first; j < p.first + p.count; j++) {
+            let r = slab(j, id);
+            acc ^= stream(r.x, r.y, li);
+        }
+    } else {
+        var h0 = vec4<u32>(0u);
+        var h1 = vec4<u32>(0u);
+        var h2 = vec4<u32>(0u);
+        var h3 = vec4<u32>(0u);
+        var r = slab(p.first, id);
+        var s = r.x;
+        for (var j = 0u; j < p.count; j++) {
+            acc ^= h0 ^ h1 ^ h2 ^ h3;
+            acc ^= stream(s, r.y, li);
+            if (j + 1u == p.count) {
+                break;
+            }
+            r = slab(p.first + j + 1u, id);
+            s = r.x;
+            if (AHEAD) {
+                let b = r.x + li;
+                h0 = ahead_load(b, r.y);
+                h1 = ahead_load(b + WG, r.y);
+                h2 = ahead_load(b + 2u * WG, r.y);
+                h3 = ahead_load(b + 3u * WG, r.y);
+                s = min(r.x + 4u * WG, r.y);
+            }
+            workgroupBarrier();
+            if (li == 0u) {
+                atomicAdd(&sync[0], 1u);
+                let arrived = (j + 1u) * nwg.x;
+                var n = 0u;
+                loop {
+                    if (atomicLoad(&sync[0]) >= arrived || atomicLoad(&sync[1]) != 0u) {
+                        break;
+                    }
+                    n += 1u;
+                    if (n > SPIN_LIMIT) {
+                        atomicStore(&sync[1], 1u);
+                        break;
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+    // the xor of every word read, over the workgroup's invocations and a step's dispatches (the
+    // test's checksum; and the compiler cannot drop the reads)
+    if (li < 4u) {
+        atomicStore(&red[li], 0u);
+    }
+    workgroupBarrier();
+    atomicXor(&red[0], acc.x);
+    atomicXor(&red[1], acc.y);
+    atomicXor(&red[2], acc.z);
+    atomicXor(&red[3], acc.w);
+    workgroupBarrier();
+    if (li == 0u) {
+        let r = vec4<u32>(atomicLoad(&red[0]), atomicLoad(&red[1]), atomicLoad(&red[2]),
+                          atomicLoad(&red[3]));
+        sink[id] ^= r;
+    }
+}

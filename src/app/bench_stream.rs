@@ -1,0 +1,234 @@
+//! `omni bench-stream`: a decode step's weight reads as plain reads (gpu/stream_probe.rs), at
+//! a model's Q8_0 matrix sizes in the step's order, in several ways of reading. It answers how
+//! fast the step could be before any kernel of ours does math: one dispatch per matrix (the
+//! engine's structure), and one persistent dispatch with device counters between matrices
+//! (what a persistent decode kernel, b068, could reach at most). Compare with `omni bench`'s
+//! decode step on the same card.
+
+use anyhow::{Result, bail};
+
+use crate::gpu::measure_copy_bandwidth;
+use crate::gpu::stream_probe::{Groups, StreamProbe, StreamVariant, layout};
+
+pub struct BenchStreamArgs {
+    pub synthetic: String,
+    /// probe buffer size in bytes (capped by one binding)
+    pub buffer_bytes: u64,
+    pub steps: usize,
+    pub passes: usize,
+    /// only these variants ("chain" or "persist" or "ahead", invocations, loads, groups)
+    pub variants: Option<String>,
+    pub adapter: Option<String>,
+}
+
+/// Bytes of a (rows, cols) Q8_0 matrix: 32 int8 values and one f16 scale per block.
+fn q8_bytes(rows: usize, cols: usize) -> u64 {
+    (rows * cols / 32 * 34) as u64
+}
+
+/// The reads of one decode step of a dense model in the engine's order, with a label each:
+/// per layer qkv, the attention's cache (`cached` positions of f32 keys and values), o_proj,
+/// gate_up, down; then the lm_head.
+fn step_reads(
+    c: &crate::models::config::Qwen3Config,
+    cached: usize,
+) -> Result<Vec<(&'static str, u64)>> {
+    if c.num_experts > 0 {
+        bail!(
+            "bench-stream models dense steps only; `{}` is a mixture of experts",
+            c.model_type
+        );
+    }
+    let (h, hd) = (c.hidden_size, c.head_dim());
+    let (q, kv) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
+    let mut out = Vec::new();
+    for _ in 0..c.num_hidden_layers {
+        out.push(("qkv", q8_bytes(q + 2 * kv, h)));
+        out.push(("attention", (2 * kv * cached * 4) as u64));
+        out.push(("o_proj", q8_bytes(h, q)));
+        out.push(("gate_up", q8_bytes(2 * c.intermediate_size, h)));
+        out.push(("down", q8_bytes(h, c.intermediate_size)));
+    }
+    out.push(("lm_head", q8_bytes(c.vocab_size, h)));
+    Ok(out)
+}
+
+/// The default sweep: the engine's structure in several read shapes, then the persistent one.
+fn default_variants() -> Vec<StreamVariant> {
+    let mut v = Vec::new();
+    for wg in [256, 512, 1024] {
+        for loads in [2, 4, 8] {
+            for groups in [
+                Groups::Fixed(132),
+                Groups::Fixed(264),
+                Groups::Fixed(528),
+                Groups::PerBytes(64 << 10),
+                Groups::PerBytes(16 << 10),
+            ] {
+                v.push(StreamVariant {
+                    wg,
+                    loads,
+                    groups,
+                    persistent: false,
+                    ahead: false,
+                });
+            }
+        }
+    }
+    for (wg, groups) in [(1024, 132), (512, 132), (512, 264), (256, 264), (256, 528)] {
+        for loads in [4, 8] {
+            for ahead in [false, true] {
+                v.push(StreamVariant {
+                    wg,
+                    loads,
+                    groups: Groups::Fixed(groups),
+                    persistent: true,
+                    ahead,
+                });
+            }
+        }
+    }
+    v
+}
+
+/// "chain|persist|ahead:INVOCATIONS:LOADS:GROUPS" where GROUPS is a count or "NNk" (one
+/// workgroup per NN KiB), several separated by commas.
+fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let f: Vec<&str> = s.trim().split(':').collect();
+            let [mode, wg, loads, groups] = f[..] else {
+                bail!("--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS");
+            };
+            let (persistent, ahead) = match mode {
+                "chain" => (false, false),
+                "persist" => (true, false),
+                "ahead" => (true, true),
+                _ => bail!("--variants `{s}`: mode `{mode}` is not chain, persist or ahead"),
+            };
+            let num = |t: &str, what: &str| -> Result<u32> {
+                t.parse::<u32>()
+                    .map_err(|_| anyhow::anyhow!("--variants `{s}`: {what} `{t}` is not a number"))
+            };
+            let groups = match groups.strip_suffix('k') {
+                Some(kb) => Groups::PerBytes(num(kb, "KiB per workgroup")? as u64 * 1024),
+                None => Groups::Fixed(num(groups, "workgroups")?),
+            };
+            Ok(StreamVariant {
+                wg: num(wg, "invocations")?,
+                loads: num(loads, "loads")?,
+                groups,
+                persistent,
+                ahead,
+            })
+        })
+        .collect()
+}
+
+pub fn run(a: &BenchStreamArgs) -> Result<()> {
+    let c = crate::models::presets::synthetic_config(&a.synthetic)
+        .ok_or_else(|| anyhow::anyhow!("--synthetic `{}`: unknown shape", a.synthetic))?;
+    let variants = match &a.variants {
+        Some(s) => parse_variants(s)?,
+        None => default_variants(),
+    };
+    let ctx = super::engine::gpu_context(super::engine::Backend::Gpu, a.adapter.as_deref())?
+        .ok_or_else(|| anyhow::anyhow!("bench-stream needs a GPU"))?;
+    println!("adapter: {}", ctx.info.name);
+    let reads = step_reads(&c, 128)?;
+    let step_bytes: u64 = reads.iter().map(|r| r.1).sum();
+    let probe = StreamProbe::new(&ctx, a.buffer_bytes)?;
+    let sizes: Vec<u64> = reads.iter().map(|r| r.1).collect();
+    let ops = layout(&sizes, probe.words())?;
+    let copy = measure_copy_bandwidth(&ctx, 1 << 30, 7)?;
+    let peer = super::bench_gpu::peer_copy_bandwidth(&ctx.info.name);
+    println!(
+        "{} Q8_0 step: {} reads, {:.3} GB; probe buffer {:.2} GB; best copy {:.0} GB/s{}",
+        a.synthetic,
+        reads.len(),
+        step_bytes as f64 / 1e9,
+        probe.words() as f64 * 16.0 / 1e9,
+        copy.roofline() / 1e9,
+        peer.map_or(String::new(), |p| format!(
+            " (peers' copy figure {:.0} GB/s)",
+            p / 1e9
+        )),
+    );
+    let share = |s: f64| {
+        let gbs = step_bytes as f64 / s;
+        let peers = peer.map_or(String::new(), |p| {
+            format!(" {:5.1}% of peers'", 100.0 * gbs / p)
+        });
+        format!("{:5.1}% of best copy{peers}", 100.0 * gbs / copy.roofline())
+    };
+    println!(
+        "whole step, best of {} submissions of {} steps:",
+        a.passes, a.steps
+    );
+    for v in &variants {
+        let t = probe.time(v, &ops, a.steps, a.passes)?;
+        if t.gave_up {
+            println!("  {v:<48} workgroups not all resident (a wait gave up): no time");
+            continue;
+        }
+        println!(
+            "  {v:<48} {:7.3} ms  {:7.1} tok/s  {}",
+            t.step_s * 1e3,
+            1.0 / t.step_s,
+            share(t.step_s)
+        );
+    }
+    // per read: a chain of the same size (every layer's copy of it), by the first variant
+    let per_read = variants.iter().find(|v| !v.persistent).copied();
+    if let Some(v) = per_read {
+        println!("each read alone in a chain of its layers' copies ({v}):");
+        for name in ["qkv", "attention", "o_proj", "gate_up", "down", "lm_head"] {
+            let idx: Vec<usize> = (0..reads.len()).filter(|&i| reads[i].0 == name).collect();
+            let Some(&first) = idx.first() else { continue };
+            let chain: Vec<(u64, u64)> = idx.iter().map(|&i| ops[i]).collect();
+            let t = probe.time(&v, &chain, a.steps, a.passes)?;
+            let per = t.step_s / chain.len() as f64;
+            println!(
+                "  {name:<10} {:8.2} MB  {:7.2} us per dispatch  {:6.0} GB/s",
+                reads[first].1 as f64 / 1e6,
+                per * 1e6,
+                reads[first].1 as f64 / per / 1e9
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_parse_and_refuse_nonsense() {
+        let v = parse_variants("chain:512:4:132,ahead:256:8:64k").unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].groups, Groups::Fixed(132));
+        assert!(!v[0].persistent);
+        assert_eq!(v[1].groups, Groups::PerBytes(64 << 10));
+        assert!(v[1].persistent && v[1].ahead);
+        for bad in [
+            "chain:512:4",
+            "fast:512:4:132",
+            "chain:x:4:132",
+            "chain:512:4:99q",
+        ] {
+            let e = parse_variants(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_8b_step_reads_8_04_gb_as_the_peers_count() {
+        let c = crate::models::presets::synthetic_config("qwen3-8b").unwrap();
+        let reads = step_reads(&c, 0).unwrap();
+        let gb = reads.iter().map(|r| r.1).sum::<u64>() as f64 / 1e9;
+        // peer-baselines.md: Qwen3-8B Q8_0, 8.04 GB per token (the embedding row aside)
+        assert!((gb - 8.04).abs() < 0.03, "{gb}");
+    }
+}

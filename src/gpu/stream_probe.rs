@@ -1,0 +1,359 @@
+//! What a decode step's weight reads alone cost on this device: the step's matrices as plain
+//! reads (`stream_read.wgsl`), one dispatch per matrix behind a barrier as the engine records
+//! them, or one persistent dispatch whose workgroups meet at a device counter between
+//! matrices. `omni bench-stream` prints the times; the gap between them and the real step is
+//! what our kernels add, and the gap between the two structures is what a persistent decode
+//! kernel (b068) could gain at most.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, Kernels, StepDims};
+
+/// How many workgroups read one op.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Groups {
+    /// this many (fewer where the op has fewer words than invocations)
+    Fixed(u32),
+    /// one per this many bytes of the op
+    PerBytes(u64),
+}
+
+/// One way of reading the step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StreamVariant {
+    /// invocations per workgroup
+    pub wg: u32,
+    /// 16-byte loads each invocation issues before using any
+    pub loads: u32,
+    pub groups: Groups,
+    /// one dispatch for the whole step, device counters between ops
+    pub persistent: bool,
+    /// (persistent) the next op's first loads issued before the wait
+    pub ahead: bool,
+}
+
+impl std::fmt::Display for StreamVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match (self.persistent, self.ahead) {
+            (false, _) => "dispatch per op",
+            (true, false) => "persistent",
+            (true, true) => "persistent, ahead",
+        };
+        let groups = match self.groups {
+            Groups::Fixed(n) => format!("{n} wgs"),
+            Groups::PerBytes(b) => format!("1 wg / {} KB", b / 1024),
+        };
+        f.pad(&format!(
+            "{mode}, {} inv x {} loads, {groups}",
+            self.wg, self.loads
+        ))
+    }
+}
+
+/// A step's time read this way (best of the passes), and whether a persistent dispatch's wait
+/// gave up (its workgroups were not all resident: the time is then meaningless).
+#[derive(Clone, Copy, Debug)]
+pub struct StreamTiming {
+    pub step_s: f64,
+    pub gave_up: bool,
+}
+
+/// The probe's buffers: `bytes` of random words that ops are laid out in, a checksum word per
+/// workgroup, and the persistent dispatch's counters.
+pub struct StreamProbe {
+    ctx: std::sync::Arc<GpuContext>,
+    src: wgpu::Buffer,
+    words: u64,
+    sink: wgpu::Buffer,
+    sync: wgpu::Buffer,
+    sync_read: wgpu::Buffer,
+}
+
+/// The most workgroups one op may use (one grid row; the sink holds one word each).
+const MAX_GROUPS: u32 = 65535;
+
+/// (offset, length) in 16-byte words of each op, placed one after another and starting again
+/// at 0 where an op would pass the end, so every op reads bytes no recent op read (the buffer
+/// is far larger than any cache: the caller sees to it).
+pub fn layout(op_bytes: &[u64], buffer_words: u64) -> Result<Vec<(u64, u64)>> {
+    let mut at = 0u64;
+    let mut out = Vec::with_capacity(op_bytes.len());
+    for &b in op_bytes {
+        let len = b.div_ceil(16).max(1);
+        if len > buffer_words {
+            return Err(Error::Gpu(format!(
+                "a read of {b} bytes does not fit the probe's {} bytes",
+                buffer_words * 16
+            )));
+        }
+        if at + len > buffer_words {
+            at = 0;
+        }
+        out.push((at, len));
+        at += len;
+    }
+    Ok(out)
+}
+
+impl StreamProbe {
+    /// A probe over `bytes` (capped by one binding) of random words.
+    pub fn new(ctx: &std::sync::Arc<GpuContext>, bytes: u64) -> Result<Self> {
+        let bytes = bytes.min(ctx.max_binding()).min(ctx.limits.max_buffer_size) / 16 * 16;
+        if bytes < 16 {
+            return Err(Error::Gpu(
+                "the stream probe needs at least 16 bytes".into(),
+            ));
+        }
+        let make = |label, size, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let src = make(
+            "stream-src",
+            bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
+        let k = Kernels::new(ctx);
+        let words = (bytes / 4) as usize;
+        let op = k.fill_random(&src, words, 1.0, 0x5eed, 0.0)?;
+        k.run([&op], StepDims { t: 1, pos0: 0 })?;
+        let sink = make(
+            "stream-sink",
+            MAX_GROUPS as u64 * 16,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        );
+        let sync = make(
+            "stream-sync",
+            16,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        );
+        let sync_read = make(
+            "stream-sync-read",
+            16,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        ctx.wait()?;
+        Ok(StreamProbe {
+            ctx: ctx.clone(),
+            src,
+            words: bytes / 16,
+            sink,
+            sync,
+            sync_read,
+        })
+    }
+
+    /// Length of the probe's buffer in 16-byte words.
+    pub fn words(&self) -> u64 {
+        self.words
+    }
+
+    /// Replace the buffer's first words with `words` (tests: known data to check sums with).
+    pub fn write(&self, words: &[u32]) -> Result<()> {
+        if words.len() as u64 > self.words * 4 {
+            return Err(Error::Gpu(
+                "more words than the probe's buffer holds".into(),
+            ));
+        }
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.ctx.queue.write_buffer(&self.src, 0, &bytes);
+        self.ctx.wait()
+    }
+
+    /// Workgroups of op `len` words under `v` (for the persistent dispatch: all ops use the
+    /// most any op asks for, which must all be resident).
+    fn groups(v: &StreamVariant, len: u64) -> u32 {
+        let n = match v.groups {
+            Groups::Fixed(n) => n as u64,
+            Groups::PerBytes(b) => (len * 16).div_ceil(b.max(16)),
+        };
+        n.clamp(1, (len.div_ceil(v.wg as u64)).max(1))
+            .min(MAX_GROUPS as u64) as u32
+    }
+
+    fn check(&self, v: &StreamVariant, ops: &[(u64, u64)]) -> Result<()> {
+        let max_wg = self.ctx.limits.max_compute_invocations_per_workgroup;
+        if v.wg == 0 || v.wg > max_wg || v.loads == 0 || v.loads > 16 {
+            return Err(Error::Gpu(format!(
+                "stream variant `{v}`: 1..={max_wg} invocations and 1..=16 loads"
+            )));
+        }
+        if ops
+            .iter()
+            .any(|&(o, l)| o + l > self.words || o + l > u32::MAX as u64)
+        {
+            return Err(Error::Gpu(
+                "a stream op lies outside the probe's buffer".into(),
+            ));
+        }
+        if ops.is_empty() {
+            return Err(Error::Gpu("the stream probe needs at least one op".into()));
+        }
+        Ok(())
+    }
+
+    /// Records `steps` steps reading `ops` under `v`. Returns the command buffer.
+    fn record(
+        &self,
+        v: &StreamVariant,
+        ops: &[(u64, u64)],
+        steps: usize,
+    ) -> Result<wgpu::CommandBuffer> {
+        self.check(v, ops)?;
+        let ctx = &self.ctx;
+        let pipeline = ctx.pipelines.get(
+            &ctx.device,
+            "stream_read",
+            &[
+                ("WG", v.wg as f64),
+                ("LOADS", v.loads as f64),
+                ("PERSIST", v.persistent as u32 as f64),
+                ("AHEAD", v.ahead as u32 as f64),
+            ],
+        )?;
+        let persistent_groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
+        let table: Vec<u32> = ops
+            .iter()
+            .flat_map(|&(off, len)| {
+                let g = if v.persistent {
+                    persistent_groups
+                } else {
+                    Self::groups(v, len)
+                };
+                [off as u32, len as u32, len.div_ceil(g as u64) as u32, g]
+            })
+            .collect();
+        let storage = |label, data: &[u32], usage| {
+            use wgpu::util::DeviceExt;
+            let contents: Vec<u8> = data.iter().flat_map(|w| w.to_le_bytes()).collect();
+            ctx.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: &contents,
+                    usage,
+                })
+        };
+        let table_buf = storage("stream-ops", &table, wgpu::BufferUsages::STORAGE);
+        let bind = |first: u32, count: u32| {
+            let params = storage(
+                "stream-params",
+                &[first, count, 0, 0],
+                wgpu::BufferUsages::UNIFORM,
+            );
+            let entries = [
+                params.as_entire_binding(),
+                table_buf.as_entire_binding(),
+                self.src.as_entire_binding(),
+                self.sink.as_entire_binding(),
+                self.sync.as_entire_binding(),
+            ];
+            let entries: Vec<wgpu::BindGroupEntry> = entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, resource)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource,
+                })
+                .collect();
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("stream"),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        };
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        if v.persistent {
+            let group = bind(0, ops.len() as u32);
+            for _ in 0..steps {
+                enc.clear_buffer(&self.sync, 0, None);
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(persistent_groups, 1, 1);
+            }
+        } else {
+            let groups: Vec<(wgpu::BindGroup, u32)> = (0..ops.len())
+                .map(|j| (bind(j as u32, 1), table[4 * j + 3]))
+                .collect();
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            for _ in 0..steps {
+                for (group, n) in &groups {
+                    pass.set_bind_group(0, group, &[]);
+                    pass.dispatch_workgroups(*n, 1, 1);
+                }
+            }
+        }
+        enc.copy_buffer_to_buffer(&self.sync, 0, &self.sync_read, 0, 16);
+        Ok(enc.finish())
+    }
+
+    /// The counters after the last submission (its commands end with their copy).
+    fn read_sync(&self) -> Result<[u32; 4]> {
+        let b = crate::gpu::buffers::map_read(&self.ctx, &self.sync_read)?;
+        let word =
+            |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        Ok([word(0), word(1), word(2), word(3)])
+    }
+
+    /// Time of one step reading `ops` under `v`: `steps` steps per submission, best of
+    /// `passes` submissions after a warm-up, wall clock from submit to completion (a step of
+    /// an 8B model takes milliseconds, against tens of microseconds of submit and wait).
+    pub fn time(
+        &self,
+        v: &StreamVariant,
+        ops: &[(u64, u64)],
+        steps: usize,
+        passes: usize,
+    ) -> Result<StreamTiming> {
+        let steps = steps.max(1);
+        let mut best = f64::INFINITY;
+        let mut gave_up = false;
+        for pass in 0..=passes.max(1) {
+            let commands = self.record(v, ops, steps)?;
+            let t = Instant::now();
+            self.ctx.queue.submit([commands]);
+            self.ctx.wait()?;
+            let s = t.elapsed().as_secs_f64() / steps as f64;
+            gave_up |= v.persistent && self.read_sync()?[1] != 0;
+            if pass > 0 {
+                best = best.min(s);
+            }
+        }
+        Ok(StreamTiming {
+            step_s: best,
+            gave_up,
+        })
+    }
+
+    /// One step of `ops` under `v`, then the xor of the workgroups' checksums, which is the
+    /// xor of every word the ops read (a test compares it with the host's), and whether a
+    /// wait gave up.
+    pub fn checksum(&self, v: &StreamVariant, ops: &[(u64, u64)]) -> Result<([u32; 4], bool)> {
+        let groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
+        let clear = {
+            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+            enc.clear_buffer(&self.sink, 0, None);
+            enc.finish()
+        };
+        self.ctx.queue.submit([clear]);
+        let commands = self.record(v, ops, 1)?;
+        self.ctx.queue.submit([commands]);
+        let gave_up = v.persistent && self.read_sync()?[1] != 0;
+        let bytes = crate::gpu::buffers::read_back(&self.ctx, &self.sink, 0, groups as u64 * 16)?;
+        let mut x = [0u32; 4];
+        for (i, w) in bytes.chunks_exact(4).enumerate() {
+            x[i % 4] ^= u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        }
+        Ok((x, gave_up))
+    }
+}
