@@ -1305,6 +1305,7 @@ fn stream_probe_reads_every_word_once() {
         groups,
         persistent: false,
         ahead: false,
+        layered: false,
     };
     let variants = [
         chain(64, 1, Groups::Fixed(7)),
@@ -1322,13 +1323,26 @@ fn stream_probe_reads_every_word_once() {
         },
     ];
     for v in variants {
-        let (got, gave_up) = probe.checksum(&v, &ops).unwrap();
+        let (got, gave_up) = probe.checksum(&v, &ops, &[]).unwrap();
         assert!(!gave_up, "{v}: a wait gave up");
         assert_eq!(got, want, "{v}");
     }
+    // persistent dispatches over segments of the ops (the counter runs on across them)
+    for breaks in [&[1usize, 2][..], &[3], &[1, 2, 3, 4]] {
+        for v in &variants[4..] {
+            let v = StreamVariant {
+                layered: true,
+                ..*v
+            };
+            let (got, gave_up) = probe.checksum(&v, &ops, breaks).unwrap();
+            assert!(!gave_up, "{v} {breaks:?}: a wait gave up");
+            assert_eq!(got, want, "{v} {breaks:?}");
+        }
+    }
+    assert!(probe.checksum(&variants[4], &ops, &[2, 2]).is_err());
     // the checksum sees a word read twice or missed: an op list with one word more differs
     let mut longer = ops.clone();
     longer[2].1 += 1;
-    let (got, _) = probe.checksum(&variants[1], &longer).unwrap();
+    let (got, _) = probe.checksum(&variants[1], &longer, &[]).unwrap();
     assert_ne!(got, want);
 }

@@ -10,8 +10,8 @@
 //
 // Without PERSIST a dispatch streams ops first..first+count (the host gives one each) and the
 // host records one dispatch per op: wgpu puts a barrier between them (every dispatch writes
-// `sink`), as between the step's matvecs. PERSIST: one dispatch streams every op; between two
-// ops its workgroups meet at a device counter, the hand-over a persistent decode kernel would
+// `sink`), as between the step's matvecs. PERSIST: one dispatch streams a segment of ops (the
+// whole step, or a layer's); between two ops its workgroups meet at a device counter, the hand-over a persistent decode kernel would
 // make instead of a barrier. AHEAD (with PERSIST): each invocation issues its first four
 // loads of the next op before that wait, as a persistent kernel could with weights, which
 // never wait on the previous op.
@@ -28,7 +28,7 @@ const SPIN_LIMIT: u32 = 200000u;
 struct Params {
     first: u32,
     count: u32,
-    _p0: u32,
+    base: u32,  // PERSIST: arrivals on the counter before this dispatch (earlier segments')
     _p1: u32,
 }
 
@@ -108,7 +108,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             workgroupBarrier();
             if (li == 0u) {
                 atomicAdd(&sync[0], 1u);
-                let arrived = (j + 1u) * nwg.x;
+                let arrived = p.base + (j + 1u) * nwg.x;
                 var n = 0u;
                 loop {
                     if (atomicLoad(&sync[0]) >= arrived || atomicLoad(&sync[1]) != 0u) {

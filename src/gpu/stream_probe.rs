@@ -31,14 +31,19 @@ pub struct StreamVariant {
     pub persistent: bool,
     /// (persistent) the next op's first loads issued before the wait
     pub ahead: bool,
+    /// (persistent) one dispatch per layer, the attention's read in one of its own, instead
+    /// of one for the step (the caller's `breaks`)
+    pub layered: bool,
 }
 
 impl std::fmt::Display for StreamVariant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = match (self.persistent, self.ahead) {
-            (false, _) => "dispatch per op",
-            (true, false) => "persistent",
-            (true, true) => "persistent, ahead",
+        let mode = match (self.persistent, self.ahead, self.layered) {
+            (false, _, _) => "dispatch per op",
+            (true, false, false) => "persistent",
+            (true, true, false) => "persistent, ahead",
+            (true, false, true) => "per layer",
+            (true, true, true) => "per layer, ahead",
         };
         let groups = match self.groups {
             Groups::Fixed(n) => format!("{n} wgs"),
@@ -201,14 +206,23 @@ impl StreamProbe {
         Ok(())
     }
 
-    /// Records `steps` steps reading `ops` under `v`. Returns the command buffer.
+    /// Records `steps` steps reading `ops` under `v`. A persistent variant makes one dispatch
+    /// per segment: a new one starts at each op index in `breaks` (ascending).
     fn record(
         &self,
         v: &StreamVariant,
         ops: &[(u64, u64)],
+        breaks: &[usize],
         steps: usize,
     ) -> Result<wgpu::CommandBuffer> {
         self.check(v, ops)?;
+        if breaks.windows(2).any(|w| w[0] >= w[1])
+            || breaks.iter().any(|&b| b == 0 || b >= ops.len())
+        {
+            return Err(Error::Gpu(
+                "stream probe breaks must ascend inside the op list".into(),
+            ));
+        }
         let ctx = &self.ctx;
         let pipeline = ctx.pipelines.get(
             &ctx.device,
@@ -243,10 +257,10 @@ impl StreamProbe {
                 })
         };
         let table_buf = storage("stream-ops", &table, wgpu::BufferUsages::STORAGE);
-        let bind = |first: u32, count: u32| {
+        let bind = |first: u32, count: u32, base: u32| {
             let params = storage(
                 "stream-params",
-                &[first, count, 0, 0],
+                &[first, count, base, 0],
                 wgpu::BufferUsages::UNIFORM,
             );
             let entries = [
@@ -272,17 +286,32 @@ impl StreamProbe {
         };
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         if v.persistent {
-            let group = bind(0, ops.len() as u32);
+            // the counter runs on across a step's segments: each wait's target starts from the
+            // arrivals of the segments before (every op but a segment's last one arrives)
+            let starts: Vec<usize> = std::iter::once(0).chain(breaks.iter().copied()).collect();
+            let mut base = 0u32;
+            let segments: Vec<wgpu::BindGroup> = starts
+                .iter()
+                .enumerate()
+                .map(|(i, &first)| {
+                    let end = starts.get(i + 1).copied().unwrap_or(ops.len());
+                    let group = bind(first as u32, (end - first) as u32, base);
+                    base += (end - first - 1) as u32 * persistent_groups;
+                    group
+                })
+                .collect();
             for _ in 0..steps {
                 enc.clear_buffer(&self.sync, 0, None);
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                pass.dispatch_workgroups(persistent_groups, 1, 1);
+                for group in &segments {
+                    pass.set_bind_group(0, group, &[]);
+                    pass.dispatch_workgroups(persistent_groups, 1, 1);
+                }
             }
         } else {
             let groups: Vec<(wgpu::BindGroup, u32)> = (0..ops.len())
-                .map(|j| (bind(j as u32, 1), table[4 * j + 3]))
+                .map(|j| (bind(j as u32, 1, 0), table[4 * j + 3]))
                 .collect();
             let mut pass = enc.begin_compute_pass(&Default::default());
             pass.set_pipeline(&pipeline);
@@ -305,13 +334,14 @@ impl StreamProbe {
         Ok([word(0), word(1), word(2), word(3)])
     }
 
-    /// Time of one step reading `ops` under `v`: `steps` steps per submission, best of
+    /// Time of one step reading `ops` under `v` (`breaks`: see `record`): `steps` steps per submission, best of
     /// `passes` submissions after a warm-up, wall clock from submit to completion (a step of
     /// an 8B model takes milliseconds, against tens of microseconds of submit and wait).
     pub fn time(
         &self,
         v: &StreamVariant,
         ops: &[(u64, u64)],
+        breaks: &[usize],
         steps: usize,
         passes: usize,
     ) -> Result<StreamTiming> {
@@ -319,7 +349,7 @@ impl StreamProbe {
         let mut best = f64::INFINITY;
         let mut gave_up = false;
         for pass in 0..=passes.max(1) {
-            let commands = self.record(v, ops, steps)?;
+            let commands = self.record(v, ops, breaks, steps)?;
             let t = Instant::now();
             self.ctx.queue.submit([commands]);
             self.ctx.wait()?;
@@ -338,7 +368,12 @@ impl StreamProbe {
     /// One step of `ops` under `v`, then the xor of the workgroups' checksums, which is the
     /// xor of every word the ops read (a test compares it with the host's), and whether a
     /// wait gave up.
-    pub fn checksum(&self, v: &StreamVariant, ops: &[(u64, u64)]) -> Result<([u32; 4], bool)> {
+    pub fn checksum(
+        &self,
+        v: &StreamVariant,
+        ops: &[(u64, u64)],
+        breaks: &[usize],
+    ) -> Result<([u32; 4], bool)> {
         let groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
         let clear = {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
@@ -346,7 +381,7 @@ impl StreamProbe {
             enc.finish()
         };
         self.ctx.queue.submit([clear]);
-        let commands = self.record(v, ops, 1)?;
+        let commands = self.record(v, ops, breaks, 1)?;
         self.ctx.queue.submit([commands]);
         let gave_up = v.persistent && self.read_sync()?[1] != 0;
         let bytes = crate::gpu::buffers::read_back(&self.ctx, &self.sink, 0, groups as u64 * 16)?;
