@@ -187,7 +187,7 @@ fn write_model(
 /// Decode with the whole Q8_0 chain (gpu/matvec_q8.rs): head_dim 32, so the attention also
 /// hands o_proj its output quantised, through one chunk and past it (the combining pass
 /// writes it then), and each layer's o_proj .. next qkv (the lm_head after the last) run as
-/// one phased dispatch; also with a dispatch per matvec, and with every matrix read ahead into
+/// one phased dispatch (and the same as a persistent kernel); also with a dispatch per matvec, and with every matrix read ahead into
 /// the L2 cache. Against the CPU Q8_0 engine within the Q8_0 budget, and against the same
 /// model unchained, where every matvec quantises its own input: the same roundings of the same
 /// values, so within the f32 budget.
@@ -205,6 +205,14 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     };
     let mut chained = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), phased).unwrap();
     assert!(chained.q8_chained() && chained.q8_chained_attention() && chained.q8_phased());
+    // ... as a persistent kernel (every phase by the same workgroups in turn): one workgroup
+    // on lavapipe, which runs one at a time; one per SM of an H100 / H200
+    let persist = qwen_omni::gpu::Tuning {
+        q8_persist: if ctx.info.name.contains("llvmpipe") { 1 } else { 132 },
+        ..Default::default()
+    };
+    let mut persistent = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), persist).unwrap();
+    assert!(persistent.q8_phased());
     // the same chain with a dispatch per matvec (the default; not the adapter's tuning, which
     // may run o_proj inside the attention's dispatch, summed in another order)
     let mut linked = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), Default::default()).unwrap();
@@ -228,6 +236,7 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     let mut cache = cpu.new_cache(96);
     let want = cpu.forward(&ids, &mut cache, Logits::Last).unwrap();
     chained.prefill(&ids, None).unwrap();
+    persistent.prefill(&ids, None).unwrap();
     plain.prefill(&ids, None).unwrap();
     linked.prefill(&ids, None).unwrap();
     prefetched.prefill(&ids, None).unwrap();
@@ -253,6 +262,13 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
             &format!("phased vs not, step {s}"),
             &got,
             &one_each,
+            GPU_VS_CPU_REL,
+        );
+        let persisted = persistent.decode(Some(next), true).unwrap();
+        assert_close(
+            &format!("persistent vs phased, step {s}"),
+            &persisted,
+            &got,
             GPU_VS_CPU_REL,
         );
         let read_ahead = prefetched.decode(Some(next), true).unwrap();

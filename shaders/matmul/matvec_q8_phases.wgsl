@@ -26,6 +26,16 @@ override ROWS: u32 = 4u;     // rows per subgroup pass (1..4)
 override WG: u32 = 256u;
 override SGC: u32 = 0u;      // the subgroup size where fixed (0: at run time)
 override N_PHASES: u32 = 4u;
+// PERSIST: the dispatch's workgroups (as many as are resident at once: the host's
+// `Tuning::q8_persist`) take every phase in turn instead of one workgroup per tile: workgroup
+// i runs tiles i, i + G, ... of phase 0, counts itself on the phase's counter, loads its
+// first weights of phase 1 and waits until all G have counted, and so on. No workgroup waits
+// for one that has not started, as long as all G are resident (a wait gives up after
+// SPIN_LIMIT polls instead of hanging, and the output is then wrong: a measurement setting
+// only). `omni bench-stream` measured this structure reading the 8B step's weights at
+// 2.28-2.41 ms against 2.55 ms for one dispatch per matrix (H200, s10).
+override PERSIST: bool = false;
+const SPIN_LIMIT: u32 = 4000000u;
 
 // (the row length, accumulate, RMSNorm and output mode are each phase's pipeline constants)
 struct Phase {
@@ -95,11 +105,15 @@ var<workgroup> xss: array<f32, 384>;   // block sums of squares (RMS)
 // Wait until every workgroup of the previous phase has written its output (phase 0 waits for
 // nothing: its input comes from an earlier dispatch). A phase calls this after issuing its
 // prefetched weight loads, so their memory round trip overlaps the wait.
-fn wait_previous(li: u32, ph: u32) {
+fn wait_previous(li: u32, ph: u32, all: u32) {
     if (ph > 0u) {
         if (li == 0u) {
+            let want = select(p.ph[ph - 1u].wgs, all, PERSIST);
+            var n = 0u;
             loop {
-                if (atomicLoad(&counters[p.cbase + ph - 1u]) >= p.ph[ph - 1u].wgs) { break; }
+                if (atomicLoad(&counters[p.cbase + ph - 1u]) >= want) { break; }
+                n += 1u;
+                if (PERSIST && n > SPIN_LIMIT) { break; }
             }
         }
         workgroupBarrier();
@@ -114,6 +128,10 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) sgs: u32) {
     let lin = wg.x + wg.y * nwg.x;
+    if (PERSIST) {
+        persist(li, lane, sgs, lin, nwg.x * nwg.y);
+        return;
+    }
     var ph = 0u;
     for (var i = 1u; i < N_PHASES; i++) {
         if (lin >= p.ph[i].wg0) { ph = i; }
@@ -133,6 +151,31 @@ fn main(@builtin(local_invocation_index) li: u32,
         let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
         if (ph + 1u == N_PHASES && done == p.ph[ph].wgs) {
             for (var i = 0u; i < N_PHASES; i++) { atomicStore(&counters[p.cbase + i], 0u); }
+        }
+    }
+}
+
+// PERSIST: every phase by all `all` workgroups in turn (see PERSIST). A workgroup with no
+// tile in a phase still counts itself; the first tile of a phase waits for the previous
+// phase's count and copies the phase's input, the workgroup's later tiles reuse it. The last
+// workgroup to finish resets the counters for the next dispatch (every wait is passed then).
+fn persist(li: u32, lane: u32, sgs: u32, lin: u32, all: u32) {
+    for (var ph = 0u; ph < N_PHASES; ph++) {
+        var fresh = true;
+        for (var t = lin; t < p.ph[ph].wgs; t += all) {
+            let first = t * p.ph[ph].rpw;
+            switch ph {
+                // {PCASES}
+                default: {}
+            }
+            fresh = false;
+        }
+        storageBarrier();
+        if (li == 0u) {
+            let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
+            if (ph + 1u == N_PHASES && done == all) {
+                for (var i = 0u; i < N_PHASES; i++) { atomicStore(&counters[p.cbase + i], 0u); }
+            }
         }
     }
 }
@@ -214,7 +257,7 @@ fn quantise_out_{P}(li: u32, first: u32) {
 // subgroup's first row group are loaded into registers before the wait (rows and blocks
 // clamped in bounds; the block loop uses them only where they are real). Waiting then
 // overlaps their memory round trip instead of preceding it.
-fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32) {
+fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: bool) {
     let rows_all = p.ph[{P}].rows;
     let nsg = WG / sgs;
     let last = rows_all - 1u;
@@ -240,11 +283,14 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32) {
         if (ROWS > 2u) { c2 = fetch_{P}(min(pr + 2u, last), pb1); }
         if (ROWS > 3u) { c3 = fetch_{P}(min(pr + 3u, last), pb1); }
     }
-    wait_previous(li, ph);
-    for (var i = li; i < 2u * nb; i += WG) { xs[i] = q{P}[i]; }
-    for (var i = li; i < nb; i += WG) {
-        xsd[i] = bitcast<f32>(q{P}[2u * nb + i / 4u][i % 4u]);
-        if (RMS_{P}) { xss[i] = bitcast<f32>(q{P}[2u * nb + nq4 + i / 4u][i % 4u]); }
+    // (PERSIST: the phase's first tile of this workgroup waits and copies, later ones reuse)
+    if (fresh) {
+        wait_previous(li, ph, all);
+        for (var i = li; i < 2u * nb; i += WG) { xs[i] = q{P}[i]; }
+        for (var i = li; i < nb; i += WG) {
+            xsd[i] = bitcast<f32>(q{P}[2u * nb + i / 4u][i % 4u]);
+            if (RMS_{P}) { xss[i] = bitcast<f32>(q{P}[2u * nb + nq4 + i / 4u][i % 4u]); }
+        }
     }
     workgroupBarrier();
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
@@ -288,5 +334,9 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32) {
             if (ROWS > 3u) { store_{P}(r0 + 3u, first, total.w, total_ss); }
         }
     }
-    if (QOUT_{P} > 0u) { quantise_out_{P}(li, first); }
+    if (QOUT_{P} > 0u) {
+        quantise_out_{P}(li, first);
+        // (PERSIST: the next tile's rows overwrite `yo`)
+        workgroupBarrier();
+    }
 }

@@ -263,11 +263,24 @@ impl Kernels {
             return None;
         }
         let multiple = out.map_or(1, |o| o.mode().1);
-        let base = (self.tuning.q8_wg / min_sg.max(1)).max(1) * self.tuning.q8_rows;
+        let (wg, rows) = self.phase_shape();
+        let base = (wg / min_sg.max(1)).max(1) * rows;
         let rpw = (1..=4)
             .map(|g| base * g)
             .find(|r| r.is_multiple_of(multiple))?;
         (rpw <= 128 && w.rows.is_multiple_of(multiple as usize)).then_some(rpw)
+    }
+
+    /// Invocations per workgroup and rows per subgroup of the phased dispatch: its own shape
+    /// when persistent (few workgroups, each wide), else the chain links'.
+    fn phase_shape(&self) -> (u32, u32) {
+        let t = &self.tuning;
+        let max = self.ctx.limits.max_compute_invocations_per_workgroup;
+        if t.q8_persist > 0 && t.q8_persist_wg <= max {
+            (t.q8_persist_wg, t.q8_persist_rows)
+        } else {
+            (t.q8_wg, t.q8_rows)
+        }
     }
 
     /// Chained Q8_0 matvecs as one dispatch (matvec_q8_phases.wgsl): the workgroups of each
@@ -351,10 +364,13 @@ impl Kernels {
         bufs.push((13, &phases[0].input.buffer));
         bufs.push((22, &counters.buffer));
         debug_assert!(bufs.len() as u32 == 5 * n + 2);
+        let (wg, rows) = self.phase_shape();
+        let persist = self.tuning.q8_persist;
         let mut consts = vec![
-            ("ROWS", self.tuning.q8_rows as f64),
-            ("WG", self.tuning.q8_wg as f64),
+            ("ROWS", rows as f64),
+            ("WG", wg as f64),
             ("N_PHASES", phases.len() as f64),
+            ("PERSIST", if persist > 0 { 1.0 } else { 0.0 }),
         ];
         for (i, (ph, rpw)) in phases.iter().zip(&rpws).enumerate() {
             let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);
@@ -381,7 +397,7 @@ impl Kernels {
             &params,
             false,
             &bufs,
-            Box::new(move |_| grid(wg0)),
+            Box::new(move |_| grid(if persist > 0 { persist } else { wg0 })),
         )?;
         op.detail = phases
             .iter()

@@ -172,12 +172,15 @@ fn phases_source(n: usize) -> String {
     const SRC: &str = include_str!("../../shaders/matmul/matvec_q8_phases.wgsl");
     const MARK: &str = "// ---- phase template ----";
     let (head, template) = SRC.split_once(MARK).unwrap_or((SRC, ""));
-    let cases: String = (0..n)
-        .map(|i| format!("case {i}u: {{ run_{i}(li, lane, sgs, first, ph); }}\n        "))
-        .collect();
+    let case = |args: &str| -> String {
+        (0..n)
+            .map(|i| format!("case {i}u: {{ run_{i}({args}); }}\n        "))
+            .collect()
+    };
     let mut out = format!(
         "{COMMON}\n{Q8_BLOCK}\n{}",
-        head.replace("// {CASES}", &cases)
+        head.replace("// {CASES}", &case("li, lane, sgs, first, ph, 0u, true"))
+            .replace("// {PCASES}", &case("li, lane, sgs, first, ph, all, fresh"))
     );
     for i in 0..n {
         out.push_str(

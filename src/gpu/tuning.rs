@@ -48,6 +48,14 @@ pub struct Tuning {
     pub q8_phases: bool,
     /// most phases per dispatch (1..=4; `OMNI_Q8_PHASE_MAX`)
     pub q8_phase_max: u32,
+    /// The phased dispatch as a persistent kernel: this many workgroups (0: off; they must all
+    /// be resident at once, e.g. one per SM: 132 on an H100 / H200) take every phase in turn,
+    /// meeting at a device counter between phases (`OMNI_Q8_PERSIST`; turns the phased
+    /// dispatch on), with `q8_persist_wg` invocations (`OMNI_Q8_PERSIST_WG`: 256, 512 or
+    /// 1024) and `q8_persist_rows` rows per subgroup (`OMNI_Q8_PERSIST_ROWS`)
+    pub q8_persist: u32,
+    pub q8_persist_wg: u32,
+    pub q8_persist_rows: u32,
     /// invocations per workgroup of the chained decode matvecs that would otherwise have
     /// fewer than `q8_min_wgs` workgroups (0: none wider; `OMNI_Q8_WIDE_WG` 512 or 1024), with
     /// `q8_wide_rows` rows per subgroup (`OMNI_Q8_WIDE_ROWS`): more subgroups per SM where
@@ -112,6 +120,9 @@ impl Default for Tuning {
             q8_chain_attn: true,
             q8_phases: false,
             q8_phase_max: 4,
+            q8_persist: 0,
+            q8_persist_wg: 1024,
+            q8_persist_rows: 1,
             q8_prefetch: 1,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
@@ -177,6 +188,9 @@ impl Tuning {
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
+            q8_persist: num("OMNI_Q8_PERSIST").unwrap_or(d.q8_persist),
+            q8_persist_wg: get("OMNI_Q8_PERSIST_WG", &[256, 512, 1024], d.q8_persist_wg),
+            q8_persist_rows: get("OMNI_Q8_PERSIST_ROWS", &[1, 2, 3, 4], d.q8_persist_rows),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),

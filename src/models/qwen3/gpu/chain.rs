@@ -69,7 +69,7 @@ impl DecodeChain {
         let head_on = on && k.q8_chain_fits(head, None);
         let attn = on && head_dim.is_multiple_of(32) && k.tuning.q8_chain_attn;
         let phased = attn
-            && k.tuning.q8_phases
+            && (k.tuning.q8_phases || k.tuning.q8_persist > 0)
             && layers.iter().all(|l| {
                 let Some((gate_up, down)) = l.dense_ffn() else {
                     return false;
