@@ -36,6 +36,9 @@ override N_PHASES: u32 = 4u;
 // 2.28-2.41 ms against 2.55 ms for one dispatch per matrix (H200, s10).
 override PERSIST: bool = false;
 const SPIN_LIMIT: u32 = 4000000u;
+// PMODE: a measurement knob (OMNI_DEBUG_PERSIST_MODE; the output is wrong but for 0), bits
+// leaving out: 1 the waits, 2 the copies of each phase's input, 4 the storage barriers
+override PMODE: u32 = 0u;
 
 // (the row length, accumulate, RMSNorm and output mode are each phase's pipeline constants)
 struct Phase {
@@ -107,7 +110,7 @@ var<workgroup> xss: array<f32, 384>;   // block sums of squares (RMS)
 // prefetched weight loads, so their memory round trip overlaps the wait.
 fn wait_previous(li: u32, ph: u32, all: u32) {
     if (ph > 0u) {
-        if (li == 0u) {
+        if (li == 0u && (PMODE & 1u) == 0u) {
             let want = select(p.ph[ph - 1u].wgs, all, PERSIST);
             var n = 0u;
             loop {
@@ -117,7 +120,7 @@ fn wait_previous(li: u32, ph: u32, all: u32) {
             }
         }
         workgroupBarrier();
-        storageBarrier();
+        if ((PMODE & 4u) == 0u) { storageBarrier(); }
     }
 }
 
@@ -170,7 +173,7 @@ fn persist(li: u32, lane: u32, sgs: u32, lin: u32, all: u32) {
             }
             fresh = false;
         }
-        storageBarrier();
+        if ((PMODE & 4u) == 0u) { storageBarrier(); } else { workgroupBarrier(); }
         if (li == 0u) {
             let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
             if (ph + 1u == N_PHASES && done == all) {
@@ -286,6 +289,8 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: b
     // (PERSIST: the phase's first tile of this workgroup waits and copies, later ones reuse)
     if (fresh) {
         wait_previous(li, ph, all);
+    }
+    if (fresh && (PMODE & 2u) == 0u) {
         for (var i = li; i < 2u * nb; i += WG) { xs[i] = q{P}[i]; }
         for (var i = li; i < nb; i += WG) {
             xsd[i] = bitcast<f32>(q{P}[2u * nb + i / 4u][i % 4u]);

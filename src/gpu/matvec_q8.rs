@@ -371,6 +371,7 @@ impl Kernels {
             ("WG", wg as f64),
             ("N_PHASES", phases.len() as f64),
             ("PERSIST", if persist > 0 { 1.0 } else { 0.0 }),
+            ("PMODE", self.debug.persist_mode as f64),
         ];
         for (i, (ph, rpw)) in phases.iter().zip(&rpws).enumerate() {
             let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);

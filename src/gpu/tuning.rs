@@ -237,6 +237,10 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_OPROJ_MODE` (1-5, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
     /// the attention or o_proj or both left out, o_proj's weights loaded after its wait)
     pub oproj_mode: u32,
+    /// `OMNI_DEBUG_PERSIST_MODE` (1-7, else 0): matvec_q8_phases.wgsl's PMODE in its
+    /// persistent form, bits leaving out the phases' waits (1), their copies of the input (2),
+    /// the storage barriers around the hand-over (4)
+    pub persist_mode: u32,
 }
 
 impl DebugKnobs {
@@ -263,6 +267,11 @@ impl DebugKnobs {
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|v| (1..=5).contains(v))
+                .unwrap_or(0),
+            persist_mode: std::env::var("OMNI_DEBUG_PERSIST_MODE")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (1..=7).contains(v))
                 .unwrap_or(0),
         }
     }
