@@ -117,6 +117,10 @@ enum Command {
         /// persist or ahead and GROUPS a count or NNk (one workgroup per NN KiB)
         #[arg(long)]
         variants: Option<String>,
+        /// Only the reads of one kind (qkv, attention, o_proj, gate_up, down, lm_head): a chain
+        /// of every layer's copy
+        #[arg(long)]
+        only: Option<String>,
         /// Pick the GPU whose adapter name contains this text
         #[arg(long)]
         adapter: Option<String>,
@@ -387,6 +391,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             steps,
             passes,
             variants,
+            only,
             adapter,
         } => app::bench_stream::run(&app::bench_stream::BenchStreamArgs {
             synthetic,
@@ -394,6 +399,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             steps,
             passes,
             variants,
+            only,
             adapter,
         }),
         Command::BenchAudio {

@@ -1327,6 +1327,7 @@ fn stream_probe_reads_every_word_once() {
         persistent: false,
         ahead: false,
         layered: false,
+        row_words: 0,
     };
     let variants = [
         chain(64, 1, Groups::Fixed(7)),
@@ -1361,6 +1362,26 @@ fn stream_probe_reads_every_word_once() {
         }
     }
     assert!(probe.checksum(&variants[4], &ops, &[2, 2]).is_err());
+    // the matvec's row pattern: rows of 64 words (1 KiB), ops of whole rows
+    let rows_ops = layout(&[64 * 16 * 7, 64 * 16 * 40, 64 * 16], probe.words()).unwrap();
+    let mut want_rows = [0u32; 4];
+    for &(off, len) in &rows_ops {
+        for i in off * 4..(off + len) * 4 {
+            want_rows[(i % 4) as usize] ^= words[i as usize];
+        }
+    }
+    for (wg, groups) in [
+        (64, Groups::Fixed(3)),
+        (256, Groups::Fixed(40)),
+        (128, Groups::PerBytes(2048)),
+    ] {
+        let v = StreamVariant {
+            row_words: 64,
+            ..chain(wg, 1, groups)
+        };
+        let (got, _) = probe.checksum(&v, &rows_ops, &[]).unwrap();
+        assert_eq!(got, want_rows, "{v}");
+    }
     // the checksum sees a word read twice or missed: an op list with one word more differs
     let mut longer = ops.clone();
     longer[2].1 += 1;

@@ -208,7 +208,11 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     // ... as a persistent kernel (every phase by the same workgroups in turn): one workgroup
     // on lavapipe, which runs one at a time; one per SM of an H100 / H200
     let persist = qwen_omni::gpu::Tuning {
-        q8_persist: if ctx.info.name.contains("llvmpipe") { 1 } else { 132 },
+        q8_persist: if ctx.info.name.contains("llvmpipe") {
+            1
+        } else {
+            132
+        },
         ..Default::default()
     };
     let mut persistent = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), persist).unwrap();

@@ -19,6 +19,12 @@ override WG: u32 = 256u;
 override LOADS: u32 = 4u;
 override PERSIST: bool = false;
 override AHEAD: bool = false;
+// ROWW > 0: the Q8_0 decode matvec's pattern instead (matvec_q8.wgsl with XIN): the slab is
+// rows of ROWW 16-byte words, a subgroup reads one row at a time, each lane two consecutive
+// words per 32-value block (blocks lane, lane + sgs, ...: ROWW / (2 sgs) trips issued
+// together), and the subgroup sums a value over its lanes after each row, as the matvec's
+// row total does. ROWW = 0: the plain stream above.
+override ROWW: u32 = 0u;
 
 // polls before a wait gives up (it sets sync[1], and every later wait returns at once):
 // workgroups that are not all resident at once would otherwise wait for each other forever.
@@ -65,6 +71,25 @@ fn stream(s: u32, e: u32, li: u32) -> vec4<u32> {
     return acc;
 }
 
+// ROWW: rows of the slab [s, e) (whole rows: the host rounds the slabs), subgroup `sg` of
+// `nsg` taking rows sg, sg + nsg, ...; `junk` collects the per-row sums the compiler must keep.
+fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32) -> vec4<u32> {
+    var acc = vec4<u32>(0u);
+    let trips = ROWW / (2u * sgs);
+    for (var r = s + sg * ROWW; r + ROWW <= e; r += nsg * ROWW) {
+        var row = vec4<u32>(0u);
+        for (var i = 0u; i < trips; i++) {
+            let b = lane + i * sgs;
+            row ^= src[r + 2u * b] ^ src[r + 2u * b + 1u];
+        }
+        acc ^= row;
+        junk += subgroupAdd(row.x);
+    }
+    return acc;
+}
+
+var<private> junk: u32;
+
 fn ahead_load(i: u32, e: u32) -> vec4<u32> {
     if (i < e) {
         return src[i];
@@ -74,10 +99,17 @@ fn ahead_load(i: u32, e: u32) -> vec4<u32> {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
+        @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
     let id = wg.x;
     var acc = vec4<u32>(0u);
-    if (!PERSIST) {
+    if (ROWW > 0u) {
+        for (var j = p.first; j < p.first + p.count; j++) {
+            let r = slab(j, id);
+            acc ^= stream_rows(r.x, r.y, lane, sgs, li / sgs, WG / sgs);
+        }
+        if (junk == 0x9e3779b9u) { acc.x ^= 1u; }
+    } else if (!PERSIST) {
         for (var j = p.first; j < p.first + p.count; j++) {
             let r = slab(j, id);
             acc ^= stream(r.x, r.y, li);

@@ -18,6 +18,9 @@ pub struct BenchStreamArgs {
     pub passes: usize,
     /// only these variants ("chain" or "persist" or "ahead", invocations, loads, groups)
     pub variants: Option<String>,
+    /// only the reads of this kind ("qkv", "attention", "o_proj", "gate_up", "down",
+    /// "lm_head"): a chain of every layer's copy of it
+    pub only: Option<String>,
     pub adapter: Option<String>,
 }
 
@@ -72,6 +75,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     persistent: false,
                     ahead: false,
                     layered: false,
+                    row_words: 0,
                 });
             }
         }
@@ -86,6 +90,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     persistent: true,
                     ahead,
                     layered,
+                    row_words: 0,
                 });
             }
         }
@@ -93,15 +98,18 @@ fn default_variants() -> Vec<StreamVariant> {
     v
 }
 
-/// "MODE:INVOCATIONS:LOADS:GROUPS" (MODE chain, persist, ahead, layer or layerahead; GROUPS
-/// a count or "NNk", one workgroup per NN KiB), several separated by commas.
+/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES]" (MODE chain, persist, ahead, layer or
+/// layerahead; GROUPS a count or "NNk", one workgroup per NN KiB; rBYTES: the matvec's row
+/// pattern over rows of BYTES), several separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|s| {
             let f: Vec<&str> = s.trim().split(':').collect();
-            let [mode, wg, loads, groups] = f[..] else {
-                bail!("--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS");
+            let (mode, wg, loads, groups, rows) = match f[..] {
+                [m, w, l, g] => (m, w, l, g, None),
+                [m, w, l, g, r] => (m, w, l, g, Some(r)),
+                _ => bail!("--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES]"),
             };
             let (persistent, ahead, layered) = match mode {
                 "chain" => (false, false, false),
@@ -121,7 +129,17 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 Some(kb) => Groups::PerBytes(num(kb, "KiB per workgroup")? as u64 * 1024),
                 None => Groups::Fixed(num(groups, "workgroups")?),
             };
+            let row_words = match rows {
+                None => 0,
+                Some(r) => {
+                    let bytes = r.strip_prefix('r').ok_or_else(|| {
+                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES")
+                    })?;
+                    num(bytes, "row bytes")? / 16
+                }
+            };
             Ok(StreamVariant {
+                row_words,
                 wg: num(wg, "invocations")?,
                 loads: num(loads, "loads")?,
                 groups,
@@ -143,7 +161,13 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     let ctx = super::engine::gpu_context(super::engine::Backend::Gpu, a.adapter.as_deref())?
         .ok_or_else(|| anyhow::anyhow!("bench-stream needs a GPU"))?;
     println!("adapter: {}", ctx.info.name);
-    let reads = step_reads(&c, 128)?;
+    let mut reads = step_reads(&c, 128)?;
+    if let Some(kind) = &a.only {
+        reads.retain(|r| r.0 == kind);
+        if reads.is_empty() {
+            bail!("--only `{kind}`: no such read (qkv, attention, o_proj, gate_up, down, lm_head)");
+        }
+    }
     let step_bytes: u64 = reads.iter().map(|r| r.1).sum();
     let probe = StreamProbe::new(&ctx, a.buffer_bytes)?;
     let sizes: Vec<u64> = reads.iter().map(|r| r.1).collect();
@@ -190,17 +214,18 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
             a.passes,
         )?;
         if t.gave_up {
-            println!("  {v:<48} workgroups not all resident (a wait gave up): no time");
+            println!("  {v:<52} workgroups not all resident (a wait gave up): no time");
             continue;
         }
         if !v.persistent && best_chain.is_none_or(|b| t.step_s < b.0) {
             best_chain = Some((t.step_s, *v));
         }
         println!(
-            "  {v:<48} {:7.3} ms  {:7.1} tok/s  {}",
+            "  {v:<52} {:7.3} ms  {:7.1} tok/s  {}  {:6.2} us per read",
             t.step_s * 1e3,
             1.0 / t.step_s,
-            share(t.step_s)
+            share(t.step_s),
+            t.step_s * 1e6 / reads.len() as f64
         );
     }
     // per read: a chain of the same size (every layer's copy of it), by the fastest chain

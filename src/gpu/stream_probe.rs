@@ -34,6 +34,9 @@ pub struct StreamVariant {
     /// (persistent) one dispatch per layer, the attention's read in one of its own, instead
     /// of one for the step (the caller's `breaks`)
     pub layered: bool,
+    /// (one dispatch per op) 0: the plain stream; else the Q8_0 matvec's pattern over rows of
+    /// this many 16-byte words (stream_read.wgsl's ROWW)
+    pub row_words: u32,
 }
 
 impl std::fmt::Display for StreamVariant {
@@ -49,10 +52,11 @@ impl std::fmt::Display for StreamVariant {
             Groups::Fixed(n) => format!("{n} wgs"),
             Groups::PerBytes(b) => format!("1 wg / {} KB", b / 1024),
         };
-        f.pad(&format!(
-            "{mode}, {} inv x {} loads, {groups}",
-            self.wg, self.loads
-        ))
+        let shape = match self.row_words {
+            0 => format!("{} loads", self.loads),
+            w => format!("rows of {} B", w * 16),
+        };
+        f.pad(&format!("{mode}, {} inv x {shape}, {groups}", self.wg))
     }
 }
 
@@ -203,6 +207,17 @@ impl StreamProbe {
         if ops.is_empty() {
             return Err(Error::Gpu("the stream probe needs at least one op".into()));
         }
+        let sg_max = self.ctx.info.subgroup_max_size.max(1);
+        if v.row_words > 0
+            && (v.persistent
+                || !v.row_words.is_multiple_of(2 * sg_max)
+                || !self.ctx.has_subgroups())
+        {
+            return Err(Error::Gpu(format!(
+                "stream variant `{v}`: rows need one dispatch per op, subgroups, and a multiple of {} words",
+                2 * sg_max
+            )));
+        }
         Ok(())
     }
 
@@ -232,6 +247,7 @@ impl StreamProbe {
                 ("LOADS", v.loads as f64),
                 ("PERSIST", v.persistent as u32 as f64),
                 ("AHEAD", v.ahead as u32 as f64),
+                ("ROWW", v.row_words as f64),
             ],
         )?;
         let persistent_groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
@@ -243,7 +259,10 @@ impl StreamProbe {
                 } else {
                     Self::groups(v, len)
                 };
-                [off as u32, len as u32, len.div_ceil(g as u64) as u32, g]
+                // (rows: whole rows per workgroup)
+                let rw = v.row_words.max(1) as u64;
+                let per = len.div_ceil(g as u64).div_ceil(rw) * rw;
+                [off as u32, len as u32, per as u32, g]
             })
             .collect();
         let storage = |label, data: &[u32], usage| {
