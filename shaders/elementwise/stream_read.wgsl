@@ -25,6 +25,7 @@ override AHEAD: bool = false;
 // together), and the subgroup sums a value over its lanes after each row, as the matvec's
 // row total does. ROWW = 0: the plain stream above.
 override ROWW: u32 = 0u;
+override ROWX: u32 = 0u;
 
 // polls before a wait gives up (it sets sync[1], and every later wait returns at once):
 // workgroups that are not all resident at once would otherwise wait for each other forever.
@@ -73,21 +74,56 @@ fn stream(s: u32, e: u32, li: u32) -> vec4<u32> {
 
 // ROWW: rows of the slab [s, e) (whole rows: the host rounds the slabs), subgroup `sg` of
 // `nsg` taking rows sg, sg + nsg, ...; `junk` collects the per-row sums the compiler must keep.
+// ROWX bits add the rest of the matvec's reads and work: 1 the block scales (after the slab's
+// rows, ROWW / 16 words per row, as the separate scale array), 2 the quantised input x (the
+// buffer's first words, read by every row: cached), 4 the int8 dot products.
 fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32) -> vec4<u32> {
     var acc = vec4<u32>(0u);
     let trips = ROWW / (2u * sgs);
-    for (var r = s + sg * ROWW; r + ROWW <= e; r += nsg * ROWW) {
+    let per_row = select(ROWW, ROWW + ROWW / 16u, (ROWX & 1u) != 0u);
+    let n = (e - s) / max(per_row, 1u);
+    let sbase = s + n * ROWW;
+    let nb = ROWW / 2u;
+    for (var ri = sg; ri < n; ri += nsg) {
+        let r = s + ri * ROWW;
         var row = vec4<u32>(0u);
+        var f = 0.0;
         for (var i = 0u; i < trips; i++) {
             let b = lane + i * sgs;
-            row ^= src[r + 2u * b] ^ src[r + 2u * b + 1u];
+            let qa = src[r + 2u * b];
+            let qb = src[r + 2u * b + 1u];
+            row ^= qa ^ qb;
+            var d = 1.0;
+            if ((ROWX & 1u) != 0u) {
+                let s2 = unpack2x16float(src[sbase + ri * (ROWW / 16u) + b / 8u][(b / 2u) % 4u]);
+                d = select(s2.x, s2.y, (b & 1u) == 1u);
+            }
+            var xa = vec4<u32>(0x01010101u);
+            var xb = xa;
+            var dx = 1.0;
+            if ((ROWX & 2u) != 0u) {
+                xa = src[2u * b];
+                xb = src[2u * b + 1u];
+                dx = bitcast<f32>(src[2u * nb + b / 4u][b % 4u]);
+            }
+            if ((ROWX & 4u) != 0u) {
+                let q = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y)
+                      + dot4I8Packed(qa.z, xa.z) + dot4I8Packed(qa.w, xa.w)
+                      + dot4I8Packed(qb.x, xb.x) + dot4I8Packed(qb.y, xb.y)
+                      + dot4I8Packed(qb.z, xb.z) + dot4I8Packed(qb.w, xb.w);
+                f = f + d * dx * f32(q);
+            } else {
+                f = f + d * dx;
+            }
         }
         acc ^= row;
         junk += subgroupAdd(row.x);
+        junkf += subgroupAdd(f);
     }
     return acc;
 }
 
+var<private> junkf: f32;
 var<private> junk: u32;
 
 fn ahead_load(i: u32, e: u32) -> vec4<u32> {
@@ -108,7 +144,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let r = slab(j, id);
             acc ^= stream_rows(r.x, r.y, lane, sgs, li / sgs, WG / sgs);
         }
-        if (junk == 0x9e3779b9u) { acc.x ^= 1u; }
+        if (junk == 0x9e3779b9u || junkf == 1.2345e-7) { acc.x ^= 1u; }
     } else if (!PERSIST) {
         for (var j = p.first; j < p.first + p.count; j++) {
             let r = slab(j, id);

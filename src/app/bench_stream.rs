@@ -76,6 +76,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     ahead: false,
                     layered: false,
                     row_words: 0,
+                    row_extra: 0,
                 });
             }
         }
@@ -91,6 +92,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     ahead,
                     layered,
                     row_words: 0,
+                    row_extra: 0,
                 });
             }
         }
@@ -98,9 +100,10 @@ fn default_variants() -> Vec<StreamVariant> {
     v
 }
 
-/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES]" (MODE chain, persist, ahead, layer or
+/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m]]" (MODE chain, persist, ahead, layer or
 /// layerahead; GROUPS a count or "NNk", one workgroup per NN KiB; rBYTES: the matvec's row
-/// pattern over rows of BYTES), several separated by commas.
+/// pattern over rows of BYTES, with s its scales, x its input, m its int8 math), several
+/// separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
@@ -129,17 +132,25 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 Some(kb) => Groups::PerBytes(num(kb, "KiB per workgroup")? as u64 * 1024),
                 None => Groups::Fixed(num(groups, "workgroups")?),
             };
-            let row_words = match rows {
-                None => 0,
+            let (row_words, row_extra) = match rows {
+                None => (0, 0),
                 Some(r) => {
-                    let bytes = r.strip_prefix('r').ok_or_else(|| {
-                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES")
+                    let spec = r.strip_prefix('r').ok_or_else(|| {
+                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m]")
                     })?;
-                    num(bytes, "row bytes")? / 16
+                    let digits = spec.trim_end_matches(['s', 'x', 'm']);
+                    let flags = &spec[digits.len()..];
+                    let extra = [('s', 1), ('x', 2), ('m', 4)]
+                        .iter()
+                        .filter(|(c, _)| flags.contains(*c))
+                        .map(|(_, b)| b)
+                        .sum();
+                    (num(digits, "row bytes")? / 16, extra)
                 }
             };
             Ok(StreamVariant {
                 row_words,
+                row_extra,
                 wg: num(wg, "invocations")?,
                 loads: num(loads, "loads")?,
                 groups,

@@ -37,6 +37,8 @@ pub struct StreamVariant {
     /// (one dispatch per op) 0: the plain stream; else the Q8_0 matvec's pattern over rows of
     /// this many 16-byte words (stream_read.wgsl's ROWW)
     pub row_words: u32,
+    /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math (4)
+    pub row_extra: u32,
 }
 
 impl std::fmt::Display for StreamVariant {
@@ -54,7 +56,17 @@ impl std::fmt::Display for StreamVariant {
         };
         let shape = match self.row_words {
             0 => format!("{} loads", self.loads),
-            w => format!("rows of {} B", w * 16),
+            w => format!(
+                "rows of {} B{}{}{}",
+                w * 16,
+                if self.row_extra & 1 != 0 {
+                    " +scales"
+                } else {
+                    ""
+                },
+                if self.row_extra & 2 != 0 { " +x" } else { "" },
+                if self.row_extra & 4 != 0 { " +dot" } else { "" },
+            ),
         };
         f.pad(&format!("{mode}, {} inv x {shape}, {groups}", self.wg))
     }
@@ -248,6 +260,7 @@ impl StreamProbe {
                 ("PERSIST", v.persistent as u32 as f64),
                 ("AHEAD", v.ahead as u32 as f64),
                 ("ROWW", v.row_words as f64),
+                ("ROWX", v.row_extra as f64),
             ],
         )?;
         let persistent_groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
@@ -259,8 +272,13 @@ impl StreamProbe {
                 } else {
                     Self::groups(v, len)
                 };
-                // (rows: whole rows per workgroup)
-                let rw = v.row_words.max(1) as u64;
+                // (rows: whole rows per workgroup, with their scales)
+                let scales = if v.row_extra & 1 != 0 {
+                    v.row_words / 16
+                } else {
+                    0
+                };
+                let rw = (v.row_words + scales).max(1) as u64;
                 let per = len.div_ceil(g as u64).div_ceil(rw) * rw;
                 [off as u32, len as u32, per as u32, g]
             })
