@@ -1329,6 +1329,7 @@ fn stream_probe_reads_every_word_once() {
         layered: false,
         row_words: 0,
         row_extra: 0,
+        shmem_words: 0,
     };
     let variants = [
         chain(64, 1, Groups::Fixed(7)),
@@ -1383,8 +1384,14 @@ fn stream_probe_reads_every_word_once() {
         let (got, _) = probe.checksum(&v, &rows_ops, &[]).unwrap();
         assert_eq!(got, want_rows, "{v}");
         // with the scales, input and math the rows hold other words: it only has to run
-        let v = StreamVariant { row_extra: 7, ..v };
-        probe.checksum(&v, &rows_ops, &[]).unwrap();
+        for (row_extra, shmem_words) in [(7, 0), (15, 256)] {
+            let v = StreamVariant {
+                row_extra,
+                shmem_words,
+                ..v
+            };
+            probe.checksum(&v, &rows_ops, &[]).unwrap();
+        }
     }
     // the checksum sees a word read twice or missed: an op list with one word more differs
     let mut longer = ops.clone();

@@ -77,6 +77,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     layered: false,
                     row_words: 0,
                     row_extra: 0,
+                    shmem_words: 0,
                 });
             }
         }
@@ -93,6 +94,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     layered,
                     row_words: 0,
                     row_extra: 0,
+                    shmem_words: 0,
                 });
             }
         }
@@ -100,19 +102,23 @@ fn default_variants() -> Vec<StreamVariant> {
     v
 }
 
-/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m]]" (MODE chain, persist, ahead, layer or
-/// layerahead; GROUPS a count or "NNk", one workgroup per NN KiB; rBYTES: the matvec's row
-/// pattern over rows of BYTES, with s its scales, x its input, m its int8 math), several
+/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m][b][:KB]]" (MODE chain, persist, ahead,
+/// layer or layerahead; GROUPS a count or "NNk", one workgroup per NN KiB; rBYTES: the
+/// matvec's row pattern over rows of BYTES, with s its scales, x its input, m its int8 math,
+/// b scales and x scales through a u32 binding; KB: workgroup memory declared), several
 /// separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|s| {
             let f: Vec<&str> = s.trim().split(':').collect();
-            let (mode, wg, loads, groups, rows) = match f[..] {
-                [m, w, l, g] => (m, w, l, g, None),
-                [m, w, l, g, r] => (m, w, l, g, Some(r)),
-                _ => bail!("--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES]"),
+            let (mode, wg, loads, groups, rows, shared) = match f[..] {
+                [m, w, l, g] => (m, w, l, g, None, None),
+                [m, w, l, g, r] => (m, w, l, g, Some(r), None),
+                [m, w, l, g, r, k] => (m, w, l, g, Some(r), Some(k)),
+                _ => bail!(
+                    "--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[:KB]]"
+                ),
             };
             let (persistent, ahead, layered) = match mode {
                 "chain" => (false, false, false),
@@ -138,9 +144,9 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                     let spec = r.strip_prefix('r').ok_or_else(|| {
                         anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m]")
                     })?;
-                    let digits = spec.trim_end_matches(['s', 'x', 'm']);
+                    let digits = spec.trim_end_matches(['s', 'x', 'm', 'b']);
                     let flags = &spec[digits.len()..];
-                    let extra = [('s', 1), ('x', 2), ('m', 4)]
+                    let extra = [('s', 1), ('x', 2), ('m', 4), ('b', 8)]
                         .iter()
                         .filter(|(c, _)| flags.contains(*c))
                         .map(|(_, b)| b)
@@ -148,7 +154,12 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                     (num(digits, "row bytes")? / 16, extra)
                 }
             };
+            let shmem_words = match shared {
+                None => 0,
+                Some(kb) => num(kb, "KB of workgroup memory")? * 64,
+            };
             Ok(StreamVariant {
+                shmem_words,
                 row_words,
                 row_extra,
                 wg: num(wg, "invocations")?,

@@ -39,6 +39,8 @@ pub struct StreamVariant {
     pub row_words: u32,
     /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math (4)
     pub row_extra: u32,
+    /// 16-byte words of workgroup memory declared (stream_read.wgsl's SHMEM; 0: one)
+    pub shmem_words: u32,
 }
 
 impl std::fmt::Display for StreamVariant {
@@ -56,17 +58,27 @@ impl std::fmt::Display for StreamVariant {
         };
         let shape = match self.row_words {
             0 => format!("{} loads", self.loads),
-            w => format!(
-                "rows of {} B{}{}{}",
-                w * 16,
-                if self.row_extra & 1 != 0 {
-                    " +scales"
+            w => {
+                format!(
+                    "rows of {} B{}{}{}",
+                    w * 16,
+                    if self.row_extra & 1 != 0 {
+                        " +scales"
+                    } else {
+                        ""
+                    },
+                    if self.row_extra & 2 != 0 { " +x" } else { "" },
+                    if self.row_extra & 4 != 0 { " +dot" } else { "" },
+                ) + if self.row_extra & 8 != 0 {
+                    " (own bindings)"
                 } else {
                     ""
-                },
-                if self.row_extra & 2 != 0 { " +x" } else { "" },
-                if self.row_extra & 4 != 0 { " +dot" } else { "" },
-            ),
+                } + &if self.shmem_words > 1 {
+                    format!(" +{} KB shared", self.shmem_words / 64)
+                } else {
+                    String::new()
+                }
+            }
         };
         f.pad(&format!("{mode}, {} inv x {shape}, {groups}", self.wg))
     }
@@ -261,6 +273,7 @@ impl StreamProbe {
                 ("AHEAD", v.ahead as u32 as f64),
                 ("ROWW", v.row_words as f64),
                 ("ROWX", v.row_extra as f64),
+                ("SHMEM", v.shmem_words.max(1) as f64),
             ],
         )?;
         let persistent_groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
@@ -306,6 +319,7 @@ impl StreamProbe {
                 self.src.as_entire_binding(),
                 self.sink.as_entire_binding(),
                 self.sync.as_entire_binding(),
+                self.src.as_entire_binding(),
             ];
             let entries: Vec<wgpu::BindGroupEntry> = entries
                 .into_iter()
