@@ -95,12 +95,6 @@ var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
 // workgroup memory comes out of the L1 cache in every variant (6 KB of QOUT arrays cost the
 // 30B-A3B decode 2.5% on an H200).
 var<workgroup> yo: array<f32, 128>;
-// PAD: 16-byte words of workgroup memory declared and never used (touched under a condition
-// no run meets, so the compiler keeps it): a measurement knob (`OMNI_Q8_SHARED_KB`). On an
-// H200 the bench-stream probe read a 512-invocation workgroup's rows faster with 32 KB
-// declared (s10): the driver sizes the SM's shared memory / L1 split by it.
-override PAD: u32 = 1u;
-var<workgroup> pad: array<vec4<u32>, PAD>;
 
 // Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
 var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
@@ -283,7 +277,6 @@ fn main(@builtin(local_invocation_index) li: u32,
         @builtin(subgroup_size) sgs: u32) {
     // (a run-time test the compiler cannot fold, so every binding stays in use)
     if (NOP && p.k != 0u) { return; }
-    if (PAD > 1u && p.k == 0xffffffffu) { pad[li % PAD] = vec4<u32>(li); }
     w_row0 = 0u;
     x_base = p.x_off;
     u_base = p.up_off;
