@@ -204,13 +204,12 @@ fn quantise_x(li: u32, lane: u32, sgs: u32) -> f32 {
     return total;
 }
 
-// `early`: the row's old value when ACCUMULATE, if loaded before the weights (`has_early`)
-fn store(row: u32, v: f32, total_ss: f32, early: f32, has_early: bool) {
+fn store(row: u32, v: f32, total_ss: f32) {
     if (row >= p.rows) { return; }
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(kdim()) + bitcast<f32>(p.eps_bits)); }
     let o = y_base + pair_row(row);
-    if (ACCUMULATE) { r = select(y[o], early, has_early) + r; }
+    if (ACCUMULATE) { r = y[o] + r; }
     y[o] = r;
     if (QOUT > 0u) { yo[row - wg_first] = r; }
 }
@@ -224,17 +223,7 @@ fn yv(r: u32) -> f32 {
     return yo[r];
 }
 
-// The norm weights of invocation li's four values (QOUT 1), loaded before the weights: at the
-// end they would add a memory round trip to every workgroup's tail.
-fn early_g(li: u32) -> vec4<f32> {
-    let rows = select(0u, min(RPW, p.rows - wg_first), wg_first < p.rows);
-    if (QOUT == 1u && 4u * li < rows) {
-        return g[(p.row0 + wg_first + 4u * li) / 4u];
-    }
-    return vec4<f32>(0.0);
-}
-
-fn quantise_out(li: u32, g_early: vec4<f32>) {
+fn quantise_out(li: u32) {
     workgroupBarrier();
     let rows = select(0u, min(RPW, p.rows - wg_first), wg_first < p.rows);
     let n = select(rows, rows / 2u, QOUT == 2u);
@@ -246,7 +235,7 @@ fn quantise_out(li: u32, g_early: vec4<f32>) {
     if (mine) {
         if (QOUT == 1u) {
             v = vec4<f32>(yv(i), yv(i + 1u), yv(i + 2u), yv(i + 3u));
-            t = v * g_early;
+            t = v * g[at / 4u];
         } else {
             at = (p.row0 + wg_first) / 2u + i;
             let gi = (i / 32u) * 64u + i % 32u;
@@ -304,16 +293,6 @@ fn main(@builtin(local_invocation_index) li: u32,
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
     let trips = (nb + step - 1u) / step;
-    // What the workgroup's tail reads, loaded before the weights (the tail would otherwise
-    // wait a memory round trip for it after the last row): the old values of the subgroup's
-    // first rows (ACCUMULATE, in bounds only) and the norm weights of QOUT 1.
-    var y_early = vec4<f32>(0.0);
-    if (ACCUMULATE && !MOE && lane == 0u) {
-        for (var j = 0u; j < ROWS; j++) {
-            if (rstart + j < min(first + RPW, p.rows)) { y_early[j] = y[y_base + pair_row(rstart + j)]; }
-        }
-    }
-    let g_early = early_g(li);
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
@@ -369,14 +348,13 @@ fn main(@builtin(local_invocation_index) li: u32,
         var total_ss = subgroupAdd(ss);
         if (DOT && !XIN) { total_ss = wg_ss; }
         if (lane == 0u) {
-            let e = !MOE && r0 == rstart;
-            store(r0, total.x, total_ss, y_early.x, e);
-            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss, y_early.y, e); }
-            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss, y_early.z, e); }
-            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss, y_early.w, e); }
+            store(r0, total.x, total_ss);
+            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
+            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
+            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
         }
     }
-    if (QOUT > 0u) { quantise_out(li, g_early); }
+    if (QOUT > 0u) { quantise_out(li); }
     if (MOE && MOE_SUM) { add_slots(li, wg.z / KS, wg.x + wg.y * nwg.x, first); }
 }
 
