@@ -49,6 +49,9 @@ override MOE_SUM: bool = false;
 override KS: u32 = 8u;     // slots per token
 // NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
 override NOP: bool = false;
+// NOTAIL: the rows' sums are made but not stored, nor quantised (a measurement knob,
+// OMNI_DEBUG_NOP=matvec_q8_tail: what a workgroup's tail costs)
+override NOTAIL: bool = false;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -347,6 +350,11 @@ fn main(@builtin(local_invocation_index) li: u32,
         let total = subgroupAdd(acc);
         var total_ss = subgroupAdd(ss);
         if (DOT && !XIN) { total_ss = wg_ss; }
+        // NOTAIL (measurement): rows not stored (kept alive by a test no value meets)
+        if (NOTAIL) {
+            if (lane == 0u && total.x == 1.2345e-30) { y[0] = total.x + total.y + total_ss; }
+            continue;
+        }
         if (lane == 0u) {
             store(r0, total.x, total_ss);
             if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
@@ -354,7 +362,7 @@ fn main(@builtin(local_invocation_index) li: u32,
             if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
         }
     }
-    if (QOUT > 0u) { quantise_out(li); }
+    if (QOUT > 0u && !NOTAIL) { quantise_out(li); }
     if (MOE && MOE_SUM) { add_slots(li, wg.z / KS, wg.x + wg.y * nwg.x, first); }
 }
 

@@ -287,7 +287,7 @@ impl DebugKnobs {
 
     /// Whether the shader `name` is built to return at once (only shaders with a NOP constant).
     pub fn nop(&self, name: &str) -> bool {
-        ["attn_decode", "matvec_q8", "l2_prefetch"].contains(&name)
+        ["attn_decode", "matvec_q8", "matvec_q8_tail", "l2_prefetch"].contains(&name)
             && self.nop.iter().any(|s| s == name)
     }
 }
