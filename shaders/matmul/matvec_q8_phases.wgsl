@@ -33,7 +33,9 @@ override N_PHASES: u32 = 4u;
 // for one that has not started, as long as all G are resident (a wait gives up after
 // SPIN_LIMIT polls instead of hanging, and the output is then wrong: a measurement setting
 // only). `omni bench-stream` measured this structure reading the 8B step's weights at
-// 2.28-2.41 ms against 2.55 ms for one dispatch per matrix (H200, s10).
+// 2.28-2.41 ms against 2.55 ms for one dispatch per matrix (H200, s10); with the matvec's work
+// it ran 316-321 tok/s against 343-345 for separate dispatches (hand-overs 14 us per layer,
+// tiles streaming slower one workgroup per SM), so it is opt-in (`OMNI_Q8_PERSIST`).
 override PERSIST: bool = false;
 const SPIN_LIMIT: u32 = 4000000u;
 // PMODE: a measurement knob (OMNI_DEBUG_PERSIST_MODE; the output is wrong but for 0), bits
