@@ -1330,6 +1330,7 @@ fn stream_probe_reads_every_word_once() {
         row_words: 0,
         row_extra: 0,
         shmem_words: 0,
+        handover_words: 0,
     };
     let variants = [
         chain(64, 1, Groups::Fixed(7)),
@@ -1364,6 +1365,21 @@ fn stream_probe_reads_every_word_once() {
         }
     }
     assert!(probe.checksum(&variants[4], &ops, &[2, 2]).is_err());
+    // a vector handed over at every wait (the checksum then mixes it in: it only has to run,
+    // and a chain variant cannot hand over)
+    for v in &variants[4..] {
+        let v = StreamVariant {
+            handover_words: 100,
+            ..*v
+        };
+        let (_, gave_up) = probe.checksum(&v, &ops, &[2]).unwrap();
+        assert!(!gave_up);
+    }
+    let bad = StreamVariant {
+        handover_words: 100,
+        ..variants[0]
+    };
+    assert!(probe.checksum(&bad, &ops, &[]).is_err());
     // the matvec's row pattern: rows of 64 words (1 KiB), ops of whole rows
     let rows_ops = layout(&[64 * 16 * 7, 64 * 16 * 40, 64 * 16], probe.words()).unwrap();
     let mut want_rows = [0u32; 4];

@@ -30,6 +30,12 @@ override ROWX: u32 = 0u;
 // compiler cannot fold), as a real kernel's unused arrays would be
 override SHMEM: u32 = 1u;
 var<workgroup> big: array<vec4<u32>, SHMEM>;
+// HAND (PERSIST): 16-byte words of a vector handed over at each wait, as a persistent decode
+// kernel's phases hand on their output: before counting itself each workgroup writes its share
+// into `handed` and releases it (storage barrier); after the wait every workgroup acquires and
+// copies the whole vector into workgroup memory (the next phase's input).
+override HAND: u32 = 0u;
+var<workgroup> xsh: array<vec4<u32>, max(HAND, 1u)>;
 
 // polls before a wait gives up (it sets sync[1], and every later wait returns at once):
 // workgroups that are not all resident at once would otherwise wait for each other forever.
@@ -51,6 +57,7 @@ struct Params {
 // the same buffer as u32 words: ROWX 8 reads the scales and x through it, as the matvec reads
 // them through bindings of their own
 @group(0) @binding(5) var<storage, read> src32: array<u32>;
+@group(0) @binding(6) var<storage, read_write> handed: array<vec4<u32>>;  // HAND words
 
 var<workgroup> red: array<atomic<u32>, 4>;
 
@@ -191,6 +198,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                 h3 = ahead_load(b + 3u * WG, r.y);
                 s = min(r.x + 4u * WG, r.y);
             }
+            if (HAND > 0u) {
+                let share = (HAND + nwg.x - 1u) / nwg.x;
+                for (var k = li; k < share; k += WG) {
+                    let w = id * share + k;
+                    if (w < HAND) { handed[w] = acc ^ vec4<u32>(j); }
+                }
+                storageBarrier();
+            }
             workgroupBarrier();
             if (li == 0u) {
                 atomicAdd(&sync[0], 1u);
@@ -208,6 +223,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                 }
             }
             workgroupBarrier();
+            if (HAND > 0u) {
+                storageBarrier();
+                for (var k = li; k < HAND; k += WG) { xsh[k] = handed[k]; }
+                workgroupBarrier();
+                acc ^= xsh[(li * 7u) % max(HAND, 1u)];
+            }
         }
     }
     // the xor of every word read, over the workgroup's invocations and a step's dispatches (the

@@ -78,6 +78,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     row_words: 0,
                     row_extra: 0,
                     shmem_words: 0,
+                    handover_words: 0,
                 });
             }
         }
@@ -95,6 +96,7 @@ fn default_variants() -> Vec<StreamVariant> {
                     row_words: 0,
                     row_extra: 0,
                     shmem_words: 0,
+                    handover_words: 0,
                 });
             }
         }
@@ -102,10 +104,11 @@ fn default_variants() -> Vec<StreamVariant> {
     v
 }
 
-/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m][b][:KB]]" (MODE chain, persist, ahead,
-/// layer or layerahead; GROUPS a count or "NNk", one workgroup per NN KiB; rBYTES: the
+/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m][b][:KB] | :hWORDS]" (MODE chain, persist,
+/// ahead, layer or layerahead; GROUPS a count or "NNk", one workgroup per NN KiB; rBYTES: the
 /// matvec's row pattern over rows of BYTES, with s its scales, x its input, m its int8 math,
-/// b scales and x scales through a u32 binding; KB: workgroup memory declared), several
+/// b scales and x scales through a u32 binding; KB: workgroup memory declared; hWORDS
+/// (persistent): a vector of WORDS 16-byte words handed over at every wait), several
 /// separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
     spec.split(',')
@@ -138,8 +141,13 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 Some(kb) => Groups::PerBytes(num(kb, "KiB per workgroup")? as u64 * 1024),
                 None => Groups::Fixed(num(groups, "workgroups")?),
             };
+            let mut handover_words = 0;
             let (row_words, row_extra) = match rows {
                 None => (0, 0),
+                Some(h) if h.starts_with('h') => {
+                    handover_words = num(&h[1..], "handed-over words")?;
+                    (0, 0)
+                }
                 Some(r) => {
                     let spec = r.strip_prefix('r').ok_or_else(|| {
                         anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m]")
@@ -159,6 +167,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 Some(kb) => num(kb, "KB of workgroup memory")? * 64,
             };
             Ok(StreamVariant {
+                handover_words,
                 shmem_words,
                 row_words,
                 row_extra,

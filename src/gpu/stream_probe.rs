@@ -41,7 +41,13 @@ pub struct StreamVariant {
     pub row_extra: u32,
     /// 16-byte words of workgroup memory declared (stream_read.wgsl's SHMEM; 0: one)
     pub shmem_words: u32,
+    /// (persistent) 16-byte words of a vector written before and copied after each wait
+    /// (stream_read.wgsl's HAND; at most `MAX_HAND`)
+    pub handover_words: u32,
 }
+
+/// The most 16-byte words a persistent variant hands over (32 KB of workgroup memory).
+pub const MAX_HAND: u32 = 2048;
 
 impl std::fmt::Display for StreamVariant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,7 +86,14 @@ impl std::fmt::Display for StreamVariant {
                 }
             }
         };
-        f.pad(&format!("{mode}, {} inv x {shape}, {groups}", self.wg))
+        let hand = match self.handover_words {
+            0 => String::new(),
+            w => format!(", {} KB handed over", w * 16 / 1024),
+        };
+        f.pad(&format!(
+            "{mode}, {} inv x {shape}, {groups}{hand}",
+            self.wg
+        ))
     }
 }
 
@@ -101,6 +114,7 @@ pub struct StreamProbe {
     sink: wgpu::Buffer,
     sync: wgpu::Buffer,
     sync_read: wgpu::Buffer,
+    handed: wgpu::Buffer,
 }
 
 /// The most workgroups one op may use (one grid row; the sink holds one word each).
@@ -174,8 +188,14 @@ impl StreamProbe {
             16,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
+        let handed = make(
+            "stream-handed",
+            MAX_HAND as u64 * 16,
+            wgpu::BufferUsages::STORAGE,
+        );
         ctx.wait()?;
         Ok(StreamProbe {
+            handed,
             ctx: ctx.clone(),
             src,
             words: bytes / 16,
@@ -231,6 +251,11 @@ impl StreamProbe {
         if ops.is_empty() {
             return Err(Error::Gpu("the stream probe needs at least one op".into()));
         }
+        if v.handover_words > MAX_HAND || (v.handover_words > 0 && !v.persistent) {
+            return Err(Error::Gpu(format!(
+                "stream variant `{v}`: a handed-over vector needs a persistent variant and at most {MAX_HAND} words"
+            )));
+        }
         let sg_max = self.ctx.info.subgroup_max_size.max(1);
         if v.row_words > 0
             && (v.persistent
@@ -274,6 +299,7 @@ impl StreamProbe {
                 ("ROWW", v.row_words as f64),
                 ("ROWX", v.row_extra as f64),
                 ("SHMEM", v.shmem_words.max(1) as f64),
+                ("HAND", v.handover_words as f64),
             ],
         )?;
         let persistent_groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
@@ -320,6 +346,7 @@ impl StreamProbe {
                 self.sink.as_entire_binding(),
                 self.sync.as_entire_binding(),
                 self.src.as_entire_binding(),
+                self.handed.as_entire_binding(),
             ];
             let entries: Vec<wgpu::BindGroupEntry> = entries
                 .into_iter()
