@@ -1320,18 +1320,7 @@ fn stream_probe_reads_every_word_once() {
             want[(i % 4) as usize] ^= words[i as usize];
         }
     }
-    let chain = |wg, loads, groups| StreamVariant {
-        wg,
-        loads,
-        groups,
-        persistent: false,
-        ahead: false,
-        layered: false,
-        row_words: 0,
-        row_extra: 0,
-        shmem_words: 0,
-        handover_words: 0,
-    };
+    let chain = StreamVariant::chain;
     let variants = [
         chain(64, 1, Groups::Fixed(7)),
         chain(256, 4, Groups::Fixed(33)),

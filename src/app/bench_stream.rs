@@ -68,18 +68,7 @@ fn default_variants() -> Vec<StreamVariant> {
                 Groups::PerBytes(64 << 10),
                 Groups::PerBytes(16 << 10),
             ] {
-                v.push(StreamVariant {
-                    wg,
-                    loads,
-                    groups,
-                    persistent: false,
-                    ahead: false,
-                    layered: false,
-                    row_words: 0,
-                    row_extra: 0,
-                    shmem_words: 0,
-                    handover_words: 0,
-                });
+                v.push(StreamVariant::chain(wg, loads, groups));
             }
         }
     }
@@ -87,16 +76,10 @@ fn default_variants() -> Vec<StreamVariant> {
         for loads in [4, 8] {
             for (ahead, layered) in [(false, false), (true, false), (false, true), (true, true)] {
                 v.push(StreamVariant {
-                    wg,
-                    loads,
-                    groups: Groups::Fixed(groups),
                     persistent: true,
                     ahead,
                     layered,
-                    row_words: 0,
-                    row_extra: 0,
-                    shmem_words: 0,
-                    handover_words: 0,
+                    ..StreamVariant::chain(wg, loads, Groups::Fixed(groups))
                 });
             }
         }
@@ -167,16 +150,14 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 Some(kb) => num(kb, "KB of workgroup memory")? * 64,
             };
             Ok(StreamVariant {
-                handover_words,
-                shmem_words,
-                row_words,
-                row_extra,
-                wg: num(wg, "invocations")?,
-                loads: num(loads, "loads")?,
-                groups,
                 persistent,
                 ahead,
                 layered,
+                row_words,
+                row_extra,
+                shmem_words,
+                handover_words,
+                ..StreamVariant::chain(num(wg, "invocations")?, num(loads, "loads")?, groups)
             })
         })
         .collect()

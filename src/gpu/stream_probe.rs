@@ -46,6 +46,24 @@ pub struct StreamVariant {
     pub handover_words: u32,
 }
 
+impl StreamVariant {
+    /// One dispatch per op, plain reads: the base the other variants change fields of.
+    pub fn chain(wg: u32, loads: u32, groups: Groups) -> Self {
+        StreamVariant {
+            wg,
+            loads,
+            groups,
+            persistent: false,
+            ahead: false,
+            layered: false,
+            row_words: 0,
+            row_extra: 0,
+            shmem_words: 0,
+            handover_words: 0,
+        }
+    }
+}
+
 /// The most 16-byte words a persistent variant hands over (32 KB of workgroup memory).
 pub const MAX_HAND: u32 = 2048;
 
