@@ -113,8 +113,10 @@ enum Command {
         /// Timed submissions (the best counts)
         #[arg(long, default_value_t = 3)]
         passes: usize,
-        /// Only these ways of reading: MODE:INVOCATIONS:LOADS:GROUPS,... with MODE chain,
-        /// persist or ahead and GROUPS a count or NNk (one workgroup per NN KiB)
+        /// Only these ways of reading: MODE:INVOCATIONS:LOADS:GROUPS[:EXTRA],... with MODE
+        /// chain, persist, ahead, layer or layerahead; GROUPS a count or NNk (one workgroup per
+        /// NN KiB); EXTRA rBYTES[s][x][m][b][:KB] (the matvec's row pattern) or hWORDS (a vector
+        /// handed over at each persistent wait). docs/kernels.md
         #[arg(long)]
         variants: Option<String>,
         /// Only the reads of one kind (qkv, attention, o_proj, gate_up, down, lm_head): a chain

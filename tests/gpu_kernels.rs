@@ -1016,16 +1016,15 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
         .collect();
     // persistent: G workgroups take every phase in turn (tiles i, i + G, ...). lavapipe runs
     // one workgroup at a time, so a wait on other workgroups there could never end: one
-    // workgroup there, several on a real GPU (all resident: one per SM at most)
+    // workgroup there, several on a real GPU (all resident: at most 16, which any GPU runs at
+    // once; on an H200 also one per SM of its 132, as measured there)
     let software = ctx.info.name.contains("llvmpipe");
     let mut persistent = vec![(1, 1024, 1, 1), (1, 256, 2, 2)];
     if !software {
-        persistent.extend([
-            (8, 1024, 1, 1),
-            (132, 1024, 1, 2),
-            (132, 512, 2, 1),
-            (100, 256, 4, 0),
-        ]);
+        persistent.extend([(8, 1024, 1, 1), (16, 512, 2, 2), (5, 256, 4, 0)]);
+    }
+    if ctx.info.name.contains("H200") {
+        persistent.extend([(132, 1024, 1, 2), (132, 512, 2, 1)]);
     }
     for (g, wg, rows, pre) in persistent {
         let mut k = Kernels::new(&ctx);
@@ -1160,7 +1159,8 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
         let got = run_read(k, &ops, 1, &qkv_out, qkv_rows);
         (got, x.read_f32(&ctx, 0, h).unwrap())
     };
-    let counters = GpuBuffer::zeros(&ctx, 4, "counters").unwrap();
+    // four counters, then the persistent waits' give-up flag
+    let counters = GpuBuffer::zeros(&ctx, 5, "counters").unwrap();
     let (want_qkv, want_x) = run(k, false, false, &counters);
     for (what, k) in &kernels {
         for pass in 0..3 {
@@ -1168,12 +1168,26 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
             let e = rel(&got_qkv, &want_qkv).max(rel(&got_x, &want_x));
             assert!(e < 1e-5, "phased chain, {what}, pass {pass}: {e:.2e}");
             assert_eq!(
-                counters.read_u32(&ctx, 0, 4).unwrap(),
-                vec![0; 4],
-                "counters left set"
+                counters.read_u32(&ctx, 0, 5).unwrap(),
+                vec![0; 5],
+                "counters left set, or a wait gave up ({what})"
             );
         }
     }
+    // far more workgroups than any GPU runs at once (4096 of 1024 invocations): the first
+    // wait that cannot end gives up, sets the flag and every later wait returns at once, so
+    // the dispatch ends (with wrong output) instead of hanging, and the host can tell
+    let mut k = Kernels::new(&ctx);
+    k.tuning.q8_persist = 4096;
+    k.tuning.q8_persist_wg = 1024;
+    k.tuning.q8_persist_rows = 1;
+    let flagged = GpuBuffer::zeros(&ctx, 5, "counters").unwrap();
+    run(&k, true, false, &flagged);
+    assert_eq!(
+        flagged.read_u32(&ctx, 4, 1).unwrap(),
+        vec![1],
+        "give-up flag"
+    );
 }
 
 /// The grouped expert matvec (short MoE prefill steps) against the int8-activation twin: five
@@ -1337,20 +1351,49 @@ fn stream_probe_reads_every_word_once() {
         },
     ];
     for v in variants {
-        let (got, gave_up) = probe.checksum(&v, &ops, &[]).unwrap();
-        assert!(!gave_up, "{v}: a wait gave up");
-        assert_eq!(got, want, "{v}");
+        let run = probe.checksum(&v, &ops, &[]).unwrap();
+        assert!(!run.gave_up, "{v}: a wait gave up");
+        assert_eq!(run.sum, want, "{v}");
     }
-    // persistent dispatches over segments of the ops (the counter runs on across them)
-    for breaks in [&[1usize, 2][..], &[3], &[1, 2, 3, 4]] {
-        for v in &variants[4..] {
+    // persistent dispatches over segments of the ops (the counter runs on across them); on a
+    // real GPU also with several workgroups (lavapipe runs one at a time: a wait on another
+    // could never end), every one of which must count itself at every wait but a segment's last
+    let software = ctx.info.name.contains("llvmpipe");
+    let mut persistent: Vec<StreamVariant> = variants[4..].to_vec();
+    if !software {
+        persistent.push(StreamVariant {
+            persistent: true,
+            ..chain(256, 4, Groups::Fixed(8))
+        });
+        persistent.push(StreamVariant {
+            persistent: true,
+            ahead: true,
+            ..chain(128, 2, Groups::Fixed(5))
+        });
+    }
+    for breaks in [&[][..], &[1usize, 2], &[3], &[1, 2, 3, 4]] {
+        for v in &persistent {
             let v = StreamVariant {
-                layered: true,
+                layered: !breaks.is_empty(),
                 ..*v
             };
-            let (got, gave_up) = probe.checksum(&v, &ops, breaks).unwrap();
-            assert!(!gave_up, "{v} {breaks:?}: a wait gave up");
-            assert_eq!(got, want, "{v} {breaks:?}");
+            let run = probe.checksum(&v, &ops, breaks).unwrap();
+            assert!(!run.gave_up, "{v} {breaks:?}: a wait gave up");
+            assert_eq!(run.sum, want, "{v} {breaks:?}");
+            let Groups::Fixed(g) = v.groups else {
+                unreachable!()
+            };
+            let g = ops
+                .iter()
+                .map(|o| (g as u64).min(o.1.div_ceil(v.wg as u64)))
+                .max()
+                .unwrap();
+            let waits = ops.len() - 1 - breaks.len();
+            assert_eq!(
+                run.arrivals as u64,
+                waits as u64 * g,
+                "{v} {breaks:?}: arrivals"
+            );
         }
     }
     assert!(probe.checksum(&variants[4], &ops, &[2, 2]).is_err());
@@ -1361,8 +1404,7 @@ fn stream_probe_reads_every_word_once() {
             handover_words: 100,
             ..*v
         };
-        let (_, gave_up) = probe.checksum(&v, &ops, &[2]).unwrap();
-        assert!(!gave_up);
+        assert!(!probe.checksum(&v, &ops, &[2]).unwrap().gave_up);
     }
     let bad = StreamVariant {
         handover_words: 100,
@@ -1386,8 +1428,11 @@ fn stream_probe_reads_every_word_once() {
             row_words: 64,
             ..chain(wg, 1, groups)
         };
-        let (got, _) = probe.checksum(&v, &rows_ops, &[]).unwrap();
-        assert_eq!(got, want_rows, "{v}");
+        assert_eq!(
+            probe.checksum(&v, &rows_ops, &[]).unwrap().sum,
+            want_rows,
+            "{v}"
+        );
         // with the scales, input and math the rows hold other words: it only has to run
         for (row_extra, shmem_words) in [(7, 0), (15, 256)] {
             let v = StreamVariant {
@@ -1401,6 +1446,8 @@ fn stream_probe_reads_every_word_once() {
     // the checksum sees a word read twice or missed: an op list with one word more differs
     let mut longer = ops.clone();
     longer[2].1 += 1;
-    let (got, _) = probe.checksum(&variants[1], &longer, &[]).unwrap();
-    assert_ne!(got, want);
+    assert_ne!(
+        probe.checksum(&variants[1], &longer, &[]).unwrap().sum,
+        want
+    );
 }

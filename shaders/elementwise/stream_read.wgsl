@@ -33,11 +33,13 @@ var<workgroup> big: array<vec4<u32>, SHMEM>;
 // HAND (PERSIST): 16-byte words of a vector handed over at each wait, as a persistent decode
 // kernel's phases hand on their output: before counting itself each workgroup writes its share
 // into `handed` and releases it (storage barrier); after the wait every workgroup acquires and
-// copies the whole vector into workgroup memory (the next phase's input).
+// copies the whole vector into workgroup memory (the next phase's input). Two halves of
+// `handed` alternate, so a fast workgroup's next vector never overwrites one still being read.
 override HAND: u32 = 0u;
 var<workgroup> xsh: array<vec4<u32>, max(HAND, 1u)>;
 
-// polls before a wait gives up (it sets sync[1], and every later wait returns at once):
+// polls before a wait gives up (it sets sync[1], and every later wait of the step returns at
+// once):
 // workgroups that are not all resident at once would otherwise wait for each other forever.
 // A real wait lasts at most one op's read (~0.2 ms for 0.7 GB on an H200): a few hundred polls.
 const SPIN_LIMIT: u32 = 200000u;
@@ -57,7 +59,7 @@ struct Params {
 // the same buffer as u32 words: ROWX 8 reads the scales and x through it, as the matvec reads
 // them through bindings of their own
 @group(0) @binding(5) var<storage, read> src32: array<u32>;
-@group(0) @binding(6) var<storage, read_write> handed: array<vec4<u32>>;  // HAND words
+@group(0) @binding(6) var<storage, read_write> handed: array<vec4<u32>>;  // 2 x HAND words
 
 var<workgroup> red: array<atomic<u32>, 4>;
 
@@ -86,7 +88,8 @@ fn stream(s: u32, e: u32, li: u32) -> vec4<u32> {
     return acc;
 }
 
-// ROWW: rows of the slab [s, e) (whole rows: the host rounds the slabs), subgroup `sg` of
+// ROWW: rows of the slab [s, e) (the host rounds each workgroup's slab to whole rows; an op's
+// partial last row is not read), subgroup `sg` of
 // `nsg` taking rows sg, sg + nsg, ...; `junk` collects the per-row sums the compiler must keep.
 // ROWX bits add the rest of the matvec's reads and work: 1 the block scales (after the slab's
 // rows, ROWW / 16 words per row, as the separate scale array), 2 the quantised input x (the
@@ -202,7 +205,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                 let share = (HAND + nwg.x - 1u) / nwg.x;
                 for (var k = li; k < share; k += WG) {
                     let w = id * share + k;
-                    if (w < HAND) { handed[w] = acc ^ vec4<u32>(j); }
+                    if (w < HAND) { handed[(j % 2u) * HAND + w] = acc ^ vec4<u32>(j); }
                 }
                 storageBarrier();
             }
@@ -225,7 +228,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             workgroupBarrier();
             if (HAND > 0u) {
                 storageBarrier();
-                for (var k = li; k < HAND; k += WG) { xsh[k] = handed[k]; }
+                for (var k = li; k < HAND; k += WG) { xsh[k] = handed[(j % 2u) * HAND + k]; }
                 workgroupBarrier();
                 acc ^= xsh[(li * 7u) % max(HAND, 1u)];
             }

@@ -103,7 +103,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 [m, w, l, g, r] => (m, w, l, g, Some(r), None),
                 [m, w, l, g, r, k] => (m, w, l, g, Some(r), Some(k)),
                 _ => bail!(
-                    "--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[:KB]]"
+                    "--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[:KB] | :hWORDS]"
                 ),
             };
             let (persistent, ahead, layered) = match mode {
@@ -147,7 +147,9 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
             };
             let shmem_words = match shared {
                 None => 0,
-                Some(kb) => num(kb, "KB of workgroup memory")? * 64,
+                Some(kb) => num(kb, "KB of workgroup memory")?
+                    .checked_mul(64)
+                    .ok_or_else(|| anyhow::anyhow!("--variants `{s}`: {kb} KB is too much"))?,
             };
             Ok(StreamVariant {
                 persistent,
@@ -186,11 +188,12 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     let ops = layout(&sizes, probe.words())?;
     // per layer: the attention's read in a dispatch of its own, the reads between two
     // attentions (o_proj, gate_up, down, the next qkv) in one
-    let layer_breaks: Vec<usize> = (0..reads.len())
+    let mut layer_breaks: Vec<usize> = (0..reads.len())
         .filter(|&i| reads[i].0 == "attention")
         .flat_map(|i| [i, i + 1])
-        .filter(|&i| i < reads.len())
+        .filter(|&i| i > 0 && i < reads.len())
         .collect();
+    layer_breaks.dedup();
     let copy = measure_copy_bandwidth(&ctx, 1 << 30, 7)?;
     let peer = super::bench_gpu::peer_copy_bandwidth(&ctx.info.name);
     println!(
@@ -218,6 +221,10 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     );
     let mut best_chain: Option<(f64, StreamVariant)> = None;
     for v in &variants {
+        if v.layered && a.only.is_some() {
+            println!("  {v:<52} per layer needs the whole step (not with --only)");
+            continue;
+        }
         let t = probe.time(
             v,
             &ops,

@@ -37,7 +37,8 @@ pub struct StreamVariant {
     /// (one dispatch per op) 0: the plain stream; else the Q8_0 matvec's pattern over rows of
     /// this many 16-byte words (stream_read.wgsl's ROWW)
     pub row_words: u32,
-    /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math (4)
+    /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math
+    /// (4), the scales and x's scales through a u32 binding of their own (8)
     pub row_extra: u32,
     /// 16-byte words of workgroup memory declared (stream_read.wgsl's SHMEM; 0: one)
     pub shmem_words: u32,
@@ -113,6 +114,16 @@ impl std::fmt::Display for StreamVariant {
             self.wg
         ))
     }
+}
+
+/// One checked step (`StreamProbe::checksum`): the xor of every word read, whether a wait gave
+/// up, and how many arrivals the persistent counter saw (every op but a segment's last, times
+/// the workgroups).
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeRun {
+    pub sum: [u32; 4],
+    pub gave_up: bool,
+    pub arrivals: u32,
 }
 
 /// A step's time read this way (best of the passes), and whether a persistent dispatch's wait
@@ -208,7 +219,7 @@ impl StreamProbe {
         );
         let handed = make(
             "stream-handed",
-            MAX_HAND as u64 * 16,
+            2 * MAX_HAND as u64 * 16,
             wgpu::BufferUsages::STORAGE,
         );
         ctx.wait()?;
@@ -275,13 +286,16 @@ impl StreamProbe {
             )));
         }
         let sg_max = self.ctx.info.subgroup_max_size.max(1);
+        // (a subgroup per row: a workgroup of fewer invocations than a subgroup, or not whole
+        // subgroups, would have no row stride or read rows twice)
         if v.row_words > 0
             && (v.persistent
                 || !v.row_words.is_multiple_of(2 * sg_max)
+                || !v.wg.is_multiple_of(sg_max)
                 || !self.ctx.has_subgroups())
         {
             return Err(Error::Gpu(format!(
-                "stream variant `{v}`: rows need one dispatch per op, subgroups, and a multiple of {} words",
+                "stream variant `{v}`: rows need one dispatch per op, subgroups, invocations a multiple of {sg_max} and rows a multiple of {} words",
                 2 * sg_max
             )));
         }
@@ -469,7 +483,8 @@ impl StreamProbe {
         v: &StreamVariant,
         ops: &[(u64, u64)],
         breaks: &[usize],
-    ) -> Result<([u32; 4], bool)> {
+    ) -> Result<ProbeRun> {
+        self.check(v, ops)?;
         let groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
         let clear = {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
@@ -479,12 +494,16 @@ impl StreamProbe {
         self.ctx.queue.submit([clear]);
         let commands = self.record(v, ops, breaks, 1)?;
         self.ctx.queue.submit([commands]);
-        let gave_up = v.persistent && self.read_sync()?[1] != 0;
+        let sync = self.read_sync()?;
         let bytes = crate::gpu::buffers::read_back(&self.ctx, &self.sink, 0, groups as u64 * 16)?;
-        let mut x = [0u32; 4];
+        let mut sum = [0u32; 4];
         for (i, w) in bytes.chunks_exact(4).enumerate() {
-            x[i % 4] ^= u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            sum[i % 4] ^= u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
         }
-        Ok((x, gave_up))
+        Ok(ProbeRun {
+            sum,
+            gave_up: v.persistent && sync[1] != 0,
+            arrivals: sync[0],
+        })
     }
 }

@@ -49,7 +49,7 @@ pub struct Tuning {
     /// most phases per dispatch (1..=4; `OMNI_Q8_PHASE_MAX`)
     pub q8_phase_max: u32,
     /// The phased dispatch as a persistent kernel: this many workgroups (0: off; they must all
-    /// be resident at once, e.g. one per SM: 132 on an H100 / H200) take every phase in turn,
+    /// be resident at once, e.g. one per SM: 132 on an H100 SXM / H200) take every phase in turn,
     /// meeting at a device counter between phases (`OMNI_Q8_PERSIST`; turns the phased
     /// dispatch on), with `q8_persist_wg` invocations (`OMNI_Q8_PERSIST_WG`: 256, 512 or
     /// 1024) and `q8_persist_rows` rows per subgroup (`OMNI_Q8_PERSIST_ROWS`)
@@ -227,9 +227,10 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_SKIP` (`,`-separated): ops whose "name@shape" (e.g. `attn_decode`,
     /// `matvec_q8@4096x12288`) starts with one of these are not dispatched
     skip: Vec<String>,
-    /// `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`, `l2_prefetch`): their workgroups return
-    /// at once, so the dispatch keeps its bindings and barriers but does no work (what a
-    /// dispatch boundary costs by itself)
+    /// `OMNI_DEBUG_NOP` (shader names: `attn_decode`, `matvec_q8`, `l2_prefetch`): their
+    /// workgroups return at once, so the dispatch keeps its bindings and barriers but does no
+    /// work (what a dispatch boundary costs by itself); `matvec_q8_tail`: the chained Q8_0
+    /// matvecs (`matvec_q8_linked`) make their rows' sums but neither store nor quantise them
     nop: Vec<String>,
     /// `OMNI_DEBUG_ATTN_STOP` (1-3, else 0): decode.wgsl's STOP, the stage after which the
     /// decode attention returns
@@ -237,9 +238,10 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_OPROJ_MODE` (1-5, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
     /// the attention or o_proj or both left out, o_proj's weights loaded after its wait)
     pub oproj_mode: u32,
-    /// `OMNI_DEBUG_PERSIST_MODE` (1-7, else 0): matvec_q8_phases.wgsl's PMODE in its
-    /// persistent form, bits leaving out the phases' waits (1), their copies of the input (2),
-    /// the storage barriers around the hand-over (4)
+    /// `OMNI_DEBUG_PERSIST_MODE` (1-7, else 0): matvec_q8_phases.wgsl's PMODE (measured in
+    /// its persistent form; the plain phased dispatch takes it too), bits leaving out the
+    /// phases' waits (1), their copies of the input (2), the storage barriers around the
+    /// hand-over (4)
     pub persist_mode: u32,
 }
 
@@ -285,7 +287,8 @@ impl DebugKnobs {
         }
     }
 
-    /// Whether the shader `name` is built to return at once (only shaders with a NOP constant).
+    /// Whether the shader `name` is built to return at once (only shaders with a NOP constant),
+    /// or for `matvec_q8_tail`, whether the Q8_0 links leave their tails out.
     pub fn nop(&self, name: &str) -> bool {
         ["attn_decode", "matvec_q8", "matvec_q8_tail", "l2_prefetch"].contains(&name)
             && self.nop.iter().any(|s| s == name)
