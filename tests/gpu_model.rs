@@ -271,7 +271,6 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
             GPU_VS_CPU_REL,
         );
         let persisted = persistent.decode(Some(next), true).unwrap();
-        assert!(!persistent.persistent_wait_gave_up().unwrap(), "step {s}");
         assert_close(
             &format!("persistent vs phased, step {s}"),
             &persisted,

@@ -31,8 +31,8 @@ override N_PHASES: u32 = 4u;
 // i runs tiles i, i + G, ... of phase 0, counts itself on the phase's counter, loads its
 // first weights of phase 1 and waits until all G have counted, and so on. No workgroup waits
 // for one that has not started, as long as all G are resident (a wait gives up after
-// SPIN_LIMIT polls instead of hanging and sets the `gave_up` word, which the host reports:
-// the output is then wrong, so G must not exceed what the GPU runs at once). `omni bench-stream` measured this structure reading the 8B step's weights at
+// SPIN_LIMIT polls instead of hanging, and the output is then wrong: a measurement setting
+// only). `omni bench-stream` measured this structure reading the 8B step's weights at
 // 2.28-2.41 ms against 2.55 ms for one dispatch per matrix (H200, s10); with the matvec's work
 // it ran 316-321 tok/s against 343-345 for separate dispatches (hand-overs 14 us per layer,
 // tiles streaming slower one workgroup per SM), so it is opt-in (`OMNI_Q8_PERSIST`).
@@ -66,7 +66,7 @@ struct Params {
     ph: array<Phase, 4>,
     n: u32,        // phases
     cbase: u32,    // this dispatch's four counters in `counters`
-    gave_up: u32,  // PERSIST: the word of `counters` a wait that gives up sets (never reset)
+    _a: u32,
     _b: u32,
 }
 
@@ -117,15 +117,8 @@ fn wait_previous(li: u32, ph: u32, all: u32) {
             var n = 0u;
             loop {
                 if (atomicLoad(&counters[p.cbase + ph - 1u]) >= want) { break; }
-                if (PERSIST) {
-                    // once one wait gave up, the rest are pointless: the output is wrong anyway
-                    if (atomicLoad(&counters[p.gave_up]) != 0u) { break; }
-                    n += 1u;
-                    if (n > SPIN_LIMIT) {
-                        atomicStore(&counters[p.gave_up], 1u);
-                        break;
-                    }
-                }
+                n += 1u;
+                if (PERSIST && n > SPIN_LIMIT) { break; }
             }
         }
         workgroupBarrier();
@@ -351,6 +344,6 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: b
     if (QOUT_{P} > 0u) {
         quantise_out_{P}(li, first);
         // (PERSIST: the next tile's rows overwrite `yo`)
-        if (PERSIST) { workgroupBarrier(); }
+        workgroupBarrier();
     }
 }

@@ -276,10 +276,7 @@ impl Kernels {
     /// when persistent (few workgroups, each wide), else the chain links'.
     fn phase_shape(&self) -> (u32, u32) {
         let t = &self.tuning;
-        let l = &self.ctx.limits;
-        let max = l
-            .max_compute_invocations_per_workgroup
-            .min(l.max_compute_workgroup_size_x);
+        let max = self.ctx.limits.max_compute_invocations_per_workgroup;
         if t.q8_persist > 0 && t.q8_persist_wg <= max {
             (t.q8_persist_wg, t.q8_persist_rows)
         } else {
@@ -289,19 +286,16 @@ impl Kernels {
 
     /// Chained Q8_0 matvecs as one dispatch (matvec_q8_phases.wgsl): the workgroups of each
     /// phase wait on the device for the previous phase's, through the four u32 counters at
-    /// `cbase` of `counters` (zero before the first use; the dispatch leaves them zero). The
-    /// buffer's last word, past every dispatch's counters, is set if a persistent wait gave
-    /// up (`Tuning::q8_persist` more workgroups than run at once).
+    /// `cbase` of `counters` (zero before the first use; the dispatch leaves them zero).
     pub fn matvec_q8_phases(
         &self,
         phases: &[ChainPhase],
         counters: &GpuBuffer,
         cbase: usize,
     ) -> Result<Op> {
-        // (the buffer's last word is the persistent form's give-up flag, after every counter)
-        if phases.is_empty() || phases.len() > MAX_PHASES || counters.len < cbase + MAX_PHASES + 1 {
+        if phases.is_empty() || phases.len() > MAX_PHASES || counters.len < cbase + MAX_PHASES {
             return Err(Error::Gpu(format!(
-                "a phased matvec takes 1 to {MAX_PHASES} phases and room for its counters and flag"
+                "a phased matvec takes 1 to {MAX_PHASES} phases and room for its counters"
             )));
         }
         let mut params = Vec::with_capacity(MAX_PHASES * 16 + 4);
@@ -342,12 +336,7 @@ impl Kernels {
             wg0 += wgs;
         }
         params.resize(MAX_PHASES * 16, 0);
-        params.extend([
-            phases.len() as u32,
-            cbase as u32,
-            counters.len as u32 - 1,
-            0,
-        ]);
+        params.extend([phases.len() as u32, cbase as u32, 0, 0]);
         // bindings (matvec_q8_phases.wgsl): weights 1.., scales 5.., outputs 9.., the
         // quantised vectors 13.. (phase i reads q(i), writes q(i + 1)), norm weights 18..,
         // counters 22; a pipeline of n phases declares only its phases' bindings

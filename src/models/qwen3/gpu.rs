@@ -228,9 +228,6 @@ pub struct Qwen3Gpu {
     q8_chained_attention: bool,
     /// ... each layer's o_proj .. next qkv as one phased dispatch
     q8_phased: bool,
-    /// the phased dispatches' counters; the last word is set if a persistent wait gave up
-    /// (`Tuning::q8_persist` more workgroups than the GPU runs at once)
-    phase_counters: Option<GpuBuffer>,
     prefill_ops: Vec<Op>,
     prefill_all_ops: Vec<Op>,
     /// how many ops at the start of each program gather the embedding rows
@@ -689,15 +686,6 @@ impl Qwen3Gpu {
     /// Whether each layer's o_proj, gate_up, down and next qkv run as one phased dispatch.
     pub fn q8_phased(&self) -> bool {
         self.q8_phased
-    }
-
-    /// Whether a persistent phased dispatch's wait gave up since load: its workgroups were not
-    /// all resident at once, and every output since is wrong (`omni bench` says so).
-    pub fn persistent_wait_gave_up(&self) -> Result<bool> {
-        let Some(c) = &self.phase_counters else {
-            return Ok(false);
-        };
-        Ok(c.read_u32(&self.ctx, c.len - 1, 1)?[0] != 0)
     }
 
     /// GPU time by kernel of one prefill step of `t` tokens (ids 0..t, which time the same as

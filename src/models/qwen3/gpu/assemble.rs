@@ -368,7 +368,6 @@ impl Qwen3Gpu {
             q8_chained: dc.on,
             q8_chained_attention: dc.attn,
             q8_phased: dc.phased,
-            phase_counters: dc.into_counters(),
             prefill_ops,
             prefill_all_ops,
             embedding_ops: embed_op_count,

@@ -51,8 +51,7 @@ impl DecodeChain {
             vec(hidden, "q8_chain_c")?,
         );
         let qo = vec(heads * head_dim, "q8_chain_o")?;
-        // four per layer, then the persistent form's give-up flag
-        let counters = GpuBuffer::zeros(ctx, 4 * layers.len().max(1) + 1, "phase_counters")?;
+        let counters = GpuBuffer::zeros(ctx, 4 * layers.len().max(1), "phase_counters")?;
         let normed = QuantOut::Normed(&qa, norm);
         let swiglu = QuantOut::SwiGlu(&qb);
         let on = k.tuning.q8_chain
@@ -96,12 +95,6 @@ impl DecodeChain {
             phased,
             head_phase,
         })
-    }
-
-    /// The phased dispatches' counters, whose last word a persistent wait sets when it gives
-    /// up (None: not phased), for the model to keep once its programs are built.
-    pub fn into_counters(self) -> Option<GpuBuffer> {
-        self.phased.then_some(self.counters)
     }
 
     /// Where the lm_head finds the last layer's quantised output.
