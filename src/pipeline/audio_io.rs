@@ -27,6 +27,16 @@ mod device;
 
 pub use device::device_names;
 
+/// A started device stream (`device::Stream`: cpal's, or none in a build without sound) and
+/// the pipeline's end of its ring.
+struct OpenDevice<R> {
+    stream: device::Stream,
+    ring: R,
+    rate: u32,
+    name: String,
+    counters: Arc<AudioCounters>,
+}
+
 /// Seconds of audio each ring holds: enough to ride out a busy moment in the worker threads.
 const RING_SECONDS: usize = 4;
 

@@ -2,22 +2,11 @@
 //! for headless GPU servers): the WAV input and the collecting / null outputs still work;
 //! asking for a device is a clear error naming the config key.
 
-use std::sync::Arc;
-
-use super::{AudioCounters, HeapCons, HeapProd};
+use super::{HeapCons, HeapProd, OpenDevice};
 use crate::error::{Error, Result};
 
 /// No device stream can exist in this build.
 pub enum Stream {}
-
-/// What the device functions of the `sound` build return.
-pub struct OpenDevice<R> {
-    pub stream: Stream,
-    pub ring: R,
-    pub rate: u32,
-    pub name: String,
-    pub counters: Arc<AudioCounters>,
-}
 
 fn no_devices(what: &str) -> Error {
     Error::Invalid(format!(

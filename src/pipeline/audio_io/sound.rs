@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use ringbuf::traits::{Consumer, Observer, Producer};
 
-use super::{AudioCounters, HeapCons, HeapProd, ring};
+use super::{AudioCounters, HeapCons, HeapProd, OpenDevice, ring};
 use crate::error::{Error, Result};
 
 /// A running device stream (stops when dropped).
@@ -113,15 +113,6 @@ fn find_device(input: bool, want: &str, key: &str) -> Result<cpal::Device> {
                 }
             ))
         })
-}
-
-/// A started device stream and the pipeline's end of its ring.
-pub struct OpenDevice<R> {
-    pub stream: Stream,
-    pub ring: R,
-    pub rate: u32,
-    pub name: String,
-    pub counters: Arc<AudioCounters>,
 }
 
 /// Open the capture (`input`) or playback device matching `want` at `rate` (0: its own) with
