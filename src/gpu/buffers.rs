@@ -116,7 +116,7 @@ pub fn padded16(bytes: usize) -> u64 {
     (bytes.max(1).div_ceil(16) * 16) as u64
 }
 
-fn as_bytes<T: Copy>(data: &[T]) -> &[u8] {
+pub(crate) fn as_bytes<T: Copy>(data: &[T]) -> &[u8] {
     // SAFETY: f32 / u32 slices, plain old data, reinterpreted as their bytes.
     unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
 }

@@ -8,7 +8,8 @@
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, Kernels, StepDims};
+use crate::gpu::buffers::as_bytes;
+use crate::gpu::{GpuBuffer, GpuContext, Kernels, StepDims};
 
 /// How many workgroups read one op.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -138,12 +139,11 @@ pub struct StreamTiming {
 /// workgroup, and the persistent dispatch's counters.
 pub struct StreamProbe {
     ctx: std::sync::Arc<GpuContext>,
-    src: wgpu::Buffer,
+    src: GpuBuffer,
     words: u64,
-    sink: wgpu::Buffer,
-    sync: wgpu::Buffer,
-    sync_read: wgpu::Buffer,
-    handed: wgpu::Buffer,
+    sink: GpuBuffer,
+    sync: GpuBuffer,
+    handed: GpuBuffer,
 }
 
 /// The most workgroups one op may use (one grid row; the sink holds one word each).
@@ -181,57 +181,21 @@ impl StreamProbe {
                 "the stream probe needs at least 16 bytes".into(),
             ));
         }
-        let make = |label, size, usage| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        let src = make(
-            "stream-src",
-            bytes,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        );
+        let src = GpuBuffer::zeros(ctx, (bytes / 4) as usize, "stream-src")?;
         let k = Kernels::new(ctx);
-        let words = (bytes / 4) as usize;
-        let op = k.fill_random(&src, words, 1.0, 0x5eed, 0.0)?;
+        let op = k.fill_random(&src.buffer, src.len, 1.0, 0x5eed, 0.0)?;
         k.run([&op], StepDims { t: 1, pos0: 0 })?;
-        let sink = make(
-            "stream-sink",
-            MAX_GROUPS as u64 * 16,
-            wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-        );
-        let sync = make(
-            "stream-sync",
-            16,
-            wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-        );
-        let sync_read = make(
-            "stream-sync-read",
-            16,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
-        let handed = make(
-            "stream-handed",
-            2 * MAX_HAND as u64 * 16,
-            wgpu::BufferUsages::STORAGE,
-        );
-        ctx.wait()?;
-        Ok(StreamProbe {
-            handed,
+        let probe = StreamProbe {
             ctx: ctx.clone(),
-            src,
             words: bytes / 16,
-            sink,
-            sync,
-            sync_read,
-        })
+            src,
+            // a checksum per workgroup, the counters, two halves of the handed-over vector
+            sink: GpuBuffer::zeros(ctx, 4 * MAX_GROUPS as usize, "stream-sink")?,
+            sync: GpuBuffer::zeros(ctx, 4, "stream-sync")?,
+            handed: GpuBuffer::zeros(ctx, 2 * 4 * MAX_HAND as usize, "stream-handed")?,
+        };
+        ctx.wait()?;
+        Ok(probe)
     }
 
     /// Length of the probe's buffer in 16-byte words.
@@ -246,13 +210,11 @@ impl StreamProbe {
                 "more words than the probe's buffer holds".into(),
             ));
         }
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.ctx.queue.write_buffer(&self.src, 0, &bytes);
+        self.src.write_u32(&self.ctx, 0, words);
         self.ctx.wait()
     }
 
-    /// Workgroups of op `len` words under `v` (for the persistent dispatch: all ops use the
-    /// most any op asks for, which must all be resident).
+    /// Workgroups of op `len` words under `v`.
     fn groups(v: &StreamVariant, len: u64) -> u32 {
         let n = match v.groups {
             Groups::Fixed(n) => n as u64,
@@ -260,6 +222,12 @@ impl StreamProbe {
         };
         n.clamp(1, (len.div_ceil(v.wg as u64)).max(1))
             .min(MAX_GROUPS as u64) as u32
+    }
+
+    /// The most workgroups any op of `ops` takes under `v`: what a persistent dispatch runs
+    /// (all resident at once) and how many checksums a step leaves.
+    fn max_groups(v: &StreamVariant, ops: &[(u64, u64)]) -> u32 {
+        ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1)
     }
 
     fn check(&self, v: &StreamVariant, ops: &[(u64, u64)]) -> Result<()> {
@@ -334,7 +302,7 @@ impl StreamProbe {
                 ("HAND", v.handover_words as f64),
             ],
         )?;
-        let persistent_groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
+        let persistent_groups = Self::max_groups(v, ops);
         let table: Vec<u32> = ops
             .iter()
             .flat_map(|&(off, len)| {
@@ -354,31 +322,24 @@ impl StreamProbe {
                 [off as u32, len as u32, per as u32, g]
             })
             .collect();
-        let storage = |label, data: &[u32], usage| {
-            use wgpu::util::DeviceExt;
-            let contents: Vec<u8> = data.iter().flat_map(|w| w.to_le_bytes()).collect();
-            ctx.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: &contents,
-                    usage,
-                })
-        };
-        let table_buf = storage("stream-ops", &table, wgpu::BufferUsages::STORAGE);
+        let table_buf = GpuBuffer::from_u32(ctx, &table, "stream-ops")?;
         let bind = |first: u32, count: u32, base: u32| {
-            let params = storage(
-                "stream-params",
-                &[first, count, base, 0],
-                wgpu::BufferUsages::UNIFORM,
-            );
+            use wgpu::util::DeviceExt;
+            let params = ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("stream-params"),
+                    contents: as_bytes(&[first, count, base, 0]),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
             let entries = [
                 params.as_entire_binding(),
-                table_buf.as_entire_binding(),
-                self.src.as_entire_binding(),
-                self.sink.as_entire_binding(),
-                self.sync.as_entire_binding(),
-                self.src.as_entire_binding(),
-                self.handed.as_entire_binding(),
+                table_buf.buffer.as_entire_binding(),
+                self.src.buffer.as_entire_binding(),
+                self.sink.buffer.as_entire_binding(),
+                self.sync.buffer.as_entire_binding(),
+                self.src.buffer.as_entire_binding(),
+                self.handed.buffer.as_entire_binding(),
             ];
             let entries: Vec<wgpu::BindGroupEntry> = entries
                 .into_iter()
@@ -411,7 +372,7 @@ impl StreamProbe {
                 })
                 .collect();
             for _ in 0..steps {
-                enc.clear_buffer(&self.sync, 0, None);
+                enc.clear_buffer(&self.sync.buffer, 0, None);
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&pipeline);
                 for group in &segments {
@@ -432,16 +393,13 @@ impl StreamProbe {
                 }
             }
         }
-        enc.copy_buffer_to_buffer(&self.sync, 0, &self.sync_read, 0, 16);
         Ok(enc.finish())
     }
 
-    /// The counters after the last submission (its commands end with their copy).
-    fn read_sync(&self) -> Result<[u32; 4]> {
-        let b = crate::gpu::buffers::map_read(&self.ctx, &self.sync_read)?;
-        let word =
-            |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
-        Ok([word(0), word(1), word(2), word(3)])
+    /// The counters after the last submission: arrivals, and whether a wait gave up.
+    fn read_sync(&self) -> Result<(u32, bool)> {
+        let c = self.sync.read_u32(&self.ctx, 0, 2)?;
+        Ok((c[0], c[1] != 0))
     }
 
     /// Time of one step reading `ops` under `v` (`breaks`: see `record`): `steps` steps per submission, best of
@@ -464,7 +422,7 @@ impl StreamProbe {
             self.ctx.queue.submit([commands]);
             self.ctx.wait()?;
             let s = t.elapsed().as_secs_f64() / steps as f64;
-            gave_up |= v.persistent && self.read_sync()?[1] != 0;
+            gave_up |= v.persistent && self.read_sync()?.1;
             if pass > 0 {
                 best = best.min(s);
             }
@@ -485,25 +443,29 @@ impl StreamProbe {
         breaks: &[usize],
     ) -> Result<ProbeRun> {
         self.check(v, ops)?;
-        let groups = ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1);
+        let groups = Self::max_groups(v, ops);
         let clear = {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-            enc.clear_buffer(&self.sink, 0, None);
+            enc.clear_buffer(&self.sink.buffer, 0, None);
             enc.finish()
         };
         self.ctx.queue.submit([clear]);
         let commands = self.record(v, ops, breaks, 1)?;
         self.ctx.queue.submit([commands]);
-        let sync = self.read_sync()?;
-        let bytes = crate::gpu::buffers::read_back(&self.ctx, &self.sink, 0, groups as u64 * 16)?;
+        let (arrivals, gave_up) = self.read_sync()?;
         let mut sum = [0u32; 4];
-        for (i, w) in bytes.chunks_exact(4).enumerate() {
-            sum[i % 4] ^= u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        for (i, w) in self
+            .sink
+            .read_u32(&self.ctx, 0, 4 * groups as usize)?
+            .iter()
+            .enumerate()
+        {
+            sum[i % 4] ^= w;
         }
         Ok(ProbeRun {
             sum,
-            gave_up: v.persistent && sync[1] != 0,
-            arrivals: sync[0],
+            gave_up: v.persistent && gave_up,
+            arrivals,
         })
     }
 }
