@@ -20,12 +20,9 @@ const KNOWN_PEAKS: &[(&str, f64)] = &[("H200", 66.9), ("H100", 66.9), ("A100", 1
 /// (../shared/reference/peer-baselines.md): the roofline issue 4's 75% target counts against.
 const KNOWN_COPY: &[(&str, f64)] = &[("H200", 4280.0)];
 
-/// The peers' copy bandwidth on the card named `adapter` (bytes per second), if measured.
-pub fn peer_copy_bandwidth(adapter: &str) -> Option<f64> {
-    KNOWN_COPY
-        .iter()
-        .find(|(n, _)| adapter.contains(n))
-        .map(|(_, v)| v * 1e9)
+/// The peers' copy bandwidth on this card (bytes per second), if measured.
+pub fn peer_copy_bandwidth(ctx: &GpuContext) -> Option<f64> {
+    known(KNOWN_COPY, ctx).map(|gbs| gbs * 1e9)
 }
 
 /// The figure of `table` for this adapter, by name substring.

@@ -24,10 +24,13 @@ pub struct BenchStreamArgs {
     pub adapter: Option<String>,
 }
 
-/// Bytes of a (rows, cols) Q8_0 matrix: 32 int8 values and one f16 scale per block.
+/// Bytes of a (rows, cols) Q8_0 matrix.
 fn q8_bytes(rows: usize, cols: usize) -> u64 {
-    (rows * cols / 32 * 34) as u64
+    crate::quant::q8_0_bytes(rows * cols) as u64
 }
+
+/// The kinds of read of a step, in the step's order (`--only` takes one).
+const READ_KINDS: [&str; 6] = ["qkv", "attention", "o_proj", "gate_up", "down", "lm_head"];
 
 /// The reads of one decode step of a dense model in the engine's order, with a label each:
 /// per layer qkv, the attention's cache (`cached` positions of f32 keys and values), o_proj,
@@ -179,7 +182,7 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     if let Some(kind) = &a.only {
         reads.retain(|r| r.0 == kind);
         if reads.is_empty() {
-            bail!("--only `{kind}`: no such read (qkv, attention, o_proj, gate_up, down, lm_head)");
+            bail!("--only `{kind}`: no such read ({})", READ_KINDS.join(", "));
         }
     }
     let step_bytes: u64 = reads.iter().map(|r| r.1).sum();
@@ -195,7 +198,7 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
         .collect();
     layer_breaks.dedup();
     let copy = measure_copy_bandwidth(&ctx, 1 << 30, 7)?;
-    let peer = super::bench_gpu::peer_copy_bandwidth(&ctx.info.name);
+    let peer = super::bench_gpu::peer_copy_bandwidth(&ctx);
     println!(
         "{} Q8_0 step: {} reads, {:.3} GB; probe buffer {:.2} GB; best copy {:.0} GB/s{}",
         a.synthetic,
@@ -250,7 +253,7 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     // per read: a chain of the same size (every layer's copy of it), by the fastest chain
     if let Some((_, v)) = best_chain {
         println!("each read alone in a chain of its layers' copies ({v}):");
-        for name in ["qkv", "attention", "o_proj", "gate_up", "down", "lm_head"] {
+        for name in READ_KINDS {
             let idx: Vec<usize> = (0..reads.len()).filter(|&i| reads[i].0 == name).collect();
             let Some(&first) = idx.first() else { continue };
             let chain: Vec<(u64, u64)> = idx.iter().map(|&i| ops[i]).collect();
