@@ -287,10 +287,15 @@ impl DebugKnobs {
         }
     }
 
-    /// Whether the shader `name` is built to return at once (only shaders with a NOP constant),
-    /// or for `matvec_q8_tail`, whether the Q8_0 links leave their tails out.
+    /// Whether the shader `name` is built to return at once (only shaders with a NOP constant).
     pub fn nop(&self, name: &str) -> bool {
-        ["attn_decode", "matvec_q8", "matvec_q8_tail", "l2_prefetch"].contains(&name)
+        ["attn_decode", "matvec_q8", "l2_prefetch"].contains(&name)
             && self.nop.iter().any(|s| s == name)
+    }
+
+    /// Whether the chained Q8_0 matvecs leave their tails out (`matvec_q8_tail` in
+    /// `OMNI_DEBUG_NOP`: matvec_q8.wgsl's NOTAIL).
+    pub fn q8_no_tail(&self) -> bool {
+        self.nop.iter().any(|s| s == "matvec_q8_tail")
     }
 }
