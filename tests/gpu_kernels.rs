@@ -1014,13 +1014,11 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
             (format!("{pre} trips ahead"), k)
         })
         .collect();
-    // persistent: G workgroups take every phase in turn (tiles i, i + G, ...). lavapipe runs
-    // one workgroup at a time, so a wait on other workgroups there could never end: one
-    // workgroup there, 8 on any other GPU (all resident at once), and on an H200 the shapes
-    // that passed there in s10 (runs 3 and 12; one workgroup per SM of its 132)
-    let software = ctx.info.name.contains("llvmpipe");
+    // persistent: G workgroups take every phase in turn (tiles i, i + G, ...): one workgroup
+    // where they run one at a time, 8 on any other GPU (all resident at once), and on an H200
+    // the shapes that passed there in s10 (runs 3 and 12; one workgroup per SM of its 132)
     let mut persistent = vec![(1, 1024, 1, 1), (1, 256, 2, 2)];
-    if !software {
+    if !common::one_workgroup_at_a_time(&ctx) {
         persistent.push((8, 1024, 1, 1));
     }
     if ctx.info.name.contains("H200") {
@@ -1340,12 +1338,11 @@ fn stream_probe_reads_every_word_once() {
         assert!(!run.gave_up, "{v}: a wait gave up");
         assert_eq!(run.sum, want, "{v}");
     }
-    // persistent dispatches over segments of the ops (the counter runs on across them); on a
-    // real GPU also with several workgroups (lavapipe runs one at a time: a wait on another
-    // could never end), every one of which must count itself at every wait but a segment's last
-    let software = ctx.info.name.contains("llvmpipe");
+    // persistent dispatches over segments of the ops (the counter runs on across them); where
+    // workgroups run at once also with several, every one of which must count itself at every
+    // wait but a segment's last
     let mut persistent: Vec<StreamVariant> = variants[4..].to_vec();
-    if !software {
+    if !common::one_workgroup_at_a_time(&ctx) {
         persistent.push(StreamVariant {
             persistent: true,
             ..chain(256, 4, Groups::Fixed(8))

@@ -206,12 +206,14 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     let mut chained = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), phased).unwrap();
     assert!(chained.q8_chained() && chained.q8_chained_attention() && chained.q8_phased());
     // ... as a persistent kernel (every phase by the same workgroups in turn): one workgroup
-    // on lavapipe, which runs one at a time; elsewhere 8 (any GPU runs them at once), an
-    // H200 one per SM of its 132
-    let g = match &ctx.info.name {
-        n if n.contains("llvmpipe") => 1,
-        n if n.contains("H200") => 132,
-        _ => 8,
+    // where they run one at a time; elsewhere 8 (any GPU runs them at once), an H200 one per
+    // SM of its 132
+    let g = if common::one_workgroup_at_a_time(&ctx) {
+        1
+    } else if ctx.info.name.contains("H200") {
+        132
+    } else {
+        8
     };
     let persist = qwen_omni::gpu::Tuning {
         q8_persist: g,
