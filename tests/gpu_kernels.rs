@@ -1334,7 +1334,7 @@ fn stream_probe_reads_every_word_once() {
         },
     ];
     for v in variants {
-        let run = probe.checksum(&v, &ops, &[]).unwrap();
+        let run = probe.checksum(&v, &ops, &[], &[]).unwrap();
         assert!(!run.gave_up, "{v}: a wait gave up");
         assert_eq!(run.sum, want, "{v}");
     }
@@ -1359,7 +1359,7 @@ fn stream_probe_reads_every_word_once() {
                 layered: !breaks.is_empty(),
                 ..*v
             };
-            let run = probe.checksum(&v, &ops, breaks).unwrap();
+            let run = probe.checksum(&v, &ops, &[], breaks).unwrap();
             assert!(!run.gave_up, "{v} {breaks:?}: a wait gave up");
             assert_eq!(run.sum, want, "{v} {breaks:?}");
             let Groups::Fixed(g) = v.groups else {
@@ -1378,7 +1378,7 @@ fn stream_probe_reads_every_word_once() {
             );
         }
     }
-    assert!(probe.checksum(&variants[4], &ops, &[2, 2]).is_err());
+    assert!(probe.checksum(&variants[4], &ops, &[], &[2, 2]).is_err());
     // a vector handed over at every wait (the checksum then mixes it in: it only has to run,
     // and a chain variant cannot hand over)
     for v in &variants[4..] {
@@ -1386,13 +1386,13 @@ fn stream_probe_reads_every_word_once() {
             handover_words: 100,
             ..*v
         };
-        assert!(!probe.checksum(&v, &ops, &[2]).unwrap().gave_up);
+        assert!(!probe.checksum(&v, &ops, &[], &[2]).unwrap().gave_up);
     }
     let bad = StreamVariant {
         handover_words: 100,
         ..variants[0]
     };
-    assert!(probe.checksum(&bad, &ops, &[]).is_err());
+    assert!(probe.checksum(&bad, &ops, &[], &[]).is_err());
     // the matvec's row pattern: rows of 64 words (1 KiB), ops of whole rows
     let rows_ops = layout(&[64 * 16 * 7, 64 * 16 * 40, 64 * 16], probe.words()).unwrap();
     let mut want_rows = [0u32; 4];
@@ -1411,7 +1411,7 @@ fn stream_probe_reads_every_word_once() {
             ..chain(wg, 1, groups)
         };
         assert_eq!(
-            probe.checksum(&v, &rows_ops, &[]).unwrap().sum,
+            probe.checksum(&v, &rows_ops, &[], &[]).unwrap().sum,
             want_rows,
             "{v}"
         );
@@ -1422,14 +1422,50 @@ fn stream_probe_reads_every_word_once() {
                 shmem_words,
                 ..v
             };
-            probe.checksum(&v, &rows_ops, &[]).unwrap();
+            probe.checksum(&v, &rows_ops, &[], &[]).unwrap();
         }
     }
+    // each op its own row width (a whole step's matrices), a plain op among them, one
+    // dispatch per op and persistent: every word once (the persistent kernel's rows read ahead
+    // of a wait go to the keep-alive value, not the checksum, and are read again by the op)
+    let mixed_rows = [128u32, 0, 256];
+    let mixed = layout(&[128 * 16 * 5, 16 * 1001, 256 * 16 * 9], probe.words()).unwrap();
+    let mut want_mixed = [0u32; 4];
+    for &(off, len) in &mixed {
+        for i in off * 4..(off + len) * 4 {
+            want_mixed[(i % 4) as usize] ^= words[i as usize];
+        }
+    }
+    let wgs = if common::one_workgroup_at_a_time(&ctx) { 1 } else { 3 };
+    for (persistent, ahead) in [(false, false), (true, false), (true, true)] {
+        let v = StreamVariant {
+            rows_per_op: true,
+            persistent,
+            ahead,
+            ..chain(128, 1, Groups::Fixed(wgs))
+        };
+        let run = probe.checksum(&v, &mixed, &mixed_rows, &[]).unwrap();
+        assert!(!run.gave_up, "{v}");
+        assert_eq!(run.sum, want_mixed, "{v}");
+        // with the scales, input and math, and the input handed over: it only has to run
+        let v = StreamVariant {
+            row_extra: 7,
+            handover_words: if persistent { 40 } else { 0 },
+            ..v
+        };
+        assert!(!probe.checksum(&v, &mixed, &mixed_rows, &[]).unwrap().gave_up);
+    }
+    // rows per op need a width for every op
+    let v = StreamVariant {
+        rows_per_op: true,
+        ..chain(128, 1, Groups::Fixed(1))
+    };
+    assert!(probe.checksum(&v, &mixed, &mixed_rows[..2], &[]).is_err());
     // the checksum sees a word read twice or missed: an op list with one word more differs
     let mut longer = ops.clone();
     longer[2].1 += 1;
     assert_ne!(
-        probe.checksum(&variants[1], &longer, &[]).unwrap().sum,
+        probe.checksum(&variants[1], &longer, &[], &[]).unwrap().sum,
         want
     );
 }

@@ -32,13 +32,18 @@ fn q8_bytes(rows: usize, cols: usize) -> u64 {
 /// The kinds of read of a step, in the step's order (`--only` takes one).
 const READ_KINDS: [&str; 6] = ["qkv", "attention", "o_proj", "gate_up", "down", "lm_head"];
 
-/// The reads of one decode step of a dense model in the engine's order, with a label each:
-/// per layer qkv, the attention's cache (`cached` positions of f32 keys and values), o_proj,
-/// gate_up, down; then the lm_head.
-fn step_reads(
-    c: &crate::models::config::Qwen3Config,
-    cached: usize,
-) -> Result<Vec<(&'static str, u64)>> {
+/// One read of a step: its kind, bytes, and row width in 16-byte words (a matrix's K int8
+/// values; 0 for the attention's cache, which has no Q8_0 rows).
+struct Read {
+    kind: &'static str,
+    bytes: u64,
+    row_words: u32,
+}
+
+/// The reads of one decode step of a dense model in the engine's order: per layer qkv, the
+/// attention's cache (`cached` positions of f32 keys and values), o_proj, gate_up, down;
+/// then the lm_head.
+fn step_reads(c: &crate::models::config::Qwen3Config, cached: usize) -> Result<Vec<Read>> {
     if c.num_experts > 0 {
         bail!(
             "bench-stream models dense steps only; `{}` is a mixture of experts",
@@ -47,15 +52,24 @@ fn step_reads(
     }
     let (h, hd) = (c.hidden_size, c.head_dim());
     let (q, kv) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
+    let matrix = |kind, rows, k: usize| Read {
+        kind,
+        bytes: q8_bytes(rows, k),
+        row_words: (k / 16) as u32,
+    };
     let mut out = Vec::new();
     for _ in 0..c.num_hidden_layers {
-        out.push(("qkv", q8_bytes(q + 2 * kv, h)));
-        out.push(("attention", (2 * kv * cached * 4) as u64));
-        out.push(("o_proj", q8_bytes(h, q)));
-        out.push(("gate_up", q8_bytes(2 * c.intermediate_size, h)));
-        out.push(("down", q8_bytes(h, c.intermediate_size)));
+        out.push(matrix("qkv", q + 2 * kv, h));
+        out.push(Read {
+            kind: "attention",
+            bytes: (2 * kv * cached * 4) as u64,
+            row_words: 0,
+        });
+        out.push(matrix("o_proj", h, q));
+        out.push(matrix("gate_up", 2 * c.intermediate_size, h));
+        out.push(matrix("down", h, c.intermediate_size));
     }
-    out.push(("lm_head", q8_bytes(c.vocab_size, h)));
+    out.push(matrix("lm_head", c.vocab_size, h));
     Ok(out)
 }
 
@@ -90,12 +104,12 @@ fn default_variants() -> Vec<StreamVariant> {
     v
 }
 
-/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m][b][:KB] | :hWORDS]" (MODE chain, persist,
-/// ahead, layer or layerahead; GROUPS a count or "NNk", one workgroup per NN KiB; rBYTES: the
-/// matvec's row pattern over rows of BYTES, with s its scales, x its input, m its int8 math,
-/// b scales and x scales through a u32 binding; KB: workgroup memory declared; hWORDS
-/// (persistent): a vector of WORDS 16-byte words handed over at every wait), several
-/// separated by commas.
+/// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m][b][:KB|:hWORDS] | :hWORDS]" (MODE chain,
+/// persist, ahead, layer or layerahead; GROUPS a count or "NNk", one workgroup per NN KiB;
+/// rBYTES: the matvec's row pattern over rows of BYTES (0: each matrix's own K), with s its
+/// scales, x its input, m its int8 math, b scales and x scales through a u32 binding; KB:
+/// workgroup memory declared; hWORDS (persistent): a vector of WORDS 16-byte words handed over
+/// at every wait, which rows with x then read their input from), several separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
@@ -106,7 +120,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 [m, w, l, g, r] => (m, w, l, g, Some(r), None),
                 [m, w, l, g, r, k] => (m, w, l, g, Some(r), Some(k)),
                 _ => bail!(
-                    "--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[:KB] | :hWORDS]"
+                    "--variants `{s}`: expected MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[:KB | :hWORDS] | :hWORDS]"
                 ),
             };
             let (persistent, ahead, layered) = match mode {
@@ -148,8 +162,14 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                     (num(digits, "row bytes")? / 16, extra)
                 }
             };
+            // r0: each matrix's own row length (a whole step's rows differ)
+            let rows_per_op = row_words == 0 && rows.is_some_and(|r| r.starts_with('r'));
             let shmem_words = match shared {
                 None => 0,
+                Some(h) if h.starts_with('h') => {
+                    handover_words = num(&h[1..], "handed-over words")?;
+                    0
+                }
                 Some(kb) => num(kb, "KB of workgroup memory")?
                     .checked_mul(64)
                     .ok_or_else(|| anyhow::anyhow!("--variants `{s}`: {kb} KB is too much"))?,
@@ -159,6 +179,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 ahead,
                 layered,
                 row_words,
+                rows_per_op,
                 row_extra,
                 shmem_words,
                 handover_words,
@@ -180,19 +201,20 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     println!("adapter: {}", ctx.info.name);
     let mut reads = step_reads(&c, 128)?;
     if let Some(kind) = &a.only {
-        reads.retain(|r| r.0 == kind);
+        reads.retain(|r| r.kind == kind);
         if reads.is_empty() {
             bail!("--only `{kind}`: no such read ({})", READ_KINDS.join(", "));
         }
     }
-    let step_bytes: u64 = reads.iter().map(|r| r.1).sum();
+    let step_bytes: u64 = reads.iter().map(|r| r.bytes).sum();
     let probe = StreamProbe::new(&ctx, a.buffer_bytes)?;
-    let sizes: Vec<u64> = reads.iter().map(|r| r.1).collect();
+    let sizes: Vec<u64> = reads.iter().map(|r| r.bytes).collect();
     let ops = layout(&sizes, probe.words())?;
+    let op_rows: Vec<u32> = reads.iter().map(|r| r.row_words).collect();
     // per layer: the attention's read in a dispatch of its own, the reads between two
     // attentions (o_proj, gate_up, down, the next qkv) in one
     let mut layer_breaks: Vec<usize> = (0..reads.len())
-        .filter(|&i| reads[i].0 == "attention")
+        .filter(|&i| reads[i].kind == "attention")
         .flat_map(|i| [i, i + 1])
         .filter(|&i| i > 0 && i < reads.len())
         .collect();
@@ -231,6 +253,7 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
         let t = probe.time(
             v,
             &ops,
+            &op_rows,
             if v.layered { &layer_breaks } else { &[] },
             a.steps,
             a.passes,
@@ -254,16 +277,17 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     if let Some((_, v)) = best_chain {
         println!("each read alone in a chain of its layers' copies ({v}):");
         for name in READ_KINDS {
-            let idx: Vec<usize> = (0..reads.len()).filter(|&i| reads[i].0 == name).collect();
+            let idx: Vec<usize> = (0..reads.len()).filter(|&i| reads[i].kind == name).collect();
             let Some(&first) = idx.first() else { continue };
             let chain: Vec<(u64, u64)> = idx.iter().map(|&i| ops[i]).collect();
-            let t = probe.time(&v, &chain, &[], a.steps, a.passes)?;
+            let chain_rows: Vec<u32> = idx.iter().map(|&i| op_rows[i]).collect();
+            let t = probe.time(&v, &chain, &chain_rows, &[], a.steps, a.passes)?;
             let per = t.step_s / chain.len() as f64;
             println!(
                 "  {name:<10} {:8.2} MB  {:7.2} us per dispatch  {:6.0} GB/s",
-                reads[first].1 as f64 / 1e6,
+                reads[first].bytes as f64 / 1e6,
                 per * 1e6,
-                reads[first].1 as f64 / per / 1e9
+                reads[first].bytes as f64 / per / 1e9
             );
         }
     }
@@ -297,7 +321,7 @@ mod tests {
     fn the_8b_step_reads_8_04_gb_as_the_peers_count() {
         let c = crate::models::presets::synthetic_config("qwen3-8b").unwrap();
         let reads = step_reads(&c, 0).unwrap();
-        let gb = reads.iter().map(|r| r.1).sum::<u64>() as f64 / 1e9;
+        let gb = reads.iter().map(|r| r.bytes).sum::<u64>() as f64 / 1e9;
         // peer-baselines.md: Qwen3-8B Q8_0, 8.04 GB per token (the embedding row aside)
         assert!((gb - 8.04).abs() < 0.03, "{gb}");
     }

@@ -35,9 +35,12 @@ pub struct StreamVariant {
     /// (persistent) one dispatch per layer, the attention's read in one of its own, instead
     /// of one for the step (the caller's `breaks`)
     pub layered: bool,
-    /// (one dispatch per op) 0: the plain stream; else the Q8_0 matvec's pattern over rows of
-    /// this many 16-byte words (stream_read.wgsl's ROWW)
+    /// 0: the plain stream; else the Q8_0 matvec's pattern over rows of this many 16-byte
+    /// words (stream_read.wgsl's ROWW)
     pub row_words: u32,
+    /// (rows) each op's own row width instead (the caller's `op_rows`; stream_read.wgsl's
+    /// ROWOP): a whole step's matrices, whose rows differ in length
+    pub rows_per_op: bool,
     /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math
     /// (4), the scales and x's scales through a u32 binding of their own (8)
     pub row_extra: u32,
@@ -59,6 +62,7 @@ impl StreamVariant {
             ahead: false,
             layered: false,
             row_words: 0,
+            rows_per_op: false,
             row_extra: 0,
             shmem_words: 0,
             handover_words: 0,
@@ -82,12 +86,16 @@ impl std::fmt::Display for StreamVariant {
             Groups::Fixed(n) => format!("{n} wgs"),
             Groups::PerBytes(b) => format!("1 wg / {} KB", b / 1024),
         };
-        let shape = match self.row_words {
-            0 => format!("{} loads", self.loads),
-            w => {
+        let shape = match (self.row_words, self.rows_per_op) {
+            (0, false) => format!("{} loads", self.loads),
+            (w, _) => {
                 format!(
-                    "rows of {} B{}{}{}",
-                    w * 16,
+                    "rows of {}{}{}{}",
+                    if self.rows_per_op {
+                        "K B".to_string()
+                    } else {
+                        format!("{} B", w * 16)
+                    },
                     if self.row_extra & 1 != 0 {
                         " +scales"
                     } else {
@@ -230,7 +238,7 @@ impl StreamProbe {
         ops.iter().map(|o| Self::groups(v, o.1)).max().unwrap_or(1)
     }
 
-    fn check(&self, v: &StreamVariant, ops: &[(u64, u64)]) -> Result<()> {
+    fn check(&self, v: &StreamVariant, ops: &[(u64, u64)], op_rows: &[u32]) -> Result<()> {
         let max_wg = self.ctx.limits.max_compute_invocations_per_workgroup;
         if v.wg == 0 || v.wg > max_wg || v.loads == 0 || v.loads > 16 {
             return Err(Error::Gpu(format!(
@@ -256,30 +264,43 @@ impl StreamProbe {
         let sg_max = self.ctx.info.subgroup_max_size.max(1);
         // (a subgroup per row: a workgroup of fewer invocations than a subgroup, or not whole
         // subgroups, would have no row stride or read rows twice)
-        if v.row_words > 0
-            && (v.persistent
-                || !v.row_words.is_multiple_of(2 * sg_max)
+        // (rows of scales: one scale word per 16 words of values)
+        let row_unit = (2 * sg_max).max(16);
+        let widths: Vec<u32> = if v.rows_per_op {
+            op_rows.to_vec()
+        } else {
+            vec![v.row_words]
+        };
+        if (v.row_words > 0 || v.rows_per_op)
+            && (widths.iter().any(|w| !w.is_multiple_of(row_unit))
                 || !v.wg.is_multiple_of(sg_max)
                 || !self.ctx.has_subgroups())
         {
             return Err(Error::Gpu(format!(
-                "stream variant `{v}`: rows need one dispatch per op, subgroups, invocations a multiple of {sg_max} and rows a multiple of {} words",
-                2 * sg_max
+                "stream variant `{v}`: rows need subgroups, invocations a multiple of {sg_max} and rows a multiple of {row_unit} words"
+            )));
+        }
+        if v.rows_per_op && op_rows.len() != ops.len() {
+            return Err(Error::Gpu(format!(
+                "stream variant `{v}`: rows per op need a row width for each of the {} ops",
+                ops.len()
             )));
         }
         Ok(())
     }
 
     /// Records `steps` steps reading `ops` under `v`. A persistent variant makes one dispatch
-    /// per segment: a new one starts at each op index in `breaks` (ascending).
+    /// per segment: a new one starts at each op index in `breaks` (ascending). `op_rows`: each
+    /// op's row width in 16-byte words where `v.rows_per_op` (0: a plain stream), else unused.
     fn record(
         &self,
         v: &StreamVariant,
         ops: &[(u64, u64)],
+        op_rows: &[u32],
         breaks: &[usize],
         steps: usize,
     ) -> Result<wgpu::CommandBuffer> {
-        self.check(v, ops)?;
+        self.check(v, ops, op_rows)?;
         if breaks.windows(2).any(|w| w[0] >= w[1])
             || breaks.iter().any(|&b| b == 0 || b >= ops.len())
         {
@@ -298,28 +319,41 @@ impl StreamProbe {
                 ("AHEAD", v.ahead as u32 as f64),
                 ("ROWW", v.row_words as f64),
                 ("ROWX", v.row_extra as f64),
+                ("ROWOP", v.rows_per_op as u32 as f64),
                 ("SHMEM", v.shmem_words.max(1) as f64),
                 ("HAND", v.handover_words as f64),
             ],
         )?;
         let persistent_groups = Self::max_groups(v, ops);
-        let table: Vec<u32> = ops
+        let groups: Vec<u32> = ops
             .iter()
-            .flat_map(|&(off, len)| {
-                let g = if v.persistent {
+            .map(|&(_, len)| {
+                if v.persistent {
                     persistent_groups
                 } else {
                     Self::groups(v, len)
+                }
+            })
+            .collect();
+        let table: Vec<u32> = ops
+            .iter()
+            .zip(&groups)
+            .enumerate()
+            .flat_map(|(j, (&(off, len), &g))| {
+                let row_words = if v.rows_per_op {
+                    op_rows[j]
+                } else {
+                    v.row_words
                 };
                 // (rows: whole rows per workgroup, with their scales)
                 let scales = if v.row_extra & 1 != 0 {
-                    v.row_words / 16
+                    row_words / 16
                 } else {
                     0
                 };
-                let rw = (v.row_words + scales).max(1) as u64;
+                let rw = (row_words + scales).max(1) as u64;
                 let per = len.div_ceil(g as u64).div_ceil(rw) * rw;
-                [off as u32, len as u32, per as u32, g]
+                [off as u32, len as u32, per as u32, row_words]
             })
             .collect();
         let table_buf = GpuBuffer::from_u32(ctx, &table, "stream-ops")?;
@@ -382,7 +416,7 @@ impl StreamProbe {
             }
         } else {
             let groups: Vec<(wgpu::BindGroup, u32)> = (0..ops.len())
-                .map(|j| (bind(j as u32, 1, 0), table[4 * j + 3]))
+                .map(|j| (bind(j as u32, 1, 0), groups[j]))
                 .collect();
             let mut pass = enc.begin_compute_pass(&Default::default());
             pass.set_pipeline(&pipeline);
@@ -402,13 +436,14 @@ impl StreamProbe {
         Ok((c[0], c[1] != 0))
     }
 
-    /// Time of one step reading `ops` under `v` (`breaks`: see `record`): `steps` steps per submission, best of
+    /// Time of one step reading `ops` under `v` (`op_rows`, `breaks`: see `record`): `steps` steps per submission, best of
     /// `passes` submissions after a warm-up, wall clock from submit to completion (a step of
     /// an 8B model takes milliseconds, against tens of microseconds of submit and wait).
     pub fn time(
         &self,
         v: &StreamVariant,
         ops: &[(u64, u64)],
+        op_rows: &[u32],
         breaks: &[usize],
         steps: usize,
         passes: usize,
@@ -417,7 +452,7 @@ impl StreamProbe {
         let mut best = f64::INFINITY;
         let mut gave_up = false;
         for pass in 0..=passes.max(1) {
-            let commands = self.record(v, ops, breaks, steps)?;
+            let commands = self.record(v, ops, op_rows, breaks, steps)?;
             let t = Instant::now();
             self.ctx.queue.submit([commands]);
             self.ctx.wait()?;
@@ -440,9 +475,10 @@ impl StreamProbe {
         &self,
         v: &StreamVariant,
         ops: &[(u64, u64)],
+        op_rows: &[u32],
         breaks: &[usize],
     ) -> Result<ProbeRun> {
-        self.check(v, ops)?;
+        self.check(v, ops, op_rows)?;
         let groups = Self::max_groups(v, ops);
         let clear = {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
@@ -450,7 +486,7 @@ impl StreamProbe {
             enc.finish()
         };
         self.ctx.queue.submit([clear]);
-        let commands = self.record(v, ops, breaks, 1)?;
+        let commands = self.record(v, ops, op_rows, breaks, 1)?;
         self.ctx.queue.submit([commands]);
         let (arrivals, gave_up) = self.read_sync()?;
         let mut sum = [0u32; 4];
