@@ -1437,11 +1437,18 @@ fn stream_probe_reads_every_word_once() {
         }
     }
     let wgs = if common::one_workgroup_at_a_time(&ctx) { 1 } else { 3 };
-    for (persistent, ahead) in [(false, false), (true, false), (true, true)] {
+    for (persistent, ahead, unrolled) in [
+        (false, false, false),
+        (false, false, true),
+        (true, false, false),
+        (true, true, false),
+        (true, false, true),
+    ] {
         let v = StreamVariant {
             rows_per_op: true,
             persistent,
             ahead,
+            unrolled,
             ..chain(128, 1, Groups::Fixed(wgs))
         };
         let run = probe.checksum(&v, &mixed, &mixed_rows, &[]).unwrap();

@@ -31,6 +31,13 @@ override ROWX: u32 = 0u;
 // attention's cache read). With PERSIST: the persistent kernel's floor with the matvec's own
 // pattern, its scales, input and math, rather than plain reads.
 override ROWOP: bool = false;
+// UNROLL (rows): the subgroup size (SGC, where the adapter has one) and the step's two row
+// widths (RWA, RWB words) fixed at pipeline creation, so a row's trips have a constant count
+// the compiler unrolls and issues all of a lane's loads of a row together, as the engine's
+// matvec does with its KC and SGC (0: run-time values)
+override SGC: u32 = 0u;
+override RWA: u32 = 0u;
+override RWB: u32 = 0u;
 // SHMEM: 16-byte words of workgroup memory declared (and touched under a condition the
 // compiler cannot fold), as a real kernel's unused arrays would be
 override SHMEM: u32 = 1u;
@@ -102,7 +109,8 @@ fn stream(s: u32, e: u32, li: u32) -> vec4<u32> {
 // x's scales read as u32 through a binding of their own.
 fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32) -> vec4<u32> {
     var acc = vec4<u32>(0u);
-    let trips = rw / (2u * sgs);
+    let step = select(sgs, SGC, SGC > 0u);
+    let trips = rw / (2u * step);
     let per_row = select(rw, rw + rw / 16u, (ROWX & 1u) != 0u);
     let n = (e - s) / max(per_row, 1u);
     let sbase = s + n * rw;
@@ -112,7 +120,7 @@ fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32) 
         var row = vec4<u32>(0u);
         var f = 0.0;
         for (var i = 0u; i < trips; i++) {
-            let b = lane + i * sgs;
+            let b = lane + i * step;
             let qa = src[r + 2u * b];
             let qb = src[r + 2u * b + 1u];
             row ^= qa ^ qb;
@@ -172,8 +180,15 @@ fn row_words(j: u32) -> u32 {
 // op j's reads for this workgroup: rows or a plain stream
 fn read_op(j: u32, s: u32, e: u32, li: u32, lane: u32, sgs: u32) -> vec4<u32> {
     let rw = row_words(j);
+    let sg = li / sgs;
+    if (RWA > 0u && rw == RWA) {
+        return stream_rows(s, e, lane, sgs, sg, WG / sgs, RWA);
+    }
+    if (RWB > 0u && rw == RWB) {
+        return stream_rows(s, e, lane, sgs, sg, WG / sgs, RWB);
+    }
     if (rw > 0u) {
-        return stream_rows(s, e, lane, sgs, li / sgs, WG / sgs, rw);
+        return stream_rows(s, e, lane, sgs, sg, WG / sgs, rw);
     }
     return stream(s, e, li);
 }

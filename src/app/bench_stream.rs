@@ -107,7 +107,8 @@ fn default_variants() -> Vec<StreamVariant> {
 /// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m][b][:KB|:hWORDS] | :hWORDS]" (MODE chain,
 /// persist, ahead, layer or layerahead; GROUPS a count or "NNk", one workgroup per NN KiB;
 /// rBYTES: the matvec's row pattern over rows of BYTES (0: each matrix's own K), with s its
-/// scales, x its input, m its int8 math, b scales and x scales through a u32 binding; KB:
+/// scales, x its input, m its int8 math, b scales and x scales through a u32 binding, u the
+/// row loop unrolled (the subgroup size and the two commonest row widths constant); KB:
 /// workgroup memory declared; hWORDS (persistent): a vector of WORDS 16-byte words handed over
 /// at every wait, which rows with x then read their input from), several separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
@@ -142,6 +143,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 None => Groups::Fixed(num(groups, "workgroups")?),
             };
             let mut handover_words = 0;
+            let mut unrolled = false;
             let (row_words, row_extra) = match rows {
                 None => (0, 0),
                 Some(h) if h.starts_with('h') => {
@@ -152,8 +154,9 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                     let spec = r.strip_prefix('r').ok_or_else(|| {
                         anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m]")
                     })?;
-                    let digits = spec.trim_end_matches(['s', 'x', 'm', 'b']);
+                    let digits = spec.trim_end_matches(['s', 'x', 'm', 'b', 'u']);
                     let flags = &spec[digits.len()..];
+                    unrolled = flags.contains('u');
                     let extra = [('s', 1), ('x', 2), ('m', 4), ('b', 8)]
                         .iter()
                         .filter(|(c, _)| flags.contains(*c))
@@ -180,6 +183,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 layered,
                 row_words,
                 rows_per_op,
+                unrolled,
                 row_extra,
                 shmem_words,
                 handover_words,

@@ -44,6 +44,9 @@ pub struct StreamVariant {
     /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math
     /// (4), the scales and x's scales through a u32 binding of their own (8)
     pub row_extra: u32,
+    /// (rows) the subgroup size and the two most common row widths fixed at pipeline creation
+    /// (stream_read.wgsl's SGC, RWA, RWB): a row's loop unrolled, as the engine's matvec is
+    pub unrolled: bool,
     /// 16-byte words of workgroup memory declared (stream_read.wgsl's SHMEM; 0: one)
     pub shmem_words: u32,
     /// (persistent) 16-byte words of a vector written before and copied after each wait
@@ -63,6 +66,7 @@ impl StreamVariant {
             layered: false,
             row_words: 0,
             rows_per_op: false,
+            unrolled: false,
             row_extra: 0,
             shmem_words: 0,
             handover_words: 0,
@@ -103,7 +107,8 @@ impl std::fmt::Display for StreamVariant {
                     },
                     if self.row_extra & 2 != 0 { " +x" } else { "" },
                     if self.row_extra & 4 != 0 { " +dot" } else { "" },
-                ) + if self.row_extra & 8 != 0 {
+                ) + if self.unrolled { " unrolled" } else { "" }
+                    + if self.row_extra & 8 != 0 {
                     " (own bindings)"
                 } else {
                     ""
@@ -309,10 +314,32 @@ impl StreamProbe {
             ));
         }
         let ctx = &self.ctx;
+        // UNROLL: the two most common row widths of the ops, the adapter's one subgroup size
+        let (sgc, rwa, rwb) = if v.unrolled {
+            let mut widths: Vec<u32> = if v.rows_per_op {
+                op_rows.to_vec()
+            } else {
+                vec![v.row_words]
+            };
+            widths.retain(|&w| w > 0);
+            widths.sort_unstable();
+            let mut counts: Vec<(usize, u32)> = widths
+                .chunk_by(|a, b| a == b)
+                .map(|c| (c.len(), c[0]))
+                .collect();
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            let w = |i: usize| counts.get(i).map_or(0, |c| c.1);
+            (ctx.fixed_subgroup_size().unwrap_or(0), w(0), w(1))
+        } else {
+            (0, 0, 0)
+        };
         let pipeline = ctx.pipelines.get(
             &ctx.device,
             "stream_read",
             &[
+                ("SGC", sgc as f64),
+                ("RWA", rwa as f64),
+                ("RWB", rwb as f64),
                 ("WG", v.wg as f64),
                 ("LOADS", v.loads as f64),
                 ("PERSIST", v.persistent as u32 as f64),
