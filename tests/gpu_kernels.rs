@@ -1017,21 +1017,35 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
     // persistent: G workgroups take every phase in turn (tiles i, i + G, ...): one workgroup
     // where they run one at a time, 8 on any other GPU (all resident at once), and on an H200
     // the shapes that passed there in s10 (runs 3 and 12; one workgroup per SM of its 132)
-    let mut persistent = vec![(1, 1024, 1, 1), (1, 256, 2, 2)];
+    // (and with each workgroup's whole share of a phase as one tile: with one workgroup the
+    // share passes the tile's 256 rows, so it still loops over tiles)
+    let mut persistent = vec![
+        (1, 1024, 1, 1, false),
+        (1, 256, 2, 2, false),
+        (1, 1024, 1, 1, true),
+        (1, 256, 2, 0, true),
+    ];
     if !common::one_workgroup_at_a_time(&ctx) {
-        persistent.push((8, 1024, 1, 1));
+        persistent.extend([(8, 1024, 1, 1, false), (8, 1024, 1, 1, true)]);
     }
     if ctx.info.name.contains("H200") {
-        persistent.extend([(132, 1024, 1, 2), (132, 512, 2, 1), (100, 256, 4, 0)]);
+        persistent.extend([
+            (132, 1024, 1, 2, false),
+            (132, 512, 2, 1, false),
+            (100, 256, 4, 0, false),
+            (132, 1024, 1, 2, true),
+            (132, 1024, 1, 0, true),
+        ]);
     }
-    for (g, wg, rows, pre) in persistent {
+    for (g, wg, rows, pre, tile) in persistent {
         let mut k = Kernels::new(&ctx);
         k.tuning.q8_persist = g;
         k.tuning.q8_persist_wg = wg;
         k.tuning.q8_persist_rows = rows;
         k.tuning.q8_prefetch = pre;
+        k.tuning.q8_persist_tile = tile;
         kernels.push((
-            format!("persistent {g} x {wg}, {rows} rows, {pre} trips ahead"),
+            format!("persistent {g} x {wg}, {rows} rows, {pre} trips ahead, whole shares {tile}"),
             k,
         ));
     }

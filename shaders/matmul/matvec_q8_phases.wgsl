@@ -47,7 +47,7 @@ struct Phase {
     rows: u32,
     stride: u32,        // u32 words of values per row
     scale_stride: u32,  // u32 words of scales per row
-    rpw: u32,           // rows per workgroup (<= 128; RPW_i, read here for the phase found at run time)
+    rpw: u32,           // rows per tile (<= 256; RPW_i, read here for the phase found at run time)
     wg0: u32,           // this phase's first workgroup
     wgs: u32,           // its workgroups
     qlen: u32,          // length of the quantised output
@@ -96,7 +96,9 @@ struct Params {
 @group(0) @binding(21) var<storage, read> g3: array<vec4<f32>>;
 @group(0) @binding(22) var<storage, read_write> counters: array<atomic<u32>>;
 
-var<workgroup> yo: array<f32, 128>;   // QOUT: the workgroup's final rows
+// QOUT: the tile's final rows (gpu/matvec_q8.rs PHASE_TILE_MAX: up to 256 where a persistent
+// workgroup takes its whole share of a phase as one tile)
+var<workgroup> yo: array<f32, 256>;
 // The phase's quantised input, copied once per workgroup (K <= 12288): the vectors are bound
 // writable (a phase writes what the next reads), and NVIDIA serves writable buffers' loads
 // without the L1 cache, so reading x from them in the block loop ran each matvec 1.1-1.4x
@@ -188,7 +190,7 @@ fn persist(li: u32, lane: u32, sgs: u32, lin: u32, all: u32) {
 // ---- phase template ----
 // Phase {P}: weights w{P} / s{P}, output y{P}, quantised input q{P}, quantised output q{N}.
 override K_{P}: u32 = 32u;      // row length
-override RPW_{P}: u32 = 32u;    // rows per workgroup (<= 128)
+override RPW_{P}: u32 = 32u;    // rows per tile (<= 256)
 override ACC_{P}: bool = false; // add into y
 override RMS_{P}: bool = false; // divide by the input's RMS
 override QOUT_{P}: u32 = 0u;    // 0 none, 1 normed (weight g{P} folded in), 2 SwiGLU pairs

@@ -64,6 +64,9 @@ pub struct ChainPhase<'a> {
 /// Most phases one dispatch takes.
 pub const MAX_PHASES: usize = 4;
 
+/// Most rows of a phased dispatch's tile (matvec_q8_phases.wgsl's `yo`).
+const PHASE_TILE_MAX: u32 = 256;
+
 // matvec_q8_phases.wgsl's per-phase pipeline constants
 const PHASE_K: [&str; MAX_PHASES] = ["K_0", "K_1", "K_2", "K_3"];
 const PHASE_RPW: [&str; MAX_PHASES] = ["RPW_0", "RPW_1", "RPW_2", "RPW_3"];
@@ -272,6 +275,19 @@ impl Kernels {
         (rpw <= 128 && w.rows.is_multiple_of(multiple as usize)).then_some(rpw)
     }
 
+    /// Rows per tile of `w` as a phase writing `out`: `phase_rows_per_wg`, or where the
+    /// persistent dispatch takes whole shares (`Tuning::q8_persist_tile`), the fewest whole
+    /// multiples of it that cover a workgroup's share of the rows, at most `PHASE_TILE_MAX`.
+    fn phase_tile_rows(&self, w: &GpuMatrix, out: Option<&QuantOut>) -> Option<u32> {
+        let unit = self.phase_rows_per_wg(w, out)?;
+        let t = &self.tuning;
+        if t.q8_persist == 0 || !t.q8_persist_tile {
+            return Some(unit);
+        }
+        let share = (w.rows as u32).div_ceil(t.q8_persist).div_ceil(unit) * unit;
+        Some(share.min(PHASE_TILE_MAX / unit * unit).max(unit))
+    }
+
     /// Invocations per workgroup and rows per subgroup of the phased dispatch: its own shape
     /// when persistent (few workgroups, each wide), else the chain links'.
     fn phase_shape(&self) -> (u32, u32) {
@@ -307,7 +323,7 @@ impl Kernels {
                 || phases[i - 1]
                     .out
                     .is_some_and(|o| std::ptr::eq(o.buffer(), ph.input));
-            let rpw = self.phase_rows_per_wg(ph.w, ph.out.as_ref());
+            let rpw = self.phase_tile_rows(ph.w, ph.out.as_ref());
             let (Some(rpw), true) = (rpw, chained) else {
                 return Err(Error::Gpu(format!(
                     "phase {i} ({}x{}) is not a link of the chain",

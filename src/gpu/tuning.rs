@@ -56,6 +56,11 @@ pub struct Tuning {
     pub q8_persist: u32,
     pub q8_persist_wg: u32,
     pub q8_persist_rows: u32,
+    /// persistent phased dispatch: each workgroup takes its whole share of a phase's rows as
+    /// one tile (up to `PHASE_TILE_MAX` rows; its subgroups stream row after row with no
+    /// workgroup barrier between) instead of tiles of one row group, each ending in a
+    /// barrier and the tile's output quantisation (`OMNI_Q8_PERSIST_TILE=1`)
+    pub q8_persist_tile: bool,
     /// invocations per workgroup of the chained decode matvecs that would otherwise have
     /// fewer than `q8_min_wgs` workgroups (0: none wider; `OMNI_Q8_WIDE_WG` 512 or 1024), with
     /// `q8_wide_rows` rows per subgroup (`OMNI_Q8_WIDE_ROWS`): more subgroups per SM where
@@ -123,6 +128,7 @@ impl Default for Tuning {
             q8_persist: 0,
             q8_persist_wg: 1024,
             q8_persist_rows: 1,
+            q8_persist_tile: false,
             q8_prefetch: 1,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
@@ -191,6 +197,8 @@ impl Tuning {
             q8_persist: num("OMNI_Q8_PERSIST").unwrap_or(d.q8_persist),
             q8_persist_wg: get("OMNI_Q8_PERSIST_WG", &[256, 512, 1024], d.q8_persist_wg),
             q8_persist_rows: get("OMNI_Q8_PERSIST_ROWS", &[1, 2, 3, 4], d.q8_persist_rows),
+            q8_persist_tile: std::env::var("OMNI_Q8_PERSIST_TILE")
+                .map_or(d.q8_persist_tile, |v| v != "0"),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
