@@ -59,7 +59,8 @@ pub struct Tuning {
     /// persistent phased dispatch: each workgroup takes its whole share of a phase's rows as
     /// one tile (up to `PHASE_TILE_MAX` rows; its subgroups stream row after row with no
     /// workgroup barrier between) instead of tiles of one row group, each ending in a
-    /// barrier and the tile's output quantisation (`OMNI_Q8_PERSIST_TILE=1`)
+    /// barrier and the tile's output quantisation (`OMNI_Q8_PERSIST_TILE=0` for the latter;
+    /// s11 on the H200, 8B Q8_0: 327.8 vs 315.7 tok/s)
     pub q8_persist_tile: bool,
     /// invocations per workgroup of the chained decode matvecs that would otherwise have
     /// fewer than `q8_min_wgs` workgroups (0: none wider; `OMNI_Q8_WIDE_WG` 512 or 1024), with
@@ -68,7 +69,7 @@ pub struct Tuning {
     pub q8_wide_wg: u32,
     pub q8_wide_rows: u32,
     /// block trips of its first rows a phase loads before waiting for the previous phase
-    /// (0..=2; `OMNI_Q8_PREFETCH`)
+    /// (0..=2, or 0..=4 with one row per subgroup; `OMNI_Q8_PREFETCH`)
     pub q8_prefetch: u32,
     /// percent of each Q8_0 decode matvec's rows read into the L2 cache by a dispatch running
     /// beside the op before it (gpu/prefetch.rs), in the order o_proj (in every layer kind),
@@ -128,7 +129,7 @@ impl Default for Tuning {
             q8_persist: 0,
             q8_persist_wg: 1024,
             q8_persist_rows: 1,
-            q8_persist_tile: false,
+            q8_persist_tile: true,
             q8_prefetch: 1,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
@@ -199,7 +200,7 @@ impl Tuning {
             q8_persist_rows: get("OMNI_Q8_PERSIST_ROWS", &[1, 2, 3, 4], d.q8_persist_rows),
             q8_persist_tile: std::env::var("OMNI_Q8_PERSIST_TILE")
                 .map_or(d.q8_persist_tile, |v| v != "0"),
-            q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
+            q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2, 3, 4], d.q8_prefetch),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
