@@ -194,7 +194,7 @@ override RPW_{P}: u32 = 32u;    // rows per tile (<= 256)
 override ACC_{P}: bool = false; // add into y
 override RMS_{P}: bool = false; // divide by the input's RMS
 override QOUT_{P}: u32 = 0u;    // 0 none, 1 normed (weight g{P} folded in), 2 SwiGLU pairs
-override PRE_{P}: u32 = 0u;     // block trips of the first row group loaded before the wait (0..2; 0..4 with ROWS 1)
+override PRE_{P}: u32 = 0u;     // block trips of the first row group loaded before the wait (0..2)
 
 fn pair_row_{P}(r: u32) -> u32 {
     if (QOUT_{P} == 2u) {
@@ -276,8 +276,6 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: b
     let pr = min(rstart, last);
     let pb0 = min(lane, nb - 1u);
     let pb1 = min(lane + step, nb - 1u);
-    let pb2 = min(lane + 2u * step, nb - 1u);
-    let pb3 = min(lane + 3u * step, nb - 1u);
     var a0: Blk; var a1: Blk; var a2: Blk; var a3: Blk;
     var c0: Blk; var c1: Blk; var c2: Blk; var c3: Blk;
     if (PRE_{P} > 0u) {
@@ -292,9 +290,6 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: b
         if (ROWS > 2u) { c2 = fetch_{P}(min(pr + 2u, last), pb1); }
         if (ROWS > 3u) { c3 = fetch_{P}(min(pr + 3u, last), pb1); }
     }
-    // (one row per subgroup: trips 2 and 3 in the other rows' registers)
-    if (PRE_{P} > 2u && ROWS == 1u) { a1 = fetch_{P}(pr, pb2); }
-    if (PRE_{P} > 3u && ROWS == 1u) { c1 = fetch_{P}(pr, pb3); }
     // (PERSIST: the phase's first tile of this workgroup waits and copies, later ones reuse)
     if (fresh) {
         wait_previous(li, ph, all);
@@ -327,10 +322,6 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: b
                     k0 = a0; k1 = a1; k2 = a2; k3 = a3;
                 } else if (PRE_{P} > 1u && i == 1u && r0 == rstart) {
                     k0 = c0; k1 = c1; k2 = c2; k3 = c3;
-                } else if (PRE_{P} > 2u && ROWS == 1u && i == 2u && r0 == rstart) {
-                    k0 = a1;
-                } else if (PRE_{P} > 3u && ROWS == 1u && i == 3u && r0 == rstart) {
-                    k0 = c1;
                 } else {
                     k0 = fetch_{P}(r0, b);
                     if (ROWS > 1u) { k1 = fetch_{P}(r1, b); }

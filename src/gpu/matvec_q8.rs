@@ -399,16 +399,7 @@ impl Kernels {
                 (PHASE_ACC[i], flag(ph.accumulate)),
                 (PHASE_RMS[i], flag(ph.norm_eps.is_some())),
                 (PHASE_QOUT[i], mode as f64),
-                // (3 and 4 trips only with one row per subgroup: two registers sets of
-                // ROWS blocks hold them otherwise)
-                (
-                    PHASE_PRE[i],
-                    if rows == 1 {
-                        self.tuning.q8_prefetch
-                    } else {
-                        self.tuning.q8_prefetch.min(2)
-                    } as f64,
-                ),
+                (PHASE_PRE[i], self.tuning.q8_prefetch as f64),
             ]);
         }
         if let Some(sg) = self

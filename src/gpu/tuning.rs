@@ -69,7 +69,8 @@ pub struct Tuning {
     pub q8_wide_wg: u32,
     pub q8_wide_rows: u32,
     /// block trips of its first rows a phase loads before waiting for the previous phase
-    /// (0..=2, or 0..=4 with one row per subgroup; `OMNI_Q8_PREFETCH`)
+    /// (0..=2; `OMNI_Q8_PREFETCH`; 3 and 4 with one row per subgroup ran 322.5 / 292.3 vs
+    /// 331.2 tok/s persistent at 8B on the H200, s11 run 4: removed)
     pub q8_prefetch: u32,
     /// percent of each Q8_0 decode matvec's rows read into the L2 cache by a dispatch running
     /// beside the op before it (gpu/prefetch.rs), in the order o_proj (in every layer kind),
@@ -200,7 +201,7 @@ impl Tuning {
             q8_persist_rows: get("OMNI_Q8_PERSIST_ROWS", &[1, 2, 3, 4], d.q8_persist_rows),
             q8_persist_tile: std::env::var("OMNI_Q8_PERSIST_TILE")
                 .map_or(d.q8_persist_tile, |v| v != "0"),
-            q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2, 3, 4], d.q8_prefetch),
+            q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
