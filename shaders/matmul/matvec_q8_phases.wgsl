@@ -39,8 +39,15 @@ override N_PHASES: u32 = 4u;
 override PERSIST: bool = false;
 const SPIN_LIMIT: u32 = 4000000u;
 // PMODE: a measurement knob (OMNI_DEBUG_PERSIST_MODE; the output is wrong but for 0), bits
-// leaving out: 1 the waits, 2 the copies of each phase's input, 4 the storage barriers
+// leaving out: 1 the waits, 2 the copies of each phase's input, 4 the storage barriers, 8 the
+// residual's load before an accumulating row's store, 16 the output's quantisation, 32 only
+// the release barrier at a phase's end, 64 only the acquire barrier after a wait
 override PMODE: u32 = 0u;
+// EARLY: an accumulating phase loads the residual of each subgroup's first row of the tile
+// beside its input copy (after the wait: an earlier phase of the dispatch may have written
+// it), so a tile's last store does not start with its own round trip to memory
+// (`OMNI_Q8_PERSIST_EARLY`)
+override EARLY: bool = false;
 
 // (the row length, accumulate, RMSNorm and output mode are each phase's pipeline constants)
 struct Phase {
@@ -124,7 +131,7 @@ fn wait_previous(li: u32, ph: u32, all: u32) {
             }
         }
         workgroupBarrier();
-        if ((PMODE & 4u) == 0u) { storageBarrier(); }
+        if ((PMODE & 68u) == 0u) { storageBarrier(); }
     }
 }
 
@@ -177,7 +184,7 @@ fn persist(li: u32, lane: u32, sgs: u32, lin: u32, all: u32) {
             }
             fresh = false;
         }
-        if ((PMODE & 4u) == 0u) { storageBarrier(); } else { workgroupBarrier(); }
+        if ((PMODE & 36u) == 0u) { storageBarrier(); } else { workgroupBarrier(); }
         if (li == 0u) {
             let done = atomicAdd(&counters[p.cbase + ph], 1u) + 1u;
             if (ph + 1u == N_PHASES && done == all) {
@@ -210,12 +217,17 @@ fn fetch_{P}(lrow: u32, b: u32) -> Blk {
     return Blk(w{P}[base], w{P}[base + 1u], select(s2.x, s2.y, (b & 1u) == 1u));
 }
 
-fn store_{P}(row: u32, first: u32, v: f32, total_ss: f32) {
+// (early: the residual of `row`, already loaded, where `have`)
+fn store_{P}(row: u32, first: u32, v: f32, total_ss: f32, early: f32, have: bool) {
     if (row >= p.ph[{P}].rows) { return; }
     var r = v;
     if (RMS_{P}) { r = r / sqrt(total_ss / f32(K_{P}) + bitcast<f32>(p.ph[{P}].eps_bits)); }
     let o = p.ph[{P}].y_off + pair_row_{P}(row);
-    if (ACC_{P}) { r = y{P}[o] + r; }
+    if (ACC_{P} && have) {
+        r = early + r;
+    } else if (ACC_{P} && (PMODE & 8u) == 0u) {
+        r = y{P}[o] + r;
+    }
     y{P}[o] = r;
     if (QOUT_{P} > 0u) { yo[row - first] = r; }
 }
@@ -301,6 +313,9 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: b
             if (RMS_{P}) { xss[i] = bitcast<f32>(q{P}[2u * nb + nq4 + i / 4u][i % 4u]); }
         }
     }
+    var early = 0.0;
+    let have = EARLY && ACC_{P} && rstart < rows_all && (PMODE & 8u) == 0u;
+    if (have && lane == 0u) { early = y{P}[p.ph[{P}].y_off + pair_row_{P}(rstart)]; }
     workgroupBarrier();
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = rstart; r0 < min(first + RPW_{P}, rows_all); r0 += nsg * ROWS) {
@@ -337,13 +352,13 @@ fn run_{P}(li: u32, lane: u32, sgs: u32, first: u32, ph: u32, all: u32, fresh: b
         let total = subgroupAdd(acc);
         let total_ss = subgroupAdd(ss);
         if (lane == 0u) {
-            store_{P}(r0, first, total.x, total_ss);
-            if (ROWS > 1u) { store_{P}(r0 + 1u, first, total.y, total_ss); }
-            if (ROWS > 2u) { store_{P}(r0 + 2u, first, total.z, total_ss); }
-            if (ROWS > 3u) { store_{P}(r0 + 3u, first, total.w, total_ss); }
+            store_{P}(r0, first, total.x, total_ss, early, have && r0 == rstart);
+            if (ROWS > 1u) { store_{P}(r0 + 1u, first, total.y, total_ss, 0.0, false); }
+            if (ROWS > 2u) { store_{P}(r0 + 2u, first, total.z, total_ss, 0.0, false); }
+            if (ROWS > 3u) { store_{P}(r0 + 3u, first, total.w, total_ss, 0.0, false); }
         }
     }
-    if (QOUT_{P} > 0u) {
+    if (QOUT_{P} > 0u && (PMODE & 16u) == 0u) {
         quantise_out_{P}(li, first);
         // (PERSIST: the next tile's rows overwrite `yo`)
         workgroupBarrier();

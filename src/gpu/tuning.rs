@@ -62,6 +62,9 @@ pub struct Tuning {
     /// barrier and the tile's output quantisation (`OMNI_Q8_PERSIST_TILE=0` for the latter;
     /// s11 on the H200, 8B Q8_0: 327.8 vs 315.7 tok/s)
     pub q8_persist_tile: bool,
+    /// phased dispatch: an accumulating phase loads its rows' residual beside the input copy
+    /// instead of just before each store (`OMNI_Q8_PERSIST_EARLY=1`)
+    pub q8_persist_early: bool,
     /// invocations per workgroup of the chained decode matvecs that would otherwise have
     /// fewer than `q8_min_wgs` workgroups (0: none wider; `OMNI_Q8_WIDE_WG` 512 or 1024), with
     /// `q8_wide_rows` rows per subgroup (`OMNI_Q8_WIDE_ROWS`): more subgroups per SM where
@@ -131,6 +134,7 @@ impl Default for Tuning {
             q8_persist_wg: 1024,
             q8_persist_rows: 1,
             q8_persist_tile: true,
+            q8_persist_early: false,
             q8_prefetch: 1,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
@@ -201,6 +205,8 @@ impl Tuning {
             q8_persist_rows: get("OMNI_Q8_PERSIST_ROWS", &[1, 2, 3, 4], d.q8_persist_rows),
             q8_persist_tile: std::env::var("OMNI_Q8_PERSIST_TILE")
                 .map_or(d.q8_persist_tile, |v| v != "0"),
+            q8_persist_early: std::env::var("OMNI_Q8_PERSIST_EARLY")
+                .map_or(d.q8_persist_early, |v| v != "0"),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
@@ -248,10 +254,11 @@ pub(crate) struct DebugKnobs {
     /// `OMNI_DEBUG_OPROJ_MODE` (1-5, else 0): attn_oproj.wgsl's OMODE (o_proj not waiting,
     /// the attention or o_proj or both left out, o_proj's weights loaded after its wait)
     pub oproj_mode: u32,
-    /// `OMNI_DEBUG_PERSIST_MODE` (1-7, else 0): matvec_q8_phases.wgsl's PMODE (measured in
+    /// `OMNI_DEBUG_PERSIST_MODE` (1-127, else 0): matvec_q8_phases.wgsl's PMODE (measured in
     /// its persistent form; the plain phased dispatch takes it too), bits leaving out the
     /// phases' waits (1), their copies of the input (2), the storage barriers around the
-    /// hand-over (4)
+    /// hand-over (4), the residual's load of an accumulating row (8), the output's
+    /// quantisation (16), only the release barrier (32), only the acquire barrier (64)
     pub persist_mode: u32,
 }
 
@@ -283,7 +290,7 @@ impl DebugKnobs {
             persist_mode: std::env::var("OMNI_DEBUG_PERSIST_MODE")
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=7).contains(v))
+                .filter(|v| (1..=127).contains(v))
                 .unwrap_or(0),
         }
     }
