@@ -1019,10 +1019,10 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
     // the shapes that passed there in s10 (runs 3 and 12; one workgroup per SM of its 132)
     // (and with each workgroup's whole share of a phase as one tile: with one workgroup the
     // share passes the tile's 256 rows, so it still loops over tiles)
-    // (the residual loaded early, in the plain phased dispatch)
+    // (the residual loaded just before each store instead of beside the input copy)
     let mut k = Kernels::new(&ctx);
-    k.tuning.q8_persist_early = true;
-    kernels.push(("the residual early".into(), k));
+    k.tuning.q8_persist_early = false;
+    kernels.push(("the residual late".into(), k));
     let mut persistent = vec![
         (1, 1024, 1, 1, false),
         (1, 256, 2, 2, false),

@@ -63,7 +63,8 @@ pub struct Tuning {
     /// s11 on the H200, 8B Q8_0: 327.8 vs 315.7 tok/s)
     pub q8_persist_tile: bool,
     /// phased dispatch: an accumulating phase loads its rows' residual beside the input copy
-    /// instead of just before each store (`OMNI_Q8_PERSIST_EARLY=1`)
+    /// instead of just before each store (`OMNI_Q8_PERSIST_EARLY=0` for the latter; s11 on
+    /// the H200, 8B Q8_0 persistent: 338.5 vs 333.1 tok/s)
     pub q8_persist_early: bool,
     /// invocations per workgroup of the chained decode matvecs that would otherwise have
     /// fewer than `q8_min_wgs` workgroups (0: none wider; `OMNI_Q8_WIDE_WG` 512 or 1024), with
@@ -134,7 +135,7 @@ impl Default for Tuning {
             q8_persist_wg: 1024,
             q8_persist_rows: 1,
             q8_persist_tile: true,
-            q8_persist_early: false,
+            q8_persist_early: true,
             q8_prefetch: 1,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
