@@ -224,13 +224,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         var s = r.x;
         for (var j = 0u; j < p.count; j++) {
             acc ^= h0 ^ h1 ^ h2 ^ h3;
-            let hr = (hr0 ^ hr1) ^ (hr2 ^ hr3);
-            junk ^= (hr.x ^ hr.y) ^ (hr.z ^ hr.w);
             h0 = vec4<u32>(0u);
             h1 = h0;
             h2 = h0;
             h3 = h0;
             acc ^= read_op(p.first + j, s, r.y, li, lane, sgs);
+            // (rows read ahead: kept alive after the op, so nothing waits on them before it)
+            let hr = (hr0 ^ hr1) ^ (hr2 ^ hr3);
+            junk ^= (hr.x ^ hr.y) ^ (hr.z ^ hr.w);
             if (j + 1u == p.count) {
                 break;
             }
@@ -238,13 +239,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             s = r.x;
             let rw = row_words(p.first + j + 1u);
             if (AHEAD && rw > 0u) {
-                // rows: the subgroup's first row's first two trips (its slab starts at a row),
-                // read again from the cache by the op (the checksum counts them there)
+                // rows: LOADS (1-4) words of the subgroup's first row's first two trips (its
+                // slab starts at a row), read again from the cache by the op (the checksum
+                // counts them there)
                 let b = r.x + (li / sgs) * rw + 2u * lane;
                 hr0 = ahead_load(b, r.y);
-                hr1 = ahead_load(b + 1u, r.y);
-                hr2 = ahead_load(b + 2u * sgs, r.y);
-                hr3 = ahead_load(b + 2u * sgs + 1u, r.y);
+                if (LOADS > 1u) { hr1 = ahead_load(b + 1u, r.y); }
+                if (LOADS > 2u) { hr2 = ahead_load(b + 2u * sgs, r.y); }
+                if (LOADS > 3u) { hr3 = ahead_load(b + 2u * sgs + 1u, r.y); }
             } else if (AHEAD) {
                 let b = r.x + li;
                 h0 = ahead_load(b, r.y);

@@ -25,7 +25,8 @@ pub enum Groups {
 pub struct StreamVariant {
     /// invocations per workgroup
     pub wg: u32,
-    /// 16-byte loads each invocation issues before using any
+    /// 16-byte loads each invocation issues before using any (rows read ahead: the words of
+    /// the next row loaded before a wait, 1-4)
     pub loads: u32,
     pub groups: Groups,
     /// one dispatch for the whole step, device counters between ops
