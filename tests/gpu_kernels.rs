@@ -1030,7 +1030,12 @@ fn phased_q8_0_chain_matches_the_chain_of_dispatches() {
         (1, 256, 2, 0, true),
     ];
     if !common::one_workgroup_at_a_time(&ctx) {
-        persistent.extend([(8, 1024, 1, 1, false), (8, 1024, 1, 1, true)]);
+        // (two workgroups: gate_up's 384 rows as tiles of 192, the real 8B's gate_up tile)
+        persistent.extend([
+            (8, 1024, 1, 1, false),
+            (8, 1024, 1, 1, true),
+            (2, 1024, 1, 1, true),
+        ]);
     }
     if ctx.info.name.contains("H200") {
         persistent.extend([

@@ -26,7 +26,7 @@ override AHEAD: bool = false;
 // row total does. ROWW = 0: the plain stream above.
 override ROWW: u32 = 0u;
 override ROWX: u32 = 0u;
-// ROWOP (with ROWW > 0): each op's own row width, in 16-byte words, from its table entry's
+// ROWOP (ROWW unused): rows of each op's own width, in 16-byte words, from its table entry's
 // fourth word (a step's matrices have rows of different lengths); 0 there: a plain stream (the
 // attention's cache read). With PERSIST: the persistent kernel's floor with the matvec's own
 // pattern, its scales, input and math, rather than plain reads.
@@ -243,10 +243,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                 // slab starts at a row), read again from the cache by the op (the checksum
                 // counts them there)
                 let b = r.x + (li / sgs) * rw + 2u * lane;
+                let step = select(sgs, SGC, SGC > 0u);
                 hr0 = ahead_load(b, r.y);
                 if (LOADS > 1u) { hr1 = ahead_load(b + 1u, r.y); }
-                if (LOADS > 2u) { hr2 = ahead_load(b + 2u * sgs, r.y); }
-                if (LOADS > 3u) { hr3 = ahead_load(b + 2u * sgs + 1u, r.y); }
+                if (LOADS > 2u) { hr2 = ahead_load(b + 2u * step, r.y); }
+                if (LOADS > 3u) { hr3 = ahead_load(b + 2u * step + 1u, r.y); }
             } else if (AHEAD) {
                 let b = r.x + li;
                 h0 = ahead_load(b, r.y);

@@ -45,8 +45,10 @@ const SPIN_LIMIT: u32 = 4000000u;
 override PMODE: u32 = 0u;
 // EARLY: an accumulating phase loads the residual of each subgroup's first row of the tile
 // beside its input copy (after the wait: an earlier phase of the dispatch may have written
-// it), so a tile's last store does not start with its own round trip to memory
-// (`OMNI_Q8_PERSIST_EARLY`)
+// it), so that row's store does not start with its own round trip to memory; with one row per
+// subgroup (o_proj and down at 1024 invocations) that is every row, the tile's last store
+// included. Its later rows load theirs as before (`OMNI_Q8_PERSIST_EARLY`; the plain phased
+// dispatch takes it too)
 override EARLY: bool = false;
 
 // (the row length, accumulate, RMSNorm and output mode are each phase's pipeline constants)

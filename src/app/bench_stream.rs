@@ -152,7 +152,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 }
                 Some(r) => {
                     let spec = r.strip_prefix('r').ok_or_else(|| {
-                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m]")
+                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m][b][u]")
                     })?;
                     let digits = spec.trim_end_matches(['s', 'x', 'm', 'b', 'u']);
                     let flags = &spec[digits.len()..];
@@ -165,8 +165,12 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                     (num(digits, "row bytes")? / 16, extra)
                 }
             };
-            // r0: each matrix's own row length (a whole step's rows differ)
-            let rows_per_op = row_words == 0 && rows.is_some_and(|r| r.starts_with('r'));
+            // r0: each matrix's own row length (a whole step's rows differ); other rows under
+            // 16 bytes are no rows at all
+            let rows_per_op = rows.is_some_and(|r| r.starts_with("r0"));
+            if row_words == 0 && !rows_per_op && rows.is_some_and(|r| r.starts_with('r')) {
+                bail!("--variants `{s}`: rows of fewer than 16 bytes");
+            }
             let shmem_words = match shared {
                 None => 0,
                 Some(h) if h.starts_with('h') => {
@@ -315,10 +319,19 @@ mod tests {
             "fast:512:4:132",
             "chain:x:4:132",
             "chain:512:4:99q",
+            "chain:512:1:132:r8sxm",
+            "chain:512:1:132:q512",
         ] {
             let e = parse_variants(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }
+        // r0: each matrix's own rows, persistent, unrolled, with a hand-over
+        let v = parse_variants("persist:1024:1:132:r0sxmu:h288").unwrap();
+        assert!(v[0].rows_per_op && v[0].unrolled && v[0].persistent);
+        assert_eq!((v[0].row_words, v[0].row_extra, v[0].handover_words), (0, 7, 288));
+        let v = parse_variants("chain:512:1:132:r4096s").unwrap();
+        assert!(!v[0].rows_per_op && !v[0].unrolled);
+        assert_eq!((v[0].row_words, v[0].row_extra), (256, 1));
     }
 
     #[test]

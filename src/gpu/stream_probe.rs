@@ -36,8 +36,8 @@ pub struct StreamVariant {
     /// (persistent) one dispatch per layer, the attention's read in one of its own, instead
     /// of one for the step (the caller's `breaks`)
     pub layered: bool,
-    /// 0: the plain stream; else the Q8_0 matvec's pattern over rows of this many 16-byte
-    /// words (stream_read.wgsl's ROWW)
+    /// 0: the plain stream (unless `rows_per_op`); else the Q8_0 matvec's pattern over rows
+    /// of this many 16-byte words (stream_read.wgsl's ROWW)
     pub row_words: u32,
     /// (rows) each op's own row width instead (the caller's `op_rows`; stream_read.wgsl's
     /// ROWOP): a whole step's matrices, whose rows differ in length

@@ -62,8 +62,8 @@ pub struct Tuning {
     /// barrier and the tile's output quantisation (`OMNI_Q8_PERSIST_TILE=0` for the latter;
     /// s11 on the H200, 8B Q8_0: 327.8 vs 315.7 tok/s)
     pub q8_persist_tile: bool,
-    /// phased dispatch: an accumulating phase loads its rows' residual beside the input copy
-    /// instead of just before each store (`OMNI_Q8_PERSIST_EARLY=0` for the latter; s11 on
+    /// phased dispatch: an accumulating phase loads the residual of each subgroup's first row
+    /// of a tile beside the input copy instead of just before its store (`OMNI_Q8_PERSIST_EARLY=0` for the latter; s11 on
     /// the H200, 8B Q8_0 persistent: 338.5 vs 333.1 tok/s)
     pub q8_persist_early: bool,
     /// invocations per workgroup of the chained decode matvecs that would otherwise have
@@ -256,7 +256,8 @@ pub(crate) struct DebugKnobs {
     /// the attention or o_proj or both left out, o_proj's weights loaded after its wait)
     pub oproj_mode: u32,
     /// `OMNI_DEBUG_PERSIST_MODE` (1-127, else 0): matvec_q8_phases.wgsl's PMODE (measured in
-    /// its persistent form; the plain phased dispatch takes it too), bits leaving out the
+    /// its persistent form; the plain phased dispatch takes it too, but for its release
+    /// barrier, which bits 4 and 32 leave in), bits leaving out the
     /// phases' waits (1), their copies of the input (2), the storage barriers around the
     /// hand-over (4), the residual's load of an accumulating row (8), the output's
     /// quantisation (16), only the release barrier (32), only the acquire barrier (64)
