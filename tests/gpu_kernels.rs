@@ -1441,7 +1441,7 @@ fn stream_probe_reads_every_word_once() {
             "{v}"
         );
         // with the scales, input and math the rows hold other words: it only has to run
-        for (row_extra, shmem_words) in [(7, 0), (15, 256)] {
+        for (row_extra, shmem_words) in [(7, 0), (15, 256), (23, 0)] {
             let v = StreamVariant {
                 row_extra,
                 shmem_words,

@@ -106,7 +106,9 @@ fn stream(s: u32, e: u32, li: u32) -> vec4<u32> {
 // ROWX bits add the rest of the matvec's reads and work: 1 the block scales (after the slab's
 // rows, ROWW / 16 words per row, as the separate scale array), 2 the quantised input x (the
 // buffer's first words, read by every row: cached), 4 the int8 dot products, 8 the scales and
-// x's scales read as u32 through a binding of their own.
+// x's scales read as u32 through a binding of their own, 16 (with 1) the scales interleaved
+// with the values instead: a row is superblocks of 17 words, the 8 f16 scales of 8 blocks
+// then their 16 words of values (a GPU layout of Q8_0 whose scales sit beside their values).
 fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32) -> vec4<u32> {
     var acc = vec4<u32>(0u);
     let step = select(sgs, SGC, SGC > 0u);
@@ -115,19 +117,30 @@ fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32) 
     let n = (e - s) / max(per_row, 1u);
     let sbase = s + n * rw;
     let nb = rw / 2u;
+    let inter = (ROWX & 17u) == 17u;
     for (var ri = sg; ri < n; ri += nsg) {
-        let r = s + ri * rw;
+        let r = s + ri * select(rw, per_row, inter);
         var row = vec4<u32>(0u);
         var f = 0.0;
         for (var i = 0u; i < trips; i++) {
             let b = lane + i * step;
-            let qa = src[r + 2u * b];
-            let qb = src[r + 2u * b + 1u];
+            var qa: vec4<u32>;
+            var qb: vec4<u32>;
+            if (inter) {
+                let sb = r + (b / 8u) * 17u;
+                qa = src[sb + 1u + 2u * (b % 8u)];
+                qb = src[sb + 2u + 2u * (b % 8u)];
+            } else {
+                qa = src[r + 2u * b];
+                qb = src[r + 2u * b + 1u];
+            }
             row ^= qa ^ qb;
             var d = 1.0;
             if ((ROWX & 1u) != 0u) {
                 var sw: u32;
-                if ((ROWX & 8u) != 0u) {
+                if (inter) {
+                    sw = src[r + (b / 8u) * 17u][(b % 8u) / 2u];
+                } else if ((ROWX & 8u) != 0u) {
                     sw = src32[4u * (sbase + ri * (rw / 16u)) + b / 2u];
                 } else {
                     sw = src[sbase + ri * (rw / 16u) + b / 8u][(b / 2u) % 4u];

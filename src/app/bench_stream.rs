@@ -107,8 +107,9 @@ fn default_variants() -> Vec<StreamVariant> {
 /// "MODE:INVOCATIONS:LOADS:GROUPS[:rBYTES[s][x][m][b][:KB|:hWORDS] | :hWORDS]" (MODE chain,
 /// persist, ahead, layer or layerahead; GROUPS a count or "NNk", one workgroup per NN KiB;
 /// rBYTES: the matvec's row pattern over rows of BYTES (0: each matrix's own K), with s its
-/// scales, x its input, m its int8 math, b scales and x scales through a u32 binding, u the
-/// row loop unrolled (the subgroup size and the two commonest row widths constant); KB:
+/// scales, x its input, m its int8 math, b scales and x scales through a u32 binding, i the
+/// scales interleaved with the values (superblocks of 8 scales and 8 blocks), u the row loop
+/// unrolled (the subgroup size and the two commonest row widths constant); KB:
 /// workgroup memory declared; hWORDS (persistent): a vector of WORDS 16-byte words handed over
 /// at every wait, which rows with x then read their input from), several separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
@@ -152,16 +153,15 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 }
                 Some(r) => {
                     let spec = r.strip_prefix('r').ok_or_else(|| {
-                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m][b][u]")
+                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m][b][i][u]")
                     })?;
-                    let digits = spec.trim_end_matches(['s', 'x', 'm', 'b', 'u']);
+                    let digits = spec.trim_end_matches(['s', 'x', 'm', 'b', 'u', 'i']);
                     let flags = &spec[digits.len()..];
                     unrolled = flags.contains('u');
-                    let extra = [('s', 1), ('x', 2), ('m', 4), ('b', 8)]
+                    let extra = [('s', 1), ('x', 2), ('m', 4), ('b', 8), ('i', 16 | 1)]
                         .iter()
                         .filter(|(c, _)| flags.contains(*c))
-                        .map(|(_, b)| b)
-                        .sum();
+                        .fold(0, |a, (_, b)| a | b);
                     (num(digits, "row bytes")? / 16, extra)
                 }
             };
@@ -329,6 +329,8 @@ mod tests {
         let v = parse_variants("persist:1024:1:132:r0sxmu:h288").unwrap();
         assert!(v[0].rows_per_op && v[0].unrolled && v[0].persistent);
         assert_eq!((v[0].row_words, v[0].row_extra, v[0].handover_words), (0, 7, 288));
+        let v = parse_variants("chain:512:1:132:r0sxmiu").unwrap();
+        assert_eq!(v[0].row_extra, 23);
         let v = parse_variants("chain:512:1:132:r4096s").unwrap();
         assert!(!v[0].rows_per_op && !v[0].unrolled);
         assert_eq!((v[0].row_words, v[0].row_extra), (256, 1));
