@@ -73,8 +73,9 @@ pub struct Tuning {
     pub q8_wide_wg: u32,
     pub q8_wide_rows: u32,
     /// block trips of its first rows a phase loads before waiting for the previous phase
-    /// (0..=2; `OMNI_Q8_PREFETCH`; 3 and 4 with one row per subgroup ran 322.5 / 292.3 vs
-    /// 331.2 tok/s persistent at 8B on the H200, s11 run 4: removed)
+    /// (0..=2; `OMNI_Q8_PREFETCH`; default 0: s6 phased 314.7 / 309.0 / 290.8 tok/s for 0 / 1 /
+    /// 2, s11 run 11 persistent 342.9 / 336.7 for 0 / 1 at 8B on the H200; 3 and 4 trips with
+    /// one row per subgroup ran 322.5 / 292.3 vs 331.2 for 1, s11 run 4, and were removed)
     pub q8_prefetch: u32,
     /// percent of each Q8_0 decode matvec's rows read into the L2 cache by a dispatch running
     /// beside the op before it (gpu/prefetch.rs), in the order o_proj (in every layer kind),
@@ -136,7 +137,7 @@ impl Default for Tuning {
             q8_persist_rows: 1,
             q8_persist_tile: true,
             q8_persist_early: true,
-            q8_prefetch: 1,
+            q8_prefetch: 0,
             // H200, s6 runs 3-4: 8B Q8_0 335.4-337.6 -> 340.2-340.8 tok/s (1024 x 1: 336.1;
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
