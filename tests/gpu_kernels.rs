@@ -1461,7 +1461,11 @@ fn stream_probe_reads_every_word_once() {
             want_mixed[(i % 4) as usize] ^= words[i as usize];
         }
     }
-    let wgs = if common::one_workgroup_at_a_time(&ctx) { 1 } else { 3 };
+    let wgs = if common::one_workgroup_at_a_time(&ctx) {
+        1
+    } else {
+        3
+    };
     for (persistent, ahead, unrolled) in [
         (false, false, false),
         (false, false, true),
@@ -1485,7 +1489,12 @@ fn stream_probe_reads_every_word_once() {
             handover_words: if persistent { 40 } else { 0 },
             ..v
         };
-        assert!(!probe.checksum(&v, &mixed, &mixed_rows, &[]).unwrap().gave_up);
+        assert!(
+            !probe
+                .checksum(&v, &mixed, &mixed_rows, &[])
+                .unwrap()
+                .gave_up
+        );
     }
     // rows per op need a width for every op
     let v = StreamVariant {

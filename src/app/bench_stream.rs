@@ -285,7 +285,9 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     if let Some((_, v)) = best_chain {
         println!("each read alone in a chain of its layers' copies ({v}):");
         for name in READ_KINDS {
-            let idx: Vec<usize> = (0..reads.len()).filter(|&i| reads[i].kind == name).collect();
+            let idx: Vec<usize> = (0..reads.len())
+                .filter(|&i| reads[i].kind == name)
+                .collect();
             let Some(&first) = idx.first() else { continue };
             let chain: Vec<(u64, u64)> = idx.iter().map(|&i| ops[i]).collect();
             let chain_rows: Vec<u32> = idx.iter().map(|&i| op_rows[i]).collect();
@@ -328,7 +330,10 @@ mod tests {
         // r0: each matrix's own rows, persistent, unrolled, with a hand-over
         let v = parse_variants("persist:1024:1:132:r0sxmu:h288").unwrap();
         assert!(v[0].rows_per_op && v[0].unrolled && v[0].persistent);
-        assert_eq!((v[0].row_words, v[0].row_extra, v[0].handover_words), (0, 7, 288));
+        assert_eq!(
+            (v[0].row_words, v[0].row_extra, v[0].handover_words),
+            (0, 7, 288)
+        );
         let v = parse_variants("chain:512:1:132:r0sxmiu").unwrap();
         assert_eq!(v[0].row_extra, 23);
         let v = parse_variants("chain:512:1:132:r4096s").unwrap();

@@ -389,7 +389,14 @@ impl Kernels {
             ("N_PHASES", phases.len() as f64),
             ("PERSIST", if persist > 0 { 1.0 } else { 0.0 }),
             ("PMODE", self.debug.persist_mode as f64),
-            ("EARLY", if self.tuning.q8_persist_early { 1.0 } else { 0.0 }),
+            (
+                "EARLY",
+                if self.tuning.q8_persist_early {
+                    1.0
+                } else {
+                    0.0
+                },
+            ),
         ];
         for (i, (ph, rpw)) in phases.iter().zip(&rpws).enumerate() {
             let mode = ph.out.as_ref().map_or(0, |o| o.mode().0);

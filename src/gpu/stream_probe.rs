@@ -115,14 +115,15 @@ impl std::fmt::Display for StreamVariant {
                     ""
                 } + if self.unrolled { " unrolled" } else { "" }
                     + if self.row_extra & 8 != 0 {
-                    " (own bindings)"
-                } else {
-                    ""
-                } + &if self.shmem_words > 1 {
-                    format!(" +{} KB shared", self.shmem_words / 64)
-                } else {
-                    String::new()
-                }
+                        " (own bindings)"
+                    } else {
+                        ""
+                    }
+                    + &if self.shmem_words > 1 {
+                        format!(" +{} KB shared", self.shmem_words / 64)
+                    } else {
+                        String::new()
+                    }
             }
         };
         let hand = match self.handover_words {
