@@ -76,6 +76,18 @@ impl StreamVariant {
     }
 }
 
+impl StreamVariant {
+    /// Each op's row width in 16-byte words (0: a plain stream): the caller's `op_rows` where
+    /// the variant reads rows per op, else its own width for all `ops`.
+    fn op_row_words(&self, op_rows: &[u32], ops: usize) -> Vec<u32> {
+        if self.rows_per_op {
+            op_rows.to_vec()
+        } else {
+            vec![self.row_words; ops]
+        }
+    }
+}
+
 /// The most 16-byte words a persistent variant hands over (32 KB of workgroup memory).
 pub const MAX_HAND: u32 = 2048;
 
@@ -278,11 +290,7 @@ impl StreamProbe {
         // subgroups, would have no row stride or read rows twice)
         // (rows of scales: one scale word per 16 words of values)
         let row_unit = (2 * sg_max).max(16);
-        let widths: Vec<u32> = if v.rows_per_op {
-            op_rows.to_vec()
-        } else {
-            vec![v.row_words]
-        };
+        let widths = v.op_row_words(op_rows, ops.len());
         if (v.row_words > 0 || v.rows_per_op)
             && (widths.iter().any(|w| !w.is_multiple_of(row_unit))
                 || !v.wg.is_multiple_of(sg_max)
@@ -321,13 +329,10 @@ impl StreamProbe {
             ));
         }
         let ctx = &self.ctx;
+        let op_widths = v.op_row_words(op_rows, ops.len());
         // UNROLL: the two most common row widths of the ops, the adapter's one subgroup size
         let (sgc, rwa, rwb) = if v.unrolled {
-            let mut widths: Vec<u32> = if v.rows_per_op {
-                op_rows.to_vec()
-            } else {
-                vec![v.row_words]
-            };
+            let mut widths = op_widths.clone();
             widths.retain(|&w| w > 0);
             widths.sort_unstable();
             let mut counts: Vec<(usize, u32)> = widths
@@ -374,11 +379,7 @@ impl StreamProbe {
             .zip(&groups)
             .enumerate()
             .flat_map(|(j, (&(off, len), &g))| {
-                let row_words = if v.rows_per_op {
-                    op_rows[j]
-                } else {
-                    v.row_words
-                };
+                let row_words = op_widths[j];
                 // (rows: whole rows per workgroup, with their scales)
                 let scales = if v.row_extra & 1 != 0 {
                     row_words / 16
