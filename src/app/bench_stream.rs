@@ -145,11 +145,12 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
             };
             let mut handover_words = 0;
             let mut unrolled = false;
-            let (row_words, row_extra) = match rows {
-                None => (0, 0),
+            // r0: each matrix's own row length (a whole step's rows differ)
+            let (row_words, row_extra, rows_per_op) = match rows {
+                None => (0, 0, false),
                 Some(h) if h.starts_with('h') => {
                     handover_words = num(&h[1..], "handed-over words")?;
-                    (0, 0)
+                    (0, 0, false)
                 }
                 Some(r) => {
                     let spec = r.strip_prefix('r').ok_or_else(|| {
@@ -162,15 +163,14 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                         .iter()
                         .filter(|(c, _)| flags.contains(*c))
                         .fold(0, |a, (_, b)| a | b);
-                    (num(digits, "row bytes")? / 16, extra)
+                    let words = num(digits, "row bytes")? / 16;
+                    let per_op = digits == "0";
+                    if words == 0 && !per_op {
+                        bail!("--variants `{s}`: rows of fewer than 16 bytes");
+                    }
+                    (words, extra, per_op)
                 }
             };
-            // r0: each matrix's own row length (a whole step's rows differ); other rows under
-            // 16 bytes are no rows at all
-            let rows_per_op = rows.is_some_and(|r| r.starts_with("r0"));
-            if row_words == 0 && !rows_per_op && rows.is_some_and(|r| r.starts_with('r')) {
-                bail!("--variants `{s}`: rows of fewer than 16 bytes");
-            }
             let shmem_words = match shared {
                 None => 0,
                 Some(h) if h.starts_with('h') => {
@@ -317,6 +317,7 @@ mod tests {
         assert_eq!(v[1].groups, Groups::PerBytes(64 << 10));
         assert!(v[1].persistent && v[1].ahead);
         for bad in [
+            "chain:512:4:132:r00",
             "chain:512:4",
             "fast:512:4:132",
             "chain:x:4:132",
@@ -336,6 +337,9 @@ mod tests {
         );
         let v = parse_variants("chain:512:1:132:r0sxmiu").unwrap();
         assert_eq!(v[0].row_extra, 23);
+        // (a leading zero is not r0)
+        let v = parse_variants("chain:512:1:132:r04096s").unwrap();
+        assert!(!v[0].rows_per_op);
         let v = parse_variants("chain:512:1:132:r4096s").unwrap();
         assert!(!v[0].rows_per_op && !v[0].unrolled);
         assert_eq!((v[0].row_words, v[0].row_extra), (256, 1));
