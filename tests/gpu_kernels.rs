@@ -775,15 +775,21 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
     let mut k = Kernels::new(&ctx);
     k.tuning.q8_dot = true;
     // (rows, K, rows per subgroup, workgroup size): odd shapes, rows shorter than a subgroup's
-    // blocks, K at the workgroup copy's limit
-    for &(n, kk, rows, wg) in &[
+    // blocks, K at the workgroup copy's limit; a lane per block and per half block
+    // (`Tuning::q8_half`)
+    let shapes = [
         (13usize, 64usize, 1u32, 256u32),
         (70, 96, 4, 256),
         (9, 4096, 2, 64),
         (33, 800, 3, 128),
         (40, 12288, 4, 256),
         (300, 160, 2, 64),
-    ] {
+    ];
+    for (half, &(n, kk, rows, wg)) in [false, true]
+        .into_iter()
+        .flat_map(|h| shapes.iter().map(move |s| (h, s)))
+    {
+        k.tuning.q8_half = half;
         k.tuning.q8_rows = rows;
         k.tuning.q8_wg = wg;
         // several row groups per subgroup where the rows allow it
@@ -801,7 +807,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         let got = run_read(&k, &ops, 1, &gy, n);
         let want = q8_dot_twin(&qs, &sc, n, kk, &x);
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "q8 dot {n}x{kk}: {e:.2e}");
+        assert!(e < 1e-3, "q8 dot {n}x{kk} half {half}: {e:.2e}");
         // folded RMSNorm: the twin quantises x * g and scales the result by inv_rms
         let g = values(kk, 73);
         let gg = GpuBuffer::from_f32(&ctx, &g, "g").unwrap();
@@ -814,7 +820,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
             .map(|v| v * inv_rms)
             .collect();
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "q8 dot normed {n}x{kk}: {e:.2e}");
+        assert!(e < 1e-3, "q8 dot normed {n}x{kk} half {half}: {e:.2e}");
     }
 }
 
@@ -846,16 +852,21 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     // takes them
     let mut ran = 0;
     let mut wide_ran = 0;
+    // (rows per subgroup, groups, wide invocations, a lane per half block)
     let cases = [
-        (4u32, 1u32, 0u32),
-        (2, 2, 0),
-        (4, 2, 0),
-        (1, 4, 0),
-        (2, 1, 512),
-        (1, 1, 512),
-        (1, 1, 1024),
+        (4u32, 1u32, 0u32, false),
+        (2, 2, 0, false),
+        (4, 2, 0, false),
+        (1, 4, 0, false),
+        (2, 1, 512, false),
+        (1, 1, 512, false),
+        (1, 1, 1024, false),
+        (4, 1, 0, true),
+        (1, 4, 0, true),
+        (2, 1, 512, true),
     ];
-    for &(rows, groups, wide) in &cases {
+    for &(rows, groups, wide, half) in &cases {
+        k.tuning.q8_half = half;
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
         k.tuning.q8_wide_wg = wide;
@@ -933,7 +944,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained normed, rows {rows} groups {groups}: {e:.2e}"
+            "chained normed, rows {rows} groups {groups} half {half}: {e:.2e}"
         );
 
         // 2. stacked gate | up producer -> SwiGLU consumer; the producer's f32 rows stay where
@@ -983,7 +994,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}"
+            "chained SwiGLU, rows {rows} groups {groups} half {half}: {e:.2e}"
         );
     }
     assert!(
@@ -1404,14 +1415,16 @@ fn stream_probe_reads_every_word_once() {
         }
     }
     assert!(probe.checksum(&variants[4], &ops, &[], &[2, 2]).is_err());
-    // a vector handed over at every wait (the checksum then mixes it in: it only has to run,
-    // and a chain variant cannot hand over)
+    // a vector handed over at every wait (kept out of the checksum; a chain variant cannot
+    // hand over)
     for v in &variants[4..] {
         let v = StreamVariant {
             handover_words: 100,
             ..*v
         };
-        assert!(!probe.checksum(&v, &ops, &[], &[2]).unwrap().gave_up);
+        let run = probe.checksum(&v, &ops, &[], &[2]).unwrap();
+        assert!(!run.gave_up, "{v}");
+        assert_eq!(run.sum, want, "{v}");
     }
     let bad = StreamVariant {
         handover_words: 100,
@@ -1435,13 +1448,17 @@ fn stream_probe_reads_every_word_once() {
             row_words: 64,
             ..chain(wg, 1, groups)
         };
-        assert_eq!(
-            probe.checksum(&v, &rows_ops, &[], &[]).unwrap().sum,
-            want_rows,
-            "{v}"
-        );
+        // (32: half-block lanes, one word per lane per trip)
+        for row_extra in [0, 32] {
+            let v = StreamVariant { row_extra, ..v };
+            assert_eq!(
+                probe.checksum(&v, &rows_ops, &[], &[]).unwrap().sum,
+                want_rows,
+                "{v}"
+            );
+        }
         // with the scales, input and math the rows hold other words: it only has to run
-        for (row_extra, shmem_words) in [(7, 0), (15, 256), (23, 0)] {
+        for (row_extra, shmem_words) in [(7, 0), (15, 256), (23, 0), (39, 0)] {
             let v = StreamVariant {
                 row_extra,
                 shmem_words,
@@ -1466,27 +1483,40 @@ fn stream_probe_reads_every_word_once() {
     } else {
         3
     };
-    for (persistent, ahead, unrolled) in [
-        (false, false, false),
-        (false, false, true),
-        (true, false, false),
-        (true, true, false),
-        (true, false, true),
+    for (persistent, ahead, unrolled, half) in [
+        (false, false, false, 0),
+        (false, false, true, 0),
+        (true, false, false, 0),
+        (true, true, false, 0),
+        (true, false, true, 0),
+        (false, false, true, 32),
+        (true, true, true, 32),
     ] {
         let v = StreamVariant {
             rows_per_op: true,
             persistent,
             ahead,
             unrolled,
+            row_extra: half,
             ..chain(128, 1, Groups::Fixed(wgs))
         };
         let run = probe.checksum(&v, &mixed, &mixed_rows, &[]).unwrap();
         assert!(!run.gave_up, "{v}");
         assert_eq!(run.sum, want_mixed, "{v}");
-        // with the scales, input and math, and the input handed over: it only has to run
+        // the input handed over, with the math: still every word once
+        let hand = if persistent { 40 } else { 0 };
+        let vh = StreamVariant {
+            row_extra: 6 | half,
+            handover_words: hand,
+            ..v
+        };
+        let run = probe.checksum(&vh, &mixed, &mixed_rows, &[]).unwrap();
+        assert!(!run.gave_up, "{vh}");
+        assert_eq!(run.sum, want_mixed, "{vh}");
+        // with the scales too the rows hold other words: it only has to run
         let v = StreamVariant {
-            row_extra: 7,
-            handover_words: if persistent { 40 } else { 0 },
+            row_extra: 7 | half,
+            handover_words: hand,
             ..v
         };
         assert!(

@@ -44,7 +44,8 @@ pub struct StreamVariant {
     pub rows_per_op: bool,
     /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math
     /// (4), the scales and x's scales through a u32 binding of their own (8), the scales
-    /// interleaved with the values in superblocks of 8 blocks (16, with 1)
+    /// interleaved with the values in superblocks of 8 blocks (16, with 1), half-block lanes:
+    /// one 16-byte word per lane per trip, lanes on consecutive words (32)
     pub row_extra: u32,
     /// (rows) the subgroup size and the two most common row widths fixed at pipeline creation
     /// (stream_read.wgsl's SGC, RWA, RWB): a row's loop unrolled, as the engine's matvec is
@@ -123,6 +124,10 @@ impl std::fmt::Display for StreamVariant {
                     if self.row_extra & 4 != 0 { " +dot" } else { "" },
                 ) + if self.row_extra & 16 != 0 {
                     " interleaved"
+                } else {
+                    ""
+                } + if self.row_extra & 32 != 0 {
+                    " half-block lanes"
                 } else {
                     ""
                 } + if self.unrolled { " unrolled" } else { "" }
