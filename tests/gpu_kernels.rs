@@ -775,21 +775,15 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
     let mut k = Kernels::new(&ctx);
     k.tuning.q8_dot = true;
     // (rows, K, rows per subgroup, workgroup size): odd shapes, rows shorter than a subgroup's
-    // blocks, K at the workgroup copy's limit; a lane per block and per half block
-    // (`Tuning::q8_half`)
-    let shapes = [
+    // blocks, K at the workgroup copy's limit
+    for &(n, kk, rows, wg) in &[
         (13usize, 64usize, 1u32, 256u32),
         (70, 96, 4, 256),
         (9, 4096, 2, 64),
         (33, 800, 3, 128),
         (40, 12288, 4, 256),
         (300, 160, 2, 64),
-    ];
-    for (half, &(n, kk, rows, wg)) in [false, true]
-        .into_iter()
-        .flat_map(|h| shapes.iter().map(move |s| (h, s)))
-    {
-        k.tuning.q8_half = half;
+    ] {
         k.tuning.q8_rows = rows;
         k.tuning.q8_wg = wg;
         // several row groups per subgroup where the rows allow it
@@ -807,7 +801,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
         let got = run_read(&k, &ops, 1, &gy, n);
         let want = q8_dot_twin(&qs, &sc, n, kk, &x);
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "q8 dot {n}x{kk} half {half}: {e:.2e}");
+        assert!(e < 1e-3, "q8 dot {n}x{kk}: {e:.2e}");
         // folded RMSNorm: the twin quantises x * g and scales the result by inv_rms
         let g = values(kk, 73);
         let gg = GpuBuffer::from_f32(&ctx, &g, "g").unwrap();
@@ -820,7 +814,7 @@ fn q8_0_int8_activation_matvec_matches_its_cpu_twin() {
             .map(|v| v * inv_rms)
             .collect();
         let e = rel(&got, &want);
-        assert!(e < 1e-3, "q8 dot normed {n}x{kk} half {half}: {e:.2e}");
+        assert!(e < 1e-3, "q8 dot normed {n}x{kk}: {e:.2e}");
     }
 }
 
@@ -852,21 +846,16 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     // takes them
     let mut ran = 0;
     let mut wide_ran = 0;
-    // (rows per subgroup, groups, wide invocations, a lane per half block)
     let cases = [
-        (4u32, 1u32, 0u32, false),
-        (2, 2, 0, false),
-        (4, 2, 0, false),
-        (1, 4, 0, false),
-        (2, 1, 512, false),
-        (1, 1, 512, false),
-        (1, 1, 1024, false),
-        (4, 1, 0, true),
-        (1, 4, 0, true),
-        (2, 1, 512, true),
+        (4u32, 1u32, 0u32),
+        (2, 2, 0),
+        (4, 2, 0),
+        (1, 4, 0),
+        (2, 1, 512),
+        (1, 1, 512),
+        (1, 1, 1024),
     ];
-    for &(rows, groups, wide, half) in &cases {
-        k.tuning.q8_half = half;
+    for &(rows, groups, wide) in &cases {
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
         k.tuning.q8_wide_wg = wide;
@@ -944,7 +933,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained normed, rows {rows} groups {groups} half {half}: {e:.2e}"
+            "chained normed, rows {rows} groups {groups}: {e:.2e}"
         );
 
         // 2. stacked gate | up producer -> SwiGLU consumer; the producer's f32 rows stay where
@@ -994,7 +983,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained SwiGLU, rows {rows} groups {groups} half {half}: {e:.2e}"
+            "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}"
         );
     }
     assert!(

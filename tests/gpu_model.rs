@@ -237,14 +237,6 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
         ..Default::default()
     };
     let mut prefetched = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), ahead).unwrap();
-    // the matvecs reading half a block per lane (`Tuning::q8_half`): the same products summed
-    // in another order, so an output may round to the other int8 in the chain: against the
-    // CPU engine, within the Q8_0 budget
-    let half = qwen_omni::gpu::Tuning {
-        q8_half: true,
-        ..Default::default()
-    };
-    let mut halved = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), half).unwrap();
     // o_proj, gate_up, down of 2 layers, the second layer's qkv, the lm_head
     let base = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), Default::default()).unwrap();
     assert_eq!(prefetched.decode_op_count(), base.decode_op_count() + 8);
@@ -256,7 +248,6 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     plain.prefill(&ids, None).unwrap();
     linked.prefill(&ids, None).unwrap();
     prefetched.prefill(&ids, None).unwrap();
-    halved.prefill(&ids, None).unwrap();
     let mut next = qwen_omni::cpu::argmax(&want) as u32;
     for s in 0..70 {
         let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
@@ -290,13 +281,6 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
         );
         let read_ahead = prefetched.decode(Some(next), true).unwrap();
         assert_eq!(read_ahead, one_each, "prefetched vs not, step {s}");
-        let by_halves = halved.decode(Some(next), true).unwrap();
-        assert_close(
-            &format!("half blocks per lane, step {s}"),
-            &by_halves,
-            &want,
-            common::tol::Q8_LOGITS_REL,
-        );
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }

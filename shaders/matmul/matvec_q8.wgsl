@@ -47,11 +47,6 @@ override SGC: u32 = 0u;
 // the same arithmetic, one dispatch boundary fewer per MoE layer.
 override MOE_SUM: bool = false;
 override KS: u32 = 8u;     // slots per token
-// HALF (DOT or XIN): a lane takes one 16-byte word, half a block, per trip, lanes on
-// consecutive words, so one load instruction of a subgroup reads whole 32-byte sectors of a
-// row (16 of them) instead of half of each of 32 (its neighbour load the other halves);
-// twice the trips, the same loads per lane, two lanes share a block's scales.
-override HALF: bool = false;
 // NOP: return at once (a measurement knob, OMNI_DEBUG_NOP: the dispatch without its work)
 override NOP: bool = false;
 // NOTAIL: the rows' sums are made but not stored, nor quantised (a measurement knob,
@@ -158,26 +153,6 @@ fn fetch(lrow: u32, b: u32) -> Blk {
     let base = (w_row0 + row) * (p.stride / 4u) + 2u * b;
     let s2 = unpack2x16float(sc[(w_row0 + row) * p.scale_stride + b / 2u]);
     return Blk(w[base], w[base + 1u], select(s2.x, s2.y, (b & 1u) == 1u));
-}
-
-// HALF: word h (half of block h / 2) of `row`, as a Blk whose qb is unused
-fn fetch_half(lrow: u32, h: u32) -> Blk {
-    let row = pair_row(lrow);
-    let b = h / 2u;
-    let s2 = unpack2x16float(sc[(w_row0 + row) * p.scale_stride + b / 2u]);
-    return Blk(w[(w_row0 + row) * (p.stride / 4u) + h], vec4<u32>(0u),
-               select(s2.x, s2.y, (b & 1u) == 1u));
-}
-
-// HALF: half a block of each of the four rows against the 16 int8 inputs xa with scale dx
-fn dot_rows_half(acc: vec4<f32>, k0: Blk, k1: Blk, k2: Blk, k3: Blk, xa: vec4<u32>,
-                 dx: f32) -> vec4<f32> {
-    var r = acc;
-    r.x = r.x + dot_i8_half(k0, xa, dx);
-    if (ROWS > 1u) { r.y = r.y + dot_i8_half(k1, xa, dx); }
-    if (ROWS > 2u) { r.z = r.z + dot_i8_half(k2, xa, dx); }
-    if (ROWS > 3u) { r.w = r.w + dot_i8_half(k3, xa, dx); }
-    return r;
 }
 
 // DOT: the four rows' blocks added to acc against x block xa | xb with scale dx (rows past
@@ -329,27 +304,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        // HALF: trips over words (two per block), h the lane's word, b its block
-        for (var i = 0u; i < 2u * trips && XIN && HALF; i++) {
-            let h = lane + i * step;
-            if (h < 2u * nb) {
-                let b = h / 2u;
-                let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
-                if (RMS_NORM && (h & 1u) == 0u) {
-                    ss = ss + bitcast<f32>(aux[2u * nb + nq4 + b / 4u][b % 4u]);
-                }
-                acc = dot_rows_half(acc, fetch_half(r0, h), fetch_half(r1, h), fetch_half(r2, h),
-                                    fetch_half(r3, h), aux[h], dx);
-            }
-        }
-        for (var i = 0u; i < 2u * trips && DOT && !XIN && HALF; i++) {
-            let h = lane + i * step;
-            if (h < 2u * nb) {
-                acc = dot_rows_half(acc, fetch_half(r0, h), fetch_half(r1, h), fetch_half(r2, h),
-                                    fetch_half(r3, h), xq[h], xd[h / 2u]);
-            }
-        }
-        for (var i = 0u; i < trips && XIN && !HALF; i++) {
+        for (var i = 0u; i < trips && XIN; i++) {
             let b = lane + i * step;
             if (b < nb) {
                 let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
@@ -358,7 +313,7 @@ fn main(@builtin(local_invocation_index) li: u32,
                                aux[2u * b], aux[2u * b + 1u], dx);
             }
         }
-        for (var i = 0u; i < trips && DOT && !XIN && !HALF; i++) {
+        for (var i = 0u; i < trips && DOT && !XIN; i++) {
             let b = lane + i * step;
             if (b < nb) {
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),

@@ -16,13 +16,6 @@ fn dot_i8(k: Blk, xa: vec4<u32>, xb: vec4<u32>, dx: f32) -> f32 {
     return k.d * dx * f32(s);
 }
 
-// Half a block (its 16 int8 values in qa) against 16 int8 inputs xa with scale dx.
-fn dot_i8_half(k: Blk, xa: vec4<u32>, dx: f32) -> f32 {
-    let s = dot4I8Packed(k.qa.x, xa.x) + dot4I8Packed(k.qa.y, xa.y) + dot4I8Packed(k.qa.z, xa.z)
-          + dot4I8Packed(k.qa.w, xa.w);
-    return k.d * dx * f32(s);
-}
-
 // An output block of 32 values held four per lane by eight neighbouring lanes (li % 8 aligned;
 // subgroups of at least 8): its largest |t| and the sum of squares of v, on every lane.
 fn block_reduce(t: vec4<f32>, v: vec4<f32>) -> vec2<f32> {

@@ -347,7 +347,6 @@ impl Kernels {
         ]);
         if w.is_q8 {
             c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
-            c.push(("HALF", if self.tuning.q8_half { 1.0 } else { 0.0 }));
             if let Some(sg) = self
                 .ctx
                 .fixed_subgroup_size()

@@ -32,9 +32,6 @@ pub struct Tuning {
     /// Q8_0 matvecs get their row length as a pipeline constant (fixed loop trip counts the
     /// compiler unrolls, more weight loads in flight); `OMNI_Q8_FIXED_K=0` reads it at run time
     pub q8_fixed_k: bool,
-    /// Q8_0 matvecs with int8 activations read a row half a block per lane per trip, lanes on
-    /// consecutive 16-byte words, instead of a block per lane (`OMNI_Q8_HALF`)
-    pub q8_half: bool,
     /// decode chains dense layers' Q8_0 matvecs: each writes its output quantised for the next
     /// (gpu/matvec_q8.rs); `OMNI_Q8_CHAIN=0` lets every matvec quantise its own input
     pub q8_chain: bool,
@@ -131,7 +128,6 @@ impl Default for Tuning {
             small_t: 128,
             q8_fixed_k: true,
             q8_chain: true,
-            q8_half: false,
             q8_fixed_sg: true,
             q8_chain_attn: true,
             q8_phases: false,
@@ -204,7 +200,6 @@ impl Tuning {
             q8_min_wgs: num("OMNI_Q8_MIN_WGS").unwrap_or(d.q8_min_wgs),
             q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
             q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
-            q8_half: std::env::var("OMNI_Q8_HALF").map_or(d.q8_half, |v| v != "0"),
             q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
             q8_persist: num("OMNI_Q8_PERSIST").unwrap_or(d.q8_persist),
