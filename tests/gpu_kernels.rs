@@ -1515,6 +1515,29 @@ fn stream_probe_reads_every_word_once() {
                 .gave_up
         );
     }
+    // the two words read ahead of each wait used by the row in place of its first trip's
+    // loads (ROWX 64): then they are the row's own reads, still every word once
+    for unrolled in [false, true] {
+        let v = StreamVariant {
+            rows_per_op: true,
+            persistent: true,
+            ahead: true,
+            unrolled,
+            row_extra: 64,
+            ..chain(128, 2, Groups::Fixed(wgs))
+        };
+        let run = probe.checksum(&v, &mixed, &mixed_rows, &[]).unwrap();
+        assert!(!run.gave_up, "{v}");
+        assert_eq!(run.sum, want_mixed, "{v}");
+        let vh = StreamVariant {
+            row_extra: 64 | 6,
+            handover_words: 40,
+            ..v
+        };
+        let run = probe.checksum(&vh, &mixed, &mixed_rows, &[1]).unwrap();
+        assert!(!run.gave_up, "{vh}");
+        assert_eq!(run.sum, want_mixed, "{vh}");
+    }
     // rows per op need a width for every op
     let v = StreamVariant {
         rows_per_op: true,

@@ -31,6 +31,9 @@ override ROWX: u32 = 0u;
 // attention's cache read). With PERSIST: the persistent kernel's floor with the matvec's own
 // pattern, its scales, input and math, rather than plain reads.
 override ROWOP: bool = false;
+// IN_PLACE (ROWX 64; AHEAD, rows, LOADS 2): the two words read ahead before a wait are the
+// subgroup's first row's first trip, and the row uses them instead of loading them again
+override IN_PLACE: bool = (ROWX & 64u) != 0u;
 // UNROLL (rows): the subgroup size (SGC, where the adapter has one) and the step's two row
 // widths (RWA, RWB words) fixed at pipeline creation, so a row's trips have a constant count
 // the compiler unrolls and issues all of a lane's loads of a row together, as the engine's
@@ -100,19 +103,111 @@ fn stream(s: u32, e: u32, li: u32) -> vec4<u32> {
     return acc;
 }
 
+struct Pair {
+    a: vec4<u32>,
+    b: vec4<u32>,
+}
+
+struct RowSum {
+    row: vec4<u32>,
+    f: f32,
+}
+
+// The two words of trip i of row r for this lane (half: one word), h its word, b its block.
+fn trip_words(r: u32, b: u32, h: u32) -> Pair {
+    if ((ROWX & 32u) != 0u) {
+        return Pair(src[r + h], vec4<u32>(0u));
+    }
+    if ((ROWX & 17u) == 17u) {
+        let sb = r + (b / 8u) * 17u;
+        return Pair(src[sb + 1u + 2u * (b % 8u)], src[sb + 2u + 2u * (b % 8u)]);
+    }
+    return Pair(src[r + 2u * b], src[r + 2u * b + 1u]);
+}
+
+// The rest of a trip's work on its words q: the scale, the input and the int8 products.
+fn trip_math(q: Pair, r: u32, ri: u32, b: u32, h: u32, sbase: u32, rw: u32) -> f32 {
+    let half = (ROWX & 32u) != 0u;
+    let inter = (ROWX & 17u) == 17u;
+    let nb = rw / 2u;
+    var d = 1.0;
+    if ((ROWX & 1u) != 0u) {
+        var sw: u32;
+        if (inter) {
+            sw = src[r + (b / 8u) * 17u][(b % 8u) / 2u];
+        } else if ((ROWX & 8u) != 0u) {
+            sw = src32[4u * (sbase + ri * (rw / 16u)) + b / 2u];
+        } else {
+            sw = src[sbase + ri * (rw / 16u) + b / 8u][(b / 2u) % 4u];
+        }
+        let s2 = unpack2x16float(sw);
+        d = select(s2.x, s2.y, (b & 1u) == 1u);
+    }
+    var xa = vec4<u32>(0x01010101u);
+    var xb = xa;
+    var dx = 1.0;
+    if ((ROWX & 2u) != 0u && HAND > 0u) {
+        // a persistent kernel's input: the vector handed over, in workgroup memory
+        xa = xsh[select(2u * b, h, half) % max(HAND, 1u)];
+        xb = xsh[(2u * b + 1u) % max(HAND, 1u)];
+        dx = bitcast<f32>(xsh[(2u * nb + b / 4u) % max(HAND, 1u)][b % 4u]);
+    } else if ((ROWX & 2u) != 0u) {
+        xa = src[select(2u * b, h, half)];
+        xb = src[2u * b + 1u];
+        if ((ROWX & 8u) != 0u) {
+            dx = bitcast<f32>(src32[8u * nb + b]);
+        } else {
+            dx = bitcast<f32>(src[2u * nb + b / 4u][b % 4u]);
+        }
+    }
+    let qa = q.a;
+    let qb = q.b;
+    if ((ROWX & 4u) != 0u && half) {
+        let p = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y)
+              + dot4I8Packed(qa.z, xa.z) + dot4I8Packed(qa.w, xa.w);
+        return d * dx * f32(p);
+    } else if ((ROWX & 4u) != 0u) {
+        let p = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y)
+              + dot4I8Packed(qa.z, xa.z) + dot4I8Packed(qa.w, xa.w)
+              + dot4I8Packed(qb.x, xb.x) + dot4I8Packed(qb.y, xb.y)
+              + dot4I8Packed(qb.z, xb.z) + dot4I8Packed(qb.w, xb.w);
+        return d * dx * f32(p);
+    }
+    return d * dx;
+}
+
+// Trips i0.. of row ri (at r): the xor of its words and the sum the compiler must keep.
+fn row_trips(r: u32, ri: u32, lane: u32, step: u32, i0: u32, trips: u32, sbase: u32,
+             rw: u32) -> RowSum {
+    let half = (ROWX & 32u) != 0u;
+    var out = RowSum(vec4<u32>(0u), 0.0);
+    for (var i = i0; i < trips; i++) {
+        // half: h is the lane's word of the row, b its block
+        let h = lane + i * step;
+        let b = select(h, h / 2u, half);
+        let q = trip_words(r, b, h);
+        out.row ^= q.a ^ q.b;
+        out.f = out.f + trip_math(q, r, ri, b, h, sbase, rw);
+    }
+    return out;
+}
+
 // ROWW: rows of the slab [s, e) (the host rounds each workgroup's slab to whole rows; an op's
-// partial last row is not read), subgroup `sg` of
-// `nsg` taking rows sg, sg + nsg, ...; `junk` collects the per-row sums the compiler must keep.
-// ROWX bits add the rest of the matvec's reads and work: 1 the block scales (after the slab's
-// rows, ROWW / 16 words per row, as the separate scale array), 2 the quantised input x (the
-// buffer's first words, read by every row: cached), 4 the int8 dot products, 8 the scales and
-// x's scales read as u32 through a binding of their own, 16 (with 1) the scales interleaved
-// with the values instead: a row is superblocks of 17 words, the 8 f16 scales of 8 blocks
-// then their 16 words of values (a GPU layout of Q8_0 whose scales sit beside their values),
-// 32 each lane reads one 16-byte word (half a block) per trip, lanes on consecutive words, so
-// one load instruction covers 16 whole 32-byte sectors instead of half of each of 32 (twice the
-// trips, the same loads per lane; neighbouring lanes share a block's scale).
-fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32) -> vec4<u32> {
+// partial last row is not read), subgroup `sg` of `nsg` taking rows sg, sg + nsg, ...; `junk`
+// collects the per-row sums the compiler must keep. ROWX bits add the rest of the matvec's
+// reads and work: 1 the block scales (after the slab's rows, ROWW / 16 words per row, as the
+// separate scale array), 2 the quantised input x (the buffer's first words, read by every row:
+// cached), 4 the int8 dot products, 8 the scales and x's scales read as u32 through a binding
+// of their own, 16 (with 1) the scales interleaved with the values instead: a row is
+// superblocks of 17 words, the 8 f16 scales of 8 blocks then their 16 words of values (a GPU
+// layout of Q8_0 whose scales sit beside their values), 32 each lane reads one 16-byte word
+// (half a block) per trip, lanes on consecutive words, so one load instruction covers 16 whole
+// 32-byte sectors instead of half of each of 32 (twice the trips, the same loads per lane;
+// neighbouring lanes share a block's scale). `pre` (ROWX 64, with AHEAD): the subgroup's first
+// row's first trip, read before the wait, used in place of loading it (the row's loop starts at
+// its second trip: no branch in it).
+fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32, pre: Pair,
+               use_pre: bool) -> vec4<u32> {
     var acc = vec4<u32>(0u);
     let step = select(sgs, SGC, SGC > 0u);
     let half = (ROWX & 32u) != 0u;
@@ -120,76 +215,24 @@ fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32) 
     let per_row = select(rw, rw + rw / 16u, (ROWX & 1u) != 0u);
     let n = (e - s) / max(per_row, 1u);
     let sbase = s + n * rw;
-    let nb = rw / 2u;
     let inter = (ROWX & 17u) == 17u;
-    for (var ri = sg; ri < n; ri += nsg) {
+    var ri = sg;
+    if (use_pre && ri < n) {
+        let r = s + ri * rw;
+        var t = row_trips(r, ri, lane, step, 1u, trips, sbase, rw);
+        t.row ^= pre.a ^ pre.b;
+        t.f = t.f + trip_math(pre, r, ri, lane, lane, sbase, rw);
+        acc ^= t.row;
+        junk += subgroupAdd(t.row.x);
+        junkf += subgroupAdd(t.f);
+        ri += nsg;
+    }
+    for (; ri < n; ri += nsg) {
         let r = s + ri * select(rw, per_row, inter);
-        var row = vec4<u32>(0u);
-        var f = 0.0;
-        for (var i = 0u; i < trips; i++) {
-            // half: h is the lane's word of the row, b its block
-            let h = lane + i * step;
-            let b = select(h, h / 2u, half);
-            var qa: vec4<u32>;
-            var qb = vec4<u32>(0u);
-            if (half) {
-                qa = src[r + h];
-            } else if (inter) {
-                let sb = r + (b / 8u) * 17u;
-                qa = src[sb + 1u + 2u * (b % 8u)];
-                qb = src[sb + 2u + 2u * (b % 8u)];
-            } else {
-                qa = src[r + 2u * b];
-                qb = src[r + 2u * b + 1u];
-            }
-            row ^= qa ^ qb;
-            var d = 1.0;
-            if ((ROWX & 1u) != 0u) {
-                var sw: u32;
-                if (inter) {
-                    sw = src[r + (b / 8u) * 17u][(b % 8u) / 2u];
-                } else if ((ROWX & 8u) != 0u) {
-                    sw = src32[4u * (sbase + ri * (rw / 16u)) + b / 2u];
-                } else {
-                    sw = src[sbase + ri * (rw / 16u) + b / 8u][(b / 2u) % 4u];
-                }
-                let s2 = unpack2x16float(sw);
-                d = select(s2.x, s2.y, (b & 1u) == 1u);
-            }
-            var xa = vec4<u32>(0x01010101u);
-            var xb = xa;
-            var dx = 1.0;
-            if ((ROWX & 2u) != 0u && HAND > 0u) {
-                // a persistent kernel's input: the vector handed over, in workgroup memory
-                xa = xsh[select(2u * b, h, half) % max(HAND, 1u)];
-                xb = xsh[(2u * b + 1u) % max(HAND, 1u)];
-                dx = bitcast<f32>(xsh[(2u * nb + b / 4u) % max(HAND, 1u)][b % 4u]);
-            } else if ((ROWX & 2u) != 0u) {
-                xa = src[select(2u * b, h, half)];
-                xb = src[2u * b + 1u];
-                if ((ROWX & 8u) != 0u) {
-                    dx = bitcast<f32>(src32[8u * nb + b]);
-                } else {
-                    dx = bitcast<f32>(src[2u * nb + b / 4u][b % 4u]);
-                }
-            }
-            if ((ROWX & 4u) != 0u && half) {
-                let q = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y)
-                      + dot4I8Packed(qa.z, xa.z) + dot4I8Packed(qa.w, xa.w);
-                f = f + d * dx * f32(q);
-            } else if ((ROWX & 4u) != 0u) {
-                let q = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y)
-                      + dot4I8Packed(qa.z, xa.z) + dot4I8Packed(qa.w, xa.w)
-                      + dot4I8Packed(qb.x, xb.x) + dot4I8Packed(qb.y, xb.y)
-                      + dot4I8Packed(qb.z, xb.z) + dot4I8Packed(qb.w, xb.w);
-                f = f + d * dx * f32(q);
-            } else {
-                f = f + d * dx;
-            }
-        }
-        acc ^= row;
-        junk += subgroupAdd(row.x);
-        junkf += subgroupAdd(f);
+        let t = row_trips(r, ri, lane, step, 0u, trips, sbase, rw);
+        acc ^= t.row;
+        junk += subgroupAdd(t.row.x);
+        junkf += subgroupAdd(t.f);
     }
     return acc;
 }
@@ -202,18 +245,19 @@ fn row_words(j: u32) -> u32 {
     return select(ROWW, ops[j].w, ROWOP);
 }
 
-// op j's reads for this workgroup: rows or a plain stream
-fn read_op(j: u32, s: u32, e: u32, li: u32, lane: u32, sgs: u32) -> vec4<u32> {
+// op j's reads for this workgroup: rows or a plain stream (`pre`: see stream_rows)
+fn read_op(j: u32, s: u32, e: u32, li: u32, lane: u32, sgs: u32, pre: Pair, use_pre: bool)
+    -> vec4<u32> {
     let rw = row_words(j);
     let sg = li / sgs;
     if (RWA > 0u && rw == RWA) {
-        return stream_rows(s, e, lane, sgs, sg, WG / sgs, RWA);
+        return stream_rows(s, e, lane, sgs, sg, WG / sgs, RWA, pre, use_pre);
     }
     if (RWB > 0u && rw == RWB) {
-        return stream_rows(s, e, lane, sgs, sg, WG / sgs, RWB);
+        return stream_rows(s, e, lane, sgs, sg, WG / sgs, RWB, pre, use_pre);
     }
     if (rw > 0u) {
-        return stream_rows(s, e, lane, sgs, sg, WG / sgs, rw);
+        return stream_rows(s, e, lane, sgs, sg, WG / sgs, rw, pre, use_pre);
     }
     return stream(s, e, li);
 }
@@ -234,7 +278,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (!PERSIST) {
         for (var j = p.first; j < p.first + p.count; j++) {
             let r = slab(j, id);
-            acc ^= read_op(j, r.x, r.y, li, lane, sgs);
+            acc ^= read_op(j, r.x, r.y, li, lane, sgs, Pair(vec4<u32>(0u), vec4<u32>(0u)), false);
         }
     } else {
         var h0 = vec4<u32>(0u);
@@ -253,10 +297,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             h1 = h0;
             h2 = h0;
             h3 = h0;
-            acc ^= read_op(p.first + j, s, r.y, li, lane, sgs);
-            // (rows read ahead: kept alive after the op, so nothing waits on them before it)
-            let hr = (hr0 ^ hr1) ^ (hr2 ^ hr3);
-            junk ^= (hr.x ^ hr.y) ^ (hr.z ^ hr.w);
+            // (IN_PLACE: the first row's first trip read before the wait, if this op has rows)
+            let use_pre = IN_PLACE && j > 0u && row_words(p.first + j) > 0u;
+            acc ^= read_op(p.first + j, s, r.y, li, lane, sgs, Pair(hr0, hr1), use_pre);
+            // (rows read ahead and loaded again by the op: kept alive after it, so nothing
+            // waits on them before it)
+            if (!IN_PLACE) {
+                let hr = (hr0 ^ hr1) ^ (hr2 ^ hr3);
+                junk ^= (hr.x ^ hr.y) ^ (hr.z ^ hr.w);
+            }
             if (j + 1u == p.count) {
                 break;
             }

@@ -110,7 +110,8 @@ fn default_variants() -> Vec<StreamVariant> {
 /// scales, x its input, m its int8 math, b scales and x scales through a u32 binding, i the
 /// scales interleaved with the values (superblocks of 8 scales and 8 blocks), u the row loop
 /// unrolled (the subgroup size and the two commonest row widths constant), c each lane one
-/// 16-byte word (half a block) per trip, lanes on consecutive words; KB:
+/// 16-byte word (half a block) per trip, lanes on consecutive words, p (ahead, 2 loads) the
+/// two words read before each wait used by the row in place of its first trip's loads; KB:
 /// workgroup memory declared; hWORDS (persistent): a vector of WORDS 16-byte words handed over
 /// at every wait, which rows with x then read their input from), several separated by commas.
 fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
@@ -155,17 +156,28 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 }
                 Some(r) => {
                     let spec = r.strip_prefix('r').ok_or_else(|| {
-                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m][b][i][u][c]")
+                        anyhow::anyhow!("--variants `{s}`: rows `{r}` is not rBYTES[s][x][m][b][i][u][c][p]")
                     })?;
-                    let digits = spec.trim_end_matches(['s', 'x', 'm', 'b', 'u', 'i', 'c']);
+                    let digits = spec.trim_end_matches(['s', 'x', 'm', 'b', 'u', 'i', 'c', 'p']);
                     let flags = &spec[digits.len()..];
                     unrolled = flags.contains('u');
-                    let extra = [('s', 1), ('x', 2), ('m', 4), ('b', 8), ('i', 16 | 1), ('c', 32)]
+                    let extra = [
+                        ('s', 1),
+                        ('x', 2),
+                        ('m', 4),
+                        ('b', 8),
+                        ('i', 16 | 1),
+                        ('c', 32),
+                        ('p', 64),
+                    ]
                         .iter()
                         .filter(|(c, _)| flags.contains(*c))
                         .fold(0, |a, (_, b)| a | b);
                     if extra & 48 == 48 {
                         bail!("--variants `{s}`: half-block lanes (c) read the separate scale array, not interleaved scales (i)");
+                    }
+                    if extra & 64 != 0 && (extra & 48 != 0 || !mode.ends_with("ahead") || loads != "2") {
+                        bail!("--variants `{s}`: words read ahead in place (p) need mode ahead, 2 loads, and blocks per lane with separate scales (no c, no i)");
                     }
                     let words = num(digits, "row bytes")? / 16;
                     let per_op = digits == "0";
@@ -343,6 +355,9 @@ mod tests {
             "chain:512:1:132:r8sxm",
             "chain:512:1:132:q512",
             "chain:512:1:132:r0sic",
+            "persist:1024:2:132:r0p",
+            "ahead:1024:1:132:r0p",
+            "ahead:1024:2:132:r0pc",
         ] {
             let e = parse_variants(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
@@ -358,6 +373,8 @@ mod tests {
         assert_eq!(v[0].row_extra, 23);
         let v = parse_variants("persist:1024:1:132:r0sxmuc:h288").unwrap();
         assert_eq!(v[0].row_extra, 39);
+        let v = parse_variants("ahead:1024:2:132:r0sxmup:h288").unwrap();
+        assert_eq!(v[0].row_extra, 71);
         // (a leading zero is not r0)
         let v = parse_variants("chain:512:1:132:r04096s").unwrap();
         assert!(!v[0].rows_per_op);

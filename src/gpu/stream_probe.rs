@@ -45,7 +45,8 @@ pub struct StreamVariant {
     /// (rows) stream_read.wgsl's ROWX: bits adding the scales (1), the input (2), the math
     /// (4), the scales and x's scales through a u32 binding of their own (8), the scales
     /// interleaved with the values in superblocks of 8 blocks (16, with 1), half-block lanes:
-    /// one 16-byte word per lane per trip, lanes on consecutive words (32)
+    /// one 16-byte word per lane per trip, lanes on consecutive words (32), the two words read
+    /// ahead of a wait used in place of the first row's first trip (64: ahead, 2 loads)
     pub row_extra: u32,
     /// (rows) the subgroup size and the two most common row widths fixed at pipeline creation
     /// (stream_read.wgsl's SGC, RWA, RWB): a row's loop unrolled, as the engine's matvec is
@@ -128,6 +129,10 @@ impl std::fmt::Display for StreamVariant {
                     ""
                 } + if self.row_extra & 32 != 0 {
                     " half-block lanes"
+                } else {
+                    ""
+                } + if self.row_extra & 64 != 0 {
+                    " (words ahead used in place)"
                 } else {
                     ""
                 } + if self.unrolled { " unrolled" } else { "" }
