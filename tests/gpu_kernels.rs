@@ -516,10 +516,16 @@ fn qk_norm_rope_and_cache_store_match_cpu() {
 fn stream_copy_bandwidth_is_measurable() {
     let ctx = gpu();
     let bw = qwen_omni::gpu::measure_copy_bandwidth(&ctx, 16 << 20, 3).unwrap();
-    for v in [bw.shader_median, bw.shader_best, bw.engine_best] {
+    for v in [
+        bw.shader_median,
+        bw.shader_best,
+        bw.engine_best,
+        bw.read_best,
+    ] {
         assert!(v.is_finite() && v > 1e8, "bandwidth {bw:?}");
     }
     assert!(bw.shader_best >= bw.shader_median && bw.roofline() >= bw.shader_best);
+    assert!(bw.roofline() >= bw.read_best && bw.roofline() >= bw.engine_best);
 }
 
 #[test]

@@ -216,11 +216,16 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         copy.engine_best / 1e9
     );
     println!(
+        "| read bandwidth (read only): shader best of 7 | {:.0} GB/s |",
+        copy.read_best / 1e9
+    );
+    println!(
         "| decode bandwidth (empty context) | {:.0} GB/s |",
         bpt * dr / 1e9
     );
     println!(
-        "| share of the best copy bandwidth measured (roofline) | {:.1}% |",
+        "| share of the roofline (the best copy or read rate measured, {:.0} GB/s) | {:.1}% |",
+        bw / 1e9,
         100.0 * bpt * dr / bw
     );
     if let Some(gbs) = known(KNOWN_COPY, ctx) {
@@ -246,7 +251,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
         })
         .unwrap_or_default();
     println!(
-        "| floor of this step: {barriers} such dispatches + the weights at the best copy bandwidth | {:.2} ms = {:.0} tok/s at most{peers} |",
+        "| floor of this step: {barriers} such dispatches + the weights at the roofline | {:.2} ms = {:.0} tok/s at most{peers} |",
         floor * 1e3,
         1.0 / floor
     );
@@ -290,7 +295,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             let lm = g.lm_head_bytes() as f64;
             println!();
             println!(
-                "Largest {} call (the lm_head, {}): {:.1} us = {:.0} GB/s read = {:.1}% of the copy bandwidth",
+                "Largest {} call (the lm_head, {}): {:.1} us = {:.0} GB/s read = {:.1}% of the roofline",
                 m.name,
                 human_bytes(lm as usize),
                 m.max_ns / 1e3,

@@ -246,12 +246,14 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     let copy = measure_copy_bandwidth(&ctx, 1 << 30, 7)?;
     let peer = super::bench_gpu::peer_copy_bandwidth(&ctx);
     println!(
-        "{} Q8_0 step: {} reads, {:.3} GB; probe buffer {:.2} GB; best copy {:.0} GB/s{}",
+        "{} Q8_0 step: {} reads, {:.3} GB; probe buffer {:.2} GB; roofline {:.0} GB/s (best copy {:.0}, read {:.0}){}",
         a.synthetic,
         reads.len(),
         step_bytes as f64 / 1e9,
         probe.words() as f64 * 16.0 / 1e9,
         copy.roofline() / 1e9,
+        copy.shader_best.max(copy.engine_best) / 1e9,
+        copy.read_best / 1e9,
         peer.map_or(String::new(), |p| format!(
             " (peers' copy figure {:.0} GB/s)",
             p / 1e9
@@ -262,7 +264,7 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
         let peers = peer.map_or(String::new(), |p| {
             format!(" {:5.1}% of peers'", 100.0 * gbs / p)
         });
-        format!("{:5.1}% of best copy{peers}", 100.0 * gbs / copy.roofline())
+        format!("{:5.1}% of roofline{peers}", 100.0 * gbs / copy.roofline())
     };
     println!(
         "whole step, best of {} submissions of {} steps:",
