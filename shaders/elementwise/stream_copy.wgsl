@@ -12,8 +12,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let n = arrayLength(&src);
     let stride = nwg.x * 256u;
     if (READ) {
+        // four loads issued before any is used, then the rest one at a time
         var acc = vec4<u32>(0u);
-        for (var i = gid.x; i < n; i += stride) {
+        var i = gid.x;
+        while (i + 3u * stride < n) {
+            let a = src[i];
+            let b = src[i + stride];
+            let c = src[i + 2u * stride];
+            let d = src[i + 3u * stride];
+            acc ^= bitcast<vec4<u32>>(a) ^ bitcast<vec4<u32>>(b) ^ bitcast<vec4<u32>>(c)
+                 ^ bitcast<vec4<u32>>(d);
+            i += 4u * stride;
+        }
+        for (; i < n; i += stride) {
             acc ^= bitcast<vec4<u32>>(src[i]);
         }
         if (acc.x == 0x9e3779b9u && acc.y == 0x7f4a7c15u && gid.x < n) {
