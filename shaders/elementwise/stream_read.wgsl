@@ -218,10 +218,12 @@ fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32, 
     let inter = (ROWX & 17u) == 17u;
     var ri = sg;
     if (use_pre && ri < n) {
+        // (the first trip's math first, as the words arrived during the wait)
         let r = s + ri * rw;
+        let f0 = trip_math(pre, r, ri, lane, lane, sbase, rw);
         var t = row_trips(r, ri, lane, step, 1u, trips, sbase, rw);
         t.row ^= pre.a ^ pre.b;
-        t.f = t.f + trip_math(pre, r, ri, lane, lane, sbase, rw);
+        t.f = t.f + f0;
         acc ^= t.row;
         junk += subgroupAdd(t.row.x);
         junkf += subgroupAdd(t.f);
