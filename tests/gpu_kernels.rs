@@ -524,8 +524,15 @@ fn stream_copy_bandwidth_is_measurable() {
     ] {
         assert!(v.is_finite() && v > 1e8, "bandwidth {bw:?}");
     }
-    assert!(bw.shader_best >= bw.shader_median && bw.roofline() >= bw.shader_best);
-    assert!(bw.roofline() >= bw.read_best && bw.roofline() >= bw.engine_best);
+    assert!(bw.shader_best >= bw.shader_median);
+    // reading alone moves half a copy's bytes per word: a read pass that counted like a copy,
+    // or missed most of its loads, would land far from the copy's rate (lavapipe: 7-8 vs
+    // 12-13 GB/s; an H200: 4.1-4.2 vs 3.9-4.0 TB/s)
+    let ratio = bw.read_best / bw.shader_best;
+    assert!(
+        (0.25..4.0).contains(&ratio),
+        "read / copy {ratio:.2}: {bw:?}"
+    );
 }
 
 #[test]
@@ -1543,6 +1550,44 @@ fn stream_probe_reads_every_word_once() {
         let run = probe.checksum(&vh, &mixed, &mixed_rows, &[1]).unwrap();
         assert!(!run.gave_up, "{vh}");
         assert_eq!(run.sum, want_mixed, "{vh}");
+    }
+    // with the scales, extra work must not change what a variant reads: the input, math,
+    // hand-over and words used in place against the same rows and slabs without them
+    // (`StreamProbe::scales_reference`); and a variant whose words are used in place needs
+    // ahead, 2 loads, a block per lane
+    for extra in [64 | 7, 7, 1] {
+        let v = StreamVariant {
+            rows_per_op: true,
+            persistent: true,
+            ahead: extra & 64 != 0,
+            row_extra: extra,
+            handover_words: 40,
+            ..chain(128, 2, Groups::Fixed(wgs))
+        };
+        let reference = StreamProbe::scales_reference(&v);
+        assert_eq!(
+            probe.checksum(&v, &mixed, &mixed_rows, &[]).unwrap().sum,
+            probe
+                .checksum(&reference, &mixed, &mixed_rows, &[])
+                .unwrap()
+                .sum,
+            "{v}"
+        );
+    }
+    for (ahead, loads, extra) in [
+        (false, 2, 64),
+        (true, 1, 64),
+        (true, 2, 64 | 32),
+        (true, 2, 48),
+    ] {
+        let v = StreamVariant {
+            rows_per_op: true,
+            persistent: true,
+            ahead,
+            row_extra: extra,
+            ..chain(128, loads, Groups::Fixed(1))
+        };
+        assert!(probe.checksum(&v, &mixed, &mixed_rows, &[]).is_err(), "{v}");
     }
     // rows per op need a width for every op
     let v = StreamVariant {

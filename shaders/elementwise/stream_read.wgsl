@@ -31,8 +31,9 @@ override ROWX: u32 = 0u;
 // attention's cache read). With PERSIST: the persistent kernel's floor with the matvec's own
 // pattern, its scales, input and math, rather than plain reads.
 override ROWOP: bool = false;
-// IN_PLACE (ROWX 64; AHEAD, rows, LOADS 2): the two words read ahead before a wait are the
-// subgroup's first row's first trip, and the row uses them instead of loading them again
+// IN_PLACE (ROWX 64; AHEAD, rows, LOADS 2, a block per lane, separate scales: the host
+// checks): the two words read ahead before a wait are the subgroup's first row's first trip,
+// and the row uses them instead of loading them again
 override IN_PLACE: bool = (ROWX & 64u) != 0u;
 // UNROLL (rows): the subgroup size (SGC, where the adapter has one) and the step's two row
 // widths (RWA, RWB words) fixed at pipeline creation, so a row's trips have a constant count
@@ -113,7 +114,7 @@ struct RowSum {
     f: f32,
 }
 
-// The two words of trip i of row r for this lane (half: one word), h its word, b its block.
+// This lane's words of row r at block b (two; half-block lanes: the one word h).
 fn trip_words(r: u32, b: u32, h: u32) -> Pair {
     if ((ROWX & 32u) != 0u) {
         return Pair(src[r + h], vec4<u32>(0u));
@@ -317,7 +318,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             if (AHEAD && rw > 0u) {
                 // rows: LOADS (1-4) words of the subgroup's first row's first two trips (its
                 // slab starts at a row), read again from the cache by the op (the checksum
-                // counts them there)
+                // counts them there), or with IN_PLACE used by it instead of its first trip's
+                // loads
                 // (half-block lanes: the lane's first LOADS trips)
                 let half = (ROWX & 32u) != 0u;
                 let b = r.x + (li / sgs) * rw + select(2u * lane, lane, half);

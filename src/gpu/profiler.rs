@@ -144,9 +144,10 @@ impl CopyBandwidth {
     }
 }
 
-/// Copy bandwidth over two buffers of `bytes` (capped by the binding limit), `passes` timed
-/// submissions of 8 copies each per way, after a warm-up. Wall-clock per submission: the 8
-/// copies of ~1 GB take milliseconds, against tens of microseconds of submit and wait. Run to
+/// Copy and read bandwidth over two buffers of `bytes` (capped by the binding limit), `passes`
+/// timed submissions per way after a warm-up: 8 copies each (shader, copy engine), 32 reads.
+/// Wall-clock per submission: ~1 GB a pass takes milliseconds, against tens of microseconds of
+/// submit and wait. Run to
 /// run on an H200 the median moved by +-7% (s5); the best of the passes is the steadier
 /// ceiling, and a roofline should be the best the device can do.
 pub fn measure_copy_bandwidth(

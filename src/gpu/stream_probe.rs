@@ -316,7 +316,49 @@ impl StreamProbe {
                 ops.len()
             )));
         }
+        // (half-block lanes read the separate scale array; the words read ahead in place are
+        // the first trip of a block-per-lane row, two loads, before a persistent wait)
+        if v.row_extra & 48 == 48 {
+            return Err(Error::Gpu(format!(
+                "stream variant `{v}`: half-block lanes cannot read interleaved scales"
+            )));
+        }
+        if v.row_extra & 64 != 0
+            && (v.row_extra & 48 != 0 || !v.ahead || !v.persistent || v.loads != 2)
+        {
+            return Err(Error::Gpu(format!(
+                "stream variant `{v}`: words used in place need an ahead variant, 2 loads, a block per lane and separate scales"
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether `v`'s checksum can be compared with a reference's: its rows (with their scale
+    /// words, where it reads scales) divide every op, since a partial last row is not read.
+    /// The reference is a plain stream without scales (every word once), else
+    /// [`Self::scales_reference`] (no variant xors the scale words).
+    pub fn checkable(v: &StreamVariant, ops: &[(u64, u64)], op_rows: &[u32]) -> bool {
+        let scales = v.row_extra & 1 != 0;
+        let widths = v.op_row_words(op_rows, ops.len());
+        ops.iter().zip(&widths).all(|(&(_, len), &w)| {
+            let unit = w as u64 + if scales { w as u64 / 16 } else { 0 };
+            unit == 0 || len.is_multiple_of(unit)
+        })
+    }
+
+    /// The variant a variant with the block scales must match: the same rows, workgroups
+    /// and dispatches (which words of a slab are values and which its scales depends on the
+    /// slabs), with neither the input, the math, a hand-over nor loads ahead. So a variant's
+    /// extra work is checked not to change what it reads.
+    pub fn scales_reference(v: &StreamVariant) -> StreamVariant {
+        StreamVariant {
+            row_extra: v.row_extra & (1 | 16 | 32),
+            ahead: false,
+            unrolled: false,
+            handover_words: 0,
+            shmem_words: 0,
+            ..*v
+        }
     }
 
     /// Records `steps` steps reading `ops` under `v`. A persistent variant makes one dispatch
