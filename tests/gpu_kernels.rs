@@ -1347,14 +1347,19 @@ fn stream_probe_reads_every_word_once() {
         .map(|i| i.wrapping_mul(0x9e37_79b9) ^ (i >> 3))
         .collect();
     probe.write(&words).unwrap();
+    // the xor of every word of `ops`, by lane of a 16-byte word: what reading each once gives
+    let xor_of = |ops: &[(u64, u64)]| {
+        let mut sum = [0u32; 4];
+        for &(off, len) in ops {
+            for i in off * 4..(off + len) * 4 {
+                sum[(i % 4) as usize] ^= words[i as usize];
+            }
+        }
+        sum
+    };
     let sizes = [16 * 1000 + 16, 48_000, 16, 16 * 4097, 700_000];
     let ops = layout(&sizes, probe.words()).unwrap();
-    let mut want = [0u32; 4];
-    for &(off, len) in &ops {
-        for i in off * 4..(off + len) * 4 {
-            want[(i % 4) as usize] ^= words[i as usize];
-        }
-    }
+    let want = xor_of(&ops);
     let chain = StreamVariant::chain;
     let variants = [
         chain(64, 1, Groups::Fixed(7)),
@@ -1435,12 +1440,7 @@ fn stream_probe_reads_every_word_once() {
     assert!(probe.checksum(&bad, &ops, &[], &[]).is_err());
     // the matvec's row pattern: rows of 64 words (1 KiB), ops of whole rows
     let rows_ops = layout(&[64 * 16 * 7, 64 * 16 * 40, 64 * 16], probe.words()).unwrap();
-    let mut want_rows = [0u32; 4];
-    for &(off, len) in &rows_ops {
-        for i in off * 4..(off + len) * 4 {
-            want_rows[(i % 4) as usize] ^= words[i as usize];
-        }
-    }
+    let want_rows = xor_of(&rows_ops);
     for (wg, groups) in [
         (64, Groups::Fixed(3)),
         (256, Groups::Fixed(40)),
@@ -1474,12 +1474,7 @@ fn stream_probe_reads_every_word_once() {
     // of a wait go to the keep-alive value, not the checksum, and are read again by the op)
     let mixed_rows = [128u32, 0, 256];
     let mixed = layout(&[128 * 16 * 5, 16 * 1001, 256 * 16 * 9], probe.words()).unwrap();
-    let mut want_mixed = [0u32; 4];
-    for &(off, len) in &mixed {
-        for i in off * 4..(off + len) * 4 {
-            want_mixed[(i % 4) as usize] ^= words[i as usize];
-        }
-    }
+    let want_mixed = xor_of(&mixed);
     let wgs = if common::one_workgroup_at_a_time(&ctx) {
         1
     } else {

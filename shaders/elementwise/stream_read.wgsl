@@ -35,6 +35,9 @@ override ROWOP: bool = false;
 // checks): the two words read ahead before a wait are the subgroup's first row's first trip,
 // and the row uses them instead of loading them again
 override IN_PLACE: bool = (ROWX & 64u) != 0u;
+// ROWX 32: half-block lanes; ROWX 16 with 1: scales interleaved with the values
+override HALF: bool = (ROWX & 32u) != 0u;
+override INTER: bool = (ROWX & 17u) == 17u;
 // UNROLL (rows): the subgroup size (SGC, where the adapter has one) and the step's two row
 // widths (RWA, RWB words) fixed at pipeline creation, so a row's trips have a constant count
 // the compiler unrolls and issues all of a lane's loads of a row together, as the engine's
@@ -116,10 +119,10 @@ struct RowSum {
 
 // This lane's words of row r at block b (two; half-block lanes: the one word h).
 fn trip_words(r: u32, b: u32, h: u32) -> Pair {
-    if ((ROWX & 32u) != 0u) {
+    if (HALF) {
         return Pair(src[r + h], vec4<u32>(0u));
     }
-    if ((ROWX & 17u) == 17u) {
+    if (INTER) {
         let sb = r + (b / 8u) * 17u;
         return Pair(src[sb + 1u + 2u * (b % 8u)], src[sb + 2u + 2u * (b % 8u)]);
     }
@@ -128,13 +131,11 @@ fn trip_words(r: u32, b: u32, h: u32) -> Pair {
 
 // The rest of a trip's work on its words q: the scale, the input and the int8 products.
 fn trip_math(q: Pair, r: u32, ri: u32, b: u32, h: u32, sbase: u32, rw: u32) -> f32 {
-    let half = (ROWX & 32u) != 0u;
-    let inter = (ROWX & 17u) == 17u;
     let nb = rw / 2u;
     var d = 1.0;
     if ((ROWX & 1u) != 0u) {
         var sw: u32;
-        if (inter) {
+        if (INTER) {
             sw = src[r + (b / 8u) * 17u][(b % 8u) / 2u];
         } else if ((ROWX & 8u) != 0u) {
             sw = src32[4u * (sbase + ri * (rw / 16u)) + b / 2u];
@@ -149,11 +150,11 @@ fn trip_math(q: Pair, r: u32, ri: u32, b: u32, h: u32, sbase: u32, rw: u32) -> f
     var dx = 1.0;
     if ((ROWX & 2u) != 0u && HAND > 0u) {
         // a persistent kernel's input: the vector handed over, in workgroup memory
-        xa = xsh[select(2u * b, h, half) % max(HAND, 1u)];
+        xa = xsh[select(2u * b, h, HALF) % max(HAND, 1u)];
         xb = xsh[(2u * b + 1u) % max(HAND, 1u)];
         dx = bitcast<f32>(xsh[(2u * nb + b / 4u) % max(HAND, 1u)][b % 4u]);
     } else if ((ROWX & 2u) != 0u) {
-        xa = src[select(2u * b, h, half)];
+        xa = src[select(2u * b, h, HALF)];
         xb = src[2u * b + 1u];
         if ((ROWX & 8u) != 0u) {
             dx = bitcast<f32>(src32[8u * nb + b]);
@@ -163,7 +164,7 @@ fn trip_math(q: Pair, r: u32, ri: u32, b: u32, h: u32, sbase: u32, rw: u32) -> f
     }
     let qa = q.a;
     let qb = q.b;
-    if ((ROWX & 4u) != 0u && half) {
+    if ((ROWX & 4u) != 0u && HALF) {
         let p = dot4I8Packed(qa.x, xa.x) + dot4I8Packed(qa.y, xa.y)
               + dot4I8Packed(qa.z, xa.z) + dot4I8Packed(qa.w, xa.w);
         return d * dx * f32(p);
@@ -180,12 +181,11 @@ fn trip_math(q: Pair, r: u32, ri: u32, b: u32, h: u32, sbase: u32, rw: u32) -> f
 // Trips i0.. of row ri (at r): the xor of its words and the sum the compiler must keep.
 fn row_trips(r: u32, ri: u32, lane: u32, step: u32, i0: u32, trips: u32, sbase: u32,
              rw: u32) -> RowSum {
-    let half = (ROWX & 32u) != 0u;
     var out = RowSum(vec4<u32>(0u), 0.0);
     for (var i = i0; i < trips; i++) {
         // half: h is the lane's word of the row, b its block
         let h = lane + i * step;
-        let b = select(h, h / 2u, half);
+        let b = select(h, h / 2u, HALF);
         let q = trip_words(r, b, h);
         out.row ^= q.a ^ q.b;
         out.f = out.f + trip_math(q, r, ri, b, h, sbase, rw);
@@ -211,16 +211,16 @@ fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32, 
                use_pre: bool) -> vec4<u32> {
     var acc = vec4<u32>(0u);
     let step = select(sgs, SGC, SGC > 0u);
-    let half = (ROWX & 32u) != 0u;
-    let trips = select(rw / (2u * step), rw / step, half);
+    let trips = select(rw / (2u * step), rw / step, HALF);
     let per_row = select(rw, rw + rw / 16u, (ROWX & 1u) != 0u);
     let n = (e - s) / max(per_row, 1u);
     let sbase = s + n * rw;
-    let inter = (ROWX & 17u) == 17u;
+    // (interleaved scales sit inside the rows; separate ones after the slab's rows)
+    let stride = select(rw, per_row, INTER);
     var ri = sg;
     if (use_pre && ri < n) {
         // (the first trip's math first, as the words arrived during the wait)
-        let r = s + ri * rw;
+        let r = s + ri * stride;
         let f0 = trip_math(pre, r, ri, lane, lane, sbase, rw);
         var t = row_trips(r, ri, lane, step, 1u, trips, sbase, rw);
         t.row ^= pre.a ^ pre.b;
@@ -231,7 +231,7 @@ fn stream_rows(s: u32, e: u32, lane: u32, sgs: u32, sg: u32, nsg: u32, rw: u32, 
         ri += nsg;
     }
     for (; ri < n; ri += nsg) {
-        let r = s + ri * select(rw, per_row, inter);
+        let r = s + ri * stride;
         let t = row_trips(r, ri, lane, step, 0u, trips, sbase, rw);
         acc ^= t.row;
         junk += subgroupAdd(t.row.x);
@@ -321,13 +321,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                 // counts them there), or with IN_PLACE used by it instead of its first trip's
                 // loads
                 // (half-block lanes: the lane's first LOADS trips)
-                let half = (ROWX & 32u) != 0u;
-                let b = r.x + (li / sgs) * rw + select(2u * lane, lane, half);
+                let b = r.x + (li / sgs) * rw + select(2u * lane, lane, HALF);
                 let step = select(sgs, SGC, SGC > 0u);
                 hr0 = ahead_load(b, r.y);
-                if (LOADS > 1u) { hr1 = ahead_load(b + select(1u, step, half), r.y); }
+                if (LOADS > 1u) { hr1 = ahead_load(b + select(1u, step, HALF), r.y); }
                 if (LOADS > 2u) { hr2 = ahead_load(b + 2u * step, r.y); }
-                if (LOADS > 3u) { hr3 = ahead_load(b + select(2u * step + 1u, 3u * step, half), r.y); }
+                if (LOADS > 3u) { hr3 = ahead_load(b + select(2u * step + 1u, 3u * step, HALF), r.y); }
             } else if (AHEAD) {
                 let b = r.x + li;
                 h0 = ahead_load(b, r.y);

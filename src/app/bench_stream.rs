@@ -173,12 +173,6 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                         .iter()
                         .filter(|(c, _)| flags.contains(*c))
                         .fold(0, |a, (_, b)| a | b);
-                    if extra & 48 == 48 {
-                        bail!("--variants `{s}`: half-block lanes (c) read the separate scale array, not interleaved scales (i)");
-                    }
-                    if extra & 64 != 0 && (extra & 48 != 0 || !mode.ends_with("ahead") || loads != "2") {
-                        bail!("--variants `{s}`: words read ahead in place (p) need mode ahead, 2 loads, and blocks per lane with separate scales (no c, no i)");
-                    }
                     let words = num(digits, "row bytes")? / 16;
                     let per_op = digits == "0";
                     if words == 0 && !per_op {
@@ -197,7 +191,7 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                     .checked_mul(64)
                     .ok_or_else(|| anyhow::anyhow!("--variants `{s}`: {kb} KB is too much"))?,
             };
-            Ok(StreamVariant {
+            let v = StreamVariant {
                 persistent,
                 ahead,
                 layered,
@@ -208,7 +202,11 @@ fn parse_variants(spec: &str) -> Result<Vec<StreamVariant>> {
                 shmem_words,
                 handover_words,
                 ..StreamVariant::chain(num(wg, "invocations")?, num(loads, "loads")?, groups)
-            })
+            };
+            if let Some(why) = v.row_flags_conflict() {
+                bail!("--variants `{s}`: {why}");
+            }
+            Ok(v)
         })
         .collect()
 }
@@ -252,7 +250,7 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
         step_bytes as f64 / 1e9,
         probe.words() as f64 * 16.0 / 1e9,
         copy.roofline() / 1e9,
-        copy.shader_best.max(copy.engine_best) / 1e9,
+        copy.best_copy() / 1e9,
         copy.read_best / 1e9,
         peer.map_or(String::new(), |p| format!(
             " (peers' copy figure {:.0} GB/s)",

@@ -140,16 +140,20 @@ impl CopyBandwidth {
     /// The roofline a decode step is held against: the best rate any way reached, copying or
     /// reading.
     pub fn roofline(&self) -> f64 {
-        self.shader_best.max(self.engine_best).max(self.read_best)
+        self.best_copy().max(self.read_best)
+    }
+
+    /// The best copy rate, shader or copy engine.
+    pub fn best_copy(&self) -> f64 {
+        self.shader_best.max(self.engine_best)
     }
 }
 
 /// Copy and read bandwidth over two buffers of `bytes` (capped by the binding limit), `passes`
 /// timed submissions per way after a warm-up: 8 copies each (shader, copy engine), 32 reads.
 /// Wall-clock per submission: ~1 GB a pass takes milliseconds, against tens of microseconds of
-/// submit and wait. Run to
-/// run on an H200 the median moved by +-7% (s5); the best of the passes is the steadier
-/// ceiling, and a roofline should be the best the device can do.
+/// submit and wait. Run to run on an H200 the median moved by +-7% (s5); the best of the
+/// passes is the steadier ceiling, and a roofline should be the best the device can do.
 pub fn measure_copy_bandwidth(
     ctx: &GpuContext,
     bytes: u64,
@@ -198,12 +202,11 @@ pub fn measure_copy_bandwidth(
     }
     let run = |way: Way| -> Result<f64> {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        // (reads move half the bytes: four times as many keep the submission's own cost,
-        // tens of microseconds, under 1% of the timed span)
-        let reps = if matches!(way, Way::Read) {
-            4 * COPIES
-        } else {
-            COPIES
+        // a copy moves its bytes twice (read and write), a read once; reads are four times
+        // as many, so the submission's own cost (tens of microseconds) stays under 1%
+        let (reps, moved) = match way {
+            Way::Read => (4 * COPIES, 1.0),
+            Way::Shader | Way::Engine => (COPIES, 2.0),
         };
         for _ in 0..reps {
             let (pipeline, bind) = match way {
@@ -222,8 +225,6 @@ pub fn measure_copy_bandwidth(
         let t = Instant::now();
         ctx.queue.submit([enc.finish()]);
         ctx.wait()?;
-        // a copy moves its bytes twice (read and write), a read once
-        let moved = if matches!(way, Way::Read) { 1.0 } else { 2.0 };
         Ok(reps as f64 * moved * bytes as f64 / t.elapsed().as_secs_f64())
     };
     let measure = |way: Way| -> Result<Vec<f64>> {

@@ -88,6 +88,36 @@ impl StreamVariant {
             vec![self.row_words; ops]
         }
     }
+
+    /// 16-byte words a row of `w` words of values takes in a slab: with the block scales, one
+    /// scale word per 16 words of values after the slab's rows.
+    fn row_unit(&self, w: u32) -> u64 {
+        w as u64
+            + if self.row_extra & 1 != 0 {
+                w as u64 / 16
+            } else {
+                0
+            }
+    }
+
+    /// Why the row flags cannot go together, if they cannot: half-block lanes read the
+    /// separate scale array, and the words read ahead in place are the first trip of a
+    /// block-per-lane row, two loads before a persistent wait.
+    pub fn row_flags_conflict(&self) -> Option<&'static str> {
+        if self.row_extra & 48 == 48 {
+            return Some(
+                "half-block lanes (c) read the separate scale array, not interleaved scales (i)",
+            );
+        }
+        if self.row_extra & 64 != 0
+            && (self.row_extra & 48 != 0 || !self.ahead || !self.persistent || self.loads != 2)
+        {
+            return Some(
+                "words read ahead in place (p) need mode ahead, 2 loads, and blocks per lane with separate scales (no c, no i)",
+            );
+        }
+        None
+    }
 }
 
 /// The most 16-byte words a persistent variant hands over (32 KB of workgroup memory).
@@ -316,19 +346,8 @@ impl StreamProbe {
                 ops.len()
             )));
         }
-        // (half-block lanes read the separate scale array; the words read ahead in place are
-        // the first trip of a block-per-lane row, two loads, before a persistent wait)
-        if v.row_extra & 48 == 48 {
-            return Err(Error::Gpu(format!(
-                "stream variant `{v}`: half-block lanes cannot read interleaved scales"
-            )));
-        }
-        if v.row_extra & 64 != 0
-            && (v.row_extra & 48 != 0 || !v.ahead || !v.persistent || v.loads != 2)
-        {
-            return Err(Error::Gpu(format!(
-                "stream variant `{v}`: words used in place need an ahead variant, 2 loads, a block per lane and separate scales"
-            )));
+        if let Some(why) = v.row_flags_conflict() {
+            return Err(Error::Gpu(format!("stream variant `{v}`: {why}")));
         }
         Ok(())
     }
@@ -338,10 +357,9 @@ impl StreamProbe {
     /// The reference is a plain stream without scales (every word once), else
     /// [`Self::scales_reference`] (no variant xors the scale words).
     pub fn checkable(v: &StreamVariant, ops: &[(u64, u64)], op_rows: &[u32]) -> bool {
-        let scales = v.row_extra & 1 != 0;
         let widths = v.op_row_words(op_rows, ops.len());
         ops.iter().zip(&widths).all(|(&(_, len), &w)| {
-            let unit = w as u64 + if scales { w as u64 / 16 } else { 0 };
+            let unit = v.row_unit(w);
             unit == 0 || len.is_multiple_of(unit)
         })
     }
@@ -433,12 +451,7 @@ impl StreamProbe {
             .flat_map(|(j, (&(off, len), &g))| {
                 let row_words = op_widths[j];
                 // (rows: whole rows per workgroup, with their scales)
-                let scales = if v.row_extra & 1 != 0 {
-                    row_words / 16
-                } else {
-                    0
-                };
-                let rw = (row_words + scales).max(1) as u64;
+                let rw = v.row_unit(row_words).max(1);
                 let per = len.div_ceil(g as u64).div_ceil(rw) * rw;
                 [off as u32, len as u32, per as u32, row_words]
             })
