@@ -189,32 +189,31 @@ impl Tuning {
         let get = |key: &str, ok: &[u32], default: u32| {
             num(key).filter(|v| ok.contains(v)).unwrap_or(default)
         };
+        // a switch: set and not "0" is on
+        let flag = |key: &str, default: bool| std::env::var(key).map_or(default, |v| v != "0");
         Tuning {
             matvec_rows: get("OMNI_MATVEC_ROWS", &[1, 2, 3, 4], d.matvec_rows),
             q8_rows: get("OMNI_Q8_ROWS", &[1, 2, 3, 4], d.q8_rows),
             q8_moe_rows: get("OMNI_Q8_MOE_ROWS", &[1, 2, 3, 4], d.q8_moe_rows),
             matvec_wg: get("OMNI_MATVEC_WG", &[64, 128, 256], d.matvec_wg),
-            q8_dot: std::env::var("OMNI_Q8_DOT").map_or(d.q8_dot, |v| v != "0"),
+            q8_dot: flag("OMNI_Q8_DOT", d.q8_dot),
             q8_wg: get("OMNI_Q8_WG", &[64, 128, 256], d.q8_wg),
             q8_groups: get("OMNI_Q8_GROUPS", &[1, 2, 3, 4], d.q8_groups),
             q8_min_wgs: num("OMNI_Q8_MIN_WGS").unwrap_or(d.q8_min_wgs),
-            q8_fixed_k: std::env::var("OMNI_Q8_FIXED_K").map_or(d.q8_fixed_k, |v| v != "0"),
-            q8_chain: std::env::var("OMNI_Q8_CHAIN").map_or(d.q8_chain, |v| v != "0"),
-            q8_fixed_sg: std::env::var("OMNI_Q8_FIXED_SG").map_or(d.q8_fixed_sg, |v| v != "0"),
+            q8_fixed_k: flag("OMNI_Q8_FIXED_K", d.q8_fixed_k),
+            q8_chain: flag("OMNI_Q8_CHAIN", d.q8_chain),
+            q8_fixed_sg: flag("OMNI_Q8_FIXED_SG", d.q8_fixed_sg),
             q8_phase_max: get("OMNI_Q8_PHASE_MAX", &[1, 2, 3, 4], d.q8_phase_max),
             q8_persist: num("OMNI_Q8_PERSIST").unwrap_or(d.q8_persist),
             q8_persist_wg: get("OMNI_Q8_PERSIST_WG", &[256, 512, 1024], d.q8_persist_wg),
             q8_persist_rows: get("OMNI_Q8_PERSIST_ROWS", &[1, 2, 3, 4], d.q8_persist_rows),
-            q8_persist_tile: std::env::var("OMNI_Q8_PERSIST_TILE")
-                .map_or(d.q8_persist_tile, |v| v != "0"),
-            q8_persist_early: std::env::var("OMNI_Q8_PERSIST_EARLY")
-                .map_or(d.q8_persist_early, |v| v != "0"),
+            q8_persist_tile: flag("OMNI_Q8_PERSIST_TILE", d.q8_persist_tile),
+            q8_persist_early: flag("OMNI_Q8_PERSIST_EARLY", d.q8_persist_early),
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
-            q8_phases: std::env::var("OMNI_Q8_PHASES").map_or(d.q8_phases, |v| v != "0"),
-            q8_chain_attn: std::env::var("OMNI_Q8_CHAIN_ATTN")
-                .map_or(d.q8_chain_attn, |v| v != "0"),
+            q8_phases: flag("OMNI_Q8_PHASES", d.q8_phases),
+            q8_chain_attn: flag("OMNI_Q8_CHAIN_ATTN", d.q8_chain_attn),
             l2_prefetch: std::env::var("OMNI_L2_PREFETCH")
                 .ok()
                 .and_then(|v| {
@@ -227,9 +226,9 @@ impl Tuning {
                 .filter(|&p| p <= 100)
                 .unwrap_or(d.l2_prefetch_tail),
             attn_oproj_wgs: num("OMNI_ATTN_OPROJ").unwrap_or(d.attn_oproj_wgs),
-            moe_sum_fold: std::env::var("OMNI_MOE_SUM_FOLD").map_or(d.moe_sum_fold, |v| v != "0"),
-            moe_router: std::env::var("OMNI_MOE_ROUTER").map_or(d.moe_router, |v| v != "0"),
-            route_fixed_e: std::env::var("OMNI_ROUTE_E").map_or(d.route_fixed_e, |v| v != "0"),
+            moe_sum_fold: flag("OMNI_MOE_SUM_FOLD", d.moe_sum_fold),
+            moe_router: flag("OMNI_MOE_ROUTER", d.moe_router),
+            route_fixed_e: flag("OMNI_ROUTE_E", d.route_fixed_e),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: num("OMNI_SPLIT_MAX_TILES").unwrap_or(d.split_max_tiles),
             small_t: num("OMNI_SMALL_T").unwrap_or(d.small_t),
