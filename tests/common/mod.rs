@@ -73,8 +73,9 @@ pub fn gpu_with(max_binding: Option<u64>) -> std::sync::Arc<qwen_omni::gpu::GpuC
         .unwrap_or_else(|e| panic!("GPU tests need an adapter (lavapipe in CI): {e}"))
 }
 
-/// Whether the adapter runs one workgroup at a time (lavapipe): a persistent kernel's wait on
-/// another workgroup could then never end, so such tests use a single workgroup there.
+/// Whether the adapter may not run a dispatch's workgroups all at once (lavapipe: a few CPU
+/// threads take them in turn, one on a 1-core machine): a persistent kernel's wait on another
+/// workgroup could then never end, so such tests use a single workgroup there.
 pub fn one_workgroup_at_a_time(ctx: &qwen_omni::gpu::GpuContext) -> bool {
     ctx.info.name.contains("llvmpipe")
 }
