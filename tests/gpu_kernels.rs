@@ -868,7 +868,10 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         (1, 1, 512),
         (1, 1, 1024),
     ];
-    for &(rows, groups, wide) in &cases {
+    // each shape with the tail's reads before the weight stream (EARLY) and after it
+    let runs = cases.iter().flat_map(|&c| [(c, true), (c, false)]);
+    for ((rows, groups, wide), early) in runs {
+        k.tuning.q8_early = early;
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
         k.tuning.q8_wide_wg = wide;
@@ -898,7 +901,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         ran += 1;
         // 1. residual producer (accumulating) -> normed consumer
         let (mid, kk, n) = (224usize, 160usize, 45usize);
-        let (_, _, a) = q8(mid, kk, 91);
+        let (aq, asc, a) = q8(mid, kk, 91);
         let (bq, bs, b) = q8(n, mid, 92);
         let x = values(kk, 93);
         let r0 = values(mid, 94);
@@ -937,6 +940,18 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         );
         let got = run_read(&k, &ops, 1, &gy, n);
         let h = gr.read_f32(&ctx, 0, mid).unwrap();
+        let want_h: Vec<f32> = q8_dot_twin(&aq, &asc, mid, kk, &x)
+            .iter()
+            .zip(&r0)
+            .map(|(v, r)| v + r)
+            .collect();
+        let e = rel(&h, &want_h);
+        // (the same int8 products as the twin; an input rounded to the other int8 step moves
+        // a row by 1/127 of a block's share, well inside the chain checks' 1e-3 below)
+        assert!(
+            e < 1e-3,
+            "accumulated residual, rows {rows} groups {groups} early {early}: {e:.2e}"
+        );
         let hg: Vec<f32> = h.iter().zip(&g).map(|(a, b)| a * b).collect();
         let inv_rms = 1.0 / (h.iter().map(|v| v * v).sum::<f32>() / mid as f32 + 1e-6).sqrt();
         let want: Vec<f32> = q8_dot_twin(&bq, &bs, n, mid, &hg)
@@ -946,7 +961,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained normed, rows {rows} groups {groups}: {e:.2e}"
+            "chained normed, rows {rows} groups {groups} early {early}: {e:.2e}"
         );
 
         // 2. stacked gate | up producer -> SwiGLU consumer; the producer's f32 rows stay where
@@ -996,7 +1011,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained SwiGLU, rows {rows} groups {groups}: {e:.2e}"
+            "chained SwiGLU, rows {rows} groups {groups} early {early}: {e:.2e}"
         );
     }
     assert!(

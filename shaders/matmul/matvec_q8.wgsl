@@ -52,6 +52,10 @@ override NOP: bool = false;
 // NOTAIL: the rows' sums are made but not stored, nor quantised (a measurement knob,
 // OMNI_DEBUG_NOP=matvec_q8_tail: what a workgroup's tail costs)
 override NOTAIL: bool = false;
+// EARLY: the tail's reads from memory (ACCUMULATE: the residual of a subgroup's first rows;
+// QOUT 1: the next RMSNorm's weights) are issued before the weight stream, not after it, so
+// the workgroup's last rows wait for one memory round trip fewer (two with both)
+override EARLY: bool = false;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -105,6 +109,8 @@ var<private> x_base: u32;  // offset of x (the gate half when SWIGLU)
 var<private> u_base: u32;  // offset of the up half (SWIGLU)
 var<private> y_base: u32;  // output offset of row 0
 var<private> wg_first: u32;  // QOUT: the workgroup's first (logical) row
+var<private> early_res: vec4<f32>;  // EARLY: the residual of the subgroup's first rows (lane 0)
+var<private> early_g: vec4<f32>;    // EARLY, QOUT 1: this invocation's four norm weights
 
 // The weight / output row of logical row r: QOUT 2 interleaves gate and up blocks of 32.
 fn pair_row(r: u32) -> u32 {
@@ -207,12 +213,15 @@ fn quantise_x(li: u32, lane: u32, sgs: u32) -> f32 {
     return total;
 }
 
-fn store(row: u32, v: f32, total_ss: f32) {
+// `early`: the row's residual is `res`, read before the weight stream (EARLY)
+fn store(row: u32, v: f32, total_ss: f32, early: bool, res: f32) {
     if (row >= p.rows) { return; }
     var r = v;
     if (RMS_NORM) { r = r / sqrt(total_ss / f32(kdim()) + bitcast<f32>(p.eps_bits)); }
     let o = y_base + pair_row(row);
-    if (ACCUMULATE) { r = y[o] + r; }
+    if (ACCUMULATE) {
+        if (early) { r = res + r; } else { r = y[o] + r; }
+    }
     y[o] = r;
     if (QOUT > 0u) { yo[row - wg_first] = r; }
 }
@@ -238,7 +247,7 @@ fn quantise_out(li: u32) {
     if (mine) {
         if (QOUT == 1u) {
             v = vec4<f32>(yv(i), yv(i + 1u), yv(i + 2u), yv(i + 3u));
-            t = v * g[at / 4u];
+            if (EARLY) { t = v * early_g; } else { t = v * g[at / 4u]; }
         } else {
             at = (p.row0 + wg_first) / 2u + i;
             let gi = (i / 32u) * 64u + i % 32u;
@@ -296,6 +305,7 @@ fn main(@builtin(local_invocation_index) li: u32,
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
     let trips = (nb + step - 1u) / step;
+    if (EARLY && !NOTAIL) { load_tail_early(li, lane, first, rstart); }
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
     for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
         var acc = vec4<f32>(0.0);
@@ -356,14 +366,31 @@ fn main(@builtin(local_invocation_index) li: u32,
             continue;
         }
         if (lane == 0u) {
-            store(r0, total.x, total_ss);
-            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss); }
-            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss); }
-            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss); }
+            let e = EARLY && r0 == rstart;
+            store(r0, total.x, total_ss, e, early_res.x);
+            if (ROWS > 1u) { store(r0 + 1u, total.y, total_ss, e, early_res.y); }
+            if (ROWS > 2u) { store(r0 + 2u, total.z, total_ss, e, early_res.z); }
+            if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss, e, early_res.w); }
         }
     }
     if (QOUT > 0u && !NOTAIL) { quantise_out(li); }
     if (MOE && MOE_SUM) { add_slots(li, wg.z / KS, wg.x + wg.y * nwg.x, first); }
+}
+
+// EARLY: what the tail reads from memory, read now. Lane 0 of each subgroup takes the
+// residual of the subgroup's first ROWS rows (the rows it stores first); with QOUT 1 every
+// invocation quantise_out gives four values takes their four norm weights.
+fn load_tail_early(li: u32, lane: u32, first: u32, rstart: u32) {
+    if (ACCUMULATE && lane == 0u && rstart < min(first + RPW, p.rows)) {
+        let last = p.rows - 1u;
+        early_res = vec4<f32>(y[y_base + pair_row(rstart)],
+                              y[y_base + pair_row(min(rstart + 1u, last))],
+                              y[y_base + pair_row(min(rstart + 2u, last))],
+                              y[y_base + pair_row(min(rstart + 3u, last))]);
+    }
+    if (QOUT == 1u && first < p.rows && 4u * li < min(RPW, p.rows - first)) {
+        early_g = g[(p.row0 + first + 4u * li) / 4u];
+    }
 }
 
 // MOE_SUM: release this slot's rows and count them; the token's last slot of the row block

@@ -169,6 +169,7 @@ impl Kernels {
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
         consts.push(("QOUT", qout_mode as f64));
         consts.push(("NOTAIL", self.debug.q8_no_tail() as u32 as f64));
+        consts.push(("EARLY", self.tuning.q8_early as u32 as f64));
         // the quantised output's length: the next matvec's K
         let qlen = quantised_out_len(out.as_ref(), w)?;
         // the norm weight: the next RMSNorm's when QOUT folds it, else this matvec's own

@@ -41,6 +41,10 @@ pub struct Tuning {
     /// ... starting at the attention, which writes its output quantised for o_proj
     /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
     pub q8_chain_attn: bool,
+    /// chained Q8_0 matvecs read their tail's inputs (the residual of each subgroup's first
+    /// rows, the next RMSNorm's weights) before the weight stream instead of after it
+    /// (matvec_q8.wgsl's EARLY; `OMNI_Q8_EARLY=0`: after)
+    pub q8_early: bool,
     /// ... and runs each layer's o_proj, gate_up, down and the next qkv as one dispatch
     /// (matvec_q8_phases.wgsl; `OMNI_Q8_PHASES=1`). Off: on an H200 it ran 305 against 323
     /// tok/s at Qwen3-8B (the phases' hand-over costs what a dispatch boundary does, s5 run
@@ -130,6 +134,7 @@ impl Default for Tuning {
             q8_chain: true,
             q8_fixed_sg: true,
             q8_chain_attn: true,
+            q8_early: true,
             q8_phases: false,
             q8_phase_max: 4,
             q8_persist: 0,
@@ -214,6 +219,7 @@ impl Tuning {
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_phases: flag("OMNI_Q8_PHASES", d.q8_phases),
             q8_chain_attn: flag("OMNI_Q8_CHAIN_ATTN", d.q8_chain_attn),
+            q8_early: flag("OMNI_Q8_EARLY", d.q8_early),
             l2_prefetch: std::env::var("OMNI_L2_PREFETCH")
                 .ok()
                 .and_then(|v| {
