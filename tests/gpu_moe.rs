@@ -372,7 +372,7 @@ fn fused_router_and_routing_match_the_cpu() {
     use qwen_omni::gpu::GpuMatrix;
     use qwen_omni::tensor::DType;
     let ctx = gpu();
-    let k = Kernels::new(&ctx);
+    let mut k = Kernels::new(&ctx);
     let values = |n: usize, seed: u64| -> Vec<f32> {
         let mut r = qwen_omni::models::sampler::Rng::new(seed);
         (0..n).map(|_| r.next_f32() * 2.0 - 1.0).collect()
@@ -394,12 +394,16 @@ fn fused_router_and_routing_match_the_cpu() {
         (bytes, back)
     };
     let eps = 1e-6f32;
-    for &(experts, top_k, renorm, t, hidden, dtype) in &[
+    let shapes = [
         (6usize, 3usize, true, 3usize, 64usize, DType::BF16),
         (128, 8, true, 2, 2048, DType::BF16),
         (7, 2, false, 1, 200, DType::F16),
         (300, 1, true, 1, 256, DType::BF16),
-    ] {
+    ];
+    // each with the router rows loaded before the norm's prologue (PRE) and after it
+    let runs = shapes.iter().flat_map(|&s| [(s, true), (s, false)]);
+    for ((experts, top_k, renorm, t, hidden, dtype), pre) in runs {
+        k.tuning.router_pre = pre;
         let (bytes, w) = to_16(dtype, &values(experts * hidden, 31));
         let router = GpuMatrix::upload(&ctx, dtype, &bytes, experts, hidden, "router").unwrap();
         let x = values(t * hidden, 32);

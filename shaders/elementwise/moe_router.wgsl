@@ -10,6 +10,10 @@ override HID: u32 = 2048u;  // hidden size: a multiple of 8, at most 4096 (the h
 // lane's loop over a row has a fixed trip count the compiler unrolls, so both rows' loads of a
 // pass are in flight together
 override SGC: u32 = 0u;
+// PRE (with SGC): a lane loads its row's words before the norm's loads and reductions, which
+// they do not depend on, so their memory round trip overlaps that prologue instead of
+// following it; the first 16 words of a lane (HID 4096 at 32 lanes), the rest in the loop
+override PRE: bool = false;
 
 struct Params {
     experts: u32,
@@ -43,6 +47,21 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
     let t = wg.y;
     let n = select(p.experts, E, E > 0u);
+    // this workgroup's rows: one per subgroup; lanes stride the row's quads
+    let r = wg.x * (WG / sgs) + li / sgs;
+    let per = HID / 8u;
+    let step = select(sgs, SGC, SGC > 0u);
+    let trips = (per + step - 1u) / step;
+    let row_q = p.stride / 4u;
+    let rc = min(r, n - 1u);  // past the end: a real row, not stored
+    // (a fixed trip count with SGC: the array is registers, indexed by constants)
+    var pre: array<vec4<u32>, 16>;
+    if (PRE && SGC > 0u) {
+        for (var i = 0u; i < min(trips, 16u); i++) {
+            let j = min(lane + i * step, per - 1u);
+            pre[i] = w[rc * row_q + j];
+        }
+    }
     let q4 = HID / 4u;
     var ss = 0.0;
     for (var i = li; i < q4; i += WG) {
@@ -53,17 +72,14 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     // (its barriers also make xs whole)
     let total_ss = reduce(li, lane, sgs, ss, false);
     let rms = sqrt(total_ss / f32(HID) + bitcast<f32>(p.eps_bits));
-    // this workgroup's rows: one per subgroup; lanes stride the row's quads
-    let r = wg.x * (WG / sgs) + li / sgs;
-    let per = HID / 8u;
-    let step = select(sgs, SGC, SGC > 0u);
-    let trips = (per + step - 1u) / step;
-    let row_q = p.stride / 4u;
-    let rc = min(r, n - 1u);  // past the end: a real row, not stored
     var a0 = 0.0;
     for (var i = 0u; i < trips; i++) {
         let j = lane + i * step;
-        if (j < per) { a0 = a0 + part(w[rc * row_q + j], xs[2u * j], xs[2u * j + 1u]); }
+        if (j < per) {
+            var q: vec4<u32>;
+            if (PRE && SGC > 0u && i < 16u) { q = pre[i]; } else { q = w[rc * row_q + j]; }
+            a0 = a0 + part(q, xs[2u * j], xs[2u * j + 1u]);
+        }
     }
     let s0 = subgroupAdd(a0);
     if (lane == 0u && r < n) { logits[t * n + r] = s0 / rms; }

@@ -85,6 +85,7 @@ impl Kernels {
                 ("IS_F16", if router.is_f16 { 1.0 } else { 0.0 }),
                 ("HID", hidden as f64),
                 ("SGC", sgc as f64),
+                ("PRE", if self.tuning.router_pre { 1.0 } else { 0.0 }),
             ],
             &[
                 experts as u32,

@@ -103,6 +103,10 @@ pub struct Tuning {
     /// decode MoE routing runs the router in the same dispatch as the routing (moe_router.wgsl)
     /// instead of a router matvec and a `moe_route` dispatch (`OMNI_MOE_ROUTER=0`: those two)
     pub moe_router: bool,
+    /// ... whose workgroups load their router rows before the norm's prologue (moe_router.wgsl
+    /// PRE; `OMNI_ROUTER_PRE=0`: after it). H200, 30B-A3B Q8_0 (s13 run 5): 395.5-395.7
+    /// tok/s against 392.6-393.8
+    pub router_pre: bool,
     /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
     /// run time
     pub route_fixed_e: bool,
@@ -152,6 +156,7 @@ impl Default for Tuning {
             l2_prefetch_tail: 0,
             moe_sum_fold: true,
             moe_router: true,
+            router_pre: true,
             route_fixed_e: true,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
@@ -234,6 +239,7 @@ impl Tuning {
             attn_oproj_wgs: num("OMNI_ATTN_OPROJ").unwrap_or(d.attn_oproj_wgs),
             moe_sum_fold: flag("OMNI_MOE_SUM_FOLD", d.moe_sum_fold),
             moe_router: flag("OMNI_MOE_ROUTER", d.moe_router),
+            router_pre: flag("OMNI_ROUTER_PRE", d.router_pre),
             route_fixed_e: flag("OMNI_ROUTE_E", d.route_fixed_e),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: num("OMNI_SPLIT_MAX_TILES").unwrap_or(d.split_max_tiles),
