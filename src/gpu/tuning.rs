@@ -41,10 +41,6 @@ pub struct Tuning {
     /// ... starting at the attention, which writes its output quantised for o_proj
     /// (`OMNI_Q8_CHAIN_ATTN=0`: o_proj quantises its own input)
     pub q8_chain_attn: bool,
-    /// chained Q8_0 matvecs read their tail's inputs (the residual of each subgroup's first
-    /// rows, the next RMSNorm's weights) before the weight stream instead of after it
-    /// (matvec_q8.wgsl's EARLY; `OMNI_Q8_EARLY=0`: after)
-    pub q8_early: bool,
     /// ... and runs each layer's o_proj, gate_up, down and the next qkv as one dispatch
     /// (matvec_q8_phases.wgsl; `OMNI_Q8_PHASES=1`). Off: on an H200 it ran 305 against 323
     /// tok/s at Qwen3-8B (the phases' hand-over costs what a dispatch boundary does, s5 run
@@ -81,6 +77,11 @@ pub struct Tuning {
     /// 2, s11 run 11 persistent 342.9 / 336.7 for 0 / 1 at 8B on the H200; 3 and 4 trips with
     /// one row per subgroup ran 322.5 / 292.3 vs 331.2 for 1, s11 run 4, and were removed)
     pub q8_prefetch: u32,
+    /// chained Q8_0 matvecs read their tail's inputs (the residual of each subgroup's first
+    /// rows, the next RMSNorm's weights) before the weight stream instead of after it
+    /// (matvec_q8.wgsl's EARLY; `OMNI_Q8_EARLY=0`: after). H200, 8B Q8_0 (s13 runs 1, 4):
+    /// 352.8-353.9 tok/s against 344.5-346.3
+    pub q8_early: bool,
     /// percent of each Q8_0 decode matvec's rows read into the L2 cache by a dispatch running
     /// beside the op before it (gpu/prefetch.rs), in the order o_proj (in every layer kind),
     /// and in the dense chain gate_up, down, the next layer's qkv, the lm_head
