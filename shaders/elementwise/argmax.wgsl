@@ -10,7 +10,7 @@ struct Params { n: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(4) var<storage, read_write> next_ids: array<u32>;
 
 var<workgroup> best_v: array<f32, 256>;
-var<workgroup> best_i: array<u32, 256>;
+var<workgroup> best_i: array<u32, 256>;  // (the tree: argmax_tree.wgsl)
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32) {
@@ -23,21 +23,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
     }
     best_v[li] = bv;
     best_i[li] = bi;
-    workgroupBarrier();
-    var s = 128u;
-    loop {
-        if (s == 0u) { break; }
-        if (li < s) {
-            let ov = best_v[li + s];
-            let oi = best_i[li + s];
-            if (ov > best_v[li] || (ov == best_v[li] && oi < best_i[li])) {
-                best_v[li] = ov;
-                best_i[li] = oi;
-            }
-        }
-        workgroupBarrier();
-        s = s / 2u;
-    }
+    best_of_workgroup(li);
     if (li == 0u) {
         let id = select(best_i[0], 0u, best_i[0] == 0xffffffffu);
         out[0] = id;

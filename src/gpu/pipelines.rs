@@ -12,6 +12,7 @@ const MATMUL_BODY: &str = include_str!("../../shaders/matmul/matmul_body.wgsl");
 const ROUTE_CORE: &str = include_str!("../../shaders/elementwise/route_core.wgsl");
 const Q8_BLOCK: &str = include_str!("../../shaders/matmul/q8_block.wgsl");
 const DECODE_ATTN: &str = include_str!("../../shaders/attention/decode.wgsl");
+const ARGMAX_TREE: &str = include_str!("../../shaders/elementwise/argmax_tree.wgsl");
 
 /// Shaders assembled from a format-specific part and a shared body (WGSL has no includes):
 /// (name, part prepended to the body, body).
@@ -31,6 +32,17 @@ const COMPOSED: &[(&str, &str, &str)] = &[
         "matvec_q8",
         include_str!("../../shaders/matmul/matvec_q8.wgsl"),
         Q8_BLOCK,
+    ),
+    // the two stages of the greedy choice share the workgroup's tree
+    (
+        "argmax",
+        include_str!("../../shaders/elementwise/argmax.wgsl"),
+        ARGMAX_TREE,
+    ),
+    (
+        "argmax_partial",
+        include_str!("../../shaders/elementwise/argmax_partial.wgsl"),
+        ARGMAX_TREE,
     ),
     (
         "matmul",
@@ -100,14 +112,6 @@ const SHADERS: &[(&str, &str)] = &[
     (
         "embedding",
         include_str!("../../shaders/elementwise/embedding.wgsl"),
-    ),
-    (
-        "argmax",
-        include_str!("../../shaders/elementwise/argmax.wgsl"),
-    ),
-    (
-        "argmax_partial",
-        include_str!("../../shaders/elementwise/argmax_partial.wgsl"),
     ),
     (
         "qk_norm_rope_kv",
