@@ -14,6 +14,7 @@ override SGC: u32 = 0u;
 // they do not depend on, so their memory round trip overlaps that prologue instead of
 // following it; the first 16 words of a lane (HID 4096 at 32 lanes), the rest in the loop
 override PRE: bool = false;
+override PRE_ON: bool = PRE && SGC > 0u;  // (with a fixed trip count the array is registers)
 
 struct Params {
     experts: u32,
@@ -54,9 +55,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     let trips = (per + step - 1u) / step;
     let row_q = p.stride / 4u;
     let rc = min(r, n - 1u);  // past the end: a real row, not stored
-    // (a fixed trip count with SGC: the array is registers, indexed by constants)
     var pre: array<vec4<u32>, 16>;
-    if (PRE && SGC > 0u) {
+    if (PRE_ON) {
         for (var i = 0u; i < min(trips, 16u); i++) {
             let j = min(lane + i * step, per - 1u);
             pre[i] = w[rc * row_q + j];
@@ -77,7 +77,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         let j = lane + i * step;
         if (j < per) {
             var q: vec4<u32>;
-            if (PRE && SGC > 0u && i < 16u) { q = pre[i]; } else { q = w[rc * row_q + j]; }
+            if (PRE_ON && i < 16u) { q = pre[i]; } else { q = w[rc * row_q + j]; }
             a0 = a0 + part(q, xs[2u * j], xs[2u * j + 1u]);
         }
     }
