@@ -857,25 +857,34 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     // run, the default four rows per subgroup always among them
     // then the wide shapes (`Tuning::q8_wide_wg`: 512 or 1024 invocations) where the adapter
     // takes them
+    // then rows shared by 2-8 subgroups each (KSPLIT) where the subgroup size is fixed
     let mut ran = 0;
     let mut wide_ran = 0;
+    let mut split_ran = 0;
     let cases = [
-        (4u32, 1u32, 0u32),
-        (2, 2, 0),
-        (4, 2, 0),
-        (1, 4, 0),
-        (2, 1, 512),
-        (1, 1, 512),
-        (1, 1, 1024),
+        (4u32, 1u32, 0u32, 1u32),
+        (2, 2, 0, 1),
+        (4, 2, 0, 1),
+        (1, 4, 0, 1),
+        (2, 1, 512, 1),
+        (1, 1, 512, 1),
+        (1, 1, 1024, 1),
+        (4, 1, 0, 2),
+        (1, 2, 0, 4),
+        (2, 1, 512, 2),
+        (1, 1, 1024, 4),
+        (1, 1, 512, 8),
     ];
     // each shape with the tail's reads before the weight stream (EARLY) and after it
     let runs = cases.iter().flat_map(|&c| [(c, true), (c, false)]);
-    for ((rows, groups, wide), early) in runs {
+    for ((rows, groups, wide, split), early) in runs {
         k.tuning.q8_early = early;
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
         k.tuning.q8_wide_wg = wide;
         k.tuning.q8_wide_rows = rows;
+        k.tuning.q8_ksplit = if wide > 0 { 1 } else { split };
+        k.tuning.q8_wide_ksplit = if wide > 0 { split } else { 1 };
         k.tuning.q8_min_wgs = if wide > 0 { u32::MAX } else { 1 };
         if wide > 0 {
             let (_, _, m) = q8(224, 32, 90);
@@ -883,6 +892,14 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
                 continue;
             }
             wide_ran += 1;
+        }
+        if split > 1 {
+            let fits = ctx
+                .fixed_subgroup_size()
+                .is_some_and(|sg| wide.max(k.tuning.q8_wg) / sg >= split);
+            if !fits {
+                continue;
+            }
         }
         let probe = |rows_total: usize, swiglu: bool| {
             let (_, _, m) = q8(rows_total, 32, 90);
@@ -899,8 +916,12 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
             continue;
         }
         ran += 1;
-        // 1. residual producer (accumulating) -> normed consumer
-        let (mid, kk, n) = (224usize, 160usize, 45usize);
+        if split > 1 {
+            split_ran += 1;
+        }
+        // 1. residual producer (accumulating) -> normed consumer (K of 33 and 17 blocks: a
+        // subgroup's stretch and part of another, so KSPLIT's later parts have blocks too)
+        let (mid, kk, n) = (544usize, 1056usize, 45usize);
         let (aq, asc, a) = q8(mid, kk, 91);
         let (bq, bs, b) = q8(n, mid, 92);
         let x = values(kk, 93);
@@ -950,7 +971,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         // a row by 1/127 of a block's share, well inside the chain checks' 1e-3 below)
         assert!(
             e < 1e-3,
-            "accumulated residual, rows {rows} groups {groups} early {early}: {e:.2e}"
+            "accumulated residual, rows {rows} groups {groups} split {split} early {early}: {e:.2e}"
         );
         let hg: Vec<f32> = h.iter().zip(&g).map(|(a, b)| a * b).collect();
         let inv_rms = 1.0 / (h.iter().map(|v| v * v).sum::<f32>() / mid as f32 + 1e-6).sqrt();
@@ -961,12 +982,12 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained normed, rows {rows} groups {groups} early {early}: {e:.2e}"
+            "chained normed, rows {rows} groups {groups} split {split} early {early}: {e:.2e}"
         );
 
         // 2. stacked gate | up producer -> SwiGLU consumer; the producer's f32 rows stay where
         // a plain matvec puts them
-        let inter = 192usize;
+        let inter = 576usize;
         let (_, _, gu) = q8(2 * inter, kk, 96);
         let (dq, ds, d) = q8(n, inter, 97);
         let qb = GpuBuffer::zeros(&ctx, quantised_len(inter), "qb").unwrap();
@@ -1011,7 +1032,7 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         let e = rel(&got, &want);
         assert!(
             e < 1e-3,
-            "chained SwiGLU, rows {rows} groups {groups} early {early}: {e:.2e}"
+            "chained SwiGLU, rows {rows} groups {groups} split {split} early {early}: {e:.2e}"
         );
     }
     assert!(
@@ -1020,6 +1041,9 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     );
     if ctx.limits.max_compute_invocations_per_workgroup >= 512 {
         assert!(wide_ran >= 1, "no wide shape ran");
+    }
+    if ctx.fixed_subgroup_size().is_some() {
+        assert!(split_ran >= 2, "only {split_ran} KSPLIT shape(s) ran");
     }
 }
 

@@ -188,7 +188,8 @@ fn write_model(
 /// hands o_proj its output quantised, through one chunk and past it (the combining pass
 /// writes it then), and each layer's o_proj .. next qkv (the lm_head after the last) run as
 /// one phased dispatch (and the same as a persistent kernel); also with a dispatch per matvec,
-/// and with every matrix read ahead into the L2 cache. Against the CPU Q8_0 engine within the Q8_0 budget, and against the same
+/// and with every matrix read ahead into the L2 cache, and with rows shared by two subgroups
+/// (KSPLIT). Against the CPU Q8_0 engine within the Q8_0 budget, and against the same
 /// model unchained, where every matvec quantises its own input: the same roundings of the same
 /// values, so within the f32 budget.
 #[test]
@@ -237,6 +238,16 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
         ..Default::default()
     };
     let mut prefetched = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), ahead).unwrap();
+    // rows shared by two subgroups each (KSPLIT) where the subgroup size is fixed: the links'
+    // shapes and the chain with it on, against the CPU engine within the Q8_0 budget (this
+    // model's rows fit one subgroup's stretch of blocks, so the second part adds nothing: the
+    // parts' arithmetic is chained_q8_0_matvecs_match_their_cpu_twin's)
+    let split = qwen_omni::gpu::Tuning {
+        q8_ksplit: 2,
+        q8_wide_ksplit: 2,
+        ..Default::default()
+    };
+    let mut halves = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), split).unwrap();
     // o_proj, gate_up, down of 2 layers, the second layer's qkv, the lm_head
     let base = Qwen3Gpu::new_tuned(&ctx, &cpu, opts(), Default::default()).unwrap();
     assert_eq!(prefetched.decode_op_count(), base.decode_op_count() + 8);
@@ -248,6 +259,7 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
     plain.prefill(&ids, None).unwrap();
     linked.prefill(&ids, None).unwrap();
     prefetched.prefill(&ids, None).unwrap();
+    halves.prefill(&ids, None).unwrap();
     let mut next = qwen_omni::cpu::argmax(&want) as u32;
     for s in 0..70 {
         let want = cpu.forward(&[next], &mut cache, Logits::Last).unwrap();
@@ -281,6 +293,13 @@ fn chained_q8_0_decode_with_quantised_attention_matches_the_cpu_q8_0_engine() {
         );
         let read_ahead = prefetched.decode(Some(next), true).unwrap();
         assert_eq!(read_ahead, one_each, "prefetched vs not, step {s}");
+        let split = halves.decode(Some(next), true).unwrap();
+        assert_close(
+            &format!("rows in halves, step {s}"),
+            &split,
+            &want,
+            common::tol::Q8_LOGITS_REL,
+        );
         next = qwen_omni::cpu::argmax(&want) as u32;
     }
 }

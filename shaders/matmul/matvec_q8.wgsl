@@ -56,6 +56,13 @@ override NOTAIL: bool = false;
 // QOUT 1: the next RMSNorm's weights) are issued before the weight stream, not after it, so
 // the workgroup's last rows wait for one memory round trip fewer (two with both)
 override EARLY: bool = false;
+// KSPLIT (chain links; a fixed subgroup size): KSPLIT subgroups share each row group, each
+// taking every KSPLIT-th subgroup-wide stretch of its blocks, so a lane has 1 / KSPLIT of a
+// row's loads to hold in registers and more subgroups stream at once. The parts meet in
+// `kpart` (KPN = RPW * KSPLIT floats) and invocation li finishes row first + li, adding the
+// parts in order.
+override KSPLIT: u32 = 1u;
+override KPN: u32 = 1u;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -102,6 +109,8 @@ var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
 // workgroup memory comes out of the L1 cache in every variant (6 KB of QOUT arrays cost the
 // 30B-A3B decode 2.5% on an H200).
 var<workgroup> yo: array<f32, 128>;
+var<workgroup> kpart: array<f32, KPN>;  // KSPLIT: (row, part) sums
+var<workgroup> kss: array<f32, 8>;      // KSPLIT, XIN + RMS_NORM: each part's sum of squares
 
 // Where this workgroup reads and writes (set once in main; plain offsets unless MOE).
 var<private> w_row0: u32;  // first weight row of the matrix (expert) in this chunk
@@ -109,7 +118,8 @@ var<private> x_base: u32;  // offset of x (the gate half when SWIGLU)
 var<private> u_base: u32;  // offset of the up half (SWIGLU)
 var<private> y_base: u32;  // output offset of row 0
 var<private> wg_first: u32;  // QOUT: the workgroup's first (logical) row
-var<private> early_res: vec4<f32>;  // EARLY: the residual of the subgroup's first rows (lane 0)
+// EARLY: the residual of the subgroup's first rows (lane 0); KSPLIT: of row first + li (.x)
+var<private> early_res: vec4<f32>;
 var<private> early_g: vec4<f32>;    // EARLY, QOUT 1: this invocation's four norm weights
 
 // The weight / output row of logical row r: QOUT 2 interleaves gate and up blocks of 32.
@@ -296,18 +306,20 @@ fn main(@builtin(local_invocation_index) li: u32,
     }
     let first = (wg.x + wg.y * nwg.x) * RPW;
     wg_first = first;
-    let nsg = WG / sgs;
+    // KSPLIT subgroups per row group: subgroup li / sgs takes part `part` of its blocks
+    let ngr = WG / sgs / KSPLIT;
+    let part = (li / sgs) % KSPLIT;
     let last = p.rows - 1u;
     let nb = kdim() / 32u;
-    let rstart = first + (li / sgs) * ROWS;
+    let rstart = first + (li / sgs / KSPLIT) * ROWS;
     var wg_ss = 0.0;
     if (DOT && !XIN) { wg_ss = quantise_x(li, lane, sgs); }
     let nq4 = (nb + 3u) / 4u;
     let step = select(sgs, SGC, SGC > 0u);
-    let trips = (nb + step - 1u) / step;
+    let trips = (nb + step * KSPLIT - 1u) / (step * KSPLIT);
     if (EARLY && !NOTAIL) { load_tail_early(li, lane, first, rstart); }
     // subgroup-uniform loop: every lane of a subgroup has the same li / sgs
-    for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += nsg * ROWS) {
+    for (var r0 = rstart; r0 < min(first + RPW, p.rows); r0 += ngr * ROWS) {
         var acc = vec4<f32>(0.0);
         var ss = 0.0;
         // rows past the end repeat the last row (in bounds) and are not stored
@@ -315,7 +327,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
         for (var i = 0u; i < trips && XIN; i++) {
-            let b = lane + i * step;
+            let b = lane + (i * KSPLIT + part) * step;
             if (b < nb) {
                 let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
                 if (RMS_NORM) { ss = ss + bitcast<f32>(aux[2u * nb + nq4 + b / 4u][b % 4u]); }
@@ -324,7 +336,7 @@ fn main(@builtin(local_invocation_index) li: u32,
             }
         }
         for (var i = 0u; i < trips && DOT && !XIN; i++) {
-            let b = lane + i * step;
+            let b = lane + (i * KSPLIT + part) * step;
             if (b < nb) {
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
                                xq[2u * b], xq[2u * b + 1u], xd[b]);
@@ -365,6 +377,18 @@ fn main(@builtin(local_invocation_index) li: u32,
             if (lane == 0u && dot(total, vec4<f32>(1.0)) == 1.2345e-30) { y[0] = total_ss; }
             continue;
         }
+        if (KSPLIT > 1u) {
+            if (lane == 0u) {
+                let at = (r0 - first) * KSPLIT + part;
+                kpart[at] = total.x;
+                if (ROWS > 1u) { kpart[at + KSPLIT] = total.y; }
+                if (ROWS > 2u) { kpart[at + 2u * KSPLIT] = total.z; }
+                if (ROWS > 3u) { kpart[at + 3u * KSPLIT] = total.w; }
+                // (every row group's subgroup of a part sums the same blocks in the same order)
+                kss[part] = total_ss;
+            }
+            continue;
+        }
         if (lane == 0u) {
             let e = EARLY && r0 == rstart;
             store(r0, total.x, total_ss, e, early_res.x);
@@ -373,6 +397,7 @@ fn main(@builtin(local_invocation_index) li: u32,
             if (ROWS > 3u) { store(r0 + 3u, total.w, total_ss, e, early_res.w); }
         }
     }
+    if (KSPLIT > 1u && !NOTAIL) { finish_parts(li, first, wg_ss); }
     if (QOUT > 0u && !NOTAIL) { quantise_out(li); }
     if (MOE && MOE_SUM) { add_slots(li, wg.z / KS, wg.x + wg.y * nwg.x, first); }
 }
@@ -381,7 +406,10 @@ fn main(@builtin(local_invocation_index) li: u32,
 // residual of the subgroup's first ROWS rows (the rows it stores first); with QOUT 1 every
 // invocation quantise_out gives four values takes their four norm weights.
 fn load_tail_early(li: u32, lane: u32, first: u32, rstart: u32) {
-    if (ACCUMULATE && lane == 0u && rstart < min(first + RPW, p.rows)) {
+    if (ACCUMULATE && KSPLIT > 1u && li < RPW && first + li < p.rows) {
+        early_res.x = y[y_base + pair_row(first + li)];
+    }
+    if (ACCUMULATE && KSPLIT == 1u && lane == 0u && rstart < min(first + RPW, p.rows)) {
         let last = p.rows - 1u;
         early_res = vec4<f32>(y[y_base + pair_row(rstart)],
                               y[y_base + pair_row(min(rstart + 1u, last))],
@@ -390,6 +418,22 @@ fn load_tail_early(li: u32, lane: u32, first: u32, rstart: u32) {
     }
     if (QOUT == 1u && first < p.rows && 4u * li < min(RPW, p.rows - first)) {
         early_g = g[(p.row0 + first + 4u * li) / 4u];
+    }
+}
+
+// KSPLIT: the parts of each row added in part order and the rows stored (invocation li takes
+// rows first + li, + WG, ...); the sum of squares: the parts' (XIN), else the workgroup's own.
+fn finish_parts(li: u32, first: u32, wg_ss: f32) {
+    workgroupBarrier();
+    var ss = wg_ss;
+    if (XIN) {
+        ss = 0.0;
+        for (var q = 0u; q < KSPLIT; q++) { ss = ss + kss[q]; }
+    }
+    for (var lr = li; lr < RPW; lr += WG) {
+        var v = 0.0;
+        for (var q = 0u; q < KSPLIT; q++) { v = v + kpart[lr * KSPLIT + q]; }
+        store(first + lr, v, ss, EARLY && lr == li, early_res.x);
     }
 }
 

@@ -312,10 +312,12 @@ impl Kernels {
         } else {
             self.tuning.matvec_wg
         };
-        self.subgroup_matvec_shape(w, f, wg, rows, rms_norm, matrix_rows, columns, multiple)
+        self.subgroup_matvec_shape(w, f, wg, rows, rms_norm, matrix_rows, columns, multiple, 1)
     }
 
-    /// [`Kernels::subgroup_matvec_constants`] with `wg` invocations per workgroup.
+    /// [`Kernels::subgroup_matvec_constants`] with `wg` invocations per workgroup, and (Q8_0
+    /// chain links, `split` > 1) `split` subgroups sharing each row group (matvec_q8.wgsl's
+    /// KSPLIT: the caller checks the subgroup size is fixed and divides `wg` `split` times).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn subgroup_matvec_shape(
         &self,
@@ -327,8 +329,9 @@ impl Kernels {
         matrix_rows: u32,
         columns: u32,
         multiple: u32,
+        split: u32,
     ) -> (Vec<(&'static str, f64)>, u32) {
-        let base = (wg / self.ctx.info.subgroup_min_size.max(1)).max(1) * rows;
+        let base = (wg / self.ctx.info.subgroup_min_size.max(1) / split.max(1)).max(1) * rows;
         let mut groups = if w.is_q8 { self.tuning.q8_groups } else { 1 };
         while groups > 1 && matrix_rows.div_ceil(base * groups) * columns < self.tuning.q8_min_wgs {
             groups -= 1;
@@ -356,6 +359,10 @@ impl Kernels {
             }
             if self.tuning.q8_fixed_k {
                 c.push(("KC", w.cols as f64));
+            }
+            if split > 1 {
+                c.push(("KSPLIT", split as f64));
+                c.push(("KPN", (rows_per_wg * split) as f64));
             }
         }
         (c, rows_per_wg)

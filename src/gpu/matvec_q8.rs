@@ -234,7 +234,22 @@ impl Kernels {
     ) -> (Vec<(&'static str, f64)>, u32, u32) {
         let t = &self.tuning;
         let rows = w.rows as u32;
-        let (c, rpw) = self.subgroup_matvec_constants(w, f, t.q8_rows, rms, rows, 1, multiple);
+        // KSPLIT needs a fixed subgroup size that leaves `split` subgroups per row group
+        let split = |s: u32, wg: u32| match self.ctx.fixed_subgroup_size() {
+            Some(sg) if t.q8_fixed_sg && sg > 0 && wg / sg >= s => s,
+            _ => 1,
+        };
+        let (c, rpw) = self.subgroup_matvec_shape(
+            w,
+            f,
+            t.q8_wg,
+            t.q8_rows,
+            rms,
+            rows,
+            1,
+            multiple,
+            split(t.q8_ksplit, t.q8_wg),
+        );
         let wide = t.q8_wide_wg;
         let limits = &self.ctx.limits;
         let fits = wide > t.q8_wg
@@ -245,8 +260,17 @@ impl Kernels {
         if !fits || rows.div_ceil(rpw) >= t.q8_min_wgs {
             return (c, rpw, t.q8_wg);
         }
-        let (c, rpw) =
-            self.subgroup_matvec_shape(w, f, wide, t.q8_wide_rows, rms, rows, 1, multiple);
+        let (c, rpw) = self.subgroup_matvec_shape(
+            w,
+            f,
+            wide,
+            t.q8_wide_rows,
+            rms,
+            rows,
+            1,
+            multiple,
+            split(t.q8_wide_ksplit, wide),
+        );
         (c, rpw, wide)
     }
 

@@ -72,6 +72,11 @@ pub struct Tuning {
     /// the quantised output's 32-row blocks cap the workgroup count (4096 rows: 128)
     pub q8_wide_wg: u32,
     pub q8_wide_rows: u32,
+    /// Subgroups sharing each row group of a chain link (matvec_q8.wgsl's KSPLIT; needs a
+    /// fixed subgroup size): `OMNI_Q8_KSPLIT` for the default shape, `OMNI_Q8_WIDE_KSPLIT`
+    /// for the wide one. 1: each subgroup takes whole rows.
+    pub q8_ksplit: u32,
+    pub q8_wide_ksplit: u32,
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`; default 0: s6 phased 314.7 / 309.0 / 290.8 tok/s for 0 / 1 /
     /// 2, s11 run 11 persistent 342.9 / 336.7 for 0 / 1 at 8B on the H200; 3 and 4 trips with
@@ -152,6 +157,8 @@ impl Default for Tuning {
             // 512 x 1: 326.1; 1024 x 2: 320.4; 512 x 4: 292.6)
             q8_wide_wg: 512,
             q8_wide_rows: 2,
+            q8_ksplit: 1,
+            q8_wide_ksplit: 1,
             l2_prefetch: [0; 5],
             attn_oproj_wgs: 0,
             l2_prefetch_tail: 0,
@@ -189,6 +196,12 @@ impl Tuning {
             // Qwen3-Omni-30B-A3B (32 + 64) 386.7-389.2 -> 393.6-395.8; Qwen3-8B (32 + 128: 28
             // start only after the attention) 343.1-346.2 -> 341.9-345.1. Other NVIDIA cards:
             // unmeasured (their SM counts differ), off
+            // H200, s14 runs 1-3: two subgroups per row group in the default-shape links
+            // (gate_up, lm_head: half of a row's loads per lane, fewer registers held):
+            // Qwen3-8B Q8_0 352.8-353.9 -> 354.5-355.4 tok/s (gate_up 33.4 -> 31.9 us, lm_head
+            // 157.8 -> 150.5 us), 30B-A3B 396.7 / 397.5 -> 399.1 / 399.6; 4 ways, or 2-8 in the
+            // wide links: slower (or unchained: gate_up's 64-row blocks no longer fit)
+            d.q8_ksplit = 2;
             let sms_132 = info.name.contains("H100") || info.name.contains("H200");
             d.attn_oproj_wgs = if sms_132 { 132 } else { 0 };
         }
@@ -223,6 +236,8 @@ impl Tuning {
             q8_prefetch: get("OMNI_Q8_PREFETCH", &[0, 1, 2], d.q8_prefetch),
             q8_wide_wg: get("OMNI_Q8_WIDE_WG", &[0, 512, 1024], d.q8_wide_wg),
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
+            q8_ksplit: get("OMNI_Q8_KSPLIT", &[1, 2, 4, 8], d.q8_ksplit),
+            q8_wide_ksplit: get("OMNI_Q8_WIDE_KSPLIT", &[1, 2, 4, 8], d.q8_wide_ksplit),
             q8_phases: flag("OMNI_Q8_PHASES", d.q8_phases),
             q8_chain_attn: flag("OMNI_Q8_CHAIN_ATTN", d.q8_chain_attn),
             q8_early: flag("OMNI_Q8_EARLY", d.q8_early),
