@@ -158,6 +158,10 @@ enum Command {
         /// The GPU's f32 FMA peak in TFLOP/s (known cards are built in)
         #[arg(long)]
         peak_tflops: Option<f64>,
+        /// After the run, what the Vulkan driver compiled for each pipeline whose shader name
+        /// contains this (registers, spills, ...: drivers with VK_KHR_pipeline_executable_properties)
+        #[arg(long, value_name = "FILTER")]
+        shader_stats: Option<String>,
         #[command(flatten)]
         engine: EngineCli,
     },
@@ -343,6 +347,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             repeats,
             profile_prefill,
             peak_tflops,
+            shader_stats,
             engine,
         } => app::bench::run(&app::bench::BenchArgs {
             model: model.unwrap_or_default(),
@@ -356,6 +361,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             quant: engine.quant,
             peak_tflops,
             profile_prefill,
+            shader_stats,
         }),
         Command::Devices { audio } => app::devices::run(audio),
         Command::Serve(a) => app::serve::run(&a),

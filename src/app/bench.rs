@@ -28,6 +28,8 @@ pub struct BenchArgs {
     pub peak_tflops: Option<f64>,
     /// tokens of the prefill step profiled by kernel (GPU)
     pub profile_prefill: usize,
+    /// print the driver's statistics of the pipelines whose shader name contains this (GPU)
+    pub shader_stats: Option<String>,
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {

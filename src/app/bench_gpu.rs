@@ -310,6 +310,44 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
             &k,
         );
     }
+    if let Some(filter) = &a.shader_stats {
+        print_shader_stats(ctx, filter)?;
+    }
+    Ok(())
+}
+
+/// The driver's statistics of every pipeline the run built whose shader name contains `filter`.
+fn print_shader_stats(ctx: &GpuContext, filter: &str) -> Result<()> {
+    let built: Vec<_> = ctx
+        .pipelines
+        .built()
+        .into_iter()
+        .filter(|(n, _)| n.contains(filter))
+        .collect();
+    let stats = crate::gpu::shader_stats::driver_statistics(&ctx.info.name, &built)?;
+    println!();
+    println!("Pipelines as the driver compiled them (VK_KHR_pipeline_executable_properties):");
+    println!();
+    println!("| shader | constants | executable | subgroup | statistics |");
+    println!("|---|---|---|---:|---|");
+    for s in stats {
+        let c: Vec<String> = s
+            .constants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for e in &s.executables {
+            let l: Vec<String> = e.stats.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                s.shader,
+                c.join(" "),
+                e.name,
+                e.subgroup_size,
+                l.join("; ")
+            );
+        }
+    }
     Ok(())
 }
 

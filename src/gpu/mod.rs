@@ -12,6 +12,7 @@ mod pipelines;
 mod prefetch;
 pub mod profiler;
 mod random;
+pub mod shader_stats;
 pub mod stream_probe;
 mod tuning;
 

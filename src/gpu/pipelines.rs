@@ -201,12 +201,53 @@ fn checked_shaders() -> bool {
     std::env::var("OMNI_GPU_CHECKED").is_ok_and(|v| v == "1")
 }
 
+/// The WGSL of shader `name` as its pipeline with these constants is built from.
+pub fn shader_source(name: &str, constants: &[(&str, f64)]) -> Result<String> {
+    Ok(if name == "matvec_q8_phases" {
+        let n = constants
+            .iter()
+            .find(|c| c.0 == "N_PHASES")
+            .map_or(4.0, |c| c.1);
+        phases_source((n as usize).clamp(1, 4))
+    } else if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
+        // the shared piece first: the matmul body declares Params, which the part uses
+        format!("{COMMON}\n{body}\n{part}")
+    } else {
+        let src = SHADERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| Error::Gpu(format!("no shader named `{name}`")))?;
+        format!("{COMMON}\n{src}")
+    })
+}
+
 #[derive(Default)]
 pub struct PipelineCache {
     pipelines: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
 }
 
 impl PipelineCache {
+    /// The (shader, constants) of every pipeline built so far, sorted.
+    pub fn built(&self) -> Vec<(String, Vec<(String, f64)>)> {
+        let map = match self.pipelines.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let mut v: Vec<_> = map
+            .keys()
+            .map(|(n, c)| {
+                let c = c.iter().map(|(k, b)| (k.clone(), f64::from_bits(*b)));
+                (n.clone(), c.collect())
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(format!("{:?}", a.1).cmp(&format!("{:?}", b.1)))
+        });
+        v
+    }
+
     /// The pipeline of shader `name` with these override constants, compiled on first use.
     pub fn get(
         &self,
@@ -228,23 +269,7 @@ impl PipelineCache {
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
-        let source = if name == "matvec_q8_phases" {
-            let n = constants
-                .iter()
-                .find(|c| c.0 == "N_PHASES")
-                .map_or(4.0, |c| c.1);
-            phases_source((n as usize).clamp(1, 4))
-        } else if let Some((_, part, body)) = COMPOSED.iter().find(|(n, _, _)| *n == name) {
-            // the shared piece first: the matmul body declares Params, which the part uses
-            format!("{COMMON}\n{body}\n{part}")
-        } else {
-            let src = SHADERS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, s)| *s)
-                .ok_or_else(|| Error::Gpu(format!("no shader named `{name}`")))?;
-            format!("{COMMON}\n{src}")
-        };
+        let source = shader_source(name, constants)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(name),
