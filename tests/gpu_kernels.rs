@@ -919,9 +919,11 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         if split > 1 {
             split_ran += 1;
         }
-        // 1. residual producer (accumulating) -> normed consumer (K of 33 and 17 blocks: a
-        // subgroup's stretch and part of another, so KSPLIT's later parts have blocks too)
-        let (mid, kk, n) = (544usize, 1056usize, 45usize);
+        // 1. residual producer (accumulating) -> normed consumer. K of 33 blocks (and 18 for
+        // the SwiGLU consumer below): a subgroup's stretch and part of another, so KSPLIT's
+        // later parts have blocks too; K of 16 blocks: whole stretches for 8-lane subgroups,
+        // so the loops drop their bounds test (FULL) where the subgroup size is fixed at 8
+        let (mid, kk, n) = (512usize, 1056usize, 45usize);
         let (aq, asc, a) = q8(mid, kk, 91);
         let (bq, bs, b) = q8(n, mid, 92);
         let x = values(kk, 93);

@@ -63,6 +63,11 @@ override EARLY: bool = false;
 // parts in order.
 override KSPLIT: u32 = 1u;
 override KPN: u32 = 1u;
+// FULL (with KC and SGC): every lane's every trip lands inside the row (K / 32 blocks a
+// multiple of SGC * KSPLIT, the host checks), so the block loops drop their bounds test.
+// H200: +0.5-0.9% at 8B with the wide links at 1024 x 4 rows x KSPLIT 4, but -4% with them
+// at 512 x 2 rows (down and o_proj slower): the compiler's load scheduling moves with it
+override FULL: bool = false;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -102,6 +107,9 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> sum_done: array<atomic<u32>>; // (t, n_blocks)
 var<workgroup> last_flag: u32;  // MOE_SUM: 1 in the token's last slot of a row block
 
+// (declared in every variant, and the driver allocates them even where XIN leaves them
+// unused; sized to 1 there they made the H200's compiler hold half the registers and the
+// links 3-9% slower: s14 run 6)
 var<workgroup> xq: array<vec4<u32>, 768>;  // DOT: x as int8, 16 per vec4 (K <= 12288)
 var<workgroup> xd: array<f32, 384>;        // DOT: x's block scales
 var<workgroup> part_ss: array<f32, 64>;    // DOT: per-subgroup sums of squares
@@ -328,7 +336,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r3 = min(r0 + 3u, last);
         for (var i = 0u; i < trips && XIN; i++) {
             let b = lane + (i * KSPLIT + part) * step;
-            if (b < nb) {
+            if (FULL || b < nb) {
                 let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
                 if (RMS_NORM) { ss = ss + bitcast<f32>(aux[2u * nb + nq4 + b / 4u][b % 4u]); }
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
@@ -337,7 +345,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         }
         for (var i = 0u; i < trips && DOT && !XIN; i++) {
             let b = lane + (i * KSPLIT + part) * step;
-            if (b < nb) {
+            if (FULL || b < nb) {
                 acc = dot_rows(acc, fetch(r0, b), fetch(r1, b), fetch(r2, b), fetch(r3, b),
                                xq[2u * b], xq[2u * b + 1u], xd[b]);
             }

@@ -364,6 +364,15 @@ impl Kernels {
                 c.push(("KSPLIT", split as f64));
                 c.push(("KPN", (rows_per_wg * split) as f64));
             }
+            // FULL: every lane's trips inside the row, known at pipeline creation
+            let sg = c.iter().find(|x| x.0 == "SGC").map_or(0, |x| x.1 as usize);
+            let full = sg > 0
+                && self.tuning.q8_fixed_k
+                && self.tuning.q8_full_trips
+                && (w.cols / 32).is_multiple_of(sg * split.max(1) as usize);
+            if full {
+                c.push(("FULL", 1.0));
+            }
         }
         (c, rows_per_wg)
     }

@@ -77,6 +77,9 @@ pub struct Tuning {
     /// for the wide one. 1: each subgroup takes whole rows.
     pub q8_ksplit: u32,
     pub q8_wide_ksplit: u32,
+    /// Q8_0 matvecs whose lanes' trips all land inside the row drop the loops' bounds test
+    /// (matvec_q8.wgsl FULL; `OMNI_Q8_FULL_TRIPS=0` keeps it)
+    pub q8_full_trips: bool,
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`; default 0: s6 phased 314.7 / 309.0 / 290.8 tok/s for 0 / 1 /
     /// 2, s11 run 11 persistent 342.9 / 336.7 for 0 / 1 at 8B on the H200; 3 and 4 trips with
@@ -159,6 +162,7 @@ impl Default for Tuning {
             q8_wide_rows: 2,
             q8_ksplit: 1,
             q8_wide_ksplit: 1,
+            q8_full_trips: true,
             l2_prefetch: [0; 5],
             attn_oproj_wgs: 0,
             l2_prefetch_tail: 0,
@@ -202,6 +206,13 @@ impl Tuning {
             // 157.8 -> 150.5 us), 30B-A3B 396.7 / 397.5 -> 399.1 / 399.6; 4 ways, or 2-8 in the
             // wide links: slower (or unchained: gate_up's 64-row blocks no longer fit)
             d.q8_ksplit = 2;
+            // H200, s14 runs 6-7: the wide links (qkv, o_proj, down: fewer than 264
+            // workgroups at the default shape) at 1024 invocations, 4 rows per row group and
+            // 4 subgroups per row group, with FULL loops: 8B Q8_0 351.6-353.2 -> 355.7-355.8
+            // tok/s (down 21.8 -> 21.0 us, o_proj 9.4 -> 9.1); 30B-A3B level (398.8-400.1)
+            d.q8_wide_wg = 1024;
+            d.q8_wide_rows = 4;
+            d.q8_wide_ksplit = 4;
             let sms_132 = info.name.contains("H100") || info.name.contains("H200");
             d.attn_oproj_wgs = if sms_132 { 132 } else { 0 };
         }
@@ -238,6 +249,7 @@ impl Tuning {
             q8_wide_rows: get("OMNI_Q8_WIDE_ROWS", &[1, 2, 3, 4], d.q8_wide_rows),
             q8_ksplit: get("OMNI_Q8_KSPLIT", &[1, 2, 4, 8], d.q8_ksplit),
             q8_wide_ksplit: get("OMNI_Q8_WIDE_KSPLIT", &[1, 2, 4, 8], d.q8_wide_ksplit),
+            q8_full_trips: flag("OMNI_Q8_FULL_TRIPS", d.q8_full_trips),
             q8_phases: flag("OMNI_Q8_PHASES", d.q8_phases),
             q8_chain_attn: flag("OMNI_Q8_CHAIN_ATTN", d.q8_chain_attn),
             q8_early: flag("OMNI_Q8_EARLY", d.q8_early),
