@@ -692,10 +692,17 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
         (7, 33, 64, 16),
         (70, 130, 160, 1000),
     ];
-    // the exact path: f32 activations (the int8-activation path has its own twin test below)
+    // the exact path: f32 activations (the int8-activation path has its own twin test below);
+    // rows whole per subgroup, then (where the subgroup size is fixed) shared by 2 or 4
+    // subgroups (KSPLIT), in the default and the wide shapes
     k.tuning.q8_dot = false;
     let runs = (1..=4u32).flat_map(|r| shapes.iter().map(move |s| (r, *s)));
-    for (rows, (t, n, kk, chunk)) in runs.filter(|(r, s)| *r == 1 || s.0 == 1) {
+    let runs = [1u32, 2, 4]
+        .into_iter()
+        .flat_map(|split| runs.clone().map(move |r| (split, r)));
+    for (split, (rows, (t, n, kk, chunk))) in runs.filter(|(_, (r, s))| *r == 1 || s.0 == 1) {
+        k.tuning.q8_ksplit = split;
+        k.tuning.q8_wide_ksplit = split;
         k.tuning.q8_rows = rows;
         k.tuning.matvec_wg = [256, 64, 128, 64][rows as usize - 1];
         let w = values(n * kk, 61);
@@ -725,7 +732,11 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
         let got = run_read(&k, &ops, t, &gy, t * n);
         let mut want = vec![0f32; t * n];
         cpu::matmul(&x, t, mat, &mut want);
-        check(&format!("q8 t{t} {n}x{kk} rows {rows}"), &got, &want);
+        check(
+            &format!("q8 t{t} {n}x{kk} rows {rows} split {split}"),
+            &got,
+            &want,
+        );
         if t == 1 {
             // the folded-norm variant
             let g = values(kk, 63);
@@ -737,7 +748,7 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
             let mut want = vec![0f32; n];
             cpu::matvec(mat, &h, &mut want);
             check(
-                &format!("q8 normed {n}x{kk} rows {rows}"),
+                &format!("q8 normed {n}x{kk} rows {rows} split {split}"),
                 &gy.read_f32(&ctx, 0, n).unwrap(),
                 &want,
             );

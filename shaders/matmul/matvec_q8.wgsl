@@ -350,7 +350,7 @@ fn main(@builtin(local_invocation_index) li: u32,
                                xq[2u * b], xq[2u * b + 1u], xd[b]);
             }
         }
-        for (var b = lane; b < nb && !DOT && !XIN; b += sgs) {
+        for (var b = lane + part * sgs; b < nb && !DOT && !XIN; b += sgs * KSPLIT) {
             let i = 8u * b;
             var x0 = xin(i);
             var x1 = xin(i + 1u);
@@ -430,11 +430,12 @@ fn load_tail_early(li: u32, lane: u32, first: u32, rstart: u32) {
 }
 
 // KSPLIT: the parts of each row added in part order and the rows stored (invocation li takes
-// rows first + li, + WG, ...); the sum of squares: the parts' (XIN), else the workgroup's own.
+// rows first + li, + WG, ...); the sum of squares: the parts' (each summed its own blocks'),
+// or where the workgroup quantised x itself, its own.
 fn finish_parts(li: u32, first: u32, wg_ss: f32) {
     workgroupBarrier();
     var ss = wg_ss;
-    if (XIN) {
+    if (XIN || !DOT) {
         ss = 0.0;
         for (var q = 0u; q < KSPLIT; q++) { ss = ss + kss[q]; }
     }
