@@ -126,6 +126,10 @@ enum Command {
         /// Pick the GPU whose adapter name contains this text
         #[arg(long)]
         adapter: Option<String>,
+        /// After the run, what the Vulkan driver compiled for the probe's pipelines whose
+        /// shader name contains this (as `omni bench --shader-stats`)
+        #[arg(long, value_name = "FILTER")]
+        shader_stats: Option<String>,
     },
     /// Measure load time, prefill and decode speed, memory and bandwidth use
     Bench {
@@ -401,6 +405,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             variants,
             only,
             adapter,
+            shader_stats,
         } => app::bench_stream::run(&app::bench_stream::BenchStreamArgs {
             synthetic,
             buffer_bytes,
@@ -409,6 +414,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             variants,
             only,
             adapter,
+            shader_stats,
         }),
         Command::BenchAudio {
             model,

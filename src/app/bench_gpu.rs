@@ -317,7 +317,7 @@ pub fn run(a: &BenchArgs, ctx: &Arc<GpuContext>) -> Result<()> {
 }
 
 /// The driver's statistics of every pipeline the run built whose shader name contains `filter`.
-fn print_shader_stats(ctx: &GpuContext, filter: &str) -> Result<()> {
+pub(crate) fn print_shader_stats(ctx: &GpuContext, filter: &str) -> Result<()> {
     let built: Vec<_> = ctx
         .pipelines
         .built()

@@ -22,6 +22,8 @@ pub struct BenchStreamArgs {
     /// "lm_head"): a chain of every layer's copy of it
     pub only: Option<String>,
     pub adapter: Option<String>,
+    /// print the driver's statistics of the probe's pipelines whose shader contains this
+    pub shader_stats: Option<String>,
 }
 
 /// Bytes of a (rows, cols) Q8_0 matrix.
@@ -337,6 +339,9 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
                 reads[first].bytes as f64 / per / 1e9
             );
         }
+    }
+    if let Some(filter) = &a.shader_stats {
+        super::bench_gpu::print_shader_stats(&ctx, filter)?;
     }
     Ok(())
 }
