@@ -886,13 +886,10 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
         (1, 1, 1024, 4),
         (1, 1, 512, 8),
     ];
-    // each shape with the tail's reads before the weight stream (EARLY) and after it; with
-    // EARLY also every pass's weight blocks loaded up front where they fit (PRELOAD: the
-    // consumer's K of 16 blocks on 8-lane subgroups)
+    // each shape with the tail's reads before the weight stream (EARLY) and after it
     let runs = cases.iter().flat_map(|&c| [(c, true), (c, false)]);
     for ((rows, groups, wide, split), early) in runs {
         k.tuning.q8_early = early;
-        k.tuning.q8_preload = if early { 16 } else { 0 };
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
         k.tuning.q8_wide_wg = wide;

@@ -68,11 +68,6 @@ override KPN: u32 = 1u;
 // H200: +0.5-0.9% at 8B with the wide links at 1024 x 4 rows x KSPLIT 4, but -4% with them
 // at 512 x 2 rows (down and o_proj slower): the compiler's load scheduling moves with it
 override FULL: bool = false;
-// PRELOAD (XIN with FULL, a lane's trips x ROWS blocks at most 16: the host checks): a lane
-// loads all its blocks of a row group into named registers first, then does their math, so
-// every weight load of the pass is in flight at once whatever the compiler would schedule
-// (`omni bench --shader-stats` showed it keeping only a few)
-override PRELOAD: bool = false;
 
 fn kdim() -> u32 {
     return select(p.k, KC, KC > 0u);
@@ -339,11 +334,7 @@ fn main(@builtin(local_invocation_index) li: u32,
         let r1 = min(r0 + 1u, last);
         let r2 = min(r0 + 2u, last);
         let r3 = min(r0 + 3u, last);
-        if (PRELOAD) {
-            acc = preloaded_pass(r0, r1, r2, r3, lane, part, step, trips, nb);
-            ss = preloaded_ss(lane, part, step, trips, nb, nq4);
-        }
-        for (var i = 0u; i < trips && XIN && !PRELOAD; i++) {
+        for (var i = 0u; i < trips && XIN; i++) {
             let b = lane + (i * KSPLIT + part) * step;
             if (FULL || b < nb) {
                 let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
@@ -417,38 +408,6 @@ fn main(@builtin(local_invocation_index) li: u32,
     if (KSPLIT > 1u && !NOTAIL) { finish_parts(li, first, wg_ss); }
     if (QOUT > 0u && !NOTAIL) { quantise_out(li); }
     if (MOE && MOE_SUM) { add_slots(li, wg.z / KS, wg.x + wg.y * nwg.x, first); }
-}
-
-// PRELOAD: a row group's pass with every weight block loaded before any is used (trips x
-// ROWS <= 16; each lane's trips inside the row: FULL)
-fn preloaded_pass(r0: u32, r1: u32, r2: u32, r3: u32, lane: u32, part: u32, step: u32,
-                  trips: u32, nb: u32) -> vec4<f32> {
-    var k: array<Blk, 16>;
-    for (var i = 0u; i < trips; i++) {
-        let b = lane + (i * KSPLIT + part) * step;
-        k[4u * i] = fetch(r0, b);
-        if (ROWS > 1u) { k[4u * i + 1u] = fetch(r1, b); }
-        if (ROWS > 2u) { k[4u * i + 2u] = fetch(r2, b); }
-        if (ROWS > 3u) { k[4u * i + 3u] = fetch(r3, b); }
-    }
-    var acc = vec4<f32>(0.0);
-    for (var i = 0u; i < trips; i++) {
-        let b = lane + (i * KSPLIT + part) * step;
-        let dx = bitcast<f32>(aux[2u * nb + b / 4u][b % 4u]);
-        acc = dot_rows(acc, k[4u * i], k[4u * i + 1u], k[4u * i + 2u], k[4u * i + 3u],
-                       aux[2u * b], aux[2u * b + 1u], dx);
-    }
-    return acc;
-}
-
-// PRELOAD, RMS_NORM: this lane's share of the input's sum of squares (its blocks' sums)
-fn preloaded_ss(lane: u32, part: u32, step: u32, trips: u32, nb: u32, nq4: u32) -> f32 {
-    var ss = 0.0;
-    for (var i = 0u; i < trips && RMS_NORM; i++) {
-        let b = lane + (i * KSPLIT + part) * step;
-        ss = ss + bitcast<f32>(aux[2u * nb + nq4 + b / 4u][b % 4u]);
-    }
-    return ss;
 }
 
 // EARLY: what the tail reads from memory, read now. Lane 0 of each subgroup takes the

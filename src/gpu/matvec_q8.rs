@@ -167,9 +167,6 @@ impl Kernels {
         let (qout_mode, multiple) = out.as_ref().map_or((0, 1), QuantOut::mode);
         let (mut consts, rows_per_wg, _) = self.chain_constants(w, f, rms, multiple);
         consts.push(("XIN", if quantised_in { 1.0 } else { 0.0 }));
-        if quantised_in && self.preloads(w, &consts) {
-            consts.push(("PRELOAD", 1.0));
-        }
         consts.push(("QOUT", qout_mode as f64));
         consts.push(("NOTAIL", self.debug.q8_no_tail() as u32 as f64));
         consts.push(("EARLY", self.tuning.q8_early as u32 as f64));
@@ -275,20 +272,6 @@ impl Kernels {
             split(t.q8_wide_ksplit, wide),
         );
         (c, rpw, wide)
-    }
-
-    /// Whether a link of `w` with these constants loads each pass's blocks up front
-    /// (matvec_q8.wgsl PRELOAD): FULL, and a lane's blocks per pass within
-    /// `Tuning::q8_preload` (at most the shader's 16).
-    fn preloads(&self, w: &GpuMatrix, consts: &[(&'static str, f64)]) -> bool {
-        let get = |k: &str| consts.iter().find(|c| c.0 == k).map_or(0, |c| c.1 as usize);
-        let (sg, split, rows) = (get("SGC"), get("KSPLIT").max(1), get("ROWS").max(1));
-        if get("FULL") == 0 || sg == 0 {
-            return false;
-        }
-        let trips = w.cols / 32 / (sg * split);
-        let blocks = trips * rows;
-        trips <= 4 && blocks <= (self.tuning.q8_preload as usize).min(16)
     }
 
     /// Rows and invocations per workgroup of `w` as a chain link writing `out` (tests check

@@ -80,9 +80,6 @@ pub struct Tuning {
     /// Q8_0 matvecs whose lanes' trips all land inside the row drop the loops' bounds test
     /// (matvec_q8.wgsl FULL; `OMNI_Q8_FULL_TRIPS=0` keeps it)
     pub q8_full_trips: bool,
-    /// Chain links with a quantised input load a pass's weight blocks up front where a lane
-    /// has at most this many (matvec_q8.wgsl PRELOAD; 0 off; `OMNI_Q8_PRELOAD`)
-    pub q8_preload: u32,
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`; default 0: s6 phased 314.7 / 309.0 / 290.8 tok/s for 0 / 1 /
     /// 2, s11 run 11 persistent 342.9 / 336.7 for 0 / 1 at 8B on the H200; 3 and 4 trips with
@@ -166,7 +163,6 @@ impl Default for Tuning {
             q8_ksplit: 1,
             q8_wide_ksplit: 1,
             q8_full_trips: true,
-            q8_preload: 0,
             l2_prefetch: [0; 5],
             attn_oproj_wgs: 0,
             l2_prefetch_tail: 0,
@@ -254,7 +250,6 @@ impl Tuning {
             q8_ksplit: get("OMNI_Q8_KSPLIT", &[1, 2, 4, 8], d.q8_ksplit),
             q8_wide_ksplit: get("OMNI_Q8_WIDE_KSPLIT", &[1, 2, 4, 8], d.q8_wide_ksplit),
             q8_full_trips: flag("OMNI_Q8_FULL_TRIPS", d.q8_full_trips),
-            q8_preload: num("OMNI_Q8_PRELOAD").unwrap_or(d.q8_preload),
             q8_phases: flag("OMNI_Q8_PHASES", d.q8_phases),
             q8_chain_attn: flag("OMNI_Q8_CHAIN_ATTN", d.q8_chain_attn),
             q8_early: flag("OMNI_Q8_EARLY", d.q8_early),
