@@ -57,10 +57,10 @@ override NOTAIL: bool = false;
 // the workgroup's last rows wait for one memory round trip fewer (two with both)
 override EARLY: bool = false;
 // KSPLIT (chain links; a fixed subgroup size): KSPLIT subgroups share each row group, each
-// taking every KSPLIT-th subgroup-wide stretch of its blocks, so a lane has 1 / KSPLIT of a
-// row's loads to hold in registers and more subgroups stream at once. The parts meet in
-// `kpart` (KPN = RPW * KSPLIT floats) and invocation li finishes row first + li, adding the
-// parts in order.
+// taking every KSPLIT-th subgroup-wide stretch of its blocks, so more subgroups stream a
+// workgroup's rows with fewer trips each (what it gains per card: Tuning::for_adapter). The
+// parts meet in `kpart` (KPN = RPW * KSPLIT floats) and invocation li finishes row first + li,
+// adding the parts in order.
 override KSPLIT: u32 = 1u;
 override KPN: u32 = 1u;
 // FULL (with KC and SGC): every lane's every trip lands inside the row (K / 32 blocks a
@@ -392,8 +392,9 @@ fn main(@builtin(local_invocation_index) li: u32,
                 if (ROWS > 1u) { kpart[at + KSPLIT] = total.y; }
                 if (ROWS > 2u) { kpart[at + 2u * KSPLIT] = total.z; }
                 if (ROWS > 3u) { kpart[at + 3u * KSPLIT] = total.w; }
-                // (every row group's subgroup of a part sums the same blocks in the same order)
-                kss[part] = total_ss;
+                // (every row group's subgroup of a part sums the same blocks in the same
+                // order: the first row group's first pass writes it)
+                if (r0 == first) { kss[part] = total_ss; }
             }
             continue;
         }
