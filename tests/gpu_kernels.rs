@@ -689,13 +689,18 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
         (1, 70, 96, 1000),
         (1, 9, 32, 4),
         (1, 3, 64, 4),
+        // 33 blocks a row: a subgroup's stretch of blocks and part of another, so KSPLIT's
+        // later parts have blocks to take
+        (1, 40, 1056, 7),
         (7, 33, 64, 16),
         (70, 130, 160, 1000),
     ];
     // the exact path: f32 activations (the int8-activation path has its own twin test below);
-    // rows whole per subgroup, then (where the subgroup size is fixed) shared by 2 or 4
-    // subgroups (KSPLIT), in the default and the wide shapes
+    // rows whole per subgroup, then (where the subgroup size is fixed) shared by 2 subgroups
+    // in the default shape or 4 in the wide one (KSPLIT; these matrices are small enough to
+    // take the wide shape unless the default one is forced)
     k.tuning.q8_dot = false;
+    let min_wgs = k.tuning.q8_min_wgs;
     let runs = (1..=4u32).flat_map(|r| shapes.iter().map(move |s| (r, *s)));
     let runs = [1u32, 2, 4]
         .into_iter()
@@ -703,6 +708,7 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
     for (split, (rows, (t, n, kk, chunk))) in runs.filter(|(_, (r, s))| *r == 1 || s.0 == 1) {
         k.tuning.q8_ksplit = split;
         k.tuning.q8_wide_ksplit = split;
+        k.tuning.q8_min_wgs = if split == 2 { 1 } else { min_wgs };
         k.tuning.q8_rows = rows;
         k.tuning.matvec_wg = [256, 64, 128, 64][rows as usize - 1];
         let w = values(n * kk, 61);
@@ -711,11 +717,11 @@ fn q8_0_matvec_and_matmul_match_the_cpu_q8_0_kernels() {
         });
         let mat = MatRef::q8_0(&qs, &sc, n, kk);
         // stacked from two parts, split into chunks of `chunk` rows
-        let split = n / 3;
+        let cut = n / 3;
         let nb2 = kk / 32 * 2;
         let parts = [
-            (&qs[..split * kk], &sc[..split * nb2], split),
-            (&qs[split * kk..], &sc[split * nb2..], n - split),
+            (&qs[..cut * kk], &sc[..cut * nb2], cut),
+            (&qs[cut * kk..], &sc[cut * nb2..], n - cut),
         ];
         let gm = GpuMatrix::upload_q8(&ctx, &parts, kk, "q8").unwrap();
         assert!(gm.is_q8);
@@ -890,6 +896,9 @@ fn chained_q8_0_matvecs_match_their_cpu_twin() {
     let runs = cases.iter().flat_map(|&c| [(c, true), (c, false)]);
     for ((rows, groups, wide, split), early) in runs {
         k.tuning.q8_early = early;
+        // with EARLY also the loops without their bounds test where a lane's trips fit
+        // (FULL); without it the guarded loops
+        k.tuning.q8_full_trips = early;
         k.tuning.q8_rows = rows;
         k.tuning.q8_groups = groups;
         k.tuning.q8_wide_wg = wide;

@@ -5,9 +5,9 @@
 //!
 //! wgpu does not expose the extension, so this builds each pipeline again on a Vulkan device of
 //! its own: the same WGSL with the same constants, turned into SPIR-V by naga with the options
-//! our trusted pipelines get from wgpu (no bounds checks, no loop bounding, no zeroed workgroup
-//! memory), and the device features wgpu enables (every core feature the adapter has, with
-//! robust buffer access). `omni bench --shader-stats FILTER` prints the result for the
+//! our trusted pipelines get from wgpu (no bounds or integer-division checks, no loop
+//! bounding, no zeroed workgroup memory), and the device features wgpu enables (every core
+//! feature the adapter has, with robust buffer access). `omni bench --shader-stats FILTER` prints the result for the
 //! pipelines its run built.
 
 use std::ffi::CStr;
@@ -62,6 +62,9 @@ pub fn spirv(wgsl: &str, constants: &[(String, f64)]) -> Result<Vec<u32>> {
         zero_initialize_workgroup_memory: naga::back::spv::ZeroInitializeWorkgroupMemoryMode::None,
         force_loop_bounding: false,
         ray_query_initialization_tracking: false,
+        // (naga's default wraps every integer division in a zero check; trusted pipelines
+        // are built without it)
+        emit_int_div_checks: false,
         ..Default::default()
     };
     let pipeline = naga::back::spv::PipelineOptions {
@@ -99,7 +102,8 @@ struct StatsDevice {
 impl StatsDevice {
     fn open(adapter: &str) -> Result<Self> {
         // SAFETY: plain Vulkan setup; every handle made here is destroyed in Drop, after its
-        // children (the pipelines are destroyed where they are made).
+        // children (the pipelines are destroyed where they are made), and the loader (`entry`)
+        // outlives them all: on failure the instance goes before `entry` is dropped.
         unsafe {
             let entry = ash::Entry::load()
                 .map_err(|e| Error::Gpu(format!("shader statistics: no Vulkan loader: {e}")))?;
@@ -110,10 +114,16 @@ impl StatsDevice {
                     None,
                 )
                 .map_err(vk_err("instance"))?;
-            match Self::open_device(entry, instance.clone(), adapter) {
-                Ok(d) => Ok(d),
+            match Self::open_device(&instance, adapter) {
+                Ok((device, exec)) => Ok(StatsDevice {
+                    _entry: entry,
+                    instance,
+                    device,
+                    exec,
+                }),
                 Err(e) => {
                     instance.destroy_instance(None);
+                    drop(entry);
                     Err(e)
                 }
             }
@@ -121,10 +131,12 @@ impl StatsDevice {
     }
 
     unsafe fn open_device(
-        entry: ash::Entry,
-        instance: ash::Instance,
+        instance: &ash::Instance,
         adapter: &str,
-    ) -> Result<Self> {
+    ) -> Result<(
+        ash::Device,
+        ash::khr::pipeline_executable_properties::Device,
+    )> {
         let want = ash::khr::pipeline_executable_properties::NAME;
         let robust2 = ash::ext::robustness2::NAME;
         let wanted = adapter.to_lowercase();
@@ -187,78 +199,96 @@ impl StatsDevice {
             .push_next(&mut all);
         let device =
             unsafe { instance.create_device(pd, &info, None) }.map_err(vk_err("device"))?;
-        let exec = ash::khr::pipeline_executable_properties::Device::new(&instance, &device);
-        Ok(StatsDevice {
-            _entry: entry,
-            instance,
-            device,
-            exec,
-        })
+        let exec = ash::khr::pipeline_executable_properties::Device::new(instance, &device);
+        Ok((device, exec))
     }
 
     /// Build `spirv` as a compute pipeline with `bindings` and read its executables' statistics.
     fn statistics(&self, spirv: &[u32], bindings: &[(u32, u32, bool)]) -> Result<Vec<Executable>> {
         let d = &self.device;
-        // SAFETY: every object made here is destroyed before returning; the pipeline is
-        // never bound or dispatched.
+        // SAFETY: every object made here or in `build_and_read` is destroyed before this
+        // returns, on every path; the pipeline is never bound or dispatched.
         unsafe {
             let module = d
                 .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(spirv), None)
                 .map_err(vk_err("shader module"))?;
-            let groups = bindings.iter().map(|b| b.0 + 1).max().unwrap_or(0);
             let mut layouts = Vec::new();
-            for g in 0..groups {
-                let list: Vec<_> = bindings
-                    .iter()
-                    .filter(|b| b.0 == g)
-                    .map(|&(_, binding, uniform)| {
-                        vk::DescriptorSetLayoutBinding::default()
-                            .binding(binding)
-                            .descriptor_type(if uniform {
-                                vk::DescriptorType::UNIFORM_BUFFER
-                            } else {
-                                vk::DescriptorType::STORAGE_BUFFER
-                            })
-                            .descriptor_count(1)
-                            .stage_flags(vk::ShaderStageFlags::COMPUTE)
-                    })
-                    .collect();
-                let info = vk::DescriptorSetLayoutCreateInfo::default().bindings(&list);
-                layouts.push(
-                    d.create_descriptor_set_layout(&info, None)
-                        .map_err(vk_err("set layout"))?,
-                );
+            let mut layout = vk::PipelineLayout::null();
+            let out = self.build_and_read(module, bindings, &mut layouts, &mut layout);
+            if layout != vk::PipelineLayout::null() {
+                d.destroy_pipeline_layout(layout, None);
             }
-            let layout = d
-                .create_pipeline_layout(
-                    &vk::PipelineLayoutCreateInfo::default().set_layouts(&layouts),
-                    None,
-                )
-                .map_err(vk_err("pipeline layout"))?;
-            let stage = vk::PipelineShaderStageCreateInfo::default()
-                .stage(vk::ShaderStageFlags::COMPUTE)
-                .module(module)
-                .name(c"main");
-            let info = vk::ComputePipelineCreateInfo::default()
-                .flags(vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR)
-                .stage(stage)
-                .layout(layout);
-            let made = d.create_compute_pipelines(vk::PipelineCache::null(), &[info], None);
-            let out = match made {
-                Ok(p) => {
-                    let pipeline = p[0];
-                    let r = self.read(pipeline);
-                    d.destroy_pipeline(pipeline, None);
-                    r
-                }
-                Err((_, e)) => Err(vk_err("pipeline")(e)),
-            };
-            d.destroy_pipeline_layout(layout, None);
             for l in layouts {
                 d.destroy_descriptor_set_layout(l, None);
             }
             d.destroy_shader_module(module, None);
             out
+        }
+    }
+
+    /// The pipeline of `module` and its executables' statistics. The set layouts and the
+    /// pipeline layout it makes go into `layouts` / `layout` for the caller to destroy,
+    /// whatever happens; the pipeline is destroyed here.
+    unsafe fn build_and_read(
+        &self,
+        module: vk::ShaderModule,
+        bindings: &[(u32, u32, bool)],
+        layouts: &mut Vec<vk::DescriptorSetLayout>,
+        layout: &mut vk::PipelineLayout,
+    ) -> Result<Vec<Executable>> {
+        let d = &self.device;
+        let groups = bindings.iter().map(|b| b.0 + 1).max().unwrap_or(0);
+        for g in 0..groups {
+            let list: Vec<_> = bindings
+                .iter()
+                .filter(|b| b.0 == g)
+                .map(|&(_, binding, uniform)| {
+                    vk::DescriptorSetLayoutBinding::default()
+                        .binding(binding)
+                        .descriptor_type(if uniform {
+                            vk::DescriptorType::UNIFORM_BUFFER
+                        } else {
+                            vk::DescriptorType::STORAGE_BUFFER
+                        })
+                        .descriptor_count(1)
+                        .stage_flags(vk::ShaderStageFlags::COMPUTE)
+                })
+                .collect();
+            let info = vk::DescriptorSetLayoutCreateInfo::default().bindings(&list);
+            // SAFETY: a plain create call on our device
+            let l = unsafe { d.create_descriptor_set_layout(&info, None) }
+                .map_err(vk_err("set layout"))?;
+            layouts.push(l);
+        }
+        let info = vk::PipelineLayoutCreateInfo::default().set_layouts(layouts);
+        // SAFETY: the set layouts are alive (the caller destroys them after this)
+        *layout =
+            unsafe { d.create_pipeline_layout(&info, None) }.map_err(vk_err("pipeline layout"))?;
+        let stage = vk::PipelineShaderStageCreateInfo::default()
+            .stage(vk::ShaderStageFlags::COMPUTE)
+            .module(module)
+            .name(c"main");
+        let info = vk::ComputePipelineCreateInfo::default()
+            .flags(vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR)
+            .stage(stage)
+            .layout(*layout);
+        // SAFETY: module and layout are alive; every pipeline handed back is destroyed below
+        unsafe {
+            match d.create_compute_pipelines(vk::PipelineCache::null(), &[info], None) {
+                Ok(p) => {
+                    let r = self.read(p[0]);
+                    for pipeline in p {
+                        d.destroy_pipeline(pipeline, None);
+                    }
+                    r
+                }
+                Err((p, e)) => {
+                    for pipeline in p.into_iter().filter(|x| *x != vk::Pipeline::null()) {
+                        d.destroy_pipeline(pipeline, None);
+                    }
+                    Err(vk_err("pipeline")(e))
+                }
+            }
         }
     }
 

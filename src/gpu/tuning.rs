@@ -78,7 +78,8 @@ pub struct Tuning {
     pub q8_ksplit: u32,
     pub q8_wide_ksplit: u32,
     /// Q8_0 matvecs whose lanes' trips all land inside the row drop the loops' bounds test
-    /// (matvec_q8.wgsl FULL; `OMNI_Q8_FULL_TRIPS=0` keeps it)
+    /// (matvec_q8.wgsl FULL; `OMNI_Q8_FULL_TRIPS`, on for NVIDIA: it slowed the 512 x 2-row
+    /// wide shape other adapters keep)
     pub q8_full_trips: bool,
     /// block trips of its first rows a phase loads before waiting for the previous phase
     /// (0..=2; `OMNI_Q8_PREFETCH`; default 0: s6 phased 314.7 / 309.0 / 290.8 tok/s for 0 / 1 /
@@ -162,7 +163,7 @@ impl Default for Tuning {
             q8_wide_rows: 2,
             q8_ksplit: 1,
             q8_wide_ksplit: 1,
-            q8_full_trips: true,
+            q8_full_trips: false,
             l2_prefetch: [0; 5],
             attn_oproj_wgs: 0,
             l2_prefetch_tail: 0,
@@ -213,6 +214,7 @@ impl Tuning {
             d.q8_wide_wg = 1024;
             d.q8_wide_rows = 4;
             d.q8_wide_ksplit = 4;
+            d.q8_full_trips = true;
             let sms_132 = info.name.contains("H100") || info.name.contains("H200");
             d.attn_oproj_wgs = if sms_132 { 132 } else { 0 };
         }
