@@ -316,8 +316,9 @@ impl Kernels {
     }
 
     /// [`Kernels::subgroup_matvec_constants`] with `wg` invocations per workgroup, and (Q8_0
-    /// chain links, `split` > 1) `split` subgroups sharing each row group (matvec_q8.wgsl's
-    /// KSPLIT: the caller checks the subgroup size is fixed and divides `wg` `split` times).
+    /// chain links) up to `split` subgroups sharing each row group (matvec_q8.wgsl's KSPLIT:
+    /// only where the subgroup size is fixed and leaves `split` subgroups per workgroup, else
+    /// whole rows per subgroup).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn subgroup_matvec_shape(
         &self,
@@ -331,7 +332,16 @@ impl Kernels {
         multiple: u32,
         split: u32,
     ) -> (Vec<(&'static str, f64)>, u32) {
-        let base = (wg / self.ctx.info.subgroup_min_size.max(1) / split.max(1)).max(1) * rows;
+        // the subgroup size as a pipeline constant (SGC), where the adapter has only one
+        let sgc = self
+            .ctx
+            .fixed_subgroup_size()
+            .filter(|&sg| w.is_q8 && self.tuning.q8_fixed_sg && sg > 0);
+        let split = match sgc {
+            Some(sg) if wg / sg >= split => split.max(1),
+            _ => 1,
+        };
+        let base = (wg / self.ctx.info.subgroup_min_size.max(1) / split).max(1) * rows;
         let mut groups = if w.is_q8 { self.tuning.q8_groups } else { 1 };
         while groups > 1 && matrix_rows.div_ceil(base * groups) * columns < self.tuning.q8_min_wgs {
             groups -= 1;
@@ -350,11 +360,7 @@ impl Kernels {
         ]);
         if w.is_q8 {
             c.push(("DOT", if self.q8_dot(w) { 1.0 } else { 0.0 }));
-            if let Some(sg) = self
-                .ctx
-                .fixed_subgroup_size()
-                .filter(|_| self.tuning.q8_fixed_sg)
-            {
+            if let Some(sg) = sgc {
                 c.push(("SGC", sg as f64));
             }
             if self.tuning.q8_fixed_k {
@@ -365,11 +371,11 @@ impl Kernels {
                 c.push(("KPN", (rows_per_wg * split) as f64));
             }
             // FULL: every lane's trips inside the row, known at pipeline creation
-            let sg = c.iter().find(|x| x.0 == "SGC").map_or(0, |x| x.1 as usize);
-            let full = sg > 0
-                && self.tuning.q8_fixed_k
-                && self.tuning.q8_full_trips
-                && (w.cols / 32).is_multiple_of(sg * split.max(1) as usize);
+            let full = sgc.is_some_and(|sg| {
+                self.tuning.q8_fixed_k
+                    && self.tuning.q8_full_trips
+                    && (w.cols / 32).is_multiple_of((sg * split) as usize)
+            });
             if full {
                 c.push(("FULL", 1.0));
             }

@@ -234,11 +234,6 @@ impl Kernels {
     ) -> (Vec<(&'static str, f64)>, u32, u32) {
         let t = &self.tuning;
         let rows = w.rows as u32;
-        // KSPLIT needs a fixed subgroup size that leaves `split` subgroups per row group
-        let split = |s: u32, wg: u32| match self.ctx.fixed_subgroup_size() {
-            Some(sg) if t.q8_fixed_sg && sg > 0 && wg / sg >= s => s,
-            _ => 1,
-        };
         let (c, rpw) = self.subgroup_matvec_shape(
             w,
             f,
@@ -248,7 +243,7 @@ impl Kernels {
             rows,
             1,
             multiple,
-            split(t.q8_ksplit, t.q8_wg),
+            t.q8_ksplit,
         );
         let wide = t.q8_wide_wg;
         let limits = &self.ctx.limits;
@@ -269,7 +264,7 @@ impl Kernels {
             rows,
             1,
             multiple,
-            split(t.q8_wide_ksplit, wide),
+            t.q8_wide_ksplit,
         );
         (c, rpw, wide)
     }
