@@ -34,11 +34,27 @@ fn vk_err(what: &str) -> impl Fn(vk::Result) -> Error + '_ {
     move |e| Error::Gpu(format!("shader statistics: {what}: {e}"))
 }
 
+/// A pipeline's SPIR-V and the resources its layout needs.
+struct Compiled {
+    spirv: Vec<u32>,
+    /// (group, binding, is uniform) of every resource the WGSL declares
+    bindings: Vec<(u32, u32, bool)>,
+}
+
 /// SPIR-V of `wgsl`'s `main` with `constants` applied, as wgpu's Vulkan backend writes it for
-/// our trusted pipelines.
-pub fn spirv(wgsl: &str, constants: &[(String, f64)]) -> Result<Vec<u32>> {
+/// our trusted pipelines, and its bindings.
+fn compile(wgsl: &str, constants: &[(String, f64)]) -> Result<Compiled> {
     let module = naga::front::wgsl::parse_str(wgsl)
         .map_err(|e| Error::Gpu(format!("WGSL: {}", e.emit_to_string(wgsl))))?;
+    let bindings = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, g)| {
+            let b = g.binding.as_ref()?;
+            let uniform = matches!(g.space, naga::AddressSpace::Uniform);
+            Some((b.group, b.binding, uniform))
+        })
+        .collect();
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::all(),
@@ -71,23 +87,9 @@ pub fn spirv(wgsl: &str, constants: &[(String, f64)]) -> Result<Vec<u32>> {
         shader_stage: naga::ShaderStage::Compute,
         entry_point: "main".into(),
     };
-    naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
-        .map_err(|e| Error::Gpu(format!("SPIR-V: {e}")))
-}
-
-/// (group, binding, is uniform) of every resource `wgsl` declares.
-fn bindings(wgsl: &str) -> Result<Vec<(u32, u32, bool)>> {
-    let module = naga::front::wgsl::parse_str(wgsl)
-        .map_err(|e| Error::Gpu(format!("WGSL: {}", e.emit_to_string(wgsl))))?;
-    Ok(module
-        .global_variables
-        .iter()
-        .filter_map(|(_, g)| {
-            let b = g.binding.as_ref()?;
-            let uniform = matches!(g.space, naga::AddressSpace::Uniform);
-            Some((b.group, b.binding, uniform))
-        })
-        .collect())
+    let spirv = naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
+        .map_err(|e| Error::Gpu(format!("SPIR-V: {e}")))?;
+    Ok(Compiled { spirv, bindings })
 }
 
 /// A Vulkan device on the adapter whose name contains `adapter` (any, if empty) with the
@@ -366,8 +368,8 @@ pub fn driver_statistics(
         let c: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let wgsl = crate::gpu::pipelines::shader_source(shader, &c)?;
         let code =
-            spirv(&wgsl, constants).map_err(|e| Error::Gpu(format!("shader `{shader}`: {e}")))?;
-        let executables = dev.statistics(&code, &bindings(&wgsl)?)?;
+            compile(&wgsl, constants).map_err(|e| Error::Gpu(format!("shader `{shader}`: {e}")))?;
+        let executables = dev.statistics(&code.spirv, &code.bindings)?;
         out.push(ShaderStats {
             shader: shader.clone(),
             constants: constants.clone(),
@@ -404,9 +406,9 @@ mod tests {
             .collect();
             let refs: Vec<(&str, f64)> = c.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let wgsl = crate::gpu::pipelines::shader_source("matvec_q8", &refs).unwrap();
-            let words = spirv(&wgsl, &c).unwrap();
-            assert_eq!(words[0], 0x0723_0203, "SPIR-V magic");
-            let b = bindings(&wgsl).unwrap();
+            let code = compile(&wgsl, &c).unwrap();
+            assert_eq!(code.spirv[0], 0x0723_0203, "SPIR-V magic");
+            let b = &code.bindings;
             assert_eq!(b.len(), 11);
             assert_eq!(b.iter().filter(|x| x.2).count(), 1, "one uniform");
         }
