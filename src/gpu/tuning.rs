@@ -202,7 +202,8 @@ impl Tuning {
             // start only after the attention) 343.1-346.2 -> 341.9-345.1. Other NVIDIA cards:
             // unmeasured (their SM counts differ), off
             // H200, s14 runs 1-3: two subgroups per row group in the default-shape links
-            // (gate_up, lm_head: half of a row's loads per lane, fewer registers held):
+            // (gate_up, lm_head: half of a row's trips per lane; their register counts did
+            // not drop, 67 -> 65, s14 run 5):
             // Qwen3-8B Q8_0 352.8-353.9 -> 354.5-355.4 tok/s (gate_up 33.4 -> 31.9 us, lm_head
             // 157.8 -> 150.5 us), 30B-A3B 396.7 / 397.5 -> 399.1 / 399.6; 4 ways, or 2-8 in the
             // wide links: slower (or unchained: gate_up's 64-row blocks no longer fit)
