@@ -75,7 +75,7 @@ fn assert_route(
 #[test]
 fn moe_routing_on_the_device_matches_the_cpu_route() {
     let ctx = gpu();
-    let k = Kernels::new(&ctx);
+    let mut k = Kernels::new(&ctx);
     for &(experts, top_k, renorm, t) in &[
         (6usize, 3usize, true, 5usize),
         (128, 8, true, 2),
@@ -88,12 +88,16 @@ fn moe_routing_on_the_device_matches_the_cpu_route() {
         let gl = GpuBuffer::from_f32(&ctx, &logits, "logits").unwrap();
         let ids = GpuBuffer::zeros(&ctx, t * top_k, "ids").unwrap();
         let w = GpuBuffer::zeros(&ctx, t * top_k, "w").unwrap();
-        let op = k.moe_route(&gl, experts, top_k, renorm, &ids, &w).unwrap();
-        let (got_ids, got_w) = run_route(&k, &op, t, &ids, &w, top_k);
-        for tok in 0..t {
-            let lg = &logits[tok * experts..(tok + 1) * experts];
-            let what = format!("{experts} experts");
-            assert_route(&what, &got_ids, &got_w, tok, top_k, lg, renorm);
+        // the expert count as a pipeline constant (an unrolled rank loop) and at run time
+        for fixed_e in [true, false] {
+            k.tuning.route_fixed_e = fixed_e;
+            let op = k.moe_route(&gl, experts, top_k, renorm, &ids, &w).unwrap();
+            let (got_ids, got_w) = run_route(&k, &op, t, &ids, &w, top_k);
+            for tok in 0..t {
+                let lg = &logits[tok * experts..(tok + 1) * experts];
+                let what = format!("{experts} experts, E {fixed_e}");
+                assert_route(&what, &got_ids, &got_w, tok, top_k, lg, renorm);
+            }
         }
     }
 }
@@ -400,10 +404,22 @@ fn fused_router_and_routing_match_the_cpu() {
         (7, 2, false, 1, 200, DType::F16),
         (300, 1, true, 1, 256, DType::BF16),
     ];
-    // each with the router rows loaded before the norm's prologue (PRE) and after it
-    let runs = shapes.iter().flat_map(|&s| [(s, true), (s, false)]);
-    for ((experts, top_k, renorm, t, hidden, dtype), pre) in runs {
+    // each with the router rows loaded before the norm's prologue (PRE) and after it, the
+    // expert count a pipeline constant and read at run time, at several workgroup sizes
+    // (rows a workgroup: one per subgroup)
+    let variants = [
+        (true, true, 256u32),
+        (false, false, 128),
+        (true, false, 32),
+        (false, true, 1024),
+    ];
+    let runs = shapes
+        .iter()
+        .flat_map(|&s| variants.iter().map(move |&v| (s, v)));
+    for ((experts, top_k, renorm, t, hidden, dtype), (pre, fixed_e, wg)) in runs {
         k.tuning.router_pre = pre;
+        k.tuning.route_fixed_e = fixed_e;
+        k.tuning.router_wg = wg;
         let (bytes, w) = to_16(dtype, &values(experts * hidden, 31));
         let router = GpuMatrix::upload(&ctx, dtype, &bytes, experts, hidden, "router").unwrap();
         let x = values(t * hidden, 32);
@@ -435,7 +451,8 @@ fn fused_router_and_routing_match_the_cpu() {
                         / rms
                 })
                 .collect();
-            let what = format!("fused, {experts} experts, hidden {hidden}");
+            let what =
+                format!("fused, {experts} experts, hidden {hidden}, {wg} invocations, E {fixed_e}");
             assert_route(&what, &got_ids, &got_w, tok, top_k, &logits, renorm);
         }
     }

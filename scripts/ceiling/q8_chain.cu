@@ -19,7 +19,12 @@
 
 struct Mat { const int4* w; const __half* s; int rows, k; float* out; };
 
-template <int NV, int WARPS>
+// CS: the weights through evict-first streaming loads (ld.global.cs), so the stream does not
+// push the kernels' code and the activations out of L2
+template <int NV, int WARPS, bool CS>
+__device__ __forceinline__ int4 wload(const int4* p) { return CS ? __ldcs(p) : __ldg(p); }
+
+template <int NV, int WARPS, bool CS>
 __global__ void __launch_bounds__(WARPS * 32) gemv_q8(Mat m, const int4* xq, const float* xs, int pdl) {
     extern __shared__ int4 smem[];
     int4* sx = smem;                       // k / 16 int4
@@ -33,7 +38,7 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_q8(Mat m, const int4* xq, con
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         int i = lane + 32 * j;
-        v[j] = i < n16 ? __ldg(wr + i) : make_int4(0, 0, 0, 0);
+        v[j] = i < n16 ? wload<NV, WARPS, CS>(wr + i) : make_int4(0, 0, 0, 0);
     }
 #if __CUDA_ARCH__ >= 900
     if (pdl) {
@@ -50,7 +55,7 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_q8(Mat m, const int4* xq, con
 #pragma unroll
             for (int j = 0; j < NV; j++) {
                 int i = base + lane + 32 * j;
-                v[j] = i < n16 ? __ldg(wr + i) : make_int4(0, 0, 0, 0);
+                v[j] = i < n16 ? wload<NV, WARPS, CS>(wr + i) : make_int4(0, 0, 0, 0);
             }
         }
 #pragma unroll
@@ -62,7 +67,7 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_q8(Mat m, const int4* xq, con
                 d = __dp4a(v[j].y, x.y, d);
                 d = __dp4a(v[j].z, x.z, d);
                 d = __dp4a(v[j].w, x.w, d);
-                acc += (float)d * __half2float(__ldg(sr + i / 2)) * sxs[i / 2];
+                acc += (float)d * __half2float(CS ? __ldcs(sr + i / 2) : __ldg(sr + i / 2)) * sxs[i / 2];
             }
         }
     }
@@ -81,7 +86,7 @@ __global__ void fill(uint32_t* p, size_t n, uint32_t seed) {
 
 constexpr int NV = 8, WARPS = 8;
 
-static cudaError_t launch(const Mat& m, const int4* xq, const float* xs, bool pdl, cudaStream_t st) {
+static cudaError_t launch(const Mat& m, const int4* xq, const float* xs, bool pdl, bool cs, cudaStream_t st) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(m.rows / WARPS);
     cfg.blockDim = dim3(WARPS * 32);
@@ -92,7 +97,8 @@ static cudaError_t launch(const Mat& m, const int4* xq, const float* xs, bool pd
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, gemv_q8<NV, WARPS>, m, xq, xs, (int)pdl);
+    if (cs) return cudaLaunchKernelEx(&cfg, gemv_q8<NV, WARPS, true>, m, xq, xs, (int)pdl);
+    return cudaLaunchKernelEx(&cfg, gemv_q8<NV, WARPS, false>, m, xq, xs, (int)pdl);
 }
 
 int main() {
@@ -124,7 +130,8 @@ int main() {
     CK(cudaMalloc(&xs, I / 32 * 4));
     fill<<<16, 256>>>((uint32_t*)xq, I / 4, 7);
     fill<<<16, 256>>>((uint32_t*)xs, I / 32, 9);
-    CK(cudaFuncSetAttribute(gemv_q8<NV, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+    CK(cudaFuncSetAttribute(gemv_q8<NV, WARPS, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+    CK(cudaFuncSetAttribute(gemv_q8<NV, WARPS, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
     CK(cudaDeviceSynchronize());
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
@@ -135,11 +142,11 @@ int main() {
     cudaGetDeviceProperties(&p, 0);
     printf("%s, %d SMs, L2 %d MB; step %.3f GB, %zu kernels\n", p.name, p.multiProcessorCount,
            p.l2CacheSize >> 20, bytes / 1e9, mats.size());
-    auto run_graph = [&](const std::vector<int>& which, bool pdl, const char* label, double nbytes) -> int {
+    auto run_graph = [&](const std::vector<int>& which, bool pdl, bool cs, const char* label, double nbytes) -> int {
         cudaGraph_t g;
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-        for (int i : which) CK(launch(mats[i], (const int4*)xq, (const float*)xs, pdl, st));
+        for (int i : which) CK(launch(mats[i], (const int4*)xq, (const float*)xs, pdl, cs, st));
         CK(cudaStreamEndCapture(st, &g));
         CK(cudaGraphInstantiate(&ge, g, 0));
         CK(cudaGraphLaunch(ge, st));
@@ -162,10 +169,12 @@ int main() {
     };
     std::vector<int> all(mats.size());
     for (size_t i = 0; i < mats.size(); i++) all[i] = (int)i;
-    for (int pdl = 0; pdl < 2; pdl++) {
+    for (int mode = 0; mode < 4; mode++) {
+        const bool pdl = mode & 1, cs = mode & 2;
         char label[64];
-        snprintf(label, sizeof label, "whole step (us per step), %s", pdl ? "PDL" : "plain");
-        if (run_graph(all, pdl, label, bytes)) return 1;
+        const char* how = cs ? (pdl ? "PDL, streaming loads" : "plain, streaming loads") : (pdl ? "PDL" : "plain");
+        snprintf(label, sizeof label, "whole step (us per step), %s", how);
+        if (run_graph(all, pdl, cs, label, bytes)) return 1;
         const char* names[4] = {"qkv 6144x4096", "o_proj 4096x4096", "gate_up 24576x4096", "down 4096x12288"};
         for (int j = 0; j < 4; j++) {
             std::vector<int> same;
@@ -174,8 +183,8 @@ int main() {
                 same.push_back(4 * l + j);
                 b += (double)mats[4 * l + j].rows * mats[4 * l + j].k * 34 / 32;
             }
-            snprintf(label, sizeof label, "  %s, 36 in a row, %s", names[j], pdl ? "PDL" : "plain");
-            if (run_graph(same, pdl, label, b)) return 1;
+            snprintf(label, sizeof label, "  %s, 36 in a row, %s", names[j], how);
+            if (run_graph(same, pdl, cs, label, b)) return 1;
         }
     }
     return 0;

@@ -15,6 +15,11 @@ override SGC: u32 = 0u;
 // following it; the first 16 words of a lane (HID 4096 at 32 lanes), the rest in the loop
 override PRE: bool = false;
 override PRE_ON: bool = PRE && SGC > 0u;  // (with a fixed trip count the array is registers)
+// STOP (measurement only, `OMNI_DEBUG_ROUTER_STOP`): return after the logits (1), the last
+// workgroup after the count (2) or after reading the logits back (3), every workgroup at once
+// (4), or route and then overwrite the ids with the fixed experts 0, 16, 32, .. (5); 0 in
+// every real step
+override STOP: u32 = 0u;
 
 struct Params {
     experts: u32,
@@ -46,6 +51,8 @@ fn part(q: vec4<u32>, a: vec4<f32>, b: vec4<f32>) -> f32 {
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
+    // (a run-time test the compiler cannot fold, so every binding stays in use)
+    if (STOP == 4u && p.k != 0u) { return; }
     let t = wg.y;
     let n = select(p.experts, E, E > 0u);
     // this workgroup's rows: one per subgroup; lanes stride the row's quads
@@ -83,6 +90,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     }
     let s0 = subgroupAdd(a0);
     if (lane == 0u && r < n) { logits[t * n + r] = s0 / rms; }
+    if (STOP == 1u) { return; }
     // release the logits, count the workgroup; the token's last resets the count for the next
     // dispatch, acquires the others' logits and routes
     storageBarrier();
@@ -91,9 +99,14 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
         last_flag = select(0u, 1u, d == nwg.x);
         if (d == nwg.x) { atomicStore(&done[t], 0u); }
     }
-    if (workgroupUniformLoad(&last_flag) == 0u) { return; }
+    if (workgroupUniformLoad(&last_flag) == 0u || STOP == 2u) { return; }
     storageBarrier();
     for (var i = li; i < n; i += WG) { lg[i / 4u][i % 4u] = logits[t * n + i]; }
     workgroupBarrier();
+    if (STOP == 3u) { return; }
     route_from_lg(li, lane, sgs, t, n, p.k);
+    if (STOP == 5u) {
+        storageBarrier();
+        if (li < p.k) { ids[t * p.k + li] = (li * 16u) % n; }
+    }
 }

@@ -20,9 +20,6 @@ const MAX_HIDDEN: usize = 4096;
 /// Its workgroup memory: x * g (16 KB), logits (4 KB), partial sums (1 KB), chosen (256 B), a
 /// flag.
 const SHARED_BYTES: u32 = 16384 + 4096 + 1024 + 256 + 4;
-/// Invocations per workgroup: eight subgroups of 32, a router row each (16 workgroups for
-/// 128 experts)
-const WG: u32 = 256;
 
 impl Kernels {
     /// One op that norms each token's x (RMSNorm with weight `g`, `eps`), multiplies it with
@@ -60,9 +57,16 @@ impl Kernels {
             return Ok(None);
         }
         let info = &self.ctx.info;
+        // invocations per workgroup (`Tuning::router_wg`; 256: eight subgroups of 32, a
+        // router row each, 16 workgroups for 128 experts), within the adapter's limit
+        let wg = self
+            .tuning
+            .router_wg
+            .min(lim.max_compute_invocations_per_workgroup)
+            .max(info.subgroup_max_size.max(1));
         // rows per workgroup: one per subgroup, counted with the largest subgroup size the
         // driver may pick (smaller subgroups make more rows per workgroup, never fewer)
-        let rows_per_wg = (WG / info.subgroup_max_size.max(1)).max(1) as usize;
+        let rows_per_wg = (wg / info.subgroup_max_size.max(1)).max(1) as usize;
         let blocks = experts.div_ceil(rows_per_wg) as u32;
         let max_t = logits.len / experts.max(1);
         if max_t == 0 || blocks > 65535 {
@@ -81,11 +85,12 @@ impl Kernels {
             &[
                 ("RENORM", if renorm { 1.0 } else { 0.0 }),
                 ("E", e_const as f64),
-                ("WG", WG as f64),
+                ("WG", wg as f64),
                 ("IS_F16", if router.is_f16 { 1.0 } else { 0.0 }),
                 ("HID", hidden as f64),
                 ("SGC", sgc as f64),
                 ("PRE", if self.tuning.router_pre { 1.0 } else { 0.0 }),
+                ("STOP", self.debug.router_stop as f64),
             ],
             &[
                 experts as u32,

@@ -117,9 +117,18 @@ pub struct Tuning {
     /// PRE; `OMNI_ROUTER_PRE=0`: after it). H200, 30B-A3B Q8_0 (s13 run 5): 395.5-395.7
     /// tok/s against 392.6-393.8
     pub router_pre: bool,
-    /// moe_route gets the expert count as a pipeline constant; `OMNI_ROUTE_E=0` reads it at
-    /// run time
+    /// the routing (moe_route, moe_router) gets the expert count as a pipeline constant, so
+    /// the rank loop is unrolled (`OMNI_ROUTE_E=1`); off, it is read at run time. H200, s15
+    /// runs 7: off is faster although it runs more instructions: 30B-A3B Q8_0 decode
+    /// 399.1-399.8 -> 404.8-405.0 tok/s, moe_router 16.9 -> 13.1 us a call and moe_route 12.0
+    /// -> 8.7 us (serialised profile). Only the token's last workgroup runs the routing, on
+    /// code no other workgroup ran, after a weight stream that has pushed it out of L2: the
+    /// unrolled loop's 7 KB more code cost more in instruction fetch than the loop's compares
     pub route_fixed_e: bool,
+    /// invocations per moe_router workgroup (32-1024, a power of two): one router row per
+    /// subgroup, so fewer invocations spread the rows over more workgroups
+    /// (`OMNI_ROUTER_WG`)
+    pub router_wg: u32,
     /// tokens per tile of the Q8_0 grouped expert matmul (32 or 64; `OMNI_GATHER_TILE`)
     pub gather_tile: u32,
     /// matmuls of at least this many output tiles are never split along K
@@ -170,7 +179,8 @@ impl Default for Tuning {
             moe_sum_fold: true,
             moe_router: true,
             router_pre: true,
-            route_fixed_e: true,
+            route_fixed_e: false,
+            router_wg: 256,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
             // 2957 -> 3035 tok/s; the 8B's 256-tile matmuls split: -5%
@@ -218,6 +228,11 @@ impl Tuning {
             d.q8_full_trips = true;
             let sms_132 = info.name.contains("H100") || info.name.contains("H200");
             d.attn_oproj_wgs = if sms_132 { 132 } else { 0 };
+            // H200, s15 runs 5-7: the fused MoE router at 128 invocations (4 router rows a
+            // workgroup, 32 workgroups for 128 experts): 30B-A3B Q8_0 398.4-402.0 ->
+            // 402.2-404.9 tok/s, with the run-time expert count 404.8-405.0 -> 406.2 (32 or
+            // 64 invocations: 376-394; 512: level)
+            d.router_wg = 128;
         }
         Self::from_env_over(d)
     }
@@ -272,6 +287,11 @@ impl Tuning {
             moe_router: flag("OMNI_MOE_ROUTER", d.moe_router),
             router_pre: flag("OMNI_ROUTER_PRE", d.router_pre),
             route_fixed_e: flag("OMNI_ROUTE_E", d.route_fixed_e),
+            router_wg: get(
+                "OMNI_ROUTER_WG",
+                &[32, 64, 128, 256, 512, 1024],
+                d.router_wg,
+            ),
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: num("OMNI_SPLIT_MAX_TILES").unwrap_or(d.split_max_tiles),
             small_t: num("OMNI_SMALL_T").unwrap_or(d.small_t),
@@ -305,6 +325,11 @@ pub(crate) struct DebugKnobs {
     /// hand-over (4), the residual's load of an accumulating row (8), the output's
     /// quantisation (16), only the release barrier (32), only the acquire barrier (64)
     pub persist_mode: u32,
+    /// `OMNI_DEBUG_ROUTER_STOP` (1-5, else 0): moe_router.wgsl's STOP: its workgroups return
+    /// after the logits (1), the last after the count (2) or after reading the logits back
+    /// (3), or all at once (4), and the step then routes with the ids it last had; or it routes
+    /// and then writes the fixed experts 0, 16, 32, .. as the ids (5)
+    pub router_stop: u32,
 }
 
 impl DebugKnobs {
@@ -336,6 +361,11 @@ impl DebugKnobs {
                 .ok()
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|v| (1..=127).contains(v))
+                .unwrap_or(0),
+            router_stop: std::env::var("OMNI_DEBUG_ROUTER_STOP")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (1..=5).contains(v))
                 .unwrap_or(0),
         }
     }
