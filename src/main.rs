@@ -130,6 +130,10 @@ enum Command {
         /// shader name contains this (as `omni bench --shader-stats`)
         #[arg(long, value_name = "FILTER")]
         shader_stats: Option<String>,
+        /// Instead: what a kernel's code costs when a weight stream has pushed it out of the
+        /// caches (straight-line kernels of several sizes, cold and warm)
+        #[arg(long)]
+        icache: bool,
     },
     /// Measure load time, prefill and decode speed, memory and bandwidth use
     Bench {
@@ -406,6 +410,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             only,
             adapter,
             shader_stats,
+            icache,
         } => app::bench_stream::run(&app::bench_stream::BenchStreamArgs {
             synthetic,
             buffer_bytes,
@@ -415,6 +420,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             only,
             adapter,
             shader_stats,
+            icache,
         }),
         Command::BenchAudio {
             model,

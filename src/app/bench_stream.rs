@@ -24,6 +24,8 @@ pub struct BenchStreamArgs {
     pub adapter: Option<String>,
     /// print the driver's statistics of the probe's pipelines whose shader contains this
     pub shader_stats: Option<String>,
+    /// run the instruction-cache probe instead (gpu/icache_probe.rs)
+    pub icache: bool,
 }
 
 /// Bytes of a (rows, cols) Q8_0 matrix.
@@ -223,6 +225,9 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     let ctx = super::engine::gpu_context(super::engine::Backend::Gpu, a.adapter.as_deref())?
         .ok_or_else(|| anyhow::anyhow!("bench-stream needs a GPU"))?;
     println!("adapter: {}", ctx.info.name);
+    if a.icache {
+        return icache(&ctx, a);
+    }
     let mut reads = step_reads(&c, 128)?;
     if let Some(kind) = &a.only {
         reads.retain(|r| r.kind == kind);
@@ -342,6 +347,61 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
     }
     if let Some(filter) = &a.shader_stats {
         super::bench_gpu::print_shader_stats(&ctx, filter)?;
+    }
+    Ok(())
+}
+
+/// `--icache`: straight-line kernels of several sizes, each after a read larger than any cache
+/// and back to back (gpu/icache_probe.rs).
+fn icache(ctx: &crate::gpu::GpuContext, a: &BenchStreamArgs) -> Result<()> {
+    // 264 workgroups: two per SM on an H200, as the barrier probe; 32 pairs a submission
+    let flush = a.buffer_bytes.min(256 << 20);
+    let rows = crate::gpu::icache_probe::measure(
+        ctx,
+        &[250, 500, 1000, 2000, 4000],
+        264,
+        flush,
+        32,
+        a.passes,
+    )?;
+    println!(
+        "\nWhat N straight-line multiply-adds (8 chains) cost a 264-workgroup dispatch beyond an \
+         empty one, after a {} MB read (cold) and back to back (warm), best of {} passes:\n",
+        flush >> 20,
+        a.passes.max(1)
+    );
+    println!("| statements | warm us | cold us | cold - warm us |");
+    println!("|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} |",
+            r.statements,
+            r.warm_us,
+            r.cold_us,
+            r.cold_us - r.warm_us
+        );
+    }
+    if a.shader_stats.is_some() {
+        // what the driver made of each size (the binary's bytes per statement)
+        let sources: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                let n = r.statements;
+                (
+                    format!("icache {n}"),
+                    crate::gpu::icache_probe::code_kernel(n),
+                )
+            })
+            .collect();
+        let stats =
+            crate::gpu::shader_stats::driver_statistics_of_sources(&ctx.info.name, &sources)?;
+        println!();
+        for s in stats {
+            for e in &s.executables {
+                let l: Vec<String> = e.stats.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                println!("| {} | {} | {} |", s.shader, e.name, l.join("; "));
+            }
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod attention;
 pub mod audio_kernels;
 pub mod buffers;
 mod context;
+pub mod icache_probe;
 mod kernels;
 mod matvec_q8;
 mod moe;

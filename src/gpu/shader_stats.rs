@@ -379,6 +379,25 @@ pub fn driver_statistics(
     Ok(out)
 }
 
+/// The driver's statistics for WGSL sources that are not in the pipeline table (the probes'
+/// generated kernels), each under its label.
+pub fn driver_statistics_of_sources(
+    adapter: &str,
+    sources: &[(String, String)],
+) -> Result<Vec<ShaderStats>> {
+    let dev = StatsDevice::open(adapter)?;
+    let mut out = Vec::new();
+    for (label, wgsl) in sources {
+        let code = compile(wgsl, &[]).map_err(|e| Error::Gpu(format!("shader `{label}`: {e}")))?;
+        out.push(ShaderStats {
+            shader: label.clone(),
+            constants: Vec::new(),
+            executables: dev.statistics(&code.spirv, &code.bindings)?,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

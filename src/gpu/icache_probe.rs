@@ -1,0 +1,187 @@
+//! What a kernel's instructions cost when they are not in any cache (session 15). A decode
+//! step streams ~200 MB of weights per layer through the GPU's L2 (60 MB on an H200), so by
+//! the time a layer's kernels run again their code has been pushed out with the data. The
+//! probe times a kernel of N straight-line multiply-adds (eight independent chains, so the
+//! math itself is short) after a dispatch that reads a buffer larger than the L2, and the same
+//! kernel back to back without it; the difference over N = 0 is what fetching N statements'
+//! code costs cold and warm. `omni bench-stream --icache` prints it.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// One code size: what its statements cost a dispatch beyond an empty kernel, microseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct IcacheRow {
+    pub statements: u32,
+    /// back to back: the code stays cached
+    pub warm_us: f64,
+    /// each run after a read of the flush buffer
+    pub cold_us: f64,
+}
+
+/// Eight accumulators, seeded from the invocation id so nothing folds, then `n` multiply-adds
+/// with distinct constants; stored only under a condition no value meets, so nothing is
+/// dropped.
+pub fn code_kernel(n: u32) -> String {
+    let mut s = String::from(
+        "@group(0) @binding(0) var<storage, read_write> sink: array<f32>;\n\
+         @compute @workgroup_size(256)\n\
+         fn main(@builtin(global_invocation_id) g: vec3<u32>) {\n\
+         let x = f32(g.x);\n",
+    );
+    for a in 0..8 {
+        s += &format!("var a{a} = x + {a}.0;\n");
+    }
+    for i in 0..n {
+        let c = 1.0 + (i + 1) as f64 * 1e-7;
+        let d = (i % 13) as f64 * 1e-3;
+        s += &format!("a{} = fma(a{}, {c:.9}, {d:.6});\n", i % 8, i % 8);
+    }
+    s += "let s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));\n\
+          if (s == 1.5e-38) { sink[g.x % 4u] = s; }\n}\n";
+    s
+}
+
+/// Reads the whole flush buffer (the same sink, so a barrier separates it from the code
+/// kernel).
+const FLUSH_KERNEL: &str = "@group(0) @binding(0) var<storage, read_write> sink: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<vec4<u32>>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
+    let stride = n.x * 256u;
+    var acc = vec4<u32>(0u);
+    for (var i = g.x; i < arrayLength(&src); i += stride) { acc = acc ^ src[i]; }
+    if (acc.x == 0x12345678u && acc.y == 7u) { sink[0] = 1.0; }
+}
+";
+
+fn pipeline(ctx: &GpuContext, label: &str, source: &str) -> wgpu::ComputePipeline {
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+    ctx.device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+}
+
+/// Times `sizes` (statements) with `workgroups` workgroups of 256 per code dispatch, a flush
+/// read of `flush_bytes` (capped by one storage binding), `reps` pairs per submission, the
+/// best of `passes`.
+pub fn measure(
+    ctx: &GpuContext,
+    sizes: &[u32],
+    workgroups: u32,
+    flush_bytes: u64,
+    reps: usize,
+    passes: usize,
+) -> Result<Vec<IcacheRow>> {
+    let limit = ctx.limits.max_storage_buffer_binding_size;
+    let flush_bytes = flush_bytes.min(limit) / 16 * 16;
+    if flush_bytes == 0 || reps == 0 {
+        return Err(Error::Gpu(
+            "the instruction-cache probe needs a flush buffer".into(),
+        ));
+    }
+    let sink = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("icache-sink"),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let src = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("icache-flush"),
+        size: flush_bytes,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let flush = pipeline(ctx, "icache-flush", FLUSH_KERNEL);
+    let flush_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("icache-flush"),
+        layout: &flush.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: sink.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: src.as_entire_binding(),
+            },
+        ],
+    });
+    let flush_groups = workgroups.max(1) * 4;
+    let time = |code: &wgpu::ComputePipeline, with_flush: bool| -> Result<f64> {
+        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("icache-code"),
+            layout: &code.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: sink.as_entire_binding(),
+            }],
+        });
+        let mut best = f64::INFINITY;
+        for pass in 0..passes.max(1) + 1 {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut cp = enc.begin_compute_pass(&Default::default());
+                for _ in 0..reps {
+                    if with_flush {
+                        cp.set_pipeline(&flush);
+                        cp.set_bind_group(0, &flush_bind, &[]);
+                        cp.dispatch_workgroups(flush_groups, 1, 1);
+                    }
+                    cp.set_pipeline(code);
+                    cp.set_bind_group(0, &bind, &[]);
+                    cp.dispatch_workgroups(workgroups.max(1), 1, 1);
+                }
+            }
+            let commands = enc.finish();
+            let t = Instant::now();
+            ctx.queue.submit([commands]);
+            ctx.wait()?;
+            // the first pass only warms the pipelines and the submission path
+            if pass > 0 {
+                best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+            }
+        }
+        Ok(best)
+    };
+    let empty = pipeline(ctx, "icache-code-0", &code_kernel(0));
+    let (warm0, cold0) = (time(&empty, false)?, time(&empty, true)?);
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let code = pipeline(ctx, &format!("icache-code-{n}"), &code_kernel(n));
+        let (warm, cold) = (time(&code, false)?, time(&code, true)?);
+        rows.push(IcacheRow {
+            statements: n,
+            warm_us: (warm - warm0) * 1e6,
+            cold_us: (cold - cold0) * 1e6,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_kernel;
+
+    #[test]
+    fn the_code_kernel_parses_with_its_statements() {
+        let src = code_kernel(20);
+        let module = naga::front::wgsl::parse_str(&src).expect("valid WGSL");
+        assert_eq!(module.entry_points.len(), 1);
+        assert_eq!(src.matches("fma(").count(), 20);
+        assert!(naga::front::wgsl::parse_str(super::FLUSH_KERNEL).is_ok());
+    }
+}
