@@ -2,9 +2,10 @@
 //! step streams ~200 MB of weights per layer through the GPU's L2 (60 MB on an H200), so by
 //! the time a layer's kernels run again their code has been pushed out with the data. The
 //! probe times a kernel of N straight-line multiply-adds (eight independent chains, so the
-//! math itself is short) after a dispatch that reads a buffer larger than the L2, and the same
-//! kernel back to back without it; the difference over N = 0 is what fetching N statements'
-//! code costs cold and warm. `omni bench-stream --icache` prints it.
+//! math itself is short) after a dispatch that reads a buffer larger than the L2 (and, in a
+//! third column, after that and a large kernel of other code, which also empties the SMs'
+//! instruction caches), and the same kernel back to back; the difference over N = 0 is what
+//! fetching N statements' code costs cold and warm. `omni bench-stream --icache` prints it.
 
 use std::time::Instant;
 
@@ -19,12 +20,24 @@ pub struct IcacheRow {
     pub warm_us: f64,
     /// each run after a read of the flush buffer
     pub cold_us: f64,
+    /// each run after that read and another kernel of `EVICTOR` statements (other code)
+    pub colder_us: f64,
 }
+
+/// Statements of the kernel run between two of the measured ones in `colder_us`: ~160 KB of
+/// code on an H200, beyond an SM's instruction caches
+const EVICTOR: u32 = 6000;
 
 /// Eight accumulators, seeded from the invocation id so nothing folds, then `n` multiply-adds
 /// with distinct constants; stored only under a condition no value meets, so nothing is
 /// dropped.
 pub fn code_kernel(n: u32) -> String {
+    code_kernel_seeded(n, 0)
+}
+
+/// The same with other constants (`seed` > 0): different code of the same shape, so running
+/// it pushes the first out of the SMs' instruction caches, which a data stream does not touch.
+fn code_kernel_seeded(n: u32, seed: u32) -> String {
     let mut s = String::from(
         "@group(0) @binding(0) var<storage, read_write> sink: array<f32>;\n\
          @compute @workgroup_size(256)\n\
@@ -35,8 +48,8 @@ pub fn code_kernel(n: u32) -> String {
         s += &format!("var a{a} = x + {a}.0;\n");
     }
     for i in 0..n {
-        let c = 1.0 + (i + 1) as f64 * 1e-7;
-        let d = (i % 13) as f64 * 1e-3;
+        let c = 1.0 + (i + 1) as f64 * 1e-7 + seed as f64 * 1e-4;
+        let d = (i % 13) as f64 * 1e-3 + seed as f64 * 1e-2;
         s += &format!("a{} = fma(a{}, {c:.9}, {d:.6});\n", i % 8, i % 8);
     }
     s += "let s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));\n\
@@ -121,7 +134,17 @@ pub fn measure(
         ],
     });
     let flush_groups = workgroups.max(1) * 4;
-    let time = |code: &wgpu::ComputePipeline, with_flush: bool| -> Result<f64> {
+    let evictor = pipeline(ctx, "icache-evictor", &code_kernel_seeded(EVICTOR, 1));
+    let evictor_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("icache-evictor"),
+        layout: &evictor.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: sink.as_entire_binding(),
+        }],
+    });
+    // flush: 0 none, 1 the data read, 2 the data read and the evictor's code
+    let time = |code: &wgpu::ComputePipeline, flush_level: u32| -> Result<f64> {
         let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("icache-code"),
             layout: &code.get_bind_group_layout(0),
@@ -136,10 +159,15 @@ pub fn measure(
             {
                 let mut cp = enc.begin_compute_pass(&Default::default());
                 for _ in 0..reps {
-                    if with_flush {
+                    if flush_level > 0 {
                         cp.set_pipeline(&flush);
                         cp.set_bind_group(0, &flush_bind, &[]);
                         cp.dispatch_workgroups(flush_groups, 1, 1);
+                    }
+                    if flush_level > 1 {
+                        cp.set_pipeline(&evictor);
+                        cp.set_bind_group(0, &evictor_bind, &[]);
+                        cp.dispatch_workgroups(workgroups.max(1), 1, 1);
                     }
                     cp.set_pipeline(code);
                     cp.set_bind_group(0, &bind, &[]);
@@ -158,15 +186,16 @@ pub fn measure(
         Ok(best)
     };
     let empty = pipeline(ctx, "icache-code-0", &code_kernel(0));
-    let (warm0, cold0) = (time(&empty, false)?, time(&empty, true)?);
+    let base = [time(&empty, 0)?, time(&empty, 1)?, time(&empty, 2)?];
     let mut rows = Vec::new();
     for &n in sizes {
         let code = pipeline(ctx, &format!("icache-code-{n}"), &code_kernel(n));
-        let (warm, cold) = (time(&code, false)?, time(&code, true)?);
+        let t = [time(&code, 0)?, time(&code, 1)?, time(&code, 2)?];
         rows.push(IcacheRow {
             statements: n,
-            warm_us: (warm - warm0) * 1e6,
-            cold_us: (cold - cold0) * 1e6,
+            warm_us: (t[0] - base[0]) * 1e6,
+            cold_us: (t[1] - base[1]) * 1e6,
+            colder_us: (t[2] - base[2]) * 1e6,
         });
     }
     Ok(rows)
