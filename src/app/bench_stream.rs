@@ -367,23 +367,26 @@ fn icache(ctx: &crate::gpu::GpuContext, a: &BenchStreamArgs) -> Result<()> {
     println!(
         "\nWhat N straight-line multiply-adds (8 chains) cost a 264-workgroup dispatch beyond an \
          empty one: back to back (warm), after a {} MB read, and after that read and a kernel of \
-         6000 other statements; best of {} passes:\n",
+         6000 other statements; and the same statements behind a branch no run takes (in the \
+         binary, not run); best of {} passes:\n",
         flush >> 20,
         a.passes.max(1)
     );
     println!(
         "| statements | warm us | after the read us | after the read and other code us | \
-         the last - warm us |"
+         the last - warm us | not run: warm us | not run: after the read and other code us |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             r.statements,
             r.warm_us,
             r.cold_us,
             r.colder_us,
-            r.colder_us - r.warm_us
+            r.colder_us - r.warm_us,
+            r.skipped_warm_us,
+            r.skipped_colder_us
         );
     }
     if a.shader_stats.is_some() {

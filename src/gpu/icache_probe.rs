@@ -22,6 +22,10 @@ pub struct IcacheRow {
     pub cold_us: f64,
     /// each run after that read and another kernel of `EVICTOR` statements (other code)
     pub colder_us: f64,
+    /// the statements behind a branch no run takes (in the binary, never executed): back to
+    /// back, and after the read and the other code, beyond such a kernel of 8 statements
+    pub skipped_warm_us: f64,
+    pub skipped_colder_us: f64,
 }
 
 /// Statements of the kernel run between two of the measured ones in `colder_us`: ~160 KB of
@@ -32,12 +36,14 @@ const EVICTOR: u32 = 6000;
 /// with distinct constants; stored only under a condition no value meets, so nothing is
 /// dropped.
 pub fn code_kernel(n: u32) -> String {
-    code_kernel_seeded(n, 0)
+    code_kernel_seeded(n, 0, false)
 }
 
 /// The same with other constants (`seed` > 0): different code of the same shape, so running
 /// it pushes the first out of the SMs' instruction caches, which a data stream does not touch.
-fn code_kernel_seeded(n: u32, seed: u32) -> String {
+/// `skipped`: the statements behind a test of a word no run writes (the compiler cannot fold
+/// it), so the binary holds them and no invocation runs them.
+fn code_kernel_seeded(n: u32, seed: u32, skipped: bool) -> String {
     let mut s = String::from(
         "@group(0) @binding(0) var<storage, read_write> sink: array<f32>;\n\
          @compute @workgroup_size(256)\n\
@@ -47,10 +53,16 @@ fn code_kernel_seeded(n: u32, seed: u32) -> String {
     for a in 0..8 {
         s += &format!("var a{a} = x + {a}.0;\n");
     }
+    if skipped {
+        s += "if (sink[1] == 12345.0) {\n";
+    }
     for i in 0..n {
         let c = 1.0 + (i + 1) as f64 * 1e-7 + seed as f64 * 1e-4;
         let d = (i % 13) as f64 * 1e-3 + seed as f64 * 1e-2;
         s += &format!("a{} = fma(a{}, {c:.9}, {d:.6});\n", i % 8, i % 8);
+    }
+    if skipped {
+        s += "}\n";
     }
     s += "let s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));\n\
           if (s == 1.5e-38) { sink[g.x % 4u] = s; }\n}\n";
@@ -134,7 +146,11 @@ pub fn measure(
         ],
     });
     let flush_groups = workgroups.max(1) * 4;
-    let evictor = pipeline(ctx, "icache-evictor", &code_kernel_seeded(EVICTOR, 1));
+    let evictor = pipeline(
+        ctx,
+        "icache-evictor",
+        &code_kernel_seeded(EVICTOR, 1, false),
+    );
     let evictor_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("icache-evictor"),
         layout: &evictor.get_bind_group_layout(0),
@@ -187,15 +203,25 @@ pub fn measure(
     };
     let empty = pipeline(ctx, "icache-code-0", &code_kernel(0));
     let base = [time(&empty, 0)?, time(&empty, 1)?, time(&empty, 2)?];
+    let small = pipeline(ctx, "icache-skip-8", &code_kernel_seeded(8, 0, true));
+    let skip_base = [time(&small, 0)?, time(&small, 2)?];
     let mut rows = Vec::new();
     for &n in sizes {
         let code = pipeline(ctx, &format!("icache-code-{n}"), &code_kernel(n));
         let t = [time(&code, 0)?, time(&code, 1)?, time(&code, 2)?];
+        let skip = pipeline(
+            ctx,
+            &format!("icache-skip-{n}"),
+            &code_kernel_seeded(n, 0, true),
+        );
+        let ts = [time(&skip, 0)?, time(&skip, 2)?];
         rows.push(IcacheRow {
             statements: n,
             warm_us: (t[0] - base[0]) * 1e6,
             cold_us: (t[1] - base[1]) * 1e6,
             colder_us: (t[2] - base[2]) * 1e6,
+            skipped_warm_us: (ts[0] - skip_base[0]) * 1e6,
+            skipped_colder_us: (ts[1] - skip_base[1]) * 1e6,
         });
     }
     Ok(rows)
@@ -211,6 +237,9 @@ mod tests {
         let module = naga::front::wgsl::parse_str(&src).expect("valid WGSL");
         assert_eq!(module.entry_points.len(), 1);
         assert_eq!(src.matches("fma(").count(), 20);
+        let skipped = super::code_kernel_seeded(20, 1, true);
+        assert!(naga::front::wgsl::parse_str(&skipped).is_ok());
+        assert_eq!(skipped.matches("fma(").count(), 20);
         assert!(naga::front::wgsl::parse_str(super::FLUSH_KERNEL).is_ok());
     }
 }
