@@ -122,8 +122,10 @@ pub struct Tuning {
     /// runs 7: off is faster although it runs more instructions: 30B-A3B Q8_0 decode
     /// 399.1-399.8 -> 404.8-405.0 tok/s, moe_router 16.9 -> 13.1 us a call and moe_route 12.0
     /// -> 8.7 us (serialised profile). Only the token's last workgroup runs the routing, on
-    /// code no other workgroup ran, after a weight stream that has pushed it out of L2: the
-    /// unrolled loop's 7 KB more code cost more in instruction fetch than the loop's compares
+    /// code the step's other kernels have pushed out of the SM's instruction caches, and code
+    /// run cold costs ~0.27 us per KB on an H200 (`omni bench-stream --icache`, s15 runs
+    /// 12, 15): the unrolled loop's 10 KB more (26.4 vs 16.5 KB, same registers, no stack)
+    /// cost ~2.6 us a layer, more than the loop's compares
     pub route_fixed_e: bool,
     /// invocations per moe_router workgroup (32-1024, a power of two): one router row per
     /// subgroup, so fewer invocations spread the rows over more workgroups
