@@ -151,24 +151,21 @@ pub fn measure(
         "icache-evictor",
         &code_kernel_seeded(EVICTOR, 1, false),
     );
-    let evictor_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("icache-evictor"),
-        layout: &evictor.get_bind_group_layout(0),
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: sink.as_entire_binding(),
-        }],
-    });
-    // flush: 0 none, 1 the data read, 2 the data read and the evictor's code
-    let time = |code: &wgpu::ComputePipeline, flush_level: u32| -> Result<f64> {
-        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+    // the code kernels' one binding: the shared sink
+    let sink_bind = |code: &wgpu::ComputePipeline| {
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("icache-code"),
             layout: &code.get_bind_group_layout(0),
             entries: &[wgpu::BindGroupEntry {
                 binding: 0,
                 resource: sink.as_entire_binding(),
             }],
-        });
+        })
+    };
+    let evictor_bind = sink_bind(&evictor);
+    // flush: 0 none, 1 the data read, 2 the data read and the evictor's code
+    let time = |code: &wgpu::ComputePipeline, flush_level: u32| -> Result<f64> {
+        let bind = sink_bind(code);
         let mut best = f64::INFINITY;
         for pass in 0..passes.max(1) + 1 {
             let mut enc = ctx.device.create_command_encoder(&Default::default());
