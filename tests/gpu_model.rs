@@ -342,6 +342,15 @@ fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
             ..fused_tuning
         };
         let mut tailed = Qwen3Gpu::new_tuned(&ctx, &cpu, long, tail).unwrap();
+        // ... and both with the QK-norms' sums of squares in two steps (NSPLIT): another
+        // summation order, so against the CPU within the Q8_0 budget
+        let nsplit = |t: qwen_omni::gpu::Tuning| qwen_omni::gpu::Tuning {
+            attn_nsplit: true,
+            ..t
+        };
+        let mut fused_ns = Qwen3Gpu::new_tuned(&ctx, &cpu, long, nsplit(fused_tuning)).unwrap();
+        let mut apart_ns =
+            Qwen3Gpu::new_tuned(&ctx, &cpu, long, nsplit(Default::default())).unwrap();
         let layers = cpu.config.num_hidden_layers;
         assert!(fused.q8_chained_attention(), "{name}");
         assert_eq!(
@@ -356,6 +365,8 @@ fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
         fused.prefill(&ids, None).unwrap();
         apart.prefill(&ids, None).unwrap();
         tailed.prefill(&ids, None).unwrap();
+        fused_ns.prefill(&ids, None).unwrap();
+        apart_ns.prefill(&ids, None).unwrap();
         let mut next = qwen_omni::cpu::argmax(&want) as u32;
         let steps = 150;
         let mut flips = 0;
@@ -378,6 +389,11 @@ fn o_proj_inside_the_attention_dispatch_matches_its_own_dispatch() {
             );
             let t = tailed.decode(Some(next), true).unwrap();
             assert_eq!(t, got, "tail prefetch, {what}");
+            for (m, how) in [(&mut fused_ns, "fused"), (&mut apart_ns, "apart")] {
+                let ns = m.decode(Some(next), true).unwrap();
+                let budget = common::tol::Q8_LOGITS_REL;
+                assert_close(&format!("{how} NSPLIT vs CPU, {what}"), &ns, &want, budget);
+            }
             next = qwen_omni::cpu::argmax(&want) as u32;
         }
         let most = steps * common::tol::CHAIN_FLIP_STEPS_PERCENT / 100;

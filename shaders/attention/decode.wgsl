@@ -31,6 +31,11 @@ override NOP: bool = false;
 // what each stage adds to a decode step; the registers a stage would use are consumed, so
 // their loads stay)
 override STOP: u32 = 0u;
+// NSPLIT (FUSED_QK, HD a multiple of 16): the QK-norms' sums of squares in two steps, a vec4
+// of the head per invocation into workgroup memory, then V4 / 4 loads per sum, instead of
+// every invocation summing the whole head itself: about a fifth of that code, which each
+// dispatch runs cold (`omni bench-stream --icache`; `Tuning::attn_nsplit`)
+override NSPLIT: bool = false;
 override HD: u32 = 128u;        // head_dim: a multiple of 4, at most 256
 override V4: u32 = HD / 4u;     // vec4 per cache row
 // invocations and cache rows per workgroup: 512 and 128 for HD <= 128 (contexts up to 128 rows
@@ -81,6 +86,7 @@ var<workgroup> chunk_max: f32;              // the chunk's max score
 var<workgroup> last_flag: u32;              // 1 in the head's last chunk to finish
 var<workgroup> kn: array<vec4<f32>, 64>;    // FUSED_QK: the new key row (normed, rotated)
 var<workgroup> vn: array<vec4<f32>, 64>;    // FUSED_QK: the new value row
+var<workgroup> nss: array<vec4<f32>, 32>;   // NSPLIT: squares summed per vec4, q's then k's
 
 fn raw_at(at: u32, i: u32) -> f32 {
     return raw[at + i / 4u][i % 4u];
@@ -105,6 +111,14 @@ fn inv_rms(at: u32) -> f32 {
 
 // element i of the RMS-normalised (weight wi, partner weight wp) and rotated head at raw[at..]
 // for cos/sin (c, s): the first half pairs with the second
+// NSPLIT: 1 / rms from the per-vec4 sums at nss[b4 ..] (V4 of them, four to a vec4)
+fn inv_rms_split(b4: u32) -> f32 {
+    var s4 = vec4<f32>(0.0);
+    for (var i = 0u; i < V4 / 4u; i++) { s4 = s4 + nss[b4 + i]; }
+    let ss = (s4.x + s4.y) + (s4.z + s4.w);
+    return 1.0 / sqrt(ss / f32(HD) + bitcast<f32>(p.eps_bits));
+}
+
 fn rotated(at: u32, i: u32, inv: f32, wi: f32, wp: f32, c: f32, s: f32) -> f32 {
     let half = HD / 2u;
     let x = raw_at(at, i) * inv * wi;
@@ -256,12 +270,26 @@ fn attend(li: u32, h: u32, c: u32) -> bool {
             }
         }
         workgroupBarrier();
+        var inv_q = 0.0;
+        var inv_k = 0.0;
+        if (NSPLIT) {
+            // invocation i < 2 V4: vec4 i of q's head, then of k's (raw from vec4 64)
+            if (li < 2u * V4) {
+                let a = raw[select(li, 64u + li - V4, li >= V4)];
+                nss[li / 4u][li % 4u] = dot(a, a);
+            }
+            workgroupBarrier();
+            inv_q = inv_rms_split(0u);
+            inv_k = inv_rms_split(V4 / 4u);
+        }
         if (li < HD) {
-            let rq = rotated(0u, li, inv_rms(0u), wq, wqp, cv, sv);
+            if (!NSPLIT) { inv_q = inv_rms(0u); }
+            let rq = rotated(0u, li, inv_q, wq, wqp, cv, sv);
             qs[li / 4u][li % 4u] = rq * scale;
             if (stores_new) {
                 // every workgroup of the kv head stores the same values
-                let rk = rotated(64u, li, inv_rms(64u), wk, wkp, cv, sv);
+                if (!NSPLIT) { inv_k = inv_rms(64u); }
+                let rk = rotated(64u, li, inv_k, wk, wkp, cv, sv);
                 let dst = (pos * p.kv_heads + kvh) * V4 + li / 4u;
                 kc[dst][li % 4u] = rk;
                 vc[dst][li % 4u] = v;

@@ -205,6 +205,14 @@ impl Kernels {
             qout_const,
             // a measurement knob (0 runs it all)
             ("STOP", self.debug.attn_stop as f64),
+            (
+                "NSPLIT",
+                if self.tuning.attn_nsplit && head_dim.is_multiple_of(16) {
+                    1.0
+                } else {
+                    0.0
+                },
+            ),
         ];
         let mut bufs = vec![
             &q.buffer,

@@ -127,6 +127,10 @@ pub struct Tuning {
     /// 12, 15): the unrolled loop's 10 KB more (26.4 vs 16.5 KB, same registers, no stack)
     /// cost ~2.6 us a layer, more than the loop's compares
     pub route_fixed_e: bool,
+    /// the decode attention's QK-norms sum their squares in two steps through workgroup
+    /// memory instead of each invocation summing the head (decode.wgsl NSPLIT,
+    /// `OMNI_ATTN_NSPLIT`; head_dim a multiple of 16)
+    pub attn_nsplit: bool,
     /// invocations per moe_router workgroup (32-1024, a power of two): one router row per
     /// subgroup, so fewer invocations spread the rows over more workgroups
     /// (`OMNI_ROUTER_WG`)
@@ -183,6 +187,7 @@ impl Default for Tuning {
             router_pre: true,
             route_fixed_e: false,
             router_wg: 256,
+            attn_nsplit: false,
             gather_tile: 32,
             // H200, session 4: the 30B-A3B o_proj at 500 tokens (128 tiles) split in 3: prefill
             // 2957 -> 3035 tok/s; the 8B's 256-tile matmuls split: -5%
@@ -235,6 +240,10 @@ impl Tuning {
             // 402.2-404.9 tok/s, with the run-time expert count 404.8-405.0 -> 406.2 (32 or
             // 64 invocations: 376-394; 512: level)
             d.router_wg = 128;
+            // H200, s15 run 17: the QK-norms' sums of squares in two steps (less code run once
+            // per dispatch; 110 -> 102 registers): 30B-A3B Q8_0 407.3-407.6 -> 412.0-412.4
+            // tok/s (attn_oproj), 8B level (its attention sits beside the o_proj prefetch)
+            d.attn_nsplit = true;
         }
         Self::from_env_over(d)
     }
@@ -297,6 +306,7 @@ impl Tuning {
             gather_tile: get("OMNI_GATHER_TILE", &[32, 64], d.gather_tile),
             split_max_tiles: num("OMNI_SPLIT_MAX_TILES").unwrap_or(d.split_max_tiles),
             small_t: num("OMNI_SMALL_T").unwrap_or(d.small_t),
+            attn_nsplit: flag("OMNI_ATTN_NSPLIT", d.attn_nsplit),
         }
     }
 }
