@@ -127,7 +127,8 @@ enum Command {
         #[arg(long)]
         adapter: Option<String>,
         /// After the run, what the Vulkan driver compiled for the probe's pipelines whose
-        /// shader name contains this (as `omni bench --shader-stats`)
+        /// shader name contains this (as `omni bench --shader-stats`); with --icache, for
+        /// every code size of the probe, whatever the filter
         #[arg(long, value_name = "FILTER")]
         shader_stats: Option<String>,
         /// Instead: what a kernel's code costs when a weight stream has pushed it out of the

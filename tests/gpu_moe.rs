@@ -86,10 +86,11 @@ fn moe_routing_on_the_device_matches_the_cpu_route() {
             .map(|i| ((i * 7919 % 1000) as f32 / 100.0).sin() * 3.0)
             .collect();
         let gl = GpuBuffer::from_f32(&ctx, &logits, "logits").unwrap();
-        let ids = GpuBuffer::zeros(&ctx, t * top_k, "ids").unwrap();
-        let w = GpuBuffer::zeros(&ctx, t * top_k, "w").unwrap();
-        // the expert count as a pipeline constant (an unrolled rank loop) and at run time
+        // the expert count as a pipeline constant (an unrolled rank loop) and at run time,
+        // each into buffers of its own (nothing left from the other to pass on)
         for fixed_e in [true, false] {
+            let ids = GpuBuffer::zeros(&ctx, t * top_k, "ids").unwrap();
+            let w = GpuBuffer::zeros(&ctx, t * top_k, "w").unwrap();
             k.tuning.route_fixed_e = fixed_e;
             let op = k.moe_route(&gl, experts, top_k, renorm, &ids, &w).unwrap();
             let (got_ids, got_w) = run_route(&k, &op, t, &ids, &w, top_k);

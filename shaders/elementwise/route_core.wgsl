@@ -9,7 +9,8 @@
 // k arg-max rounds cost 20 us per layer on an H200).
 // The rank loop reads the probabilities four at a time (padded with -1, below any of them).
 // E, when not 0, is the expert count as a pipeline constant (a fixed trip count the compiler
-// unrolls); `OMNI_ROUTE_E=0` reads it at run time instead.
+// unrolls; `OMNI_ROUTE_E=1`); by default it is read at run time: the loop is less code, and
+// this code runs once per dispatch, cold (`Tuning::route_fixed_e`).
 override RENORM: bool = true;
 override E: u32 = 0u;
 override WG: u32 = 256u;

@@ -355,7 +355,7 @@ pub fn run(a: &BenchStreamArgs) -> Result<()> {
 /// and back to back (gpu/icache_probe.rs).
 fn icache(ctx: &crate::gpu::GpuContext, a: &BenchStreamArgs) -> Result<()> {
     // 264 workgroups: two per SM on an H200, as the barrier probe; 32 pairs a submission
-    let flush = a.buffer_bytes.min(256 << 20);
+    let flush = crate::gpu::icache_probe::flush_size(ctx, a.buffer_bytes.min(256 << 20));
     let rows = crate::gpu::icache_probe::measure(
         ctx,
         &[250, 500, 1000, 2000, 4000],
@@ -366,10 +366,10 @@ fn icache(ctx: &crate::gpu::GpuContext, a: &BenchStreamArgs) -> Result<()> {
     )?;
     println!(
         "\nWhat N straight-line multiply-adds (8 chains) cost a 264-workgroup dispatch beyond an \
-         empty one: back to back (warm), after a {} MB read, and after that read and a kernel of \
+         empty one: back to back (warm), after a {:.1} MB read, and after that read and a kernel of \
          6000 other statements; and the same statements behind a branch no run takes (in the \
          binary, not run); best of {} passes:\n",
-        flush >> 20,
+        flush as f64 / f64::from(1 << 20),
         a.passes.max(1)
     );
     println!(

@@ -100,9 +100,20 @@ fn pipeline(ctx: &GpuContext, label: &str, source: &str) -> wgpu::ComputePipelin
         })
 }
 
+/// The flush read's size for a wish of `flush_bytes`: capped by one storage binding and one
+/// buffer, in whole 16-byte words.
+pub fn flush_size(ctx: &GpuContext, flush_bytes: u64) -> u64 {
+    let l = &ctx.limits;
+    flush_bytes
+        .min(l.max_storage_buffer_binding_size)
+        .min(l.max_buffer_size)
+        / 16
+        * 16
+}
+
 /// Times `sizes` (statements) with `workgroups` workgroups of 256 per code dispatch, a flush
-/// read of `flush_bytes` (capped by one storage binding), `reps` pairs per submission, the
-/// best of `passes`.
+/// read of `flush_bytes` (as `flush_size` caps it), `reps` pairs per submission, the best of
+/// `passes`.
 pub fn measure(
     ctx: &GpuContext,
     sizes: &[u32],
@@ -111,8 +122,7 @@ pub fn measure(
     reps: usize,
     passes: usize,
 ) -> Result<Vec<IcacheRow>> {
-    let limit = ctx.limits.max_storage_buffer_binding_size;
-    let flush_bytes = flush_bytes.min(limit) / 16 * 16;
+    let flush_bytes = flush_size(ctx, flush_bytes);
     if flush_bytes == 0 || reps == 0 {
         return Err(Error::Gpu(
             "the instruction-cache probe needs a flush buffer".into(),

@@ -58,15 +58,18 @@ impl Kernels {
         }
         let info = &self.ctx.info;
         // invocations per workgroup (`Tuning::router_wg`; 256: eight subgroups of 32, a
-        // router row each, 16 workgroups for 128 experts), within the adapter's limit
+        // router row each, 16 workgroups for 128 experts), within the adapter's limits and in
+        // whole subgroups (the reductions count WG / subgroup size of them)
+        let sg = info.subgroup_max_size.max(1);
         let wg = self
             .tuning
             .router_wg
             .min(lim.max_compute_invocations_per_workgroup)
-            .max(info.subgroup_max_size.max(1));
+            .min(lim.max_compute_workgroup_size_x);
+        let wg = (wg - wg % sg).max(sg);
         // rows per workgroup: one per subgroup, counted with the largest subgroup size the
         // driver may pick (smaller subgroups make more rows per workgroup, never fewer)
-        let rows_per_wg = (wg / info.subgroup_max_size.max(1)).max(1) as usize;
+        let rows_per_wg = (wg / sg).max(1) as usize;
         let blocks = experts.div_ceil(rows_per_wg) as u32;
         let max_t = logits.len / experts.max(1);
         if max_t == 0 || blocks > 65535 {
