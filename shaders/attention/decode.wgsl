@@ -104,21 +104,24 @@ fn inv_rms(at: u32) -> f32 {
         sb = sb + raw[at + i + 1u] * raw[at + i + 1u];
     }
     if (V4 % 2u == 1u) { sa = sa + raw[at + V4 - 1u] * raw[at + V4 - 1u]; }
-    let s4 = sa + sb;
+    return inv_rms_of(sa + sb);
+}
+
+// NSPLIT: 1 / rms from the per-vec4 sums at nss[b4 ..] (V4 of them, four to a vec4)
+fn inv_rms_split(b4: u32) -> f32 {
+    var s4 = vec4<f32>(0.0);
+    for (var i = 0u; i < V4 / 4u; i++) { s4 = s4 + nss[b4 + i]; }
+    return inv_rms_of(s4);
+}
+
+// 1 / rms of a head whose squares sum to the four lanes of s4, with the QK-norm eps
+fn inv_rms_of(s4: vec4<f32>) -> f32 {
     let ss = (s4.x + s4.y) + (s4.z + s4.w);
     return 1.0 / sqrt(ss / f32(HD) + bitcast<f32>(p.eps_bits));
 }
 
 // element i of the RMS-normalised (weight wi, partner weight wp) and rotated head at raw[at..]
 // for cos/sin (c, s): the first half pairs with the second
-// NSPLIT: 1 / rms from the per-vec4 sums at nss[b4 ..] (V4 of them, four to a vec4)
-fn inv_rms_split(b4: u32) -> f32 {
-    var s4 = vec4<f32>(0.0);
-    for (var i = 0u; i < V4 / 4u; i++) { s4 = s4 + nss[b4 + i]; }
-    let ss = (s4.x + s4.y) + (s4.z + s4.w);
-    return 1.0 / sqrt(ss / f32(HD) + bitcast<f32>(p.eps_bits));
-}
-
 fn rotated(at: u32, i: u32, inv: f32, wi: f32, wp: f32, c: f32, s: f32) -> f32 {
     let half = HD / 2u;
     let x = raw_at(at, i) * inv * wi;
