@@ -324,7 +324,15 @@ pub(crate) fn print_shader_stats(ctx: &GpuContext, filter: &str) -> Result<()> {
         .into_iter()
         .filter(|(n, _)| n.contains(filter))
         .collect();
-    let stats = crate::gpu::shader_stats::driver_statistics(&ctx.info.name, &built)?;
+    print_stats_table(&crate::gpu::shader_stats::driver_statistics(
+        &ctx.info.name,
+        &built,
+    )?);
+    Ok(())
+}
+
+/// The driver's statistics as a table: a row per executable of each pipeline.
+pub(crate) fn print_stats_table(stats: &[crate::gpu::shader_stats::ShaderStats]) {
     println!();
     println!("Pipelines as the driver compiled them (VK_KHR_pipeline_executable_properties):");
     println!();
@@ -348,7 +356,6 @@ pub(crate) fn print_shader_stats(ctx: &GpuContext, filter: &str) -> Result<()> {
             );
         }
     }
-    Ok(())
 }
 
 pub(crate) fn print_kernels(title: &str, k: &[crate::gpu::KernelTiming]) {

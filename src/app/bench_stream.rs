@@ -401,15 +401,9 @@ fn icache(ctx: &crate::gpu::GpuContext, a: &BenchStreamArgs) -> Result<()> {
                 )
             })
             .collect();
-        let stats =
-            crate::gpu::shader_stats::driver_statistics_of_sources(&ctx.info.name, &sources)?;
-        println!();
-        for s in stats {
-            for e in &s.executables {
-                let l: Vec<String> = e.stats.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-                println!("| {} | {} | {} |", s.shader, e.name, l.join("; "));
-            }
-        }
+        super::bench_gpu::print_stats_table(
+            &crate::gpu::shader_stats::driver_statistics_of_sources(&ctx.info.name, &sources)?,
+        );
     }
     Ok(())
 }

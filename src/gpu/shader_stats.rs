@@ -363,20 +363,14 @@ pub fn driver_statistics(
     pipelines: &[(String, Vec<(String, f64)>)],
 ) -> Result<Vec<ShaderStats>> {
     let dev = StatsDevice::open(adapter)?;
-    let mut out = Vec::new();
-    for (shader, constants) in pipelines {
-        let c: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        let wgsl = crate::gpu::pipelines::shader_source(shader, &c)?;
-        let code =
-            compile(&wgsl, constants).map_err(|e| Error::Gpu(format!("shader `{shader}`: {e}")))?;
-        let executables = dev.statistics(&code.spirv, &code.bindings)?;
-        out.push(ShaderStats {
-            shader: shader.clone(),
-            constants: constants.clone(),
-            executables,
-        });
-    }
-    Ok(out)
+    pipelines
+        .iter()
+        .map(|(shader, constants)| {
+            let c: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let wgsl = crate::gpu::pipelines::shader_source(shader, &c)?;
+            dev.shader_stats(shader, &wgsl, constants)
+        })
+        .collect()
 }
 
 /// The driver's statistics for WGSL sources that are not in the pipeline table (the probes'
@@ -386,16 +380,29 @@ pub fn driver_statistics_of_sources(
     sources: &[(String, String)],
 ) -> Result<Vec<ShaderStats>> {
     let dev = StatsDevice::open(adapter)?;
-    let mut out = Vec::new();
-    for (label, wgsl) in sources {
-        let code = compile(wgsl, &[]).map_err(|e| Error::Gpu(format!("shader `{label}`: {e}")))?;
-        out.push(ShaderStats {
-            shader: label.clone(),
-            constants: Vec::new(),
-            executables: dev.statistics(&code.spirv, &code.bindings)?,
-        });
+    sources
+        .iter()
+        .map(|(label, wgsl)| dev.shader_stats(label, wgsl, &[]))
+        .collect()
+}
+
+impl StatsDevice {
+    /// One pipeline's statistics: `wgsl` with `constants` applied, built on this device,
+    /// reported under `label`.
+    fn shader_stats(
+        &self,
+        label: &str,
+        wgsl: &str,
+        constants: &[(String, f64)],
+    ) -> Result<ShaderStats> {
+        let code =
+            compile(wgsl, constants).map_err(|e| Error::Gpu(format!("shader `{label}`: {e}")))?;
+        Ok(ShaderStats {
+            shader: label.to_string(),
+            constants: constants.to_vec(),
+            executables: self.statistics(&code.spirv, &code.bindings)?,
+        })
     }
-    Ok(out)
 }
 
 #[cfg(test)]
