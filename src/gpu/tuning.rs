@@ -356,29 +356,21 @@ impl DebugKnobs {
                 })
                 .unwrap_or_default()
         };
+        // a stage or mode number in 1..=max, else 0 (unset, unparsable or out of range)
+        let ranged = |key: &str, max: u32| {
+            std::env::var(key)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (1..=max).contains(v))
+                .unwrap_or(0)
+        };
         DebugKnobs {
             skip: list("OMNI_DEBUG_SKIP"),
             nop: list("OMNI_DEBUG_NOP"),
-            attn_stop: std::env::var("OMNI_DEBUG_ATTN_STOP")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=3).contains(v))
-                .unwrap_or(0),
-            oproj_mode: std::env::var("OMNI_DEBUG_OPROJ_MODE")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=5).contains(v))
-                .unwrap_or(0),
-            persist_mode: std::env::var("OMNI_DEBUG_PERSIST_MODE")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=127).contains(v))
-                .unwrap_or(0),
-            router_stop: std::env::var("OMNI_DEBUG_ROUTER_STOP")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                .filter(|v| (1..=5).contains(v))
-                .unwrap_or(0),
+            attn_stop: ranged("OMNI_DEBUG_ATTN_STOP", 3),
+            oproj_mode: ranged("OMNI_DEBUG_OPROJ_MODE", 5),
+            persist_mode: ranged("OMNI_DEBUG_PERSIST_MODE", 127),
+            router_stop: ranged("OMNI_DEBUG_ROUTER_STOP", 5),
         }
     }
 
